@@ -1,0 +1,298 @@
+//! The wire format: Confluent Schema Registry framing around Avro binary.
+//!
+//! A value is `0x00`, a 4-byte big-endian schema id, then the Avro binary datum written with
+//! that schema. Decoding checks the length before reading the header, resolves the writer
+//! schema by id (cached), reads the datum with schema resolution into the reader's schema,
+//! converts it to the Rust record and validates its content. Each failure is a typed
+//! [`DecodeError`] whose [`DecodeError::reason`] is the dead-letter reason.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use dashmap::DashMap;
+
+use crate::avro::RecordError;
+use crate::records::{ClickEvent, Contract, PurchaseEvent};
+use crate::registry::{Registry, RegistryConfig, RegistryError};
+use crate::schemas::SchemaKind;
+use crate::validate::{self, ValidationError};
+
+/// The Confluent framing's magic byte.
+pub const MAGIC: u8 = 0x00;
+/// Bytes before the Avro datum.
+pub const HEADER_LEN: usize = 5;
+/// Default largest value accepted, in bytes.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+
+/// Why bytes could not become a record. Each variant maps to a dead-letter reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Too short, or not starting with the magic byte.
+    #[error("bad framing: {0}")]
+    Framing(String),
+    /// Larger than the configured limit.
+    #[error("value of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Value length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// The schema id is unknown to the registry (or not pinned).
+    #[error("unknown schema id {0}")]
+    UnknownSchemaId(u32),
+    /// The writer schema cannot be read as the reader schema.
+    #[error("schema id {id} cannot be read as {reader:?}: {message}")]
+    IncompatibleSchema {
+        /// Writer schema id.
+        id: u32,
+        /// Expected record.
+        reader: SchemaKind,
+        /// Why.
+        message: String,
+    },
+    /// The Avro datum is corrupt.
+    #[error("avro: {0}")]
+    Avro(String),
+    /// The datum lacks a field or has a wrong type.
+    #[error("record: {0}")]
+    Record(#[from] RecordError),
+    /// The content breaks a rule.
+    #[error("validation: {0}")]
+    Validation(#[from] ValidationError),
+    /// The registry could not be asked (retryable).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl DecodeError {
+    /// The dead-letter reason (`fitstream.error.reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Framing(_) | DecodeError::Avro(_) => "decode",
+            DecodeError::TooLarge { .. } => "too-large",
+            DecodeError::UnknownSchemaId(_)
+            | DecodeError::IncompatibleSchema { .. }
+            | DecodeError::Record(_) => "schema",
+            DecodeError::Validation(_) => "validation",
+            DecodeError::Registry(_) => "registry",
+        }
+    }
+
+    /// Whether retrying later may succeed (the record must not be dead-lettered then).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DecodeError::Registry(RegistryError::Unreachable(_)))
+    }
+}
+
+/// Why a record could not be encoded. These are bugs or configuration errors, not bad data.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The subject has no id yet (call [`Codec::prepare_writer`] at startup).
+    #[error("no schema id for subject `{0}`: prepare the writer first")]
+    NotPrepared(String),
+    /// The record does not fit its schema.
+    #[error("record: {0}")]
+    Record(#[from] RecordError),
+    /// Avro refused the value.
+    #[error("avro: {0}")]
+    Avro(String),
+    /// The registry refused or could not be reached.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Prefixes an Avro datum with the Confluent header.
+pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    out.push(MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// Splits a framed value into schema id and datum, checking the length first.
+pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Framing(format!(
+            "{} bytes, shorter than the 5-byte header",
+            bytes.len()
+        )));
+    }
+    if bytes[0] != MAGIC {
+        return Err(DecodeError::Framing(format!("magic byte is {:#04x}, not 0x00", bytes[0])));
+    }
+    let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+    Ok((id, &bytes[HEADER_LEN..]))
+}
+
+/// Encodes and decodes fitstream records on named topics.
+///
+/// Cheap to clone; clones share caches.
+#[derive(Clone)]
+pub struct Codec {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    max_value_bytes: usize,
+    writer_ids: DashMap<String, u32>,
+    writer_schemas: DashMap<u32, Arc<Schema>>,
+}
+
+/// A record type whose content is checked on decode.
+pub trait Validated {
+    /// Checks content rules.
+    fn check(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+}
+
+impl Validated for ClickEvent {
+    fn check(&self) -> Result<(), ValidationError> {
+        validate::click(self)
+    }
+}
+impl Validated for PurchaseEvent {
+    fn check(&self) -> Result<(), ValidationError> {
+        validate::purchase(self)
+    }
+}
+impl Validated for crate::records::CustomerProfile {}
+impl Validated for crate::records::SegmentModel {}
+impl Validated for crate::records::SegmentAssignment {}
+impl Validated for crate::records::SegmentProfile {}
+impl Validated for crate::records::CartAbandonment {}
+impl Validated for crate::records::BuildOrder {}
+
+/// The subject of a topic's values (TopicNameStrategy).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+impl Codec {
+    /// A codec over `registry`.
+    pub fn new(registry: Registry, max_value_bytes: usize) -> Codec {
+        Codec {
+            inner: Arc::new(Inner {
+                registry,
+                max_value_bytes,
+                writer_ids: DashMap::new(),
+                writer_schemas: DashMap::new(),
+            }),
+        }
+    }
+
+    /// A codec with pinned default ids and the default size limit (embedded mode, tests).
+    pub fn pinned() -> Codec {
+        Codec::new(Registry::from_config(&RegistryConfig::default()), DEFAULT_MAX_VALUE_BYTES)
+    }
+
+    /// The registry behind this codec.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Makes sure `topic` has a writer id for `kind` (registers it with a registry server).
+    pub async fn prepare_writer(&self, topic: &str, kind: SchemaKind) -> Result<u32, EncodeError> {
+        let subject = value_subject(topic);
+        if let Some(id) = self.inner.writer_ids.get(&subject) {
+            return Ok(*id);
+        }
+        let id = self.inner.registry.register(&subject, kind).await?;
+        self.inner.writer_ids.insert(subject, id);
+        self.inner.writer_schemas.entry(id).or_insert_with(|| Arc::new(kind.schema().clone()));
+        Ok(id)
+    }
+
+    /// Encodes a record for `topic`.
+    #[allow(deprecated)] // to_avro_datum: same work as GenericDatumWriter, without the builder
+    pub fn encode<T: Contract>(&self, topic: &str, record: &T) -> Result<Vec<u8>, EncodeError> {
+        let subject = value_subject(topic);
+        let id = match self.inner.writer_ids.get(&subject) {
+            Some(id) => *id,
+            None => match &self.inner.registry {
+                Registry::Pinned(pinned) => pinned
+                    .get(&subject)
+                    .copied()
+                    .unwrap_or_else(|| crate::registry::default_pinned_id(T::KIND)),
+                Registry::Rest { .. } => return Err(EncodeError::NotPrepared(subject)),
+            },
+        };
+        let datum = apache_avro::to_avro_datum(T::KIND.schema(), record.to_avro()?)
+            .map_err(|e| EncodeError::Avro(e.to_string()))?;
+        Ok(frame(id, &datum))
+    }
+
+    /// Decodes a record from `topic` without asking a registry server: an id not yet cached
+    /// is [`DecodeError::UnknownSchemaId`] (see [`Codec::decode_fetching`]).
+    #[allow(deprecated)] // from_avro_datum: same work as GenericDatumReader, without the builder
+    pub fn decode<T: Contract + Validated>(&self, topic: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+        if bytes.len() > self.inner.max_value_bytes {
+            return Err(DecodeError::TooLarge { len: bytes.len(), max: self.inner.max_value_bytes });
+        }
+        let (id, datum) = unframe(bytes)?;
+        let writer = self.writer_schema(topic, T::KIND, id)?;
+        let reader = T::KIND.schema();
+        let mut cursor = Cursor::new(datum);
+        let value = if std::ptr::eq(writer.as_ref(), reader) || *writer == *reader {
+            apache_avro::from_avro_datum(reader, &mut cursor, None)
+                .map_err(|e| DecodeError::Avro(e.to_string()))?
+        } else {
+            apache_avro::from_avro_datum(&writer, &mut cursor, Some(reader)).map_err(|e| {
+                DecodeError::IncompatibleSchema { id, reader: T::KIND, message: e.to_string() }
+            })?
+        };
+        if (cursor.position() as usize) != datum.len() {
+            return Err(DecodeError::Avro(format!(
+                "{} trailing bytes after the datum",
+                datum.len() - cursor.position() as usize
+            )));
+        }
+        let record = T::from_avro(value)?;
+        record.check()?;
+        Ok(record)
+    }
+
+    /// Like [`Codec::decode`], but asks the registry server for ids it has not seen.
+    pub async fn decode_fetching<T: Contract + Validated>(
+        &self,
+        topic: &str,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
+        match self.decode(topic, bytes) {
+            Err(DecodeError::UnknownSchemaId(id)) if !self.inner.registry.is_pinned() => {
+                let text = self
+                    .inner
+                    .registry
+                    .schema_text(id)
+                    .await?
+                    .ok_or(DecodeError::UnknownSchemaId(id))?;
+                let schema = Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
+                    id,
+                    reader: T::KIND,
+                    message: format!("registry schema does not parse: {e}"),
+                })?;
+                self.inner.writer_schemas.insert(id, Arc::new(schema));
+                self.decode(topic, bytes)
+            }
+            other => other,
+        }
+    }
+
+    fn writer_schema(&self, topic: &str, reader: SchemaKind, id: u32) -> Result<Arc<Schema>, DecodeError> {
+        if let Some(s) = self.inner.writer_schemas.get(&id) {
+            return Ok(s.clone());
+        }
+        match self.inner.registry.pinned_kind(&value_subject(topic), reader, id) {
+            Some(kind) => {
+                let schema = Arc::new(kind.schema().clone());
+                self.inner.writer_schemas.insert(id, schema.clone());
+                Ok(schema)
+            }
+            None => Err(DecodeError::UnknownSchemaId(id)),
+        }
+    }
+}

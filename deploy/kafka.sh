@@ -1,0 +1,541 @@
+#!/usr/bin/env bash
+# deploy/kafka.sh - a real single-node Apache Kafka 4.x broker (KRaft mode,
+# combined broker+controller) for fitstream development and tests.
+#
+# The broker jars come from Maven Central only, via Maven and
+# deploy/kafka/pom.xml. See deploy/README.md for details.
+#
+# Usage: deploy/kafka.sh <command> [args]
+#   install            download broker + tools jars (idempotent)
+#   format             wipe the data dir and format fresh KRaft storage
+#   start              install/format if needed, start, wait until ready
+#   stop               SIGTERM, wait, then SIGKILL (OK when not running)
+#   restart            stop + start
+#   status             print state; exit 0 when running, 3 when not
+#   logs [-f] [N]      tail the last N (default 100) lines of server.log
+#   reset              stop + delete the data dir
+#   tool CLASS [ARGS]  run a Kafka main class with the broker classpath
+#   topics [ARGS]      org.apache.kafka.tools.TopicCommand --bootstrap-server <broker> ARGS
+#   classpath          print the java classpath of the installed jars
+set -euo pipefail
+
+SCRIPT_PATH="$(readlink -f -- "${BASH_SOURCE[0]}" 2>/dev/null || printf '%s' "${BASH_SOURCE[0]}")"
+SCRIPT_DIR="$(cd -- "$(dirname -- "$SCRIPT_PATH")" && pwd -P)"
+POM="$SCRIPT_DIR/kafka/pom.xml"
+TEMPLATE="$SCRIPT_DIR/kafka/server.properties.template"
+
+# ----------------------------------------------------------------- settings
+KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+FITSTREAM_KAFKA_HOME="${FITSTREAM_KAFKA_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/fitstream/kafka}"
+KAFKA_DATA_DIR="${KAFKA_DATA_DIR:-$FITSTREAM_KAFKA_HOME/data-$KAFKA_PORT}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
+KAFKA_OPTS="${KAFKA_OPTS:-}"
+KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-}"
+KAFKA_LOG_LEVEL="${KAFKA_LOG_LEVEL:-INFO}"
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
+KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
+KAFKA_MVN="${KAFKA_MVN:-mvn}"
+KAFKA_HOST=127.0.0.1
+
+MAIN_CLASS=kafka.Kafka
+STARTED_MARKER="Kafka Server started"
+
+DIST_DIR="$FITSTREAM_KAFKA_HOME/kafka-$KAFKA_VERSION"
+LIBS_DIR="$DIST_DIR/libs"
+STAMP_FILE="$DIST_DIR/.installed"
+CONFIG_DIR="$KAFKA_DATA_DIR/config"
+PROPS_FILE="$CONFIG_DIR/server.properties"
+LOG4J_FILE="$CONFIG_DIR/log4j2.properties"
+TOOLS_LOG4J_FILE="$DIST_DIR/tools-log4j2.properties"
+KRAFT_DIR="$KAFKA_DATA_DIR/kraft"
+LOG_DIR="$KAFKA_DATA_DIR/logs"
+SERVER_LOG="$LOG_DIR/server.log"
+OUT_FILE="$LOG_DIR/kafka.out"
+PID_FILE="$KAFKA_DATA_DIR/kafka.pid"
+RUN_VERSION_FILE="$KAFKA_DATA_DIR/kafka.version"
+BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+
+# ----------------------------------------------------------------- helpers
+say() { printf 'kafka: %s\n' "$*"; }
+warn() { printf 'kafka: warning: %s\n' "$*" >&2; }
+die() {
+    printf 'kafka: error: %s\n' "$*" >&2
+    exit 1
+}
+
+usage() {
+    sed -n '8,21s/^# \{0,1\}//p' "$SCRIPT_PATH"
+}
+
+validate_settings() {
+    local p
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        [[ "$p" =~ ^[0-9]+$ ]] && ((p > 0 && p < 65536)) || die "invalid port '$p'"
+    done
+    [[ "$KAFKA_PORT" != "$KAFKA_CONTROLLER_PORT" ]] ||
+        die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ (both $KAFKA_PORT)"
+    [[ "$KAFKA_VERSION" =~ ^[0-9A-Za-z.+-]+$ ]] || die "invalid KAFKA_VERSION '$KAFKA_VERSION'"
+    [[ "$KAFKA_START_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid KAFKA_START_TIMEOUT"
+    [[ "$KAFKA_STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid KAFKA_STOP_TIMEOUT"
+}
+
+java_bin() {
+    if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+        printf '%s\n' "$JAVA_HOME/bin/java"
+    elif command -v java >/dev/null 2>&1; then
+        command -v java
+    else
+        die "java not found (Kafka $KAFKA_VERSION needs Java 17+; set JAVA_HOME or PATH)"
+    fi
+}
+
+check_java() {
+    local java ver major
+    java="$(java_bin)"
+    ver="$("$java" -version 2>&1 | awk -F'"' '/version/ {print $2; exit}')"
+    major="${ver%%.*}"
+    [[ "$major" == 1 ]] && major="$(cut -d. -f2 <<<"$ver")"
+    if [[ "$major" =~ ^[0-9]+$ ]] && ((major < 17)); then
+        die "Java $ver found at $java; Kafka 4.x needs Java 17+"
+    fi
+}
+
+# Takes an exclusive lock on file descriptor $1 for file $2 (no-op without flock).
+take_lock() {
+    local fd="$1" file="$2"
+    command -v flock >/dev/null 2>&1 || return 0
+    mkdir -p "$(dirname -- "$file")"
+    eval "exec $fd>\"\$file\""
+    flock -w 600 "$fd" || die "could not lock $file"
+}
+
+port_open() { # port_open PORT -> 0 when something accepts TCP connections
+    (exec 3<>"/dev/tcp/$KAFKA_HOST/$1") >/dev/null 2>&1
+}
+
+pom_hash() { sha256sum "$POM" | cut -d' ' -f1; }
+
+is_installed() {
+    [[ -f "$STAMP_FILE" && -f "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" ]] &&
+        grep -qx "pom_sha256=$(pom_hash)" "$STAMP_FILE"
+}
+
+classpath() { printf '%s\n' "$LIBS_DIR/*"; }
+
+is_formatted() { [[ -f "$KRAFT_DIR/meta.properties" ]]; }
+
+# Prints the broker pid if the broker of this data dir is alive.
+broker_pid() {
+    local pid="" cmd f
+    if [[ -f "$PID_FILE" ]]; then
+        pid="$(tr -dc '0-9' <"$PID_FILE")"
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            if [[ -r "/proc/$pid/cmdline" ]]; then
+                cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null || true)"
+            else
+                cmd="$(ps -p "$pid" -o args= 2>/dev/null || true)"
+            fi
+            if [[ "$cmd" == *"$MAIN_CLASS"*"$PROPS_FILE"* ]]; then
+                printf '%s\n' "$pid"
+                return 0
+            fi
+        fi
+    fi
+    # Pid file lost (or stale): look for a java process running exactly our config file.
+    if [[ -d /proc ]]; then
+        for f in $(grep -lsF -- "$PROPS_FILE" /proc/[0-9]*/cmdline 2>/dev/null || true); do
+            cmd="$(tr '\0' ' ' <"$f" 2>/dev/null || true)"
+            if [[ "$cmd" == *" $MAIN_CLASS $PROPS_FILE"* ]]; then
+                pid="${f#/proc/}"
+                pid="${pid%/cmdline}"
+                printf '%s\n' "$pid" >"$PID_FILE" 2>/dev/null || true
+                printf '%s\n' "$pid"
+                return 0
+            fi
+        done
+    fi
+    return 1
+}
+
+sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
+render_config() {
+    [[ -f "$TEMPLATE" ]] || die "missing $TEMPLATE"
+    mkdir -p "$CONFIG_DIR" "$LOG_DIR" "$KRAFT_DIR"
+    local tmp="$PROPS_FILE.tmp.$$"
+    sed -e "s|@KAFKA_HOST@|$(sed_escape "$KAFKA_HOST")|g" \
+        -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
+        -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+        -e "s|@KAFKA_LOG_DIRS@|$(sed_escape "$KRAFT_DIR")|g" \
+        "$TEMPLATE" >"$tmp"
+    if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
+        printf '\n# From KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$tmp"
+    fi
+    mv -f "$tmp" "$PROPS_FILE"
+
+    cat >"$LOG4J_FILE" <<EOF
+# Generated by deploy/kafka.sh - broker logging (Log4j 2).
+status = warn
+name = fitstream-kafka
+appender.server.type = RollingFile
+appender.server.name = server
+appender.server.fileName = $LOG_DIR/server.log
+appender.server.filePattern = $LOG_DIR/server.log.%i
+appender.server.layout.type = PatternLayout
+appender.server.layout.pattern = [%d] %p %m (%c)%n
+appender.server.policies.type = Policies
+appender.server.policies.size.type = SizeBasedTriggeringPolicy
+appender.server.policies.size.size = 50MB
+appender.server.strategy.type = DefaultRolloverStrategy
+appender.server.strategy.max = 5
+rootLogger.level = $KAFKA_LOG_LEVEL
+rootLogger.appenderRef.server.ref = server
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.statechange.name = state.change.logger
+logger.statechange.level = WARN
+EOF
+}
+
+write_tools_log4j() {
+    [[ -f "$TOOLS_LOG4J_FILE" ]] && return 0
+    mkdir -p "$DIST_DIR"
+    cat >"$TOOLS_LOG4J_FILE" <<'EOF'
+# Generated by deploy/kafka.sh - logging for command line tools (stderr, WARN).
+status = warn
+name = fitstream-kafka-tools
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stderr.ref = stderr
+EOF
+}
+
+# Runs a Kafka main class with the installed jars (tools logging to stderr).
+run_tool() {
+    local main="$1"
+    shift
+    write_tools_log4j
+    "$(java_bin)" -Xmx512m "-Dlog4j2.configurationFile=$TOOLS_LOG4J_FILE" \
+        -cp "$(classpath)" "$main" "$@"
+}
+
+# tail_log [N] [OFFSET]: last N lines of the server log written after byte
+# OFFSET (i.e. by the current start attempt), plus the JVM's stdout/stderr.
+tail_log() {
+    local n="${1:-40}" offset="${2:-0}" size
+    if [[ -s "$SERVER_LOG" ]]; then
+        size="$(wc -c <"$SERVER_LOG")"
+        ((size >= offset)) || offset=0
+        printf -- '----- last %s lines of %s -----\n' "$n" "$SERVER_LOG" >&2
+        tail -c +"$((offset + 1))" "$SERVER_LOG" | tail -n "$n" >&2
+    fi
+    if [[ -s "$OUT_FILE" ]]; then
+        printf -- '----- last %s lines of %s -----\n' "$n" "$OUT_FILE" >&2
+        tail -n "$n" "$OUT_FILE" >&2
+    fi
+}
+
+# ----------------------------------------------------------------- commands
+cmd_install() {
+    take_lock 8 "$FITSTREAM_KAFKA_HOME/.install-$KAFKA_VERSION.lock"
+    if is_installed; then
+        say "Kafka $KAFKA_VERSION already installed in $LIBS_DIR"
+        return 0
+    fi
+    command -v "$KAFKA_MVN" >/dev/null 2>&1 || die "maven ('$KAFKA_MVN') not found"
+    check_java
+    say "installing Apache Kafka $KAFKA_VERSION from Maven Central into $LIBS_DIR ..."
+    mkdir -p "$DIST_DIR"
+    local tmp="$DIST_DIR/libs.tmp.$$" start_s=$SECONDS
+    rm -rf "$tmp"
+    # Maven's output goes to a log file (it only has content on errors with -q,
+    # plus stray ANSI resets from jansi).
+    if ! "$KAFKA_MVN" -B -q -f "$POM" dependency:copy-dependencies \
+        -Dkafka.version="$KAFKA_VERSION" \
+        -DoutputDirectory="$tmp" \
+        -DincludeScope=runtime >"$DIST_DIR/mvn.log" 2>&1; then
+        rm -rf "$tmp"
+        sed -e 's/\x1b\[[0-9;]*m//g' "$DIST_DIR/mvn.log" | tail -n 40 >&2
+        die "mvn dependency:copy-dependencies failed for org.apache.kafka:kafka_2.13:$KAFKA_VERSION"
+    fi
+    [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || {
+        rm -rf "$tmp"
+        die "kafka_2.13-$KAFKA_VERSION.jar missing after mvn; is $KAFKA_VERSION a real release?"
+    }
+    rm -rf "$LIBS_DIR"
+    mv "$tmp" "$LIBS_DIR"
+    printf 'version=%s\npom_sha256=%s\n' "$KAFKA_VERSION" "$(pom_hash)" >"$STAMP_FILE"
+    say "installed $(find "$LIBS_DIR" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS_DIR" | cut -f1)) in $((SECONDS - start_s))s"
+}
+
+ensure_installed() { is_installed || cmd_install; }
+
+do_format() {
+    local cid="$KAFKA_CLUSTER_ID"
+    render_config
+    rm -rf "$KRAFT_DIR"
+    mkdir -p "$KRAFT_DIR"
+    if [[ -z "$cid" ]]; then
+        cid="$(run_tool kafka.tools.StorageTool random-uuid | tail -n 1)"
+    fi
+    say "formatting KRaft storage in $KRAFT_DIR (cluster id $cid)"
+    run_tool kafka.tools.StorageTool format --config "$PROPS_FILE" \
+        --cluster-id "$cid" --standalone >"$LOG_DIR/format.out" 2>&1 || {
+        cat "$LOG_DIR/format.out" >&2
+        die "storage format failed"
+    }
+    is_formatted || die "storage format did not create $KRAFT_DIR/meta.properties"
+}
+
+cmd_format() {
+    local pid
+    if pid="$(broker_pid)"; then
+        die "broker is running (pid $pid); stop it first"
+    fi
+    ensure_installed
+    do_format
+}
+
+cmd_start() {
+    local pid
+    if pid="$(broker_pid)"; then
+        if port_open "$KAFKA_PORT"; then
+            say "already running (pid $pid)"
+            say "ready at $BOOTSTRAP"
+            return 0
+        fi
+        say "already starting (pid $pid), waiting ..."
+        wait_ready "$pid" 0
+        say "ready at $BOOTSTRAP"
+        return 0
+    fi
+    local p
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+        if port_open "$p"; then
+            die "port $KAFKA_HOST:$p is already in use by another process (not this script's broker for $KAFKA_DATA_DIR)"
+        fi
+    done
+    ensure_installed
+    check_java
+    render_config
+    is_formatted || do_format
+
+    local offset=0
+    [[ -f "$SERVER_LOG" ]] && offset="$(wc -c <"$SERVER_LOG")"
+    say "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $KAFKA_HOST:$KAFKA_CONTROLLER_PORT, data $KAFKA_DATA_DIR)"
+
+    local java
+    java="$(java_bin)"
+    local -a jvm
+    # shellcheck disable=SC2206  # word splitting of the *_OPTS variables is intended
+    jvm=($KAFKA_HEAP_OPTS
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true
+        "-Dkafka.logs.dir=$LOG_DIR" "-Dlog4j2.configurationFile=$LOG4J_FILE"
+        $KAFKA_OPTS)
+    local -a detach=()
+    command -v setsid >/dev/null 2>&1 && detach=(setsid)
+    printf '%s\n' "$KAFKA_VERSION" >"$RUN_VERSION_FILE"
+    rm -f "$PID_FILE"
+    # The inner shell writes its own pid (kept by exec) so the pid file is exact
+    # even if setsid forks. Lock descriptors are closed so the broker does not
+    # hold them.
+    (
+        cd "$KAFKA_DATA_DIR"
+        exec 8>&- 9>&-
+        # shellcheck disable=SC2016
+        nohup ${detach[@]+"${detach[@]}"} bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-launch "$PID_FILE" \
+            "$java" "${jvm[@]}" -cp "$(classpath)" "$MAIN_CLASS" "$PROPS_FILE" \
+            >"$OUT_FILE" 2>&1 </dev/null &
+    )
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [[ -s "$PID_FILE" ]] && break
+        sleep 0.1
+    done
+    pid="$(tr -dc '0-9' <"$PID_FILE" 2>/dev/null || true)"
+    [[ -n "$pid" ]] || {
+        tail_log
+        die "broker process did not start"
+    }
+    say "started pid $pid, waiting up to ${KAFKA_START_TIMEOUT}s for the broker ..."
+    wait_ready "$pid" "$offset"
+    say "ready at $BOOTSTRAP"
+}
+
+# wait_ready PID LOG_OFFSET: until the server log (after LOG_OFFSET) says the
+# server started AND the broker port accepts connections.
+wait_ready() {
+    local pid="$1" offset="$2" start_s=$SECONDS logged=0 size
+    while :; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail_log 40 "$offset"
+            rm -f "$PID_FILE"
+            die "broker process $pid exited during startup (see $LOG_DIR)"
+        fi
+        if ((!logged)); then
+            if [[ -f "$SERVER_LOG" ]]; then
+                size="$(wc -c <"$SERVER_LOG")"
+                ((size < offset)) && offset=0 # rotated
+                # grep -c reads all input (no SIGPIPE under pipefail).
+                if tail -c +"$((offset + 1))" "$SERVER_LOG" | grep -cF "$STARTED_MARKER" >/dev/null; then
+                    logged=1
+                fi
+            fi
+            if ((!logged)) && [[ -f "$OUT_FILE" ]] && grep -qF "$STARTED_MARKER" "$OUT_FILE"; then
+                logged=1
+            fi
+        fi
+        if ((logged)) && port_open "$KAFKA_PORT"; then
+            return 0
+        fi
+        if ((SECONDS - start_s >= KAFKA_START_TIMEOUT)); then
+            tail_log 40 "$offset"
+            warn "broker not ready after ${KAFKA_START_TIMEOUT}s; stopping it"
+            stop_pid "$pid"
+            die "broker did not become ready within ${KAFKA_START_TIMEOUT}s (see $LOG_DIR)"
+        fi
+        sleep 0.5
+    done
+}
+
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < KAFKA_STOP_TIMEOUT * 4; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        warn "pid $pid still alive after ${KAFKA_STOP_TIMEOUT}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 40; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+    fi
+    rm -f "$PID_FILE"
+    ! kill -0 "$pid" 2>/dev/null || die "could not stop pid $pid"
+}
+
+cmd_stop() {
+    local pid
+    if ! pid="$(broker_pid)"; then
+        rm -f "$PID_FILE"
+        say "not running ($BOOTSTRAP)"
+        return 0
+    fi
+    say "stopping pid $pid (SIGTERM, up to ${KAFKA_STOP_TIMEOUT}s) ..."
+    local start_s=$SECONDS
+    stop_pid "$pid"
+    say "stopped in $((SECONDS - start_s))s"
+}
+
+cmd_status() {
+    local pid ver="$KAFKA_VERSION" cid=""
+    [[ -f "$RUN_VERSION_FILE" ]] && ver="$(<"$RUN_VERSION_FILE")"
+    [[ -f "$KRAFT_DIR/meta.properties" ]] &&
+        cid="$(sed -n 's/^cluster\.id=//p' "$KRAFT_DIR/meta.properties")"
+    if pid="$(broker_pid)"; then
+        local state=running
+        port_open "$KAFKA_PORT" || state="running (port $KAFKA_PORT not accepting yet)"
+        say "$state"
+        echo "  pid:       $pid"
+        echo "  bootstrap: $BOOTSTRAP"
+        echo "  version:   $ver"
+        echo "  cluster:   ${cid:-?}"
+        echo "  data:      $KAFKA_DATA_DIR"
+        echo "  log:       $SERVER_LOG"
+        return 0
+    fi
+    say "stopped"
+    echo "  bootstrap: $BOOTSTRAP (not running)"
+    echo "  data:      $KAFKA_DATA_DIR$(is_formatted || echo ' (not formatted)')"
+    return 3
+}
+
+cmd_logs() {
+    local follow=0 n=100 a
+    for a in "$@"; do
+        case "$a" in
+        -f | --follow) follow=1 ;;
+        [0-9]*) n="$a" ;;
+        *) die "usage: logs [-f] [LINES]" ;;
+        esac
+    done
+    [[ -f "$SERVER_LOG" ]] || die "no server log yet ($SERVER_LOG)"
+    if ((follow)); then
+        exec tail -n "$n" -F "$SERVER_LOG"
+    fi
+    tail -n "$n" "$SERVER_LOG"
+}
+
+cmd_reset() {
+    cmd_stop
+    if [[ -d "$KAFKA_DATA_DIR" ]]; then
+        rm -rf "$KAFKA_DATA_DIR"
+        say "deleted $KAFKA_DATA_DIR"
+    else
+        say "nothing to delete ($KAFKA_DATA_DIR)"
+    fi
+}
+
+main() {
+    local cmd="${1:-}"
+    [[ $# -gt 0 ]] && shift
+    validate_settings
+    case "$cmd" in
+    install) cmd_install ;;
+    format)
+        take_lock 9 "$FITSTREAM_KAFKA_HOME/.data-$KAFKA_PORT.lock"
+        cmd_format
+        ;;
+    start)
+        take_lock 9 "$FITSTREAM_KAFKA_HOME/.data-$KAFKA_PORT.lock"
+        cmd_start
+        ;;
+    stop)
+        take_lock 9 "$FITSTREAM_KAFKA_HOME/.data-$KAFKA_PORT.lock"
+        cmd_stop
+        ;;
+    restart)
+        take_lock 9 "$FITSTREAM_KAFKA_HOME/.data-$KAFKA_PORT.lock"
+        cmd_stop
+        cmd_start
+        ;;
+    reset)
+        take_lock 9 "$FITSTREAM_KAFKA_HOME/.data-$KAFKA_PORT.lock"
+        cmd_reset
+        ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    tool)
+        [[ $# -ge 1 ]] || die "usage: tool MAIN_CLASS [ARGS...]"
+        is_installed || die "not installed; run: $0 install"
+        run_tool "$@"
+        ;;
+    topics)
+        is_installed || die "not installed; run: $0 install"
+        run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" "$@"
+        ;;
+    classpath) classpath ;;
+    -h | --help | help) usage ;;
+    "")
+        usage >&2
+        exit 2
+        ;;
+    *)
+        usage >&2
+        die "unknown command '$cmd'"
+        ;;
+    esac
+}
+
+main "$@"
