@@ -74,7 +74,11 @@ pub fn time(t: EventTime) -> Value {
 
 /// A map of strings.
 pub fn string_map(map: &BTreeMap<String, String>) -> Value {
-    Value::Map(map.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    Value::Map(
+        map.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// An array of strings.
@@ -94,7 +98,10 @@ pub fn decimal(d: Decimal, scale: u32) -> Result<Value, RecordError> {
     let mut scaled = d;
     scaled.rescale(scale);
     if scaled.scale() != scale {
-        return Err(RecordError::DecimalRange { record: "", field: String::new() });
+        return Err(RecordError::DecimalRange {
+            record: "",
+            field: String::new(),
+        });
     }
     let bytes = scaled.mantissa().to_be_bytes();
     // Strip redundant sign bytes, keeping one that carries the sign.
@@ -130,13 +137,21 @@ impl Fields {
             .iter_mut()
             .find(|(k, _)| k == field)
             .map(|(_, v)| unwrap_union(std::mem::replace(v, Value::Null)))
-            .ok_or_else(|| RecordError::MissingField { record: self.record, field: field.to_owned() })
+            .ok_or_else(|| RecordError::MissingField {
+                record: self.record,
+                field: field.to_owned(),
+            })
     }
 
     fn wrong(&self, field: &str, expected: &'static str, found: &Value) -> RecordError {
         let mut found = format!("{found:?}");
         found.truncate(60);
-        RecordError::WrongType { record: self.record, field: field.to_owned(), expected, found }
+        RecordError::WrongType {
+            record: self.record,
+            field: field.to_owned(),
+            expected,
+            found,
+        }
     }
 
     /// A string field.
@@ -246,7 +261,10 @@ impl Fields {
     }
 
     fn decimal_of(&self, field: &str, value: Value, scale: u32) -> Result<Decimal, RecordError> {
-        let range = || RecordError::DecimalRange { record: self.record, field: field.to_owned() };
+        let range = || RecordError::DecimalRange {
+            record: self.record,
+            field: field.to_owned(),
+        };
         let bytes: Vec<u8> = match value {
             Value::Decimal(d) => Vec::<u8>::try_from(d).map_err(|_| range())?,
             Value::Bytes(b) => b,
@@ -326,7 +344,10 @@ pub fn decimal_field(
     d: Decimal,
     scale: u32,
 ) -> Result<Value, RecordError> {
-    decimal(d, scale).map_err(|_| RecordError::DecimalRange { record, field: field.to_owned() })
+    decimal(d, scale).map_err(|_| RecordError::DecimalRange {
+        record,
+        field: field.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -341,7 +362,17 @@ mod tests {
 
     #[test]
     fn decimals_roundtrip_with_sign_and_minimal_bytes() {
-        for s in ["0", "1.5", "-1.5", "127", "128", "-128", "-129", "99999999999.99", "0.01"] {
+        for s in [
+            "0",
+            "1.5",
+            "-1.5",
+            "127",
+            "128",
+            "-128",
+            "-129",
+            "99999999999.99",
+            "0.01",
+        ] {
             let d: Decimal = s.parse().expect("decimal");
             assert_eq!(roundtrip(d, 2), d, "{s}");
         }
@@ -359,6 +390,9 @@ mod tests {
     fn missing_and_mistyped_fields_are_named() {
         let mut f = Fields::new("T", record(vec![("a", Value::Int(1))])).expect("record");
         assert!(matches!(f.string("a"), Err(RecordError::WrongType { .. })));
-        assert!(matches!(f.string("b"), Err(RecordError::MissingField { .. })));
+        assert!(matches!(
+            f.string("b"),
+            Err(RecordError::MissingField { .. })
+        ));
     }
 }

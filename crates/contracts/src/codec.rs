@@ -121,7 +121,10 @@ pub fn unframe(bytes: &[u8]) -> Result<(u32, &[u8]), DecodeError> {
         )));
     }
     if bytes[0] != MAGIC {
-        return Err(DecodeError::Framing(format!("magic byte is {:#04x}, not 0x00", bytes[0])));
+        return Err(DecodeError::Framing(format!(
+            "magic byte is {:#04x}, not 0x00",
+            bytes[0]
+        )));
     }
     let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
     Ok((id, &bytes[HEADER_LEN..]))
@@ -187,7 +190,10 @@ impl Codec {
 
     /// A codec with pinned default ids and the default size limit (embedded mode, tests).
     pub fn pinned() -> Codec {
-        Codec::new(Registry::from_config(&RegistryConfig::default()), DEFAULT_MAX_VALUE_BYTES)
+        Codec::new(
+            Registry::from_config(&RegistryConfig::default()),
+            DEFAULT_MAX_VALUE_BYTES,
+        )
     }
 
     /// The registry behind this codec.
@@ -203,7 +209,10 @@ impl Codec {
         }
         let id = self.inner.registry.register(&subject, kind).await?;
         self.inner.writer_ids.insert(subject, id);
-        self.inner.writer_schemas.entry(id).or_insert_with(|| Arc::new(kind.schema().clone()));
+        self.inner
+            .writer_schemas
+            .entry(id)
+            .or_insert_with(|| Arc::new(kind.schema().clone()));
         Ok(id)
     }
 
@@ -229,9 +238,16 @@ impl Codec {
     /// Decodes a record from `topic` without asking a registry server: an id not yet cached
     /// is [`DecodeError::UnknownSchemaId`] (see [`Codec::decode_fetching`]).
     #[allow(deprecated)] // from_avro_datum: same work as GenericDatumReader, without the builder
-    pub fn decode<T: Contract + Validated>(&self, topic: &str, bytes: &[u8]) -> Result<T, DecodeError> {
+    pub fn decode<T: Contract + Validated>(
+        &self,
+        topic: &str,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
         if bytes.len() > self.inner.max_value_bytes {
-            return Err(DecodeError::TooLarge { len: bytes.len(), max: self.inner.max_value_bytes });
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: self.inner.max_value_bytes,
+            });
         }
         let (id, datum) = unframe(bytes)?;
         let writer = self.writer_schema(topic, T::KIND, id)?;
@@ -241,9 +257,16 @@ impl Codec {
             apache_avro::from_avro_datum(reader, &mut cursor, None)
                 .map_err(|e| DecodeError::Avro(e.to_string()))?
         } else {
-            apache_avro::from_avro_datum(&writer, &mut cursor, Some(reader)).map_err(|e| {
-                DecodeError::IncompatibleSchema { id, reader: T::KIND, message: e.to_string() }
-            })?
+            let incompatible = |message: String| DecodeError::IncompatibleSchema {
+                id,
+                reader: T::KIND,
+                message,
+            };
+            apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, reader)
+                .map_err(|e| incompatible(e.to_string()))?;
+            let value = apache_avro::from_avro_datum(&writer, &mut cursor, None)
+                .map_err(|e| DecodeError::Avro(e.to_string()))?;
+            resolve_by_name(value, reader).map_err(incompatible)?
         };
         if (cursor.position() as usize) != datum.len() {
             return Err(DecodeError::Avro(format!(
@@ -270,11 +293,12 @@ impl Codec {
                     .schema_text(id)
                     .await?
                     .ok_or(DecodeError::UnknownSchemaId(id))?;
-                let schema = Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
-                    id,
-                    reader: T::KIND,
-                    message: format!("registry schema does not parse: {e}"),
-                })?;
+                let schema =
+                    Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
+                        id,
+                        reader: T::KIND,
+                        message: format!("registry schema does not parse: {e}"),
+                    })?;
                 self.inner.writer_schemas.insert(id, Arc::new(schema));
                 self.decode(topic, bytes)
             }
@@ -282,11 +306,20 @@ impl Codec {
         }
     }
 
-    fn writer_schema(&self, topic: &str, reader: SchemaKind, id: u32) -> Result<Arc<Schema>, DecodeError> {
+    fn writer_schema(
+        &self,
+        topic: &str,
+        reader: SchemaKind,
+        id: u32,
+    ) -> Result<Arc<Schema>, DecodeError> {
         if let Some(s) = self.inner.writer_schemas.get(&id) {
             return Ok(s.clone());
         }
-        match self.inner.registry.pinned_kind(&value_subject(topic), reader, id) {
+        match self
+            .inner
+            .registry
+            .pinned_kind(&value_subject(topic), reader, id)
+        {
             Some(kind) => {
                 let schema = Arc::new(kind.schema().clone());
                 self.inner.writer_schemas.insert(id, schema.clone());
@@ -295,4 +328,34 @@ impl Codec {
             None => Err(DecodeError::UnknownSchemaId(id)),
         }
     }
+}
+
+/// Fills the reader's top-level fields from a value written with an older or newer schema:
+/// fields both have are taken as written, fields only the reader has take their default, and
+/// fields only the writer has are dropped. (apache-avro's own resolution rejects decimals
+/// whose byte length is shorter than their precision needs, which is every small price.)
+fn resolve_by_name(
+    value: apache_avro::types::Value,
+    reader: &Schema,
+) -> Result<apache_avro::types::Value, String> {
+    use apache_avro::types::Value;
+    let (Value::Record(mut written), Schema::Record(rs)) = (value, reader) else {
+        return Err("writer or reader is not a record".into());
+    };
+    let mut out = Vec::with_capacity(rs.fields.len());
+    for field in &rs.fields {
+        let value = match written.iter().position(|(n, _)| *n == field.name) {
+            Some(i) => written.swap_remove(i).1,
+            None => {
+                let default = field.default.clone().ok_or_else(|| {
+                    format!("field `{}` is missing and has no default", field.name)
+                })?;
+                Value::try_from(default)
+                    .and_then(|v| v.resolve(&field.schema))
+                    .map_err(|e| format!("default of `{}`: {e}", field.name))?
+            }
+        };
+        out.push((field.name.clone(), value));
+    }
+    Ok(Value::Record(out))
 }

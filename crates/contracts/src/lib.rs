@@ -21,6 +21,7 @@ pub mod avro;
 pub mod codec;
 pub mod records;
 pub mod registry;
+pub mod samples;
 pub mod schemas;
 pub mod time;
 pub mod topics;

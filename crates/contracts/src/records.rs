@@ -64,14 +64,16 @@ impl ClickEventType {
     }
 
     fn from_symbol(s: &str) -> Result<Self, RecordError> {
-        Self::SYMBOLS.iter().find(|(sym, _)| *sym == s).map(|(_, t)| *t).ok_or_else(|| {
-            RecordError::WrongType {
+        Self::SYMBOLS
+            .iter()
+            .find(|(sym, _)| *sym == s)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| RecordError::WrongType {
                 record: "ClickEvent",
                 field: "event_type".into(),
                 expected: "ClickEventType symbol",
                 found: s.to_owned(),
-            }
-        })
+            })
     }
 }
 
@@ -131,7 +133,10 @@ impl Contract for ClickEvent {
             ("customer_id", string(&self.customer_id)),
             ("session_id", string(&self.session_id)),
             ("event_type", self.event_type.to_avro()),
-            ("product_id", nullable(self.product_id.as_deref().map(string))),
+            (
+                "product_id",
+                nullable(self.product_id.as_deref().map(string)),
+            ),
             ("sku", nullable(self.sku.as_deref().map(string))),
             ("options", avro::string_map(&self.options)),
             ("category", nullable(self.category.as_deref().map(string))),
@@ -216,7 +221,10 @@ impl Contract for PurchaseEvent {
                     ("options", avro::string_map(&l.options)),
                     ("category", nullable(l.category.as_deref().map(string))),
                     ("quantity", Value::Int(l.quantity)),
-                    ("unit_price", decimal_field("PurchaseLine", "unit_price", l.unit_price, 2)?),
+                    (
+                        "unit_price",
+                        decimal_field("PurchaseLine", "unit_price", l.unit_price, 2)?,
+                    ),
                 ]))
             })
             .collect::<Result<Vec<_>, RecordError>>()?;
@@ -254,7 +262,15 @@ impl Contract for PurchaseEvent {
                 })
             })
             .collect::<Result<Vec<_>, RecordError>>()?;
-        Ok(PurchaseEvent { order_id, customer_id, session_id, event_time, region, currency, lines })
+        Ok(PurchaseEvent {
+            order_id,
+            customer_id,
+            session_id,
+            event_time,
+            region,
+            currency,
+            lines,
+        })
     }
 }
 
@@ -371,9 +387,15 @@ impl Contract for CustomerProfile {
             ("customer_id", string(&self.customer_id)),
             ("first_event_time", time(self.first_event_time)),
             ("last_event_time", time(self.last_event_time)),
-            ("last_purchase_time", nullable(self.last_purchase_time.map(time))),
+            (
+                "last_purchase_time",
+                nullable(self.last_purchase_time.map(time)),
+            ),
             ("orders", Value::Long(self.orders)),
-            ("spend", decimal_field("CustomerProfile", "spend", self.spend, 2)?),
+            (
+                "spend",
+                decimal_field("CustomerProfile", "spend", self.spend, 2)?,
+            ),
             ("units", Value::Long(self.units)),
             ("sessions", Value::Long(self.sessions)),
             ("product_views", Value::Long(self.product_views)),
@@ -459,7 +481,10 @@ impl Contract for SegmentAssignment {
             ("segment_label", string(&self.segment_label)),
             ("model_version", Value::Long(self.model_version)),
             ("distance", Value::Double(self.distance)),
-            ("previous_segment_id", nullable(self.previous_segment_id.map(Value::Int))),
+            (
+                "previous_segment_id",
+                nullable(self.previous_segment_id.map(Value::Int)),
+            ),
             ("event_time", time(self.event_time)),
         ]))
     }
@@ -630,7 +655,10 @@ impl Contract for SegmentProfile {
             ("spend", Value::Double(self.spend)),
             ("avg_order_value", Value::Double(self.avg_order_value)),
             ("sessions", Value::Double(self.sessions)),
-            ("cart_abandonment_rate", Value::Double(self.cart_abandonment_rate)),
+            (
+                "cart_abandonment_rate",
+                Value::Double(self.cart_abandonment_rate),
+            ),
             ("conversion_rate", Value::Double(self.conversion_rate)),
             ("top_categories", avro::strings(&self.top_categories)),
             ("retired", Value::Boolean(self.retired)),
@@ -817,7 +845,10 @@ impl Contract for BuildOrder {
                 Ok(record(vec![
                     ("segment_id", nullable(s.segment_id.map(Value::Int))),
                     ("segment_label", string(&s.segment_label)),
-                    ("quantity", decimal_field("SegmentShare", "quantity", s.quantity, 3)?),
+                    (
+                        "quantity",
+                        decimal_field("SegmentShare", "quantity", s.quantity, 3)?,
+                    ),
                 ]))
             })
             .collect::<Result<Vec<_>, RecordError>>()?;
@@ -830,11 +861,23 @@ impl Contract for BuildOrder {
             ("request_id", string(&self.request_id)),
             (
                 "request_state",
-                Value::Enum(self.request_state as u32, self.request_state.symbol().to_owned()),
+                Value::Enum(
+                    self.request_state as u32,
+                    self.request_state.symbol().to_owned(),
+                ),
             ),
-            ("product_production_rule_id", string(&self.product_production_rule_id)),
-            ("material_definition_id", string(&self.material_definition_id)),
-            ("quantity", decimal_field("BuildOrder", "quantity", self.quantity, 3)?),
+            (
+                "product_production_rule_id",
+                string(&self.product_production_rule_id),
+            ),
+            (
+                "material_definition_id",
+                string(&self.material_definition_id),
+            ),
+            (
+                "quantity",
+                decimal_field("BuildOrder", "quantity", self.quantity, 3)?,
+            ),
             ("unit_of_measure", string(&self.unit_of_measure)),
             ("parameters", Value::Array(params)),
             (
@@ -852,7 +895,10 @@ impl Contract for BuildOrder {
             ("segment_mix", Value::Array(mix)),
             ("window_start", time(self.window_start)),
             ("window_end", time(self.window_end)),
-            ("model_version", nullable(self.model_version.map(Value::Long))),
+            (
+                "model_version",
+                nullable(self.model_version.map(Value::Long)),
+            ),
         ]))
     }
 
@@ -863,7 +909,13 @@ impl Contract for BuildOrder {
         let request_state = RequestState::SYMBOLS
             .iter()
             .position(|s| *s == state)
-            .map(|i| [RequestState::Forecast, RequestState::Released, RequestState::Cancelled][i])
+            .map(|i| {
+                [
+                    RequestState::Forecast,
+                    RequestState::Released,
+                    RequestState::Cancelled,
+                ][i]
+            })
             .ok_or_else(|| RecordError::WrongType {
                 record: "BuildOrder",
                 field: "request_state".into(),
@@ -879,12 +931,18 @@ impl Contract for BuildOrder {
             .into_iter()
             .map(|v| {
                 let mut p = Fields::new("ProductionParameter", v)?;
-                Ok(ProductionParameter { id: p.string("id")?, value: p.string("value")? })
+                Ok(ProductionParameter {
+                    id: p.string("id")?,
+                    value: p.string("value")?,
+                })
             })
             .collect::<Result<Vec<_>, RecordError>>()?;
         let mut loc = f.record("location", "Location")?;
-        let location =
-            Location { site: loc.string("site")?, area: loc.string("area")?, line: loc.string("line")? };
+        let location = Location {
+            site: loc.string("site")?,
+            area: loc.string("area")?,
+            line: loc.string("line")?,
+        };
         let earliest_start = f.time("earliest_start")?;
         let latest_end = f.time("latest_end")?;
         let priority = f.int("priority")?;

@@ -92,11 +92,17 @@ impl Registry {
     /// The id under which `kind`'s schema is written to `subject`, registering it if needed.
     pub async fn register(&self, subject: &str, kind: SchemaKind) -> Result<u32, RegistryError> {
         match self {
-            Registry::Pinned(pinned) => {
-                Ok(pinned.get(subject).copied().unwrap_or_else(|| default_pinned_id(kind)))
-            }
+            Registry::Pinned(pinned) => Ok(pinned
+                .get(subject)
+                .copied()
+                .unwrap_or_else(|| default_pinned_id(kind))),
             Registry::Rest { url, client } => {
-                let body = serde_json::json!({ "schema": kind.schema().canonical_form() });
+                // The full schema (logical types and docs included), compacted; the Parsing Canonical
+                // Form would drop logical types such as decimal.
+                let compact = serde_json::from_str::<serde_json::Value>(kind.text())
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| kind.text().to_owned());
+                let body = serde_json::json!({ "schema": compact });
                 let response = client
                     .post(format!("{url}/subjects/{subject}/versions"))
                     .header("Content-Type", "application/vnd.schemaregistry.v1+json")
@@ -112,9 +118,10 @@ impl Registry {
     /// The schema text of an id, for a reader that met it on the wire.
     pub async fn schema_text(&self, id: u32) -> Result<Option<String>, RegistryError> {
         match self {
-            Registry::Pinned(_) => {
-                Ok(SchemaKind::ALL.into_iter().find(|k| default_pinned_id(*k) == id).map(|k| k.text().to_owned()))
-            }
+            Registry::Pinned(_) => Ok(SchemaKind::ALL
+                .into_iter()
+                .find(|k| default_pinned_id(*k) == id)
+                .map(|k| k.text().to_owned())),
             Registry::Rest { url, client } => {
                 let response = client
                     .get(format!("{url}/schemas/ids/{id}"))
@@ -134,7 +141,9 @@ impl Registry {
     pub fn pinned_kind(&self, subject: &str, reader: SchemaKind, id: u32) -> Option<SchemaKind> {
         match self {
             Registry::Pinned(pinned) if pinned.get(subject) == Some(&id) => Some(reader),
-            Registry::Pinned(_) => SchemaKind::ALL.into_iter().find(|k| default_pinned_id(*k) == id),
+            Registry::Pinned(_) => SchemaKind::ALL
+                .into_iter()
+                .find(|k| default_pinned_id(*k) == id),
             Registry::Rest { .. } => None,
         }
     }
@@ -149,9 +158,18 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
     response: reqwest::Response,
 ) -> Result<T, RegistryError> {
     let status = response.status();
-    let body = response.text().await.map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+    let body = response
+        .text()
+        .await
+        .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
     if !status.is_success() {
-        return Err(RegistryError::Status { status: status.as_u16(), body });
+        return Err(RegistryError::Status {
+            status: status.as_u16(),
+            body,
+        });
     }
-    serde_json::from_str(&body).map_err(|e| RegistryError::Status { status: status.as_u16(), body: e.to_string() })
+    serde_json::from_str(&body).map_err(|e| RegistryError::Status {
+        status: status.as_u16(),
+        body: e.to_string(),
+    })
 }

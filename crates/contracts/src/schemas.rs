@@ -131,8 +131,10 @@ mod tests {
             .filter(|n| n.ends_with(".avsc"))
             .collect();
         files.sort();
-        let mut embedded: Vec<String> =
-            SchemaKind::ALL.iter().map(|k| k.file_name().to_owned()).collect();
+        let mut embedded: Vec<String> = SchemaKind::ALL
+            .iter()
+            .map(|k| k.file_name().to_owned())
+            .collect();
         embedded.sort();
         assert_eq!(files, embedded);
     }

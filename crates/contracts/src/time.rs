@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Event time is the time inside a record, never the Kafka record time and never the clock of
 /// the machine that processes it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct EventTime(pub i64);
 

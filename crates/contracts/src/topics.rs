@@ -133,12 +133,28 @@ impl TopicsConfig {
             self.spec(&self.purchases, Input, Some(SchemaKind::PurchaseEvent)),
             self.spec(&self.profiles, Table, Some(SchemaKind::CustomerProfile)),
             self.spec(&self.segment_models, Table, Some(SchemaKind::SegmentModel)),
-            self.spec(&self.segment_assignments, Table, Some(SchemaKind::SegmentAssignment)),
-            self.spec(&self.segment_profiles, Table, Some(SchemaKind::SegmentProfile)),
-            self.spec(&self.cart_abandonment, Output, Some(SchemaKind::CartAbandonment)),
+            self.spec(
+                &self.segment_assignments,
+                Table,
+                Some(SchemaKind::SegmentAssignment),
+            ),
+            self.spec(
+                &self.segment_profiles,
+                Table,
+                Some(SchemaKind::SegmentProfile),
+            ),
+            self.spec(
+                &self.cart_abandonment,
+                Output,
+                Some(SchemaKind::CartAbandonment),
+            ),
         ];
         for plant in plants {
-            specs.push(self.spec(&self.build_orders_topic(plant), Output, Some(SchemaKind::BuildOrder)));
+            specs.push(self.spec(
+                &self.build_orders_topic(plant),
+                Output,
+                Some(SchemaKind::BuildOrder),
+            ));
         }
         specs.push(self.spec(&self.dead_letter, DeadLetter, None));
         specs
@@ -146,14 +162,20 @@ impl TopicsConfig {
 
     fn spec(&self, name: &str, role: TopicRole, value: Option<SchemaKind>) -> TopicSpec {
         let mut configs = BTreeMap::new();
-        configs.insert("min.insync.replicas".into(), self.min_insync_replicas.to_string());
+        configs.insert(
+            "min.insync.replicas".into(),
+            self.min_insync_replicas.to_string(),
+        );
         match role {
             TopicRole::Table => {
                 configs.insert("cleanup.policy".into(), "compact".into());
             }
             TopicRole::DeadLetter => {
                 configs.insert("cleanup.policy".into(), "delete".into());
-                configs.insert("retention.ms".into(), self.dead_letter_retention_ms.to_string());
+                configs.insert(
+                    "retention.ms".into(),
+                    self.dead_letter_retention_ms.to_string(),
+                );
             }
             TopicRole::Input | TopicRole::Output => {
                 configs.insert("cleanup.policy".into(), "delete".into());
@@ -161,7 +183,11 @@ impl TopicsConfig {
             }
         }
         // The models topic has one key; one partition keeps every reader's view ordered.
-        let partitions = if value == Some(SchemaKind::SegmentModel) { 1 } else { self.partitions };
+        let partitions = if value == Some(SchemaKind::SegmentModel) {
+            1
+        } else {
+            self.partitions
+        };
         TopicSpec {
             name: name.to_owned(),
             partitions,

@@ -38,7 +38,10 @@ pub struct ValidationError {
 }
 
 fn fail(field: &'static str, message: impl Into<String>) -> Result<(), ValidationError> {
-    Err(ValidationError { field, message: message.into() })
+    Err(ValidationError {
+        field,
+        message: message.into(),
+    })
 }
 
 fn id(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
@@ -46,7 +49,10 @@ fn id(field: &'static str, value: &str, max: usize) -> Result<(), ValidationErro
         return fail(field, "is empty");
     }
     if value.len() > max {
-        return fail(field, format!("is {} bytes long, more than {max}", value.len()));
+        return fail(
+            field,
+            format!("is {} bytes long, more than {max}", value.len()),
+        );
     }
     Ok(())
 }
@@ -84,9 +90,15 @@ pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
         price("price", p, true)?;
     }
     if e.options.len() > MAX_OPTIONS {
-        return fail("options", format!("has {} entries, more than {MAX_OPTIONS}", e.options.len()));
+        return fail(
+            "options",
+            format!("has {} entries, more than {MAX_OPTIONS}", e.options.len()),
+        );
     }
-    if matches!(e.event_type, ClickEventType::AddToCart | ClickEventType::RemoveFromCart) {
+    if matches!(
+        e.event_type,
+        ClickEventType::AddToCart | ClickEventType::RemoveFromCart
+    ) {
         match (&e.product_id, &e.sku) {
             (Some(p), Some(s)) => {
                 id("product_id", p, MAX_SKU_LEN)?;
@@ -104,13 +116,19 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
     id("customer_id", &p.customer_id, MAX_ID_LEN)?;
     event_time(p.event_time)?;
     if !CURRENCIES.contains(&p.currency.as_str()) {
-        return fail("currency", format!("`{}` is not a known ISO 4217 code", p.currency));
+        return fail(
+            "currency",
+            format!("`{}` is not a known ISO 4217 code", p.currency),
+        );
     }
     if p.lines.is_empty() {
         return fail("lines", "an order needs at least one line");
     }
     if p.lines.len() > MAX_LINES {
-        return fail("lines", format!("{} lines, more than {MAX_LINES}", p.lines.len()));
+        return fail(
+            "lines",
+            format!("{} lines, more than {MAX_LINES}", p.lines.len()),
+        );
     }
     for line in &p.lines {
         id("product_id", &line.product_id, MAX_SKU_LEN)?;
@@ -119,11 +137,17 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
             return fail("quantity", format!("{} is not positive", line.quantity));
         }
         if line.quantity > MAX_QUANTITY {
-            return fail("quantity", format!("{} is more than {MAX_QUANTITY}", line.quantity));
+            return fail(
+                "quantity",
+                format!("{} is more than {MAX_QUANTITY}", line.quantity),
+            );
         }
         price("unit_price", line.unit_price, false)?;
         if line.options.len() > MAX_OPTIONS {
-            return fail("options", format!("{} entries, more than {MAX_OPTIONS}", line.options.len()));
+            return fail(
+                "options",
+                format!("{} entries, more than {MAX_OPTIONS}", line.options.len()),
+            );
         }
     }
     Ok(())
@@ -156,13 +180,23 @@ mod tests {
     #[test]
     fn each_purchase_rule_names_its_field() {
         assert_eq!(purchase(&order()), Ok(()));
-        let cases: Vec<(&str, Box<dyn Fn(&mut PurchaseEvent)>)> = vec![
+        type Breaker = Box<dyn Fn(&mut PurchaseEvent)>;
+        let cases: Vec<(&str, Breaker)> = vec![
             ("quantity", Box::new(|o| o.lines[0].quantity = -1)),
             ("quantity", Box::new(|o| o.lines[0].quantity = 0)),
-            ("unit_price", Box::new(|o| o.lines[0].unit_price = Decimal::ZERO)),
-            ("unit_price", Box::new(|o| o.lines[0].unit_price = Decimal::new(-1, 0))),
+            (
+                "unit_price",
+                Box::new(|o| o.lines[0].unit_price = Decimal::ZERO),
+            ),
+            (
+                "unit_price",
+                Box::new(|o| o.lines[0].unit_price = Decimal::new(-1, 0)),
+            ),
             ("currency", Box::new(|o| o.currency = "XXQ".into())),
-            ("sku", Box::new(|o| o.lines[0].sku = "x".repeat(MAX_SKU_LEN + 1))),
+            (
+                "sku",
+                Box::new(|o| o.lines[0].sku = "x".repeat(MAX_SKU_LEN + 1)),
+            ),
             ("lines", Box::new(|o| o.lines.clear())),
             ("event_time", Box::new(|o| o.event_time = EventTime(0))),
             ("order_id", Box::new(|o| o.order_id = " ".into())),

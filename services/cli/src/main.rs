@@ -1,0 +1,2 @@
+//! The fitstream command.
+fn main() {}
