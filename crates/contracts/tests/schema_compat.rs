@@ -38,10 +38,10 @@ fn history(file: &str) -> Vec<(String, String)> {
             versions.push((commit[..8].to_owned(), text));
         }
     }
-    if let Ok(text) = std::fs::read_to_string(repo_root().join(&path)) {
-        if versions.last().map(|(_, t)| t != &text).unwrap_or(true) {
-            versions.push(("working tree".to_owned(), text));
-        }
+    if let Ok(text) = std::fs::read_to_string(repo_root().join(&path))
+        && versions.last().is_none_or(|(_, t)| t != &text)
+    {
+        versions.push(("working tree".to_owned(), text));
     }
     versions
 }
