@@ -1,1 +1,17 @@
-//! Work in progress.
+//! fitstream's stream runtime: a small library in the style of Kafka Streams, the Rust way.
+//!
+//! Operators take records, watermarks and ticks and never read a clock or import rdkafka;
+//! drivers feed them from Kafka (consumer groups, transactions) or from memory (embedded).
+//!
+//! Layout:
+//! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
+//! - [`deadletter`]: the dead-letter record and its headers.
+//! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
+//! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
+
+pub mod deadletter;
+pub mod kafka;
+pub mod metrics;
+pub mod partition;
+pub mod watermark;
+pub mod window;

@@ -1,0 +1,101 @@
+//! Topic provisioning: every topic created with its partitions, replication, cleanup policy,
+//! retention and `min.insync.replicas`. Idempotent: an existing topic is left as it is, after
+//! checking that its partition count matches (co-partitioning depends on it).
+
+use std::time::Duration;
+
+use fitstream_contracts::topics::TopicSpec;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{KafkaConfig, KafkaError};
+
+/// What provisioning did to a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provisioned {
+    /// Created now.
+    Created,
+    /// Existed already with the expected partition count.
+    Existed,
+}
+
+/// Creates every topic in `specs` that does not exist yet.
+pub async fn ensure_topics(
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<Vec<(String, Provisioned)>, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor));
+            for (k, v) in &s.configs {
+                t = t.set(k, v);
+            }
+            t
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin.create_topics(new_topics.iter(), &opts).await?;
+    let mut out = Vec::new();
+    for (spec, result) in specs.iter().zip(results) {
+        match result {
+            Ok(_) => out.push((spec.name.clone(), Provisioned::Created)),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                let found = partition_count(config, &spec.name)?;
+                if found != spec.partitions {
+                    return Err(KafkaError::Topic {
+                        topic: spec.name.clone(),
+                        message: format!("has {found} partitions, expected {}", spec.partitions),
+                    });
+                }
+                out.push((spec.name.clone(), Provisioned::Existed))
+            }
+            Err((name, code)) => {
+                return Err(KafkaError::Topic { topic: name, message: format!("create failed: {code}") });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The partition count of a topic (0 when it does not exist).
+pub fn partition_count(config: &KafkaConfig, topic: &str) -> Result<i32, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = config.client().create()?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len() as i32)
+        .unwrap_or(0))
+}
+
+/// Topic configs as the broker reports them.
+pub async fn describe_configs(
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<String, String>, KafkaError> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let res = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for r in res {
+        let r = r.map_err(|e| KafkaError::Topic { topic: topic.into(), message: e.to_string() })?;
+        for e in r.entries {
+            if let Some(v) = e.value {
+                out.insert(e.name, v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes topics (tests clean up after themselves).
+pub async fn delete_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    admin.delete_topics(names, &AdminOptions::new()).await?;
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! Kafka: client configuration, topic provisioning, writing and reading topics.
+//!
+//! librdkafka settings from configuration pass through untouched ([`KafkaConfig::properties`]),
+//! so SASL_SSL clusters work without code. Readers of fitstream's outputs use
+//! `isolation.level=read_committed`.
+
+pub mod admin;
+pub mod reader;
+pub mod writer;
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Serialize};
+
+/// How to reach Kafka.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// Static membership id (`group.instance.id`), e.g. the pod name; None for dynamic.
+    pub group_instance_id: Option<String>,
+    /// How often the processing loop commits its transaction, in milliseconds (Kafka
+    /// Streams' default under exactly-once is 100 ms); bounds end-to-end latency.
+    pub commit_interval_ms: u64,
+    /// `transaction.timeout.ms`; must exceed the commit interval plus a restart.
+    pub transaction_timeout_ms: u64,
+    /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_instance_id: None,
+            commit_interval_ms: 100,
+            transaction_timeout_ms: 60_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// A librdkafka client configuration with the bootstrap servers and the pass-through
+    /// properties.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// Errors from Kafka clients, classified.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The client reported an error.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// A topic exists with settings that contradict its spec.
+    #[error("topic {topic}: {message}")]
+    Topic {
+        /// Topic.
+        topic: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encoding an output failed (a bug or a misconfiguration).
+    #[error(transparent)]
+    Encode(#[from] fitstream_contracts::EncodeError),
+    /// Timed out.
+    #[error("timed out: {0}")]
+    Timeout(String),
+}

@@ -1,0 +1,81 @@
+//! Reading whole topics, `read_committed`, from the beginning until they go idle: for `tail`,
+//! tests and reconciliation. Not a processing loop (see the driver for that).
+
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+
+use super::{KafkaConfig, KafkaError};
+
+/// A record as read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Record timestamp, ms.
+    pub timestamp: Option<i64>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads `topics` with a throwaway group from the earliest offset, committed records only,
+/// calling `each` per record, until no record arrived for `idle` (or `limit` passed).
+pub fn read_until_idle(
+    config: &KafkaConfig,
+    topics: &[&str],
+    idle: Duration,
+    limit: Duration,
+    mut each: impl FnMut(ConsumedRecord),
+) -> Result<u64, KafkaError> {
+    let group = format!("fitstream-reader-{}", std::process::id());
+    let consumer: BaseConsumer = config
+        .client()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    consumer.subscribe(topics)?;
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut count = 0;
+    while last.elapsed() < idle && started.elapsed() < limit {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                count += 1;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                each(ConsumedRecord {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    timestamp: m.timestamp().to_millis(),
+                    headers,
+                });
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(count)
+}

@@ -1,0 +1,225 @@
+//! Every Prometheus metric fitstream exports, registered once per process.
+//!
+//! Names follow Prometheus conventions (base units, `_total` on counters, `fitstream_`
+//! prefix); labels are bounded (topic, partition, operator, store, reason, state, outcome),
+//! never a customer id or SKU. [`NAMES`] lists them all; a test checks that the Grafana
+//! dashboard in `deploy/grafana/` queries only these.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The metrics of one process.
+pub struct Metrics {
+    /// The registry `/metrics` serves.
+    pub registry: Registry,
+    /// Records read, by topic.
+    pub records_in: IntCounterVec,
+    /// Records written, by topic.
+    pub records_out: IntCounterVec,
+    /// Late records, by operator.
+    pub late_records: IntCounterVec,
+    /// Dead-lettered records, by reason.
+    pub dead_letters: IntCounterVec,
+    /// Duplicates dropped, by operator.
+    pub duplicates: IntCounterVec,
+    /// Segment assignments that changed.
+    pub assignments_changed: IntCounter,
+    /// Records routed to no plant (sent to the default plant).
+    pub unrouted: IntCounter,
+    /// Build orders emitted, by request state.
+    pub build_orders: IntCounterVec,
+    /// Transactions, by outcome (committed, aborted).
+    pub transactions: IntCounterVec,
+    /// Time to process one record, by operator.
+    pub processing_seconds: HistogramVec,
+    /// Output time minus event time, by output topic.
+    pub event_latency_seconds: HistogramVec,
+    /// Duration of a transaction commit.
+    pub transaction_commit_seconds: Histogram,
+    /// Duration of a model fit.
+    pub model_fit_seconds: Histogram,
+    /// Consumer lag, by topic and partition (librdkafka's `consumer_lag`).
+    pub consumer_lag: IntGaugeVec,
+    /// Entries per state store.
+    pub state_entries: IntGaugeVec,
+    /// Approximate bytes per state store.
+    pub state_bytes: IntGaugeVec,
+    /// Duration of the last restore, by store, in milliseconds... exported as seconds.
+    pub restore_seconds: prometheus::GaugeVec,
+    /// Event-time watermark, by operator, as Unix seconds.
+    pub watermark_seconds: prometheus::GaugeVec,
+    /// Current segment model version.
+    pub model_version: IntGauge,
+    /// Segments in the current model.
+    pub segments: IntGauge,
+    /// Quality score of the current model.
+    pub model_quality: prometheus::Gauge,
+    /// 1 once state is restored and processing runs.
+    pub ready: IntGauge,
+}
+
+/// Every metric name, as Prometheus shows them (histograms by base name).
+pub const NAMES: [&str; 23] = [
+    "fitstream_records_in_total",
+    "fitstream_records_out_total",
+    "fitstream_late_records_total",
+    "fitstream_dead_letter_records_total",
+    "fitstream_duplicates_total",
+    "fitstream_assignments_changed_total",
+    "fitstream_unrouted_records_total",
+    "fitstream_build_orders_total",
+    "fitstream_transactions_total",
+    "fitstream_processing_seconds",
+    "fitstream_event_latency_seconds",
+    "fitstream_transaction_commit_seconds",
+    "fitstream_model_fit_seconds",
+    "fitstream_consumer_lag",
+    "fitstream_state_entries",
+    "fitstream_state_bytes",
+    "fitstream_restore_seconds",
+    "fitstream_watermark_seconds",
+    "fitstream_model_version",
+    "fitstream_segments",
+    "fitstream_model_quality",
+    "fitstream_ready",
+    "fitstream_build_info",
+];
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn fgauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::GaugeVec {
+    let g = prometheus::GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    #[allow(clippy::expect_used)] // metric definitions are constants: a failure is a bug
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let fast = prometheus::exponential_buckets(0.000_01, 4.0, 10).expect("buckets");
+        let slow = prometheus::exponential_buckets(0.001, 4.0, 12).expect("buckets");
+        let info = IntGaugeVec::new(Opts::new("fitstream_build_info", "Build information."), &["version"])
+            .expect("valid metric");
+        r.register(Box::new(info.clone())).expect("registered once");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let one = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("registered once");
+            c
+        };
+        let assignments_changed =
+            one("fitstream_assignments_changed_total", "Segment assignments that changed.");
+        let unrouted = one("fitstream_unrouted_records_total", "Records that routed to no plant.");
+        let single_hist = |name: &str, help: &str, b: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(b)).expect("valid metric");
+            r.register(Box::new(h.clone())).expect("registered once");
+            h
+        };
+        let transaction_commit_seconds =
+            single_hist("fitstream_transaction_commit_seconds", "Kafka transaction commit duration.", slow.clone());
+        let model_fit_seconds = single_hist("fitstream_model_fit_seconds", "Segment model fit duration.", slow.clone());
+        let int = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            r.register(Box::new(g.clone())).expect("registered once");
+            g
+        };
+        let model_version = int("fitstream_model_version", "Current segment model version.");
+        let segments = int("fitstream_segments", "Segments in the current model.");
+        let ready = int("fitstream_ready", "1 once state is restored and processing runs.");
+        let model_quality = prometheus::Gauge::new("fitstream_model_quality", "Quality score of the current model.")
+            .expect("valid metric");
+        r.register(Box::new(model_quality.clone())).expect("registered once");
+        Metrics {
+            records_in: counter(&r, "fitstream_records_in_total", "Records read.", &["topic"]),
+            records_out: counter(&r, "fitstream_records_out_total", "Records written.", &["topic"]),
+            late_records: counter(&r, "fitstream_late_records_total", "Records that arrived after their window closed.", &["operator"]),
+            dead_letters: counter(&r, "fitstream_dead_letter_records_total", "Records sent to the dead-letter topic.", &["reason"]),
+            duplicates: counter(&r, "fitstream_duplicates_total", "Duplicate records dropped.", &["operator"]),
+            assignments_changed,
+            unrouted,
+            build_orders: counter(&r, "fitstream_build_orders_total", "Build orders emitted.", &["state"]),
+            transactions: counter(&r, "fitstream_transactions_total", "Kafka transactions by outcome.", &["outcome"]),
+            processing_seconds: histogram(&r, "fitstream_processing_seconds", "Time to process one record.", &["operator"], fast),
+            event_latency_seconds: histogram(&r, "fitstream_event_latency_seconds", "Output time minus event time.", &["topic"], slow),
+            transaction_commit_seconds,
+            model_fit_seconds,
+            consumer_lag: gauge(&r, "fitstream_consumer_lag", "Consumer lag in records.", &["topic", "partition"]),
+            state_entries: gauge(&r, "fitstream_state_entries", "Entries in a state store.", &["store"]),
+            state_bytes: gauge(&r, "fitstream_state_bytes", "Approximate bytes in a state store.", &["store"]),
+            restore_seconds: fgauge(&r, "fitstream_restore_seconds", "Duration of the last state restore.", &["store"]),
+            watermark_seconds: fgauge(&r, "fitstream_watermark_seconds", "Event-time watermark as Unix seconds.", &["operator"]),
+            model_version,
+            segments,
+            model_quality,
+            ready,
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The process-wide metrics.
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lists_exactly_what_is_registered() {
+        let m = Metrics::new();
+        // Touch labelled families so that they appear in the exposition.
+        m.records_in.with_label_values(&["t"]).inc();
+        m.records_out.with_label_values(&["t"]).inc();
+        m.late_records.with_label_values(&["o"]).inc();
+        m.dead_letters.with_label_values(&["decode"]).inc();
+        m.duplicates.with_label_values(&["o"]).inc();
+        m.build_orders.with_label_values(&["Released"]).inc();
+        m.transactions.with_label_values(&["committed"]).inc();
+        m.processing_seconds.with_label_values(&["o"]).observe(0.1);
+        m.event_latency_seconds.with_label_values(&["t"]).observe(0.1);
+        m.consumer_lag.with_label_values(&["t", "0"]).set(1);
+        m.state_entries.with_label_values(&["s"]).set(1);
+        m.state_bytes.with_label_values(&["s"]).set(1);
+        m.restore_seconds.with_label_values(&["s"]).set(1.0);
+        m.watermark_seconds.with_label_values(&["o"]).set(1.0);
+        let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        registered.sort();
+        let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+        names.sort();
+        assert_eq!(registered, names);
+        assert!(m.render().contains("fitstream_records_in_total{topic=\"t\"} 1"));
+    }
+}

@@ -1,0 +1,244 @@
+//! Event time and watermarks (semantics.md, "Time").
+//!
+//! - A partition's watermark is the max event time seen on it minus the allowed
+//!   out-of-orderness (default 0).
+//! - The operator's watermark is the min over its assigned partitions that are not idle. A
+//!   partition is idle after `idle_timeout_ms` of wall-clock time without records; it rejoins
+//!   the min with its next record (whose lateness is then judged as usual: the watermark never
+//!   moves back).
+//! - When every partition is idle the watermark moves with wall-clock time from the last max
+//!   event time (unless `advance_when_idle` is off, as for file replays, where the end of the
+//!   input closes every window instead: [`Watermarks::finish`]).
+//! - A record more than `max_future_skew_ms` ahead of its partition's watermark is absurd.
+//!
+//! Time is injected: callers pass `now_ms`, the wall clock, so tests drive time by hand.
+
+use std::collections::BTreeMap;
+
+use fitstream_contracts::EventTime;
+use serde::{Deserialize, Serialize};
+
+/// Watermark settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatermarkConfig {
+    /// Allowed out-of-orderness within a partition, ms.
+    pub out_of_orderness_ms: i64,
+    /// Wall-clock time without records after which a partition is idle, ms.
+    pub idle_timeout_ms: i64,
+    /// How far ahead of its partition's watermark a record may be, ms.
+    pub max_future_skew_ms: i64,
+    /// Whether time advances with the wall clock when every partition is idle.
+    pub advance_when_idle: bool,
+}
+
+impl Default for WatermarkConfig {
+    fn default() -> Self {
+        WatermarkConfig {
+            out_of_orderness_ms: 0,
+            idle_timeout_ms: 30_000,
+            max_future_skew_ms: 3_600_000,
+            advance_when_idle: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PartitionClock {
+    max_event_time: Option<EventTime>,
+    last_record_wall_ms: i64,
+}
+
+/// Whether a record's event time is acceptable on its partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Fine.
+    Accept,
+    /// Too far in the future of the partition's watermark.
+    TooFarAhead {
+        /// The partition's watermark when it arrived.
+        partition_watermark: EventTime,
+    },
+}
+
+/// The watermark of one operator over its input partitions, identified by `P`.
+#[derive(Clone, Debug)]
+pub struct Watermarks<P: Ord + Clone> {
+    config: WatermarkConfig,
+    partitions: BTreeMap<P, PartitionClock>,
+    current: EventTime,
+    finished: bool,
+}
+
+impl<P: Ord + Clone> Watermarks<P> {
+    /// No partitions yet; the watermark is [`EventTime::MIN`].
+    pub fn new(config: WatermarkConfig) -> Self {
+        Watermarks { config, partitions: BTreeMap::new(), current: EventTime::MIN, finished: false }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &WatermarkConfig {
+        &self.config
+    }
+
+    /// A partition is assigned at wall time `now_ms`; its idleness counts from then.
+    pub fn assign(&mut self, partition: P, now_ms: i64) {
+        self.partitions
+            .entry(partition)
+            .or_insert(PartitionClock { max_event_time: None, last_record_wall_ms: now_ms });
+    }
+
+    /// A partition is revoked.
+    pub fn revoke(&mut self, partition: &P) {
+        self.partitions.remove(partition);
+    }
+
+    /// The watermark of one partition.
+    pub fn partition_watermark(&self, partition: &P) -> EventTime {
+        self.partitions
+            .get(partition)
+            .and_then(|c| c.max_event_time)
+            .map(|t| t.minus(self.config.out_of_orderness_ms))
+            .unwrap_or(EventTime::MIN)
+    }
+
+    /// Checks the future-skew rule for a record on `partition`.
+    pub fn admit(&self, partition: &P, event_time: EventTime) -> Admission {
+        let wm = self.partition_watermark(partition);
+        if wm != EventTime::MIN && event_time > wm.plus(self.config.max_future_skew_ms) {
+            Admission::TooFarAhead { partition_watermark: wm }
+        } else {
+            Admission::Accept
+        }
+    }
+
+    /// Records an accepted record on `partition` at wall time `now_ms`.
+    pub fn observe(&mut self, partition: P, event_time: EventTime, now_ms: i64) {
+        let clock = self
+            .partitions
+            .entry(partition)
+            .or_insert(PartitionClock { max_event_time: None, last_record_wall_ms: now_ms });
+        clock.max_event_time = Some(clock.max_event_time.map_or(event_time, |m| m.max(event_time)));
+        clock.last_record_wall_ms = now_ms;
+    }
+
+    /// The end of a finite input: every window may close.
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.current = EventTime::MAX;
+    }
+
+    /// The operator's watermark at wall time `now_ms`. Never moves back.
+    pub fn current(&mut self, now_ms: i64) -> EventTime {
+        if self.finished {
+            return EventTime::MAX;
+        }
+        let idle = self.config.idle_timeout_ms;
+        let ooo = self.config.out_of_orderness_ms;
+        let active = self.partitions.values().filter(|c| now_ms - c.last_record_wall_ms < idle);
+        let min_active = active.map(|c| c.max_event_time.map_or(EventTime::MIN, |t| t.minus(ooo))).min();
+        let candidate = match min_active {
+            Some(t) => t,
+            None if self.config.advance_when_idle => {
+                // Every partition is idle: move with the wall clock from the last max.
+                let latest = self
+                    .partitions
+                    .values()
+                    .filter_map(|c| c.max_event_time.map(|t| (t, c.last_record_wall_ms)))
+                    .max_by_key(|(t, _)| *t);
+                match latest {
+                    Some((t, wall)) => t.minus(ooo).plus(now_ms - self.last_wall(wall)),
+                    None => EventTime::MIN,
+                }
+            }
+            None => self.current,
+        };
+        self.current = self.current.max(candidate);
+        self.current
+    }
+
+    fn last_wall(&self, fallback: i64) -> i64 {
+        self.partitions.values().map(|c| c.last_record_wall_ms).max().unwrap_or(fallback)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wm() -> Watermarks<u32> {
+        let mut w = Watermarks::new(WatermarkConfig::default());
+        w.assign(0, 0);
+        w.assign(1, 0);
+        w
+    }
+
+    #[test]
+    fn minimum_over_partitions_and_none_before_every_partition_spoke() {
+        let mut w = wm();
+        w.observe(0, EventTime(1_000), 1);
+        assert_eq!(w.current(1), EventTime::MIN);
+        w.observe(1, EventTime(500), 2);
+        assert_eq!(w.current(2), EventTime(500));
+        w.observe(1, EventTime(2_000), 3);
+        assert_eq!(w.current(3), EventTime(1_000));
+    }
+
+    #[test]
+    fn out_of_orderness_holds_the_watermark_back() {
+        let mut w = Watermarks::new(WatermarkConfig { out_of_orderness_ms: 100, ..Default::default() });
+        w.observe(0u32, EventTime(1_000), 0);
+        assert_eq!(w.current(0), EventTime(900));
+    }
+
+    #[test]
+    fn an_idle_partition_leaves_the_min_exactly_at_the_timeout_and_rejoins() {
+        let mut w = wm();
+        w.observe(0, EventTime(10_000), 0);
+        w.observe(1, EventTime(1_000), 0);
+        // Partition 0 keeps talking; partition 1 goes quiet.
+        w.observe(0, EventTime(20_000), 29_999);
+        assert_eq!(w.current(29_999), EventTime(1_000), "one ms before the timeout");
+        assert_eq!(w.current(30_000), EventTime(20_000), "idle at exactly the timeout");
+        // It rejoins with an old record: the watermark does not move back.
+        w.observe(1, EventTime(2_000), 30_001);
+        assert_eq!(w.current(30_001), EventTime(20_000));
+        w.observe(1, EventTime(25_000), 30_002);
+        w.observe(0, EventTime(40_000), 30_002);
+        assert_eq!(w.current(30_002), EventTime(25_000));
+    }
+
+    #[test]
+    fn when_everything_is_idle_time_moves_with_the_wall_clock() {
+        let mut w = wm();
+        w.observe(0, EventTime(10_000), 1_000);
+        w.observe(1, EventTime(8_000), 1_000);
+        assert_eq!(w.current(1_000), EventTime(8_000));
+        // Both idle at 31 s of wall time: 30 s after the last record, from the last max.
+        assert_eq!(w.current(31_000), EventTime(40_000));
+        assert_eq!(w.current(41_000), EventTime(50_000));
+    }
+
+    #[test]
+    fn replays_do_not_advance_on_idleness_but_finish_closes_everything() {
+        let mut w = Watermarks::new(WatermarkConfig { advance_when_idle: false, ..Default::default() });
+        w.assign(0u32, 0);
+        w.observe(0, EventTime(10_000), 0);
+        assert_eq!(w.current(0), EventTime(10_000));
+        assert_eq!(w.current(1_000_000), EventTime(10_000));
+        w.finish();
+        assert_eq!(w.current(1_000_000), EventTime::MAX);
+    }
+
+    #[test]
+    fn future_skew_boundary() {
+        let mut w = wm();
+        assert_eq!(w.admit(&0, EventTime(i64::MAX / 2)), Admission::Accept, "no watermark yet");
+        w.observe(0, EventTime(0), 0);
+        assert_eq!(w.admit(&0, EventTime(3_600_000)), Admission::Accept);
+        assert_eq!(
+            w.admit(&0, EventTime(3_600_001)),
+            Admission::TooFarAhead { partition_watermark: EventTime(0) }
+        );
+    }
+}
