@@ -71,6 +71,8 @@ KAFKA_TOPIC_CONFIGS = {
 }
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# libyaml when the wheel has it (it does on common platforms): 10x faster on the CRD files.
+Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 METRIC_RE = re.compile(r"\bfitstream_[A-Za-z0-9_]+")
 
 
@@ -121,7 +123,7 @@ class Crds:
         self.kinds: dict[tuple[str, str], list[str]] = {}  # (group, kind) -> served versions
         self.files: list[str] = []
         for path in sorted(folder.glob("*.yaml")):
-            for doc in yaml.safe_load_all(path.read_text()):
+            for doc in yaml.load_all(path.read_text(), Loader=Loader):
                 if not doc or doc.get("kind") != "CustomResourceDefinition":
                     continue
                 self.files.append(path.name)
@@ -163,7 +165,7 @@ class Schemas:
                 served = ", ".join(f"{group}/{v}" for v in self.crds.kinds[(group, kind)])
                 return [f"apiVersion {api_version} is not served for {kind} (CRD serves {served})"]
             errors = [_fmt(e) for e in validator.iter_errors(doc)]
-            errors += ["metadata." + _fmt(e) for e in self.object_meta.iter_errors(doc.get("metadata", {}))]
+            errors += [_fmt(e, "metadata") for e in self.object_meta.iter_errors(doc.get("metadata", {}))]
             return errors
         try:
             kv.validate(doc, self.k8s_version, strict=True)
@@ -177,8 +179,8 @@ class Schemas:
         return []
 
 
-def _fmt(e: jsonschema.ValidationError) -> str:
-    path = ".".join(str(p) for p in e.absolute_path)
+def _fmt(e: jsonschema.ValidationError, prefix: str = "") -> str:
+    path = ".".join([prefix] * bool(prefix) + [str(p) for p in e.absolute_path])
     msg = e.message if len(e.message) < 300 else e.message[:300] + "..."
     return f"{path or '<root>'}: {msg}"
 
@@ -282,8 +284,10 @@ def check_credentials(doc: dict, idx: dict) -> list[str]:
             errors.append(f"container {c.get('name')}: SASL user {name!r} is not a KafkaUser of this render")
         ref = ((password.get("valueFrom") or {}).get("secretKeyRef")) or {}
         if ref.get("name") != name or ref.get("key") != "password":
+            source = (f"secretKeyRef {{name: {ref.get('name')}, key: {ref.get('key')}}}" if ref
+                      else "a literal value" if "value" in password else "another source")
             errors.append(f"container {c.get('name')}: password must come from secretKeyRef "
-                          f"{{name: {name}, key: password}} (the KafkaUser's Secret), not {ref or password}")
+                          f"{{name: {name}, key: password}} (the KafkaUser's Secret), not {source}")
     return errors
 
 
@@ -341,7 +345,7 @@ def render(report: Report, name: str, overlay: Path) -> str | None:
 
 def check_manifests(report: Report, env: str, text: str, schemas: Schemas) -> None:
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d]
+        docs = [d for d in yaml.load_all(text, Loader=Loader) if d]
     except yaml.YAMLError as e:
         report.check("yaml", env, [str(e)])
         return
