@@ -15,3 +15,5 @@ pub mod metrics;
 pub mod partition;
 pub mod watermark;
 pub mod window;
+pub mod dedup;
+pub mod join;
