@@ -1,1 +1,33 @@
-//! Work in progress.
+//! fitstream's input side: synthetic customer behaviour and history-file replay.
+//!
+//! Everything here produces [`InputRecord`]s — click events, purchases and deliberately bad
+//! bytes — in the order they would be sent to the input topics. There is no Kafka code in
+//! this crate: producers (Kafka or the embedded channels) iterate over these records.
+//!
+//! Layout:
+//! - [`record`]: [`InputRecord`] and [`InputTopic`], what every source yields.
+//! - [`defects`]: [`Defect`], bytes the real decoder rejects, each with its dead-letter reason.
+//! - [`catalogue`]: cosmetics categories, products, SKUs with options, routing to plants.
+//! - [`persona`]: the latent customer types behind the simulated behaviour.
+//! - [`simulator`]: [`SimConfig`] and the seedable [`Simulator`] iterator.
+//! - [`rees46`]: replay of the REES46 cosmetics-shop CSV history.
+//! - [`jsonl`]: fitstream's own JSON-lines format, written and read.
+//! - [`error`]: [`ReplayError`], a bad line of a history file.
+
+pub mod catalogue;
+pub mod defects;
+pub mod error;
+pub mod jsonl;
+pub mod persona;
+pub mod record;
+pub mod rees46;
+pub mod simulator;
+
+pub use catalogue::{Catalogue, CatalogueConfig};
+pub use defects::Defect;
+pub use error::ReplayError;
+pub use jsonl::{read_jsonl, write_jsonl};
+pub use persona::Persona;
+pub use record::{InputRecord, InputTopic};
+pub use rees46::read_rees46;
+pub use simulator::{ConfigError, DelayDistribution, SimConfig, Simulator};

@@ -1,0 +1,373 @@
+//! fitstream's own JSON-lines format, the same object shape the pipeline writes for outputs.
+//!
+//! One object per line:
+//!
+//! ```text
+//! {"topic":"iob.clickstream.v1","partition":null,"key":"c-1","timestamp":1767571200000,"value":{...}}
+//! {"topic":"iob.clickstream.v1","partition":null,"key":"c-1","timestamp":null,"raw_hex":"0100...","defect":"Truncated"}
+//! ```
+//!
+//! `value` is the serde JSON of a `ClickEvent` or `PurchaseEvent` (decimals are strings) and
+//! `timestamp` its event time in milliseconds. Raw records carry their bytes in hex and their
+//! [`Defect`]; a key that is not UTF-8 is written as `key_hex` instead of `key`.
+//!
+//! Reading decides the kind by the topic name (the default names, or any name containing
+//! `clickstream` or `purchase`), and otherwise by the value's shape (an `order_id` makes a
+//! purchase, an `event_type` a click). The key of an event is always its customer id: a
+//! `key` field that says otherwise is ignored. Written lines carry the default topic names.
+
+use std::borrow::Borrow;
+use std::io::{self, BufRead, Write};
+
+use fitstream_contracts::{ClickEvent, PurchaseEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::defects::Defect;
+use crate::error::ReplayError;
+use crate::record::{InputRecord, InputTopic};
+
+/// One line, as written and read.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    topic: String,
+    #[serde(default)]
+    partition: Option<i32>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_hex: Option<String>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw_hex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    defect: Option<Defect>,
+}
+
+/// The JSON object of one record.
+pub fn to_json(record: &InputRecord) -> Result<Value, serde_json::Error> {
+    let line = match record {
+        InputRecord::Click(c) => Line {
+            topic: InputTopic::Clickstream.default_name().to_owned(),
+            partition: None,
+            key: Some(c.customer_id.clone()),
+            key_hex: None,
+            timestamp: Some(c.event_time.millis()),
+            value: Some(serde_json::to_value(c)?),
+            raw_hex: None,
+            defect: None,
+        },
+        InputRecord::Purchase(p) => Line {
+            topic: InputTopic::Purchases.default_name().to_owned(),
+            partition: None,
+            key: Some(p.customer_id.clone()),
+            key_hex: None,
+            timestamp: Some(p.event_time.millis()),
+            value: Some(serde_json::to_value(p)?),
+            raw_hex: None,
+            defect: None,
+        },
+        InputRecord::Raw {
+            topic,
+            key,
+            value,
+            defect,
+        } => {
+            let text_key = key.as_ref().and_then(|k| std::str::from_utf8(k).ok());
+            Line {
+                topic: topic.default_name().to_owned(),
+                partition: None,
+                key: text_key.map(str::to_owned),
+                key_hex: if text_key.is_none() {
+                    key.as_ref().map(hex::encode)
+                } else {
+                    None
+                },
+                timestamp: None,
+                value: None,
+                raw_hex: Some(hex::encode(value)),
+                defect: Some(*defect),
+            }
+        }
+    };
+    serde_json::to_value(line)
+}
+
+/// Reads one record from its JSON object; the error says why it is not an input record.
+pub fn from_json(json: Value) -> Result<InputRecord, String> {
+    let line: Line = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    let topic = InputTopic::from_name(&line.topic);
+    if let Some(raw) = line.raw_hex {
+        let topic = topic.ok_or_else(|| format!("raw bytes for unknown topic `{}`", line.topic))?;
+        let value = hex::decode(raw).map_err(|e| format!("raw_hex: {e}"))?;
+        let key = match (line.key, line.key_hex) {
+            (Some(k), _) => Some(k.into_bytes()),
+            (None, Some(h)) => Some(hex::decode(h).map_err(|e| format!("key_hex: {e}"))?),
+            (None, None) => None,
+        };
+        let defect = line.defect.ok_or("raw bytes without a `defect`")?;
+        return Ok(InputRecord::Raw {
+            topic,
+            key,
+            value,
+            defect,
+        });
+    }
+    let value = line.value.ok_or("neither `value` nor `raw_hex`")?;
+    let topic = match topic {
+        Some(t) => t,
+        None if value.get("order_id").is_some() => InputTopic::Purchases,
+        None if value.get("event_type").is_some() => InputTopic::Clickstream,
+        None => {
+            return Err(format!(
+                "topic `{}` is not an input topic and the value is neither a click nor a purchase",
+                line.topic
+            ));
+        }
+    };
+    match topic {
+        InputTopic::Clickstream => serde_json::from_value::<ClickEvent>(value)
+            .map(InputRecord::Click)
+            .map_err(|e| format!("not a ClickEvent: {e}")),
+        InputTopic::Purchases => serde_json::from_value::<PurchaseEvent>(value)
+            .map(InputRecord::Purchase)
+            .map_err(|e| format!("not a PurchaseEvent: {e}")),
+    }
+}
+
+/// Writes records, one JSON object per line. Returns the number of lines written.
+pub fn write_jsonl<I, W>(records: I, mut writer: W) -> io::Result<u64>
+where
+    I: IntoIterator,
+    I::Item: Borrow<InputRecord>,
+    W: Write,
+{
+    let mut lines = 0;
+    for record in records {
+        let json = to_json(record.borrow()).map_err(io::Error::other)?;
+        serde_json::to_writer(&mut writer, &json)?;
+        writer.write_all(b"\n")?;
+        lines += 1;
+    }
+    writer.flush()?;
+    Ok(lines)
+}
+
+/// Reads records from JSON lines, streaming. Blank lines are skipped; a line that is not an
+/// input record is an error item with its line number and reading goes on; an I/O error is
+/// the last item.
+pub fn read_jsonl<R: BufRead>(reader: R) -> impl Iterator<Item = Result<InputRecord, ReplayError>> {
+    JsonLines {
+        reader,
+        line: 0,
+        buf: Vec::new(),
+        done: false,
+    }
+}
+
+struct JsonLines<R> {
+    reader: R,
+    line: u64,
+    buf: Vec<u8>,
+    done: bool,
+}
+
+impl<R: BufRead> Iterator for JsonLines<R> {
+    type Item = Result<InputRecord, ReplayError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            self.buf.clear();
+            self.line += 1;
+            let line = self.line;
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => self.done = true,
+                Ok(_) => {
+                    let Ok(text) = std::str::from_utf8(&self.buf) else {
+                        return Some(Err(ReplayError::Json {
+                            line,
+                            message: "not UTF-8".into(),
+                        }));
+                    };
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    let json: Value = match serde_json::from_str(text) {
+                        Ok(v) => v,
+                        Err(e) => {
+                            return Some(Err(ReplayError::Json {
+                                line,
+                                message: e.to_string(),
+                            }));
+                        }
+                    };
+                    return Some(
+                        from_json(json)
+                            .map_err(|message| ReplayError::NotARecord { line, message }),
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.line -= 1,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ReplayError::Io { line, source }));
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use fitstream_contracts::{ClickEventType, Codec, EventTime, PurchaseLine};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    fn click() -> ClickEvent {
+        ClickEvent {
+            event_id: "e-1".into(),
+            customer_id: "c-1".into(),
+            session_id: "s-1".into(),
+            event_type: ClickEventType::ProductView,
+            product_id: Some("prod-00001".into()),
+            sku: Some("prod-00001/50ml".into()),
+            options: [("size".to_owned(), "50ml".to_owned())].into(),
+            category: Some("skincare".into()),
+            price: Some(Decimal::new(2490, 2)),
+            query: None,
+            channel: "web".into(),
+            region: "eu-west".into(),
+            event_time: EventTime(1_767_571_200_000),
+        }
+    }
+
+    fn purchase() -> PurchaseEvent {
+        PurchaseEvent {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            session_id: "s-1".into(),
+            event_time: EventTime(1_767_571_260_000),
+            region: "eu-west".into(),
+            currency: "EUR".into(),
+            lines: vec![PurchaseLine {
+                product_id: "prod-00001".into(),
+                sku: "prod-00001/50ml".into(),
+                options: [("size".to_owned(), "50ml".to_owned())].into(),
+                category: Some("skincare".into()),
+                quantity: 2,
+                unit_price: Decimal::new(2490, 2),
+            }],
+        }
+    }
+
+    #[test]
+    fn lines_have_the_pipeline_shape() {
+        let mut out = Vec::new();
+        let raw = Defect::Truncated
+            .corrupt(&InputRecord::Click(click()), &Codec::pinned())
+            .expect("encodes");
+        let records = [
+            InputRecord::Click(click()),
+            InputRecord::Purchase(purchase()),
+            raw.clone(),
+        ];
+        assert_eq!(write_jsonl(&records, &mut out).expect("writes"), 3);
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0]["topic"], "iob.clickstream.v1");
+        assert_eq!(lines[0]["partition"], Value::Null);
+        assert_eq!(lines[0]["key"], "c-1");
+        assert_eq!(lines[0]["timestamp"], 1_767_571_200_000_i64);
+        assert_eq!(lines[0]["value"]["price"], "24.90");
+        assert_eq!(lines[0]["value"]["event_type"], "PRODUCT_VIEW");
+        assert_eq!(lines[1]["topic"], "iob.purchases.v1");
+        assert_eq!(lines[1]["value"]["lines"][0]["unit_price"], "24.90");
+        assert_eq!(lines[2]["timestamp"], Value::Null);
+        assert_eq!(lines[2]["defect"], "Truncated");
+        assert!(
+            lines[2]["raw_hex"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("00"))
+        );
+
+        let back: Vec<InputRecord> = read_jsonl(Cursor::new(text))
+            .map(|r| r.expect("reads"))
+            .collect();
+        assert_eq!(back, records);
+    }
+
+    #[test]
+    fn the_kind_comes_from_the_topic_then_the_shape() {
+        let value = serde_json::to_string(&purchase()).expect("json");
+        let text = format!(
+            "{{\"topic\":\"shop-purchases\",\"key\":\"c-1\",\"timestamp\":1,\"value\":{value}}}\n\
+             {{\"topic\":\"somewhere\",\"key\":\"c-1\",\"timestamp\":1,\"value\":{value}}}\n\
+             {{\"topic\":\"somewhere\",\"key\":\"c-1\",\"timestamp\":1,\"value\":{}}}\n",
+            serde_json::to_string(&click()).expect("json"),
+        );
+        let got: Vec<_> = read_jsonl(Cursor::new(text)).collect();
+        assert!(matches!(&got[0], Ok(InputRecord::Purchase(p)) if *p == purchase()));
+        assert!(matches!(&got[1], Ok(InputRecord::Purchase(p)) if *p == purchase()));
+        assert!(matches!(&got[2], Ok(InputRecord::Click(c)) if *c == click()));
+    }
+
+    #[test]
+    fn bad_lines_are_numbered_errors_and_reading_goes_on() {
+        let good = serde_json::to_string(&to_json(&InputRecord::Click(click())).expect("json"))
+            .expect("json");
+        let mut text = format!(
+            "{good}\nnot json\n\n{{\"topic\":\"iob.customer-profiles.v1\",\"value\":{{\"x\":1}}}}\n\
+             {{\"topic\":\"iob.clickstream.v1\",\"value\":{{\"event_id\":\"e\"}}}}\n"
+        )
+        .into_bytes();
+        text.extend_from_slice(b"\xff\xfe\n");
+        text.extend_from_slice(format!("{good}\n").as_bytes());
+        let got: Vec<_> = read_jsonl(Cursor::new(text)).collect();
+        assert_eq!(got.len(), 6);
+        assert!(got[0].is_ok());
+        assert!(
+            matches!(&got[1], Err(ReplayError::Json { line: 2, .. })),
+            "{:?}",
+            got[1]
+        );
+        assert!(
+            matches!(&got[2], Err(ReplayError::NotARecord { line: 4, .. })),
+            "{:?}",
+            got[2]
+        );
+        assert!(
+            matches!(&got[3], Err(ReplayError::NotARecord { line: 5, .. })),
+            "{:?}",
+            got[3]
+        );
+        assert!(
+            matches!(&got[4], Err(ReplayError::Json { line: 6, .. })),
+            "{:?}",
+            got[4]
+        );
+        assert!(got[5].is_ok());
+    }
+
+    #[test]
+    fn a_binary_key_survives_as_hex() {
+        let raw = InputRecord::Raw {
+            topic: InputTopic::Purchases,
+            key: Some(vec![0xff, 0x00]),
+            value: vec![1, 2, 3],
+            defect: Defect::NotAvro,
+        };
+        let json = to_json(&raw).expect("json");
+        assert_eq!(json["key"], Value::Null);
+        assert_eq!(json["key_hex"], "ff00");
+        assert_eq!(from_json(json), Ok(raw));
+    }
+}

@@ -1,0 +1,910 @@
+//! The seedable behaviour simulator: customers of latent [`Persona`]s visit a cosmetics shop
+//! and produce click events and purchases, then knobs disorder, delay, duplicate and break
+//! some of them.
+//!
+//! How a run unfolds:
+//! - `customers` customers are split over the personas by `personas` weights (exact quotas,
+//!   shuffled). Each gets a favourite category, a region, a price sensitivity and an activity
+//!   level of its own.
+//! - Each customer's sessions start as a Poisson process over the event-time span
+//!   `[start, start + seconds)`, modulated by the persona's time-of-day rhythm (UTC), its
+//!   arrival (new customers) and its lapse (at-risk customers). All visit rates are scaled by
+//!   one factor so that the run yields about `rate * seconds` events: `rate` is events per
+//!   second of event time for the whole shop, shared by all customers. The default (3 days at
+//!   0.77 events/s for 2,000 customers) is about 200,000 events, ~100 per customer.
+//! - A session is a landing page view, then page views, searches and product views in random
+//!   order; product views may add SKUs to the cart (one `ADD_TO_CART` per unit), carted units
+//!   may be removed, a non-empty cart may reach `CHECKOUT_START` and then a `PurchaseEvent`
+//!   whose lines are the cart's contents at catalogue prices. Events are seconds apart.
+//! - Records leave in event-time order, then the knobs apply: every record is emitted after
+//!   a random out-of-order delay (up to `out_of_order_max_ms`), a `late_fraction` of them after
+//!   `late_delay_ms` to twice that, a `duplicate_fraction` of them twice (identical content, the
+//!   copy a little later), and a `malformed_fraction` of them is replaced by raw bytes with one
+//!   of `defects`. The behaviour does not depend on the knobs: each uses its own random stream.
+//!
+//! Ids: customers are `cust-00001`..; events, sessions and orders are counters tagged with
+//! the seed (`ev-2a-17`), so they are unique within a run and differ between seeds. A run is
+//! a pure function of its configuration: the same seed gives the same records.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::io::{self, Write};
+
+use fitstream_contracts::validate::MAX_SKU_LEN;
+use fitstream_contracts::{
+    ClickEvent, ClickEventType, Codec, EventTime, Options, PurchaseEvent, PurchaseLine,
+};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::catalogue::{CATEGORIES, Catalogue, CatalogueConfig, Product, Sku};
+use crate::defects::Defect;
+use crate::persona::Persona;
+use crate::record::InputRecord;
+
+const DAY_MS: f64 = 86_400_000.0;
+const REGIONS: [&str; 4] = ["eu-west", "eu-central", "eu-south", "eu-north"];
+/// Currency of simulated orders.
+pub const CURRENCY: &str = "EUR";
+
+/// How out-of-order delays are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DelayDistribution {
+    /// Uniform between 0 and the maximum.
+    Uniform,
+    /// Exponential with a mean of a quarter of the maximum, capped at the maximum: most
+    /// records nearly in order, a few far behind.
+    Exponential,
+}
+
+/// What to simulate. Every field has a default; a configuration file names only what it
+/// changes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Seed of every random choice: the same seed gives the same records.
+    pub seed: u64,
+    /// Events per second of event time, for the whole shop (not per customer). The run yields
+    /// about `rate * seconds` well-formed records before duplicates.
+    pub rate: f64,
+    /// Length of the simulated span of event time, in seconds.
+    pub seconds: u64,
+    /// Event time of the start of the span: RFC 3339 text or milliseconds since the epoch.
+    #[serde(serialize_with = "time_text", deserialize_with = "time_text_or_millis")]
+    pub start: EventTime,
+    /// Number of customers.
+    pub customers: usize,
+    /// Relative weight of each persona by name (see [`Persona::ALL`]); a persona not listed
+    /// gets no customers.
+    pub personas: BTreeMap<String, f64>,
+    /// Largest out-of-order delay: a record is emitted up to this much later than its event
+    /// time order says. 0 keeps event-time order.
+    pub out_of_order_max_ms: u64,
+    /// How out-of-order delays are distributed below the maximum.
+    pub out_of_order: DelayDistribution,
+    /// Fraction of records emitted late, `late_delay_ms` to twice that after their time.
+    pub late_fraction: f64,
+    /// Delay of late records (the least; the most is twice it).
+    pub late_delay_ms: u64,
+    /// Fraction of records emitted twice with identical content.
+    pub duplicate_fraction: f64,
+    /// Fraction of records replaced by raw bytes with one of `defects`.
+    pub malformed_fraction: f64,
+    /// Defects drawn for malformed records. The default leaves out `Oversized`, whose 1 MiB
+    /// values a Kafka producer and broker with default limits refuse; add it when they allow.
+    pub defects: Vec<Defect>,
+    /// The product catalogue.
+    pub catalogue: CatalogueConfig,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            rate: 0.77,
+            seconds: 3 * 86_400,
+            start: EventTime(1_767_571_200_000), // 2026-01-05T00:00:00Z, a Monday
+            customers: 2_000,
+            personas: Persona::ALL
+                .iter()
+                .map(|p| (p.name.to_owned(), 1.0))
+                .collect(),
+            out_of_order_max_ms: 2_000,
+            out_of_order: DelayDistribution::Exponential,
+            late_fraction: 0.001,
+            late_delay_ms: 3_600_000,
+            duplicate_fraction: 0.01,
+            malformed_fraction: 0.001,
+            defects: Defect::ALL
+                .into_iter()
+                .filter(|d| *d != Defect::Oversized)
+                .collect(),
+            catalogue: CatalogueConfig::default(),
+        }
+    }
+}
+
+fn time_text<S: Serializer>(t: &EventTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_string())
+}
+
+fn time_text_or_millis<'de, D: Deserializer<'de>>(d: D) -> Result<EventTime, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Time {
+        Millis(i64),
+        Text(String),
+    }
+    match Time::deserialize(d)? {
+        Time::Millis(ms) => Ok(EventTime(ms)),
+        Time::Text(text) => EventTime::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not an RFC 3339 time"))),
+    }
+}
+
+/// A configuration that cannot be simulated.
+#[derive(Debug, thiserror::Error)]
+#[error("simulator config `{field}`: {message}")]
+pub struct ConfigError {
+    /// The field concerned.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl SimConfig {
+    /// Checks the configuration; [`Simulator::new`] does it too.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field, message: String| Err(ConfigError { field, message });
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return fail("rate", format!("{} is not a positive number", self.rate));
+        }
+        if self.seconds == 0 {
+            return fail("seconds", "must be positive".into());
+        }
+        if self.customers == 0 {
+            return fail("customers", "must be positive".into());
+        }
+        let end = self.start.plus(
+            self.seconds
+                .saturating_mul(1000)
+                .try_into()
+                .unwrap_or(i64::MAX),
+        );
+        if self.start < EventTime::MIN_VALID || end >= fitstream_contracts::validate::MAX_VALID_TIME
+        {
+            return fail(
+                "start",
+                format!("the span {}..{end} leaves 2000..2100", self.start),
+            );
+        }
+        for (name, w) in &self.personas {
+            if Persona::by_name(name).is_none() {
+                let known: Vec<_> = Persona::ALL.iter().map(|p| p.name).collect();
+                return fail(
+                    "personas",
+                    format!("unknown persona `{name}` (known: {})", known.join(", ")),
+                );
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return fail(
+                    "personas",
+                    format!("weight {w} of `{name}` is not a non-negative number"),
+                );
+            }
+        }
+        if self.personas.values().sum::<f64>() <= 0.0 {
+            return fail("personas", "no persona has a positive weight".into());
+        }
+        for (field, f) in [
+            ("late_fraction", self.late_fraction),
+            ("duplicate_fraction", self.duplicate_fraction),
+            ("malformed_fraction", self.malformed_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&f) {
+                return fail(field, format!("{f} is not in [0, 1]"));
+            }
+        }
+        if self.malformed_fraction > 0.0 && self.defects.is_empty() {
+            return fail(
+                "defects",
+                "malformed records need at least one defect".into(),
+            );
+        }
+        let catalogue = Catalogue::generate(&self.catalogue, self.seed);
+        if let Some(p) = catalogue
+            .products()
+            .iter()
+            .find(|p| p.longest_sku() > MAX_SKU_LEN)
+        {
+            return fail(
+                "catalogue",
+                format!(
+                    "SKUs of {} exceed {MAX_SKU_LEN} bytes: shorten option values",
+                    p.id
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One customer: who they are, and how often they come.
+#[derive(Clone, Debug)]
+struct Customer {
+    id: String,
+    persona: &'static Persona,
+    region: &'static str,
+    /// Index into [`CATEGORIES`].
+    favourite: usize,
+    /// Added to the persona's price level.
+    price_shift: f64,
+    /// Sessions per millisecond at the mean of the persona's rhythm, before arrival and lapse.
+    visits_per_ms: f64,
+}
+
+/// A record with the time that orders it.
+#[derive(Debug)]
+struct Timed {
+    at: i64,
+    seq: u64,
+    record: InputRecord,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Run-unique ids.
+#[derive(Debug)]
+struct Ids {
+    tag: String,
+    events: u64,
+    sessions: u64,
+    orders: u64,
+}
+
+impl Ids {
+    fn new(seed: u64) -> Ids {
+        Ids {
+            tag: format!("{seed:x}"),
+            events: 0,
+            sessions: 0,
+            orders: 0,
+        }
+    }
+    fn event(&mut self) -> String {
+        self.events += 1;
+        format!("ev-{}-{}", self.tag, self.events)
+    }
+    fn session(&mut self) -> String {
+        self.sessions += 1;
+        format!("se-{}-{}", self.tag, self.sessions)
+    }
+    fn order(&mut self) -> String {
+        self.orders += 1;
+        format!("or-{}-{}", self.tag, self.orders)
+    }
+}
+
+/// Synthetic input records: an iterator of about `rate * seconds` [`InputRecord`]s, roughly
+/// in event-time order, deterministic for a seed (see the module doc).
+pub struct Simulator {
+    cfg: SimConfig,
+    catalogue: Catalogue,
+    codec: Codec,
+    customers: Vec<Customer>,
+    begin: i64,
+    end: i64,
+    behaviour: ChaCha8Rng,
+    knobs: ChaCha8Rng,
+    ids: Ids,
+    /// Next session start of each customer that will visit again.
+    visits: BinaryHeap<Reverse<(i64, usize)>>,
+    /// Records of sessions under way, by event time.
+    generated: BinaryHeap<Reverse<Timed>>,
+    /// Records with their emission time (event time plus delays), by emission time.
+    outbox: BinaryHeap<Reverse<Timed>>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Prepares a run: the catalogue, the customers and their first visits.
+    pub fn new(cfg: SimConfig) -> Result<Simulator, ConfigError> {
+        cfg.validate()?;
+        let catalogue = Catalogue::generate(&cfg.catalogue, cfg.seed);
+        let begin = cfg.start.millis();
+        let span_ms = cfg.seconds as f64 * 1000.0;
+        let end = begin + span_ms as i64;
+        let stream = |n: u64| {
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            rng.set_stream(n);
+            rng
+        };
+        let mut behaviour = stream(1);
+
+        // Exact quotas per persona (largest remainder), shuffled over the customer ids.
+        let weights: Vec<f64> = Persona::ALL
+            .iter()
+            .map(|p| cfg.personas.get(p.name).copied().unwrap_or(0.0))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let exact: Vec<f64> = weights
+            .iter()
+            .map(|w| w / total * cfg.customers as f64)
+            .collect();
+        let mut quotas: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+        let mut by_remainder: Vec<usize> = (0..quotas.len()).collect();
+        by_remainder.sort_by(|a, b| {
+            (exact[*b] - exact[*b].floor()).total_cmp(&(exact[*a] - exact[*a].floor()))
+        });
+        for i in by_remainder
+            .into_iter()
+            .cycle()
+            .take(cfg.customers - quotas.iter().sum::<usize>())
+        {
+            quotas[i] += 1;
+        }
+        let mut personas: Vec<&'static Persona> = quotas
+            .iter()
+            .enumerate()
+            .flat_map(|(i, q)| std::iter::repeat_n(&Persona::ALL[i], *q))
+            .collect();
+        personas.shuffle(&mut behaviour);
+
+        let mut customers: Vec<Customer> = personas
+            .into_iter()
+            .enumerate()
+            .map(|(i, persona)| {
+                let activity: f64 =
+                    (0.3 * behaviour.sample::<f64, _>(StandardNormal) - 0.045).exp();
+                Customer {
+                    id: format!("cust-{:05}", i + 1),
+                    persona,
+                    region: REGIONS[behaviour.random_range(0..REGIONS.len())],
+                    favourite: weighted(&mut behaviour, &persona.category_weights),
+                    price_shift: 0.05 * behaviour.sample::<f64, _>(StandardNormal),
+                    visits_per_ms: persona.sessions_per_day * activity / DAY_MS,
+                }
+            })
+            .collect();
+
+        // Scale every visit rate so that the expected number of events is rate * seconds.
+        let mut calibration = stream(3);
+        let expected: f64 = customers
+            .iter()
+            .map(|c| {
+                let p = c.persona;
+                let (buying, lapsed) = events_per_session(&catalogue, &mut calibration, p);
+                let lapse = p.buys_until.clamp(p.arrives_at, 1.0);
+                let sessions = |from: f64, to: f64| {
+                    c.visits_per_ms * rhythm_integral(p, begin, span_ms, from, to)
+                };
+                sessions(p.arrives_at, lapse) * buying
+                    + p.lapsed_visits * sessions(lapse, 1.0) * lapsed
+            })
+            .sum();
+        let scale = cfg.rate * cfg.seconds as f64 / expected.max(f64::MIN_POSITIVE);
+        for c in &mut customers {
+            c.visits_per_ms *= scale;
+        }
+
+        let mut sim = Simulator {
+            codec: Codec::pinned(),
+            ids: Ids::new(cfg.seed),
+            knobs: stream(2),
+            catalogue,
+            customers,
+            begin,
+            end,
+            behaviour,
+            visits: BinaryHeap::new(),
+            generated: BinaryHeap::new(),
+            outbox: BinaryHeap::new(),
+            seq: 0,
+            cfg,
+        };
+        for c in 0..sim.customers.len() {
+            if let Some(t) = sim.next_visit(c, begin) {
+                sim.visits.push(Reverse((t, c)));
+            }
+        }
+        Ok(sim)
+    }
+
+    /// The configuration of this run.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// The catalogue customers shop from.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Who is who: every customer id with the name of its persona, in customer-id order.
+    /// Customers who never visit in the span are included.
+    pub fn ground_truth(&self) -> Vec<(String, &'static str)> {
+        self.customers
+            .iter()
+            .map(|c| (c.id.clone(), c.persona.name))
+            .collect()
+    }
+
+    /// Writes the ground truth as CSV with the header `customer_id,persona`.
+    pub fn write_truth<W: Write>(&self, mut writer: W) -> io::Result<()> {
+        writeln!(writer, "customer_id,persona")?;
+        for c in &self.customers {
+            writeln!(writer, "{},{}", c.id, c.persona.name)?;
+        }
+        writer.flush()
+    }
+
+    /// The next session start of customer `c` after `after`, by thinning a Poisson process
+    /// with the persona's rhythm, arrival and lapse; `None` past the end of the span.
+    fn next_visit(&mut self, c: usize, after: i64) -> Option<i64> {
+        let customer = &self.customers[c];
+        let p = customer.persona;
+        let span = (self.end - self.begin) as f64;
+        let mean = p.mean_rhythm();
+        let peak = p.lapsed_visits.max(1.0);
+        let max_rate = customer.visits_per_ms * peak / mean;
+        if max_rate <= 0.0 || !max_rate.is_finite() {
+            return None;
+        }
+        let mut t = (after as f64).max(self.begin as f64 + p.arrives_at * span);
+        loop {
+            let u: f64 = self.behaviour.random();
+            t += -(1.0 - u).ln() / max_rate;
+            if t >= self.end as f64 {
+                return None;
+            }
+            let phase = (t - self.begin as f64) / span;
+            let lapse = if phase >= p.buys_until {
+                p.lapsed_visits
+            } else {
+                1.0
+            };
+            let accept = p.rhythm(hour_of(t as i64)) * lapse / peak;
+            if self.behaviour.random::<f64>() < accept {
+                return Some(t as i64);
+            }
+        }
+    }
+
+    /// Generates the session of the customer due next, and schedules their next visit.
+    fn visit(&mut self, start: i64, c: usize) {
+        let customer = &self.customers[c];
+        let phase = (start - self.begin) as f64 / (self.end - self.begin) as f64;
+        let buying = phase < customer.persona.buys_until;
+        let (records, ended) = session(
+            &self.catalogue,
+            &mut self.behaviour,
+            &mut self.ids,
+            customer,
+            start,
+            buying,
+        );
+        for (at, record) in records {
+            self.seq += 1;
+            self.generated.push(Reverse(Timed {
+                at,
+                seq: self.seq,
+                record,
+            }));
+        }
+        if let Some(t) = self.next_visit(c, ended) {
+            self.visits.push(Reverse((t, c)));
+        }
+    }
+
+    /// Applies the knobs to a record leaving generation, and queues it for emission.
+    fn release(&mut self, timed: Timed) {
+        let Timed { at, mut record, .. } = timed;
+        let (malformed, late_fraction, late_delay, duplicate_fraction) = (
+            self.cfg.malformed_fraction,
+            self.cfg.late_fraction,
+            self.cfg.late_delay_ms as i64,
+            self.cfg.duplicate_fraction,
+        );
+        if malformed > 0.0 && self.knobs.random_bool(malformed) {
+            let defect = self.cfg.defects[self.knobs.random_range(0..self.cfg.defects.len())];
+            // Encoding a simulated record cannot fail; if it ever did, the record stays good.
+            if let Ok(raw) = defect.corrupt(&record, &self.codec) {
+                record = raw;
+            }
+        }
+        let late = late_fraction > 0.0 && self.knobs.random_bool(late_fraction);
+        let delay = if late {
+            late_delay + self.knobs.random_range(0..=late_delay)
+        } else {
+            self.disorder()
+        };
+        let duplicate = duplicate_fraction > 0.0 && self.knobs.random_bool(duplicate_fraction);
+        let again = if duplicate {
+            Some(self.disorder())
+        } else {
+            None
+        };
+        let key = at.saturating_add(delay);
+        if let Some(extra) = again {
+            self.seq += 1;
+            self.outbox.push(Reverse(Timed {
+                at: key,
+                seq: self.seq,
+                record: record.clone(),
+            }));
+            self.seq += 1;
+            self.outbox.push(Reverse(Timed {
+                at: key.saturating_add(extra),
+                seq: self.seq,
+                record,
+            }));
+        } else {
+            self.seq += 1;
+            self.outbox.push(Reverse(Timed {
+                at: key,
+                seq: self.seq,
+                record,
+            }));
+        }
+    }
+
+    /// An out-of-order delay.
+    fn disorder(&mut self) -> i64 {
+        let max = self.cfg.out_of_order_max_ms as i64;
+        if max == 0 {
+            return 0;
+        }
+        match self.cfg.out_of_order {
+            DelayDistribution::Uniform => self.knobs.random_range(0..=max),
+            DelayDistribution::Exponential => {
+                let u: f64 = self.knobs.random();
+                ((-(1.0 - u).ln() * max as f64 / 4.0) as i64).min(max)
+            }
+        }
+    }
+}
+
+impl Iterator for Simulator {
+    type Item = InputRecord;
+
+    fn next(&mut self) -> Option<InputRecord> {
+        loop {
+            // Nothing generated from now on has an event time before the horizon, and a
+            // record's emission time is never before its event time.
+            let next_generated = self.generated.peek().map(|Reverse(t)| t.at);
+            let next_visit = self.visits.peek().map(|Reverse((t, _))| *t);
+            let horizon = match (next_generated, next_visit) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(Reverse(top)) = self.outbox.peek()
+                && horizon.is_none_or(|h| top.at <= h)
+            {
+                return self.outbox.pop().map(|Reverse(t)| t.record);
+            }
+            match (next_generated, next_visit) {
+                (Some(g), v) if v.is_none_or(|v| g <= v) => {
+                    if let Some(Reverse(timed)) = self.generated.pop() {
+                        self.release(timed);
+                    }
+                }
+                (_, Some(_)) => {
+                    if let Some(Reverse((start, c))) = self.visits.pop() {
+                        self.visit(start, c);
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Hour of day (UTC) of an instant, with fractions.
+fn hour_of(ms: i64) -> f64 {
+    ms.rem_euclid(DAY_MS as i64) as f64 / 3_600_000.0
+}
+
+/// The integral, in milliseconds, of the persona's normalised rhythm over the fractions
+/// `[from, to)` of the span: expected sessions per unit of `visits_per_ms`.
+fn rhythm_integral(p: &Persona, begin: i64, span_ms: f64, from: f64, to: f64) -> f64 {
+    if to <= from {
+        return 0.0;
+    }
+    let step = 300_000.0; // five minutes
+    let (a, b) = (begin as f64 + from * span_ms, begin as f64 + to * span_ms);
+    let steps = ((b - a) / step).ceil().max(1.0) as usize;
+    let width = (b - a) / steps as f64;
+    let mean = p.mean_rhythm();
+    (0..steps)
+        .map(|i| p.rhythm(hour_of((a + (i as f64 + 0.5) * width) as i64)) / mean * width)
+        .sum()
+}
+
+/// Mean events of a persona's sessions while buying and after lapsing, estimated by
+/// simulating sessions with their own random stream.
+fn events_per_session(
+    catalogue: &Catalogue,
+    rng: &mut ChaCha8Rng,
+    p: &'static Persona,
+) -> (f64, f64) {
+    const SAMPLES: usize = 200;
+    let customer = Customer {
+        id: "calibration".into(),
+        persona: p,
+        region: REGIONS[0],
+        favourite: 0,
+        price_shift: 0.0,
+        visits_per_ms: 0.0,
+    };
+    let mut ids = Ids::new(0);
+    let mut mean = |buying: bool| {
+        let n: usize = (0..SAMPLES)
+            .map(|_| {
+                session(catalogue, rng, &mut ids, &customer, 0, buying)
+                    .0
+                    .len()
+            })
+            .sum();
+        n as f64 / SAMPLES as f64
+    };
+    (mean(true), mean(false))
+}
+
+/// An index drawn with probability proportional to its weight.
+fn weighted<R: Rng>(rng: &mut R, weights: &[f64]) -> usize {
+    let total: f64 = weights.iter().sum();
+    let mut x = rng.random::<f64>() * total;
+    for (i, w) in weights.iter().enumerate() {
+        if x < *w {
+            return i;
+        }
+        x -= w;
+    }
+    weights.len().saturating_sub(1)
+}
+
+/// A Poisson draw (Knuth; the means here are small).
+fn poisson<R: Rng>(rng: &mut R, mean: f64) -> usize {
+    if mean <= 0.0 {
+        return 0;
+    }
+    let limit = (-mean).exp();
+    let mut k = 0;
+    let mut p = rng.random::<f64>();
+    while p > limit && k < 1_000 {
+        k += 1;
+        p *= rng.random::<f64>();
+    }
+    k
+}
+
+/// What a customer does next within a session.
+#[derive(Clone, Copy)]
+enum Step {
+    Page,
+    Search,
+    View,
+}
+
+/// One carted SKU.
+struct CartLine {
+    sku: Sku,
+    category: &'static str,
+    units: i32,
+}
+
+/// The records of one session starting at `start`, and when it ended.
+fn session(
+    catalogue: &Catalogue,
+    rng: &mut ChaCha8Rng,
+    ids: &mut Ids,
+    customer: &Customer,
+    start: i64,
+    buying: bool,
+) -> (Vec<(i64, InputRecord)>, i64) {
+    let p = customer.persona;
+    let session_id = ids.session();
+    let channel = if rng.random_bool(p.app_share.clamp(0.0, 1.0)) {
+        "app"
+    } else {
+        "web"
+    };
+    let mut out = Vec::new();
+    let mut t = start + rng.random_range(0..1_000);
+    let click = |ids: &mut Ids,
+                 t: i64,
+                 event_type,
+                 product: Option<(&Product, Option<&Sku>)>,
+                 query: Option<String>| {
+        let (product_id, sku, options, category, price) = match product {
+            Some((prod, Some(sku))) => (
+                Some(prod.id.clone()),
+                Some(sku.id.clone()),
+                sku.options.clone(),
+                Some(prod.category.to_owned()),
+                Some(sku.unit_price),
+            ),
+            Some((prod, None)) => (
+                Some(prod.id.clone()),
+                None,
+                Options::new(),
+                Some(prod.category.to_owned()),
+                Some(prod.base_price),
+            ),
+            None => (None, None, Options::new(), None, None),
+        };
+        let event = ClickEvent {
+            event_id: ids.event(),
+            customer_id: customer.id.clone(),
+            session_id: session_id.clone(),
+            event_type,
+            product_id,
+            sku,
+            options,
+            category,
+            price,
+            query,
+            channel: channel.to_owned(),
+            region: customer.region.to_owned(),
+            event_time: EventTime(t),
+        };
+        (t, InputRecord::Click(event))
+    };
+    let think = |rng: &mut ChaCha8Rng| {
+        let u: f64 = rng.random();
+        (-(1.0 - u).ln() * p.think_seconds * 1000.0).max(1_000.0) as i64
+    };
+    let category = |rng: &mut ChaCha8Rng| {
+        if rng.random_bool(p.focus.clamp(0.0, 1.0)) {
+            customer.favourite
+        } else {
+            weighted(rng, &p.category_weights)
+        }
+    };
+
+    out.push(click(ids, t, ClickEventType::PageView, None, None));
+    let mut steps: Vec<Step> =
+        std::iter::repeat_n(Step::View, 1 + poisson(rng, p.product_views - 1.0))
+            .chain(std::iter::repeat_n(Step::Search, poisson(rng, p.searches)))
+            .chain(std::iter::repeat_n(Step::Page, poisson(rng, p.page_views)))
+            .collect();
+    steps.shuffle(rng);
+
+    let mut cart: Vec<CartLine> = Vec::new();
+    for step in steps {
+        t += think(rng);
+        match step {
+            Step::Page => out.push(click(ids, t, ClickEventType::PageView, None, None)),
+            Step::Search => {
+                let terms = catalogue.search_terms(CATEGORIES[category(rng)]);
+                let query = terms
+                    .get(rng.random_range(0..terms.len().max(1)))
+                    .map(|q| (*q).to_owned());
+                out.push(click(ids, t, ClickEventType::Search, None, query));
+            }
+            Step::View => {
+                let products = catalogue.in_category(CATEGORIES[category(rng)]);
+                if products.is_empty() {
+                    continue;
+                }
+                let level = p.price_level
+                    + customer.price_shift
+                    + 0.12 * rng.sample::<f64, _>(StandardNormal);
+                let index = (level.clamp(0.0, 1.0) * (products.len() - 1) as f64).round() as usize;
+                let product = &products[index.min(products.len() - 1)];
+                out.push(click(
+                    ids,
+                    t,
+                    ClickEventType::ProductView,
+                    Some((product, None)),
+                    None,
+                ));
+                if !rng.random_bool(p.cart_rate.clamp(0.0, 1.0)) {
+                    continue;
+                }
+                let sku = product.random_sku(rng);
+                let mut units = 1;
+                while units < 5 && rng.random_bool(p.extra_unit_rate.clamp(0.0, 1.0)) {
+                    units += 1;
+                }
+                for _ in 0..units {
+                    t += rng.random_range(2_000..8_000);
+                    out.push(click(
+                        ids,
+                        t,
+                        ClickEventType::AddToCart,
+                        Some((product, Some(&sku))),
+                        None,
+                    ));
+                }
+                match cart.iter_mut().find(|l| l.sku.id == sku.id) {
+                    Some(line) => line.units += units,
+                    None => cart.push(CartLine {
+                        sku,
+                        category: product.category,
+                        units,
+                    }),
+                }
+            }
+        }
+    }
+
+    for line in &mut cart {
+        for _ in 0..line.units {
+            if rng.random_bool(p.removal_rate.clamp(0.0, 1.0)) {
+                t += think(rng);
+                line.units -= 1;
+                let product = catalogue
+                    .in_category(line.category)
+                    .iter()
+                    .find(|q| q.id == line.sku.product_id);
+                if let Some(product) = product {
+                    out.push(click(
+                        ids,
+                        t,
+                        ClickEventType::RemoveFromCart,
+                        Some((product, Some(&line.sku))),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    cart.retain(|l| l.units > 0);
+
+    if !cart.is_empty() && buying && rng.random_bool(p.checkout_rate.clamp(0.0, 1.0)) {
+        t += think(rng);
+        out.push(click(ids, t, ClickEventType::CheckoutStart, None, None));
+        if rng.random_bool(p.purchase_rate.clamp(0.0, 1.0)) {
+            t += think(rng).max(20_000);
+            let order = PurchaseEvent {
+                order_id: ids.order(),
+                customer_id: customer.id.clone(),
+                session_id: session_id.clone(),
+                event_time: EventTime(t),
+                region: customer.region.to_owned(),
+                currency: CURRENCY.to_owned(),
+                lines: cart
+                    .iter()
+                    .map(|l| PurchaseLine {
+                        product_id: l.sku.product_id.clone(),
+                        sku: l.sku.id.clone(),
+                        options: l.sku.options.clone(),
+                        category: Some(l.category.to_owned()),
+                        quantity: l.units,
+                        unit_price: l.sku.unit_price,
+                    })
+                    .collect(),
+            };
+            out.push((t, InputRecord::Purchase(order)));
+        }
+    }
+    (out, t)
+}
