@@ -28,6 +28,10 @@ Checks
   keda          a ScaledObject targets a workload of the render, that workload has no
                 spec.replicas, a kafka trigger's consumerGroup is the service's group id and
                 maxReplicaCount does not exceed the partitions of the keyed topics.
+  compose       deploy/compose.yaml against the Compose specification's JSON schema (unknown
+                fields fail), and: profiler, segmenter and planner run as `run <service>`,
+                every fitstream container has its config file, runs as 10001 read-only, and
+                every config/secret file it names exists.
   metrics-list  deploy/grafana/metrics.txt: one fitstream_ name per line, no duplicates.
   dashboard     the dashboard is Grafana JSON with queries, and every fitstream_ metric in a
                 query (panels, rows, templating, annotations) is in metrics.txt (histograms
@@ -373,6 +377,51 @@ def check_manifests(report: Report, env: str, text: str, schemas: Schemas) -> No
             report.check("keda", subject, check_keda(d, idx, docs))
 
 
+# ---------------------------------------------------------------------------------- compose
+
+SERVICES = ("profiler", "segmenter", "planner")
+
+
+def check_compose(report: Report, path: Path, schema_path: Path) -> None:
+    try:
+        doc = yaml.load(path.read_text(), Loader=Loader)
+    except (OSError, yaml.YAMLError) as e:
+        report.check("compose", str(path), [str(e)])
+        return
+    schema = json.loads(schema_path.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    report.check("compose-schema", str(path), [_fmt(e) for e in validator.iter_errors(doc)])
+
+    errors = []
+    services = (doc or {}).get("services") or {}
+    configs = (doc or {}).get("configs") or {}
+    for name in SERVICES:
+        svc = services.get(name)
+        if svc is None:
+            errors.append(f"no service {name}")
+        elif svc.get("command") != ["run", name]:
+            errors.append(f"service {name} runs {svc.get('command')}, not ['run', '{name}']")
+    for name, svc in services.items():
+        if "fitstream" not in str(svc.get("image", "")):
+            continue
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+        conf = env.get("FITSTREAM_CONFIG")
+        targets = {c.get("target") for c in svc.get("configs") or [] if isinstance(c, dict)}
+        if not conf or conf not in targets:
+            errors.append(f"service {name}: FITSTREAM_CONFIG {conf!r} is not a mounted config")
+        if str(svc.get("user", "")).split(":")[0] != "10001":
+            errors.append(f"service {name}: user is not 10001")
+        if svc.get("read_only") is not True:
+            errors.append(f"service {name}: read_only is not true")
+    for section in ("configs", "secrets"):
+        for name, c in ((doc or {}).get(section) or {}).items():
+            if isinstance(c, dict) and "file" in c and not (path.parent / c["file"]).is_file():
+                errors.append(f"{section}.{name}: file {c['file']} does not exist (relative to {path.parent})")
+    report.check("compose", str(path), errors)
+
+
 # -------------------------------------------------------------------------------- dashboard
 
 def load_metrics(report: Report, path: Path) -> set[str]:
@@ -461,10 +510,14 @@ def main(argv: list[str]) -> int:
                     help="already rendered manifests to check (repeatable)")
     ap.add_argument("--metrics", type=Path, help="metric names, one per line")
     ap.add_argument("--dashboard", action="append", default=[], type=Path, help="Grafana JSON (repeatable)")
+    ap.add_argument("--compose", action="append", default=[], type=Path, help="compose file (repeatable)")
+    ap.add_argument("--compose-schema", type=Path, help="the Compose specification's JSON schema")
     ap.add_argument("--summary", default="validate", help="word before the closing count line")
     a = ap.parse_args(argv)
     if a.dashboard and not a.metrics:
         ap.error("--dashboard needs --metrics")
+    if a.compose and not a.compose_schema:
+        ap.error("--compose needs --compose-schema")
 
     report = Report()
     crds = Crds(a.crds)
@@ -477,6 +530,8 @@ def main(argv: list[str]) -> int:
         text = render(report, name, Path(file)) if spec in a.overlay else Path(file).read_text()
         if text is not None:
             check_manifests(report, name, text, schemas)
+    for c in a.compose:
+        check_compose(report, c, a.compose_schema)
     if a.metrics:
         metrics = load_metrics(report, a.metrics)
         for d in a.dashboard:

@@ -151,7 +151,19 @@ def dashboard_template_unknown_metric(docs, dash):
             v["query"]["query"] = v["definition"] = "label_values(fitstream_up, job)"
 
 
-Mutation = Callable[[list, dict], None]
+def compose_misspelled(docs, dash, compose):
+    rename(compose["services"]["profiler"], "stop_grace_period", "stop_grace_periode")
+
+
+def compose_wrong_command(docs, dash, compose):
+    compose["services"]["planner"]["command"] = ["run", "planer"]
+
+
+def compose_missing_file(docs, dash, compose):
+    compose["configs"]["plants-toml"]["file"] = "./plant.toml"
+
+
+Mutation = Callable[..., None]
 
 # name, overlay, mutation, check, subject fragment, reason pattern
 CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
@@ -181,24 +193,42 @@ CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
     ("dashboard query on a non-existent metric", "dev", dashboard_unknown_metric, "dashboard", "fitstream-dashboard.json", r"fitstream_records_processed_total"),
     ("dashboard _bucket of a counter", "dev", dashboard_counter_bucket, "dashboard", "fitstream-dashboard.json", r"fitstream_records_in_total_bucket"),
     ("dashboard variable on a non-existent metric", "dev", dashboard_template_unknown_metric, "dashboard", "fitstream-dashboard.json", r"fitstream_up"),
+    ("misspelled field in compose.yaml", "dev", compose_misspelled, "compose-schema", "compose.yaml", r"stop_grace_periode"),
+    ("compose service running the wrong command", "dev", compose_wrong_command, "compose", "compose.yaml", r"planer"),
+    ("compose config file that does not exist", "dev", compose_missing_file, "compose", "compose.yaml", r"plant\.toml"),
 ]
 
 
-def run_case(args, rendered: dict[str, list], dashboard: dict, case) -> list[str]:
+def run_case(args, rendered: dict[str, list], dashboard: dict, compose: dict, case) -> list[str]:
     name, overlay, mutate, check, subject, reason = case
     docs = copy.deepcopy(rendered[overlay])
     dash = copy.deepcopy(dashboard)
+    comp = copy.deepcopy(compose)
     if mutate:
-        mutate(docs, dash)
+        if mutate.__code__.co_argcount == 3:
+            mutate(docs, dash, comp)
+        else:
+            mutate(docs, dash)
     with tempfile.TemporaryDirectory() as tmp:
         m = Path(tmp) / f"{overlay}.yaml"
         m.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         d = Path(tmp) / "fitstream-dashboard.json"
         d.write_text(json.dumps(dash))
+        # The compose copy sits in a folder that links the files the original names.
+        c = Path(tmp) / "compose" / "compose.yaml"
+        c.parent.mkdir()
+        c.write_text(yaml.safe_dump(comp, sort_keys=False))
+        for section in ("configs", "secrets"):
+            for entry in (compose.get(section) or {}).values():
+                if isinstance(entry, dict) and "file" in entry:
+                    link = c.parent / entry["file"]
+                    link.parent.mkdir(parents=True, exist_ok=True)
+                    link.symlink_to((args.compose.parent / entry["file"]).resolve())
         out = subprocess.run(
             [sys.executable, str(HERE / "check.py"), "--k8s-version", args.k8s_version,
              "--crds", str(args.crds), "--metrics", str(args.metrics),
-             "--manifests", f"{overlay}={m}", "--dashboard", str(d)],
+             "--manifests", f"{overlay}={m}", "--dashboard", str(d),
+             "--compose", str(c), "--compose-schema", str(args.compose_schema)],
             capture_output=True, text=True, timeout=120)
     lines = out.stdout.splitlines()
     fails = [line for line in lines if line.startswith("FAIL ")]
@@ -220,6 +250,8 @@ def main() -> int:
     ap.add_argument("--dashboard", type=Path, required=True)
     ap.add_argument("--metrics", type=Path, required=True)
     ap.add_argument("--crds", type=Path, required=True)
+    ap.add_argument("--compose", type=Path, required=True)
+    ap.add_argument("--compose-schema", type=Path, required=True)
     ap.add_argument("--k8s-version", default="1.32.0")
     ap.add_argument("--jobs", type=int, default=2, help="cases run at once (each is a check.py process)")
     args = ap.parse_args()
@@ -228,9 +260,10 @@ def main() -> int:
         name, _, file = spec.partition("=")
         rendered[name] = [d for d in yaml.safe_load_all(Path(file).read_text()) if d]
     dashboard = json.loads(args.dashboard.read_text())
+    compose = yaml.safe_load(args.compose.read_text())
     def attempt(case) -> list[str]:
         try:
-            return run_case(args, rendered, dashboard, case)
+            return run_case(args, rendered, dashboard, compose, case)
         except Exception as e:  # a mutation that no longer applies is a failure too
             return [f"{type(e).__name__}: {e}"]
 

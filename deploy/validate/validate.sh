@@ -3,7 +3,8 @@
 # `kubectl kustomize`, checks core kinds against the Kubernetes schemas (kubernetes-validate,
 # strict), Strimzi/KEDA/Prometheus Operator resources against the CRD schemas in crds/, the
 # custom rules of check.py (probes, security, KEDA, credentials, topic configs), and the Grafana
-# dashboards' metric names against deploy/grafana/metrics.txt.
+# dashboards' metric names against deploy/grafana/metrics.txt, and deploy/compose.yaml against
+# the Compose specification schema.
 # Prints one line per check and `validate: N passed, M failed`; exits non-zero on a failure.
 #   K8S_VERSION   Kubernetes version to check against (default 1.32.0)
 set -euo pipefail
@@ -19,4 +20,5 @@ for dashboard in deploy/grafana/*.json; do
 done
 
 exec "$VALIDATE_PY" deploy/validate/check.py --k8s-version "${K8S_VERSION:-1.32.0}" \
-  --crds deploy/validate/crds --metrics deploy/grafana/metrics.txt "${args[@]}"
+  --crds deploy/validate/crds --metrics deploy/grafana/metrics.txt "${args[@]}" \
+  --compose deploy/compose.yaml --compose-schema deploy/validate/schemas/compose-spec.json

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates the CRD files in this folder from package registries only.
-# Not run by CI: the YAMLs are committed; run this by hand to move to newer operator versions,
-# then run deploy/validate/validate.sh and commit the diff.
+# Regenerates the schemas the offline checks use, from package registries only:
+# crds/*.yaml (CustomResourceDefinitions) and schemas/compose-spec.json.
+# Not run by CI: the files are committed; run this by hand to move to newer versions, then run
+# deploy/validate/validate.sh and deploy/validate/test_validate.sh and commit the diff.
 #
 #   KEDA                 Go module github.com/kedacore/keda/v2 (config/crd/bases/)
 #   Prometheus Operator  Go module github.com/prometheus-operator/prometheus-operator
 #                        (example/prometheus-operator-crd/)
+#   Compose spec         Go module github.com/compose-spec/compose-go/v2 (schema/compose-spec.json)
 #   Strimzi              Maven Central io.strimzi:api + io.strimzi:crd-generator: the api jar
 #                        carries no CRD YAML, so this runs Strimzi's own CrdGenerator over the
 #                        api classes with the arguments of the api module's pom
@@ -17,9 +19,11 @@ set -euo pipefail
 KEDA_VERSION="${KEDA_VERSION:-v2.21.0}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 STRIMZI_VERSION="${STRIMZI_VERSION:-1.2.0}"
+COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-v2.16.2}"
 JAVA="${JAVA:-java}"
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+validate="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+here="$validate/crds"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -35,6 +39,10 @@ install -m 0644 "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml" "$h
 po="$(moddir "github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}")"
 install -m 0644 "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$here/"
 install -m 0644 "$po/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml" "$here/"
+
+compose="$(moddir "github.com/compose-spec/compose-go/v2@${COMPOSE_GO_VERSION}")"
+mkdir -p "$validate/schemas"
+install -m 0644 "$compose/schema/compose-spec.json" "$validate/schemas/"
 
 cat >"$work/pom.xml" <<EOF
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -55,4 +63,5 @@ mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies -DoutputDirectory="$wo
   "io.strimzi.api.kafka.model.topic.KafkaTopic=$here/kafka.strimzi.io_kafkatopics.yaml" \
   "io.strimzi.api.kafka.model.user.KafkaUser=$here/kafka.strimzi.io_kafkausers.yaml"
 
-echo "fetch-crds: KEDA ${KEDA_VERSION}, Prometheus Operator ${PROMETHEUS_OPERATOR_VERSION}, Strimzi ${STRIMZI_VERSION} written to ${here}"
+echo "fetch-schemas: KEDA ${KEDA_VERSION}, Prometheus Operator ${PROMETHEUS_OPERATOR_VERSION}," \
+  "Strimzi ${STRIMZI_VERSION}, compose-go ${COMPOSE_GO_VERSION} written to ${validate}"
