@@ -34,7 +34,7 @@ pub enum RegistryError {
 }
 
 /// Registry configuration.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// Base URL of a Confluent-compatible registry (`http://host:8081`). Empty: pinned ids.

@@ -1,2 +1,129 @@
-//! The fitstream command.
-fn main() {}
+//! The fitstream command. Everything it does lives in the library (`fitstream::commands`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use fitstream::commands::{self, InputFormat, SimTarget};
+
+/// fitstream links customer behaviour to production: segments for marketing, build orders for
+/// the factory, from clickstream and purchases on Kafka.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML); also `FITSTREAM_CONFIG`. Environment variables
+    /// `FITSTREAM__<SECTION>__<KEY>` override it; flags override both.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or describe every topic of the product with its settings.
+    Topics {
+        /// create | describe
+        #[arg(value_parser = ["create", "describe"])]
+        action: String,
+        /// Kafka bootstrap servers (overrides configuration).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Plants whose build-order topics to include.
+        #[arg(long, value_delimiter = ',', default_values_t = commands::DEFAULT_PLANTS.map(String::from))]
+        plants: Vec<String>,
+    },
+    /// Simulate customer behaviour into Kafka (--bootstrap) or a JSON-lines file (--out).
+    Simulate {
+        /// Events per second of event time.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of event time to simulate.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Seed: the same seed gives the same records.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of customers.
+        #[arg(long)]
+        customers: Option<usize>,
+        /// Kafka bootstrap servers.
+        #[arg(long, conflicts_with = "out")]
+        bootstrap: Option<String>,
+        /// JSON-lines output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// CSV file for the ground truth (customer_id,persona).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Write a history file (REES46 CSV or JSON lines) to the input topics.
+    Produce {
+        /// The file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Its format (guessed from the extension when absent).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+    },
+    /// Print a topic as JSON lines, read_committed, decoded.
+    Tail {
+        /// Topic name.
+        topic: String,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Read from the beginning (the default; kept for familiarity).
+        #[arg(long, default_value_t = true)]
+        from_beginning: bool,
+        /// Stop after this many seconds without a record.
+        #[arg(long)]
+        until_idle: Option<u64>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    ).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let mut cfg = fitstream::config::load(cli.config.as_deref())?;
+    let mut bootstrap = |b: &Option<String>| {
+        if let Some(b) = b {
+            cfg.kafka.bootstrap_servers = b.clone();
+        }
+    };
+    match &cli.command {
+        Command::Topics { bootstrap: b, .. }
+        | Command::Simulate { bootstrap: b, .. }
+        | Command::Produce { bootstrap: b, .. }
+        | Command::Tail { bootstrap: b, .. } => bootstrap(b),
+    }
+    match cli.command {
+        Command::Topics { action, plants, .. } if action == "create" => commands::topics_create(&cfg, &plants).await,
+        Command::Topics { plants, .. } => commands::topics_describe(&cfg, &plants).await,
+        Command::Simulate { rate, seconds, seed, customers, out, truth, .. } => {
+            let mut sim = fitstream_simulator::SimConfig::default();
+            sim.rate = rate.unwrap_or(sim.rate);
+            sim.seconds = seconds.unwrap_or(sim.seconds);
+            sim.seed = seed.unwrap_or(sim.seed);
+            sim.customers = customers.unwrap_or(sim.customers);
+            let target = out.map(SimTarget::File).unwrap_or(SimTarget::Kafka);
+            commands::simulate(&cfg, sim, target, truth.as_deref()).map(|_| ())
+        }
+        Command::Produce { input, format, .. } => {
+            let format = format.unwrap_or_else(|| InputFormat::guess(&input));
+            commands::produce(&cfg, &input, format).map(|_| ())
+        }
+        Command::Tail { topic, until_idle, out, .. } => {
+            commands::tail(&cfg, &topic, until_idle.map(Duration::from_secs), out.as_deref()).map(|_| ())
+        }
+    }
+}

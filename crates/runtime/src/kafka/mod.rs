@@ -49,7 +49,9 @@ impl KafkaConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
         for (k, v) in &self.properties {
-            c.set(k, v);
+            // Environment variables cannot carry dots: `SASL_USERNAME` means `sasl.username`
+            // (no librdkafka property has an underscore).
+            c.set(k.replace('_', "."), v);
         }
         c
     }

@@ -1,0 +1,188 @@
+//! One function per subcommand. Each takes its options and the loaded configuration.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fitstream_contracts::Codec;
+use fitstream_contracts::registry::Registry;
+use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
+use fitstream_simulator::{InputRecord, SimConfig, Simulator};
+
+use crate::config::FitstreamConfig;
+use crate::{inputs, jsonl};
+
+/// Plants whose build-order topics `topics create` provisions by default.
+pub const DEFAULT_PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
+
+/// The codec of a configuration.
+pub fn codec(cfg: &FitstreamConfig) -> Codec {
+    Codec::new(Registry::from_config(&cfg.registry), fitstream_contracts::codec::DEFAULT_MAX_VALUE_BYTES)
+}
+
+/// `fitstream topics create`: every topic of the product, idempotently.
+pub async fn topics_create(cfg: &FitstreamConfig, plants: &[String]) -> anyhow::Result<()> {
+    let specs = cfg.topics.specs(plants);
+    for (name, what) in admin::ensure_topics(&cfg.kafka, &specs).await? {
+        println!("{name}: {what:?}");
+    }
+    Ok(())
+}
+
+/// `fitstream topics describe`: partitions and configs as the broker has them.
+pub async fn topics_describe(cfg: &FitstreamConfig, plants: &[String]) -> anyhow::Result<()> {
+    for spec in cfg.topics.specs(plants) {
+        let partitions = admin::partition_count(&cfg.kafka, &spec.name)?;
+        if partitions == 0 {
+            println!("{}: missing", spec.name);
+            continue;
+        }
+        let configs = admin::describe_configs(&cfg.kafka, &spec.name).await?;
+        let shown: Vec<String> = spec
+            .configs
+            .keys()
+            .map(|k| format!("{k}={}", configs.get(k).map(String::as_str).unwrap_or("?")))
+            .collect();
+        println!("{}: partitions={partitions} {}", spec.name, shown.join(" "));
+    }
+    Ok(())
+}
+
+/// Reads an input file of either format.
+pub fn read_inputs(path: &Path, format: InputFormat) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = BufReader::new(file);
+    let skip = |r: Result<InputRecord, fitstream_simulator::ReplayError>| match r {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!("skipping input: {e}");
+            None
+        }
+    };
+    Ok(match format {
+        InputFormat::Rees46 => Box::new(fitstream_simulator::read_rees46(reader).filter_map(skip)),
+        InputFormat::Jsonl => Box::new(fitstream_simulator::read_jsonl(reader).filter_map(skip)),
+    })
+}
+
+/// Input file formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// REES46 e-commerce CSV.
+    Rees46,
+    /// fitstream's JSON lines.
+    Jsonl,
+}
+
+impl InputFormat {
+    /// Guesses from the file name.
+    pub fn guess(path: &Path) -> InputFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => InputFormat::Rees46,
+            _ => InputFormat::Jsonl,
+        }
+    }
+}
+
+fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} records [{elapsed}] {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// `fitstream produce`: a history file to the input topics.
+pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyhow::Result<u64> {
+    let codec = codec(cfg);
+    let records = read_inputs(input, format)?;
+    let mut writer = TopicWriter::new(&cfg.kafka)?;
+    let bar = progress_bar(None, "producing");
+    let started = Instant::now();
+    let n = inputs::produce(&mut writer, &codec, &cfg.topics, records, |n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    println!("produced {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(n)
+}
+
+/// Where `simulate` writes.
+pub enum SimTarget {
+    /// Kafka, with the configured bootstrap servers.
+    Kafka,
+    /// A JSON-lines file.
+    File(PathBuf),
+}
+
+/// `fitstream simulate`: synthetic behaviour to Kafka or a file, ground truth to a side file.
+pub fn simulate(cfg: &FitstreamConfig, sim: SimConfig, target: SimTarget, truth: Option<&Path>) -> anyhow::Result<u64> {
+    let simulator = Simulator::new(sim)?;
+    if let Some(path) = truth {
+        let mut w = BufWriter::new(File::create(path)?);
+        simulator.write_truth(&mut w)?;
+        w.flush()?;
+    }
+    let started = Instant::now();
+    let n = match target {
+        SimTarget::Kafka => {
+            let codec = codec(cfg);
+            let mut writer = TopicWriter::new(&cfg.kafka)?;
+            let bar = progress_bar(None, "simulating");
+            let n = inputs::produce(&mut writer, &codec, &cfg.topics, simulator, |n| bar.set_position(n))?;
+            bar.finish_and_clear();
+            n
+        }
+        SimTarget::File(path) => {
+            let w = BufWriter::new(File::create(&path)?);
+            fitstream_simulator::write_jsonl(simulator, w)?
+        }
+    };
+    println!("simulated {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(n)
+}
+
+/// `fitstream tail`: a topic, read_committed, decoded to JSON lines.
+pub fn tail(
+    cfg: &FitstreamConfig,
+    topic: &str,
+    until_idle: Option<Duration>,
+    out: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let codec = codec(cfg);
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(BufWriter::new(File::create(p)?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let idle = until_idle.unwrap_or(Duration::from_secs(u64::MAX / 4));
+    let mut failed = None;
+    let n = reader::read_until_idle(&cfg.kafka, &[topic], idle, Duration::from_secs(u64::MAX / 4), |r| {
+        let value = match r.value.as_deref() {
+            Some(bytes) => jsonl::decode_value(&codec, &cfg.topics, &r.topic, bytes)
+                .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string(), "value_hex": hex::encode(bytes) })),
+            None => serde_json::Value::Null,
+        };
+        let line = jsonl::line(&r.topic, Some(r.partition), r.key.as_deref(), r.timestamp, value);
+        if let Err(e) = writeln!(sink, "{line}") {
+            failed = Some(e);
+        }
+    })?;
+    sink.flush()?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(n)
+}
+
+/// Counts lines of a file (for progress totals).
+pub fn count_lines(path: &Path) -> std::io::Result<u64> {
+    Ok(BufReader::new(File::open(path)?).lines().count() as u64)
+}

@@ -1,0 +1,12 @@
+//! The `fitstream` command's library: everything the binary does, testable.
+//!
+//! Layout:
+//! - [`config`]: the configuration file, `FITSTREAM__...` environment variables and flags.
+//! - [`inputs`]: input records (simulated or replayed) written to Kafka.
+//! - [`jsonl`]: records as JSON lines `{"topic","partition","key","timestamp","value"}`.
+//! - [`commands`]: one function per subcommand.
+
+pub mod commands;
+pub mod config;
+pub mod inputs;
+pub mod jsonl;
