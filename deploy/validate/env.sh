@@ -11,8 +11,9 @@ VALIDATE_PY="$_venv/bin/python"
 _validate_venv() {
   local want
   want="$(sha256sum "$VALIDATE_DIR/requirements.txt" | cut -d' ' -f1)"
-  if [ -x "$VALIDATE_PY" ] && [ "$(cat "$_venv/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
-    return 0
+  if [ -x "$VALIDATE_PY" ] && [ "$(cat "$_venv/.requirements.sha256" 2>/dev/null)" = "$want" ] &&
+    "$VALIDATE_PY" -c 'import jsonschema, kubernetes_validate, yaml' 2>/dev/null; then
+    return 0 # up to date, and its Python still runs
   fi
   echo "validate: installing $(grep -c '^[a-zA-Z]' "$VALIDATE_DIR/requirements.txt") pinned packages into $_venv" >&2
   local python="${PYTHON:-python3}"
