@@ -27,8 +27,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 5] =
-        [Reason::Decode, Reason::Schema, Reason::Validation, Reason::Late, Reason::TooLarge];
+    pub const ALL: [Reason; 5] = [
+        Reason::Decode,
+        Reason::Schema,
+        Reason::Validation,
+        Reason::Late,
+        Reason::TooLarge,
+    ];
 
     /// The header value.
     pub fn as_str(self) -> &'static str {
@@ -84,7 +89,10 @@ impl DeadLetter {
             ("fitstream.error.reason", self.reason.as_str().to_owned()),
             ("fitstream.error.message", self.message.clone()),
             ("fitstream.source.topic", self.source.topic.clone()),
-            ("fitstream.source.partition", self.source.partition.to_string()),
+            (
+                "fitstream.source.partition",
+                self.source.partition.to_string(),
+            ),
             ("fitstream.source.offset", self.source.offset.to_string()),
             ("fitstream.service", self.service.clone()),
             ("fitstream.error.time", self.failed_at_ms.to_string()),

@@ -22,7 +22,11 @@ impl Deduplicator {
 
     /// An empty memory.
     pub fn new(retention_ms: i64) -> Self {
-        Deduplicator { retention_ms, seen: HashMap::new(), by_time: BTreeSet::new() }
+        Deduplicator {
+            retention_ms,
+            seen: HashMap::new(),
+            by_time: BTreeSet::new(),
+        }
     }
 
     /// True when `id` is new (and remembers it), false for a duplicate.
@@ -74,7 +78,10 @@ mod tests {
         assert!(d.first_time("a", EventTime(100)));
         assert!(!d.first_time("a", EventTime(100)));
         d.expire(EventTime(1_100));
-        assert!(!d.first_time("a", EventTime(100)), "exactly at the retention it is still known");
+        assert!(
+            !d.first_time("a", EventTime(100)),
+            "exactly at the retention it is still known"
+        );
         d.expire(EventTime(1_101));
         assert!(d.is_empty());
         assert!(d.first_time("a", EventTime(100)));

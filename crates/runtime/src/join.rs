@@ -131,7 +131,10 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         out: &mut Vec<JoinEvent<K, L, R>>,
     ) -> Result<(), LateRecord> {
         if watermark > self.left_close_time(t) {
-            return Err(LateRecord { event_time: t, watermark });
+            return Err(LateRecord {
+                event_time: t,
+                watermark,
+            });
         }
         let lo = t.minus(self.window.before_ms);
         let hi = t.plus(self.window.after_ms);
@@ -140,14 +143,28 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             for (id, ()) in index.range((lo, 0)..=(hi, u64::MAX)) {
                 if let Some((_, r)) = self.right.get(id) {
                     matches += 1;
-                    out.push(JoinEvent::Matched { key: key.clone(), left: (t, value.clone()), right: (id.0, r.clone()) });
+                    out.push(JoinEvent::Matched {
+                        key: key.clone(),
+                        left: (t, value.clone()),
+                        right: (id.0, r.clone()),
+                    });
                 }
             }
         }
         self.seq += 1;
         let id = (t, self.seq);
-        self.left_by_key.entry(key.clone()).or_default().insert(id, ());
-        self.left.insert(id, LeftEntry { key, value, matches });
+        self.left_by_key
+            .entry(key.clone())
+            .or_default()
+            .insert(id, ());
+        self.left.insert(
+            id,
+            LeftEntry {
+                key,
+                value,
+                matches,
+            },
+        );
         Ok(())
     }
 
@@ -161,7 +178,10 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         out: &mut Vec<JoinEvent<K, L, R>>,
     ) -> Result<(), LateRecord> {
         if watermark > self.right_close_time(u) {
-            return Err(LateRecord { event_time: u, watermark });
+            return Err(LateRecord {
+                event_time: u,
+                watermark,
+            });
         }
         // Left records at t with t - before <= u <= t + after, i.e. t in [u - after, u + before].
         let lo = u.minus(self.window.after_ms);
@@ -180,7 +200,10 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         }
         self.seq += 1;
         let id = (u, self.seq);
-        self.right_by_key.entry(key.clone()).or_default().insert(id, ());
+        self.right_by_key
+            .entry(key.clone())
+            .or_default()
+            .insert(id, ());
         self.right.insert(id, (key, value));
         Ok(())
     }
@@ -199,10 +222,17 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             remove_index(&mut self.left_by_key, &e.key, &id);
             if e.matches == 0 {
                 if self.kind == JoinKind::Left {
-                    out.push(JoinEvent::Unmatched { key: e.key, left: (t, e.value) });
+                    out.push(JoinEvent::Unmatched {
+                        key: e.key,
+                        left: (t, e.value),
+                    });
                 }
             } else {
-                out.push(JoinEvent::Closed { key: e.key, left: (t, e.value), matches: e.matches });
+                out.push(JoinEvent::Closed {
+                    key: e.key,
+                    left: (t, e.value),
+                    matches: e.matches,
+                });
             }
         }
         let span = self.window.before_ms + span;
@@ -228,7 +258,11 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     }
 }
 
-fn remove_index<K: Eq + Hash>(index: &mut HashMap<K, BTreeMap<(EventTime, u64), ()>>, key: &K, id: &(EventTime, u64)) {
+fn remove_index<K: Eq + Hash>(
+    index: &mut HashMap<K, BTreeMap<(EventTime, u64), ()>>,
+    key: &K,
+    id: &(EventTime, u64),
+) {
     if let Some(ids) = index.get_mut(key) {
         ids.remove(id);
         if ids.is_empty() {
@@ -244,19 +278,38 @@ mod tests {
     type Ev = JoinEvent<&'static str, &'static str, &'static str>;
 
     fn join(kind: JoinKind) -> IntervalJoin<&'static str, &'static str, &'static str> {
-        IntervalJoin::new(kind, JoinWindow { before_ms: 10, after_ms: 30, grace_ms: 5 })
+        IntervalJoin::new(
+            kind,
+            JoinWindow {
+                before_ms: 10,
+                after_ms: 30,
+                grace_ms: 5,
+            },
+        )
     }
 
     #[test]
     fn partners_exactly_at_both_bounds_match_and_one_past_does_not() {
         let mut j = join(JoinKind::Inner);
         let mut out: Vec<Ev> = Vec::new();
-        j.left("k", EventTime(100), "cart", EventTime::MIN, &mut out).expect("on time");
-        j.right("k", EventTime(90), "at t-before", EventTime::MIN, &mut out).expect("on time");
-        j.right("k", EventTime(130), "at t+after", EventTime::MIN, &mut out).expect("on time");
-        j.right("k", EventTime(89), "one before", EventTime::MIN, &mut out).expect("on time");
-        j.right("k", EventTime(131), "one after", EventTime::MIN, &mut out).expect("on time");
-        j.right("other", EventTime(100), "other key", EventTime::MIN, &mut out).expect("on time");
+        j.left("k", EventTime(100), "cart", EventTime::MIN, &mut out)
+            .expect("on time");
+        j.right("k", EventTime(90), "at t-before", EventTime::MIN, &mut out)
+            .expect("on time");
+        j.right("k", EventTime(130), "at t+after", EventTime::MIN, &mut out)
+            .expect("on time");
+        j.right("k", EventTime(89), "one before", EventTime::MIN, &mut out)
+            .expect("on time");
+        j.right("k", EventTime(131), "one after", EventTime::MIN, &mut out)
+            .expect("on time");
+        j.right(
+            "other",
+            EventTime(100),
+            "other key",
+            EventTime::MIN,
+            &mut out,
+        )
+        .expect("on time");
         let matched: Vec<&str> = out
             .iter()
             .filter_map(|e| match e {
@@ -275,19 +328,27 @@ mod tests {
     fn an_unmatched_left_is_emitted_once_exactly_when_the_watermark_passes_t_after_grace() {
         let mut j = join(JoinKind::Left);
         let mut out: Vec<Ev> = Vec::new();
-        j.left("k", EventTime(100), "cart", EventTime::MIN, &mut out).expect("on time");
+        j.left("k", EventTime(100), "cart", EventTime::MIN, &mut out)
+            .expect("on time");
         j.advance(EventTime(135), &mut out);
         assert!(out.is_empty(), "watermark == t + after + grace: still open");
         // A right record at the edge still matches now.
         let mut j2 = j.clone();
-        j2.right("k", EventTime(130), "late-ish", EventTime(135), &mut out).expect("still open");
+        j2.right("k", EventTime(130), "late-ish", EventTime(135), &mut out)
+            .expect("still open");
         j2.advance(EventTime(136), &mut out);
         assert!(matches!(out[0], JoinEvent::Matched { .. }));
         assert!(matches!(out[1], JoinEvent::Closed { matches: 1, .. }));
         assert_eq!(out.len(), 2, "never both a match and a null-padded row");
         out.clear();
         j.advance(EventTime(136), &mut out);
-        assert_eq!(out, vec![JoinEvent::Unmatched { key: "k", left: (EventTime(100), "cart") }]);
+        assert_eq!(
+            out,
+            vec![JoinEvent::Unmatched {
+                key: "k",
+                left: (EventTime(100), "cart")
+            }]
+        );
         j.advance(EventTime(10_000), &mut out);
         assert_eq!(out.len(), 1);
         assert!(j.is_empty());
@@ -297,25 +358,39 @@ mod tests {
     fn records_closed_on_arrival_are_late_and_do_not_join() {
         let mut j = join(JoinKind::Left);
         let mut out: Vec<Ev> = Vec::new();
-        assert!(j.left("k", EventTime(100), "cart", EventTime(135), &mut out).is_ok());
+        assert!(
+            j.left("k", EventTime(100), "cart", EventTime(135), &mut out)
+                .is_ok()
+        );
         assert_eq!(
             j.left("k", EventTime(100), "cart", EventTime(136), &mut out),
-            Err(LateRecord { event_time: EventTime(100), watermark: EventTime(136) })
+            Err(LateRecord {
+                event_time: EventTime(100),
+                watermark: EventTime(136)
+            })
         );
         // A right record at u is useful until u + before + after + grace.
-        assert!(j.right("k", EventTime(100), "p", EventTime(145), &mut out).is_ok());
-        assert!(j.right("k", EventTime(100), "p", EventTime(146), &mut out).is_err());
+        assert!(
+            j.right("k", EventTime(100), "p", EventTime(145), &mut out)
+                .is_ok()
+        );
+        assert!(
+            j.right("k", EventTime(100), "p", EventTime(146), &mut out)
+                .is_err()
+        );
     }
 
     #[test]
     fn right_state_expires_when_no_left_can_still_match_it() {
         let mut j = join(JoinKind::Inner);
         let mut out: Vec<Ev> = Vec::new();
-        j.right("k", EventTime(100), "p", EventTime::MIN, &mut out).expect("on time");
+        j.right("k", EventTime(100), "p", EventTime::MIN, &mut out)
+            .expect("on time");
         j.advance(EventTime(145), &mut out);
         assert_eq!(j.len(), (0, 1));
         // A left at t = u + before = 110 arriving at watermark 145 is still on time and matches.
-        j.left("k", EventTime(110), "cart", EventTime(145), &mut out).expect("on time");
+        j.left("k", EventTime(110), "cart", EventTime(145), &mut out)
+            .expect("on time");
         assert_eq!(out.len(), 1);
         // At 146 both are closed: the left (110 + 30 + 5 < 146) after its one match.
         j.advance(EventTime(146), &mut out);
@@ -325,13 +400,28 @@ mod tests {
 
     #[test]
     fn two_lefts_before_one_right_both_match() {
-        let mut j = IntervalJoin::new(JoinKind::Left, JoinWindow { before_ms: 0, after_ms: 1_800_000, grace_ms: 300_000 });
+        let mut j = IntervalJoin::new(
+            JoinKind::Left,
+            JoinWindow {
+                before_ms: 0,
+                after_ms: 1_800_000,
+                grace_ms: 300_000,
+            },
+        );
         let mut out: Vec<Ev> = Vec::new();
-        j.left("c", EventTime(0), "cart1", EventTime::MIN, &mut out).expect("ok");
-        j.left("c", EventTime(1_000), "cart2", EventTime::MIN, &mut out).expect("ok");
-        j.right("c", EventTime(60_000), "purchase", EventTime::MIN, &mut out).expect("ok");
+        j.left("c", EventTime(0), "cart1", EventTime::MIN, &mut out)
+            .expect("ok");
+        j.left("c", EventTime(1_000), "cart2", EventTime::MIN, &mut out)
+            .expect("ok");
+        j.right("c", EventTime(60_000), "purchase", EventTime::MIN, &mut out)
+            .expect("ok");
         assert_eq!(out.len(), 2);
         j.advance(EventTime::MAX, &mut out);
-        assert_eq!(out.iter().filter(|e| matches!(e, JoinEvent::Closed { matches: 1, .. })).count(), 2);
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, JoinEvent::Closed { matches: 1, .. }))
+                .count(),
+            2
+        );
     }
 }

@@ -10,10 +10,10 @@
 //! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
 
 pub mod deadletter;
+pub mod dedup;
+pub mod join;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod watermark;
 pub mod window;
-pub mod dedup;
-pub mod join;

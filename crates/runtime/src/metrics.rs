@@ -107,8 +107,15 @@ fn fgauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::
     g
 }
 
-fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
     r.register(Box::new(h.clone())).expect("registered once");
     h
 }
@@ -120,8 +127,11 @@ impl Metrics {
         let r = Registry::new();
         let fast = prometheus::exponential_buckets(0.000_01, 4.0, 10).expect("buckets");
         let slow = prometheus::exponential_buckets(0.001, 4.0, 12).expect("buckets");
-        let info = IntGaugeVec::new(Opts::new("fitstream_build_info", "Build information."), &["version"])
-            .expect("valid metric");
+        let info = IntGaugeVec::new(
+            Opts::new("fitstream_build_info", "Build information."),
+            &["version"],
+        )
+        .expect("valid metric");
         r.register(Box::new(info.clone())).expect("registered once");
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let one = |name: &str, help: &str| {
@@ -129,17 +139,30 @@ impl Metrics {
             r.register(Box::new(c.clone())).expect("registered once");
             c
         };
-        let assignments_changed =
-            one("fitstream_assignments_changed_total", "Segment assignments that changed.");
-        let unrouted = one("fitstream_unrouted_records_total", "Records that routed to no plant.");
+        let assignments_changed = one(
+            "fitstream_assignments_changed_total",
+            "Segment assignments that changed.",
+        );
+        let unrouted = one(
+            "fitstream_unrouted_records_total",
+            "Records that routed to no plant.",
+        );
         let single_hist = |name: &str, help: &str, b: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(b)).expect("valid metric");
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(b))
+                .expect("valid metric");
             r.register(Box::new(h.clone())).expect("registered once");
             h
         };
-        let transaction_commit_seconds =
-            single_hist("fitstream_transaction_commit_seconds", "Kafka transaction commit duration.", slow.clone());
-        let model_fit_seconds = single_hist("fitstream_model_fit_seconds", "Segment model fit duration.", slow.clone());
+        let transaction_commit_seconds = single_hist(
+            "fitstream_transaction_commit_seconds",
+            "Kafka transaction commit duration.",
+            slow.clone(),
+        );
+        let model_fit_seconds = single_hist(
+            "fitstream_model_fit_seconds",
+            "Segment model fit duration.",
+            slow.clone(),
+        );
         let int = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric");
             r.register(Box::new(g.clone())).expect("registered once");
@@ -147,29 +170,108 @@ impl Metrics {
         };
         let model_version = int("fitstream_model_version", "Current segment model version.");
         let segments = int("fitstream_segments", "Segments in the current model.");
-        let ready = int("fitstream_ready", "1 once state is restored and processing runs.");
-        let model_quality = prometheus::Gauge::new("fitstream_model_quality", "Quality score of the current model.")
-            .expect("valid metric");
-        r.register(Box::new(model_quality.clone())).expect("registered once");
+        let ready = int(
+            "fitstream_ready",
+            "1 once state is restored and processing runs.",
+        );
+        let model_quality = prometheus::Gauge::new(
+            "fitstream_model_quality",
+            "Quality score of the current model.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(model_quality.clone()))
+            .expect("registered once");
         Metrics {
-            records_in: counter(&r, "fitstream_records_in_total", "Records read.", &["topic"]),
-            records_out: counter(&r, "fitstream_records_out_total", "Records written.", &["topic"]),
-            late_records: counter(&r, "fitstream_late_records_total", "Records that arrived after their window closed.", &["operator"]),
-            dead_letters: counter(&r, "fitstream_dead_letter_records_total", "Records sent to the dead-letter topic.", &["reason"]),
-            duplicates: counter(&r, "fitstream_duplicates_total", "Duplicate records dropped.", &["operator"]),
+            records_in: counter(
+                &r,
+                "fitstream_records_in_total",
+                "Records read.",
+                &["topic"],
+            ),
+            records_out: counter(
+                &r,
+                "fitstream_records_out_total",
+                "Records written.",
+                &["topic"],
+            ),
+            late_records: counter(
+                &r,
+                "fitstream_late_records_total",
+                "Records that arrived after their window closed.",
+                &["operator"],
+            ),
+            dead_letters: counter(
+                &r,
+                "fitstream_dead_letter_records_total",
+                "Records sent to the dead-letter topic.",
+                &["reason"],
+            ),
+            duplicates: counter(
+                &r,
+                "fitstream_duplicates_total",
+                "Duplicate records dropped.",
+                &["operator"],
+            ),
             assignments_changed,
             unrouted,
-            build_orders: counter(&r, "fitstream_build_orders_total", "Build orders emitted.", &["state"]),
-            transactions: counter(&r, "fitstream_transactions_total", "Kafka transactions by outcome.", &["outcome"]),
-            processing_seconds: histogram(&r, "fitstream_processing_seconds", "Time to process one record.", &["operator"], fast),
-            event_latency_seconds: histogram(&r, "fitstream_event_latency_seconds", "Output time minus event time.", &["topic"], slow),
+            build_orders: counter(
+                &r,
+                "fitstream_build_orders_total",
+                "Build orders emitted.",
+                &["state"],
+            ),
+            transactions: counter(
+                &r,
+                "fitstream_transactions_total",
+                "Kafka transactions by outcome.",
+                &["outcome"],
+            ),
+            processing_seconds: histogram(
+                &r,
+                "fitstream_processing_seconds",
+                "Time to process one record.",
+                &["operator"],
+                fast,
+            ),
+            event_latency_seconds: histogram(
+                &r,
+                "fitstream_event_latency_seconds",
+                "Output time minus event time.",
+                &["topic"],
+                slow,
+            ),
             transaction_commit_seconds,
             model_fit_seconds,
-            consumer_lag: gauge(&r, "fitstream_consumer_lag", "Consumer lag in records.", &["topic", "partition"]),
-            state_entries: gauge(&r, "fitstream_state_entries", "Entries in a state store.", &["store"]),
-            state_bytes: gauge(&r, "fitstream_state_bytes", "Approximate bytes in a state store.", &["store"]),
-            restore_seconds: fgauge(&r, "fitstream_restore_seconds", "Duration of the last state restore.", &["store"]),
-            watermark_seconds: fgauge(&r, "fitstream_watermark_seconds", "Event-time watermark as Unix seconds.", &["operator"]),
+            consumer_lag: gauge(
+                &r,
+                "fitstream_consumer_lag",
+                "Consumer lag in records.",
+                &["topic", "partition"],
+            ),
+            state_entries: gauge(
+                &r,
+                "fitstream_state_entries",
+                "Entries in a state store.",
+                &["store"],
+            ),
+            state_bytes: gauge(
+                &r,
+                "fitstream_state_bytes",
+                "Approximate bytes in a state store.",
+                &["store"],
+            ),
+            restore_seconds: fgauge(
+                &r,
+                "fitstream_restore_seconds",
+                "Duration of the last state restore.",
+                &["store"],
+            ),
+            watermark_seconds: fgauge(
+                &r,
+                "fitstream_watermark_seconds",
+                "Event-time watermark as Unix seconds.",
+                &["operator"],
+            ),
             model_version,
             segments,
             model_quality,
@@ -180,7 +282,9 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
     }
 }
 
@@ -209,17 +313,47 @@ mod tests {
         m.build_orders.with_label_values(&["Released"]).inc();
         m.transactions.with_label_values(&["committed"]).inc();
         m.processing_seconds.with_label_values(&["o"]).observe(0.1);
-        m.event_latency_seconds.with_label_values(&["t"]).observe(0.1);
+        m.event_latency_seconds
+            .with_label_values(&["t"])
+            .observe(0.1);
         m.consumer_lag.with_label_values(&["t", "0"]).set(1);
         m.state_entries.with_label_values(&["s"]).set(1);
         m.state_bytes.with_label_values(&["s"]).set(1);
         m.restore_seconds.with_label_values(&["s"]).set(1.0);
         m.watermark_seconds.with_label_values(&["o"]).set(1.0);
-        let mut registered: Vec<String> = m.registry.gather().iter().map(|f| f.name().to_owned()).collect();
+        let mut registered: Vec<String> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
         registered.sort();
         let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
         names.sort();
         assert_eq!(registered, names);
-        assert!(m.render().contains("fitstream_records_in_total{topic=\"t\"} 1"));
+        assert!(
+            m.render()
+                .contains("fitstream_records_in_total{topic=\"t\"} 1")
+        );
+    }
+
+    #[test]
+    fn the_dashboards_metric_list_is_what_the_code_registers() {
+        // deploy/validate checks every Grafana query against this file; this test ties the file
+        // to the code.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana/metrics.txt"
+        );
+        let text = std::fs::read_to_string(path).expect("deploy/grafana/metrics.txt");
+        let mut listed: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        listed.sort();
+        let mut names = NAMES.to_vec();
+        names.sort();
+        assert_eq!(listed, names);
     }
 }

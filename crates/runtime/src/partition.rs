@@ -20,9 +20,21 @@ mod tests {
         // org.apache.kafka.common.utils.Utils.murmur2 test vectors (signed ints in Java).
         assert_eq!(murmur2::murmur2(b"21", KAFKA_SEED) as i32, -973_932_308);
         assert_eq!(murmur2::murmur2(b"foobar", KAFKA_SEED) as i32, -790_332_482);
-        assert_eq!(murmur2::murmur2(b"a-little-bit-long-string", KAFKA_SEED) as i32, -985_981_536);
-        assert_eq!(murmur2::murmur2(b"a-little-bit-longer-string", KAFKA_SEED) as i32, -1_486_304_829);
-        assert_eq!(murmur2::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", KAFKA_SEED) as i32, -58_897_971);
+        assert_eq!(
+            murmur2::murmur2(b"a-little-bit-long-string", KAFKA_SEED) as i32,
+            -985_981_536
+        );
+        assert_eq!(
+            murmur2::murmur2(b"a-little-bit-longer-string", KAFKA_SEED) as i32,
+            -1_486_304_829
+        );
+        assert_eq!(
+            murmur2::murmur2(
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                KAFKA_SEED
+            ) as i32,
+            -58_897_971
+        );
         for p in 1..8 {
             assert!((0..p).contains(&partition_for(b"customer-42", p)));
         }

@@ -73,7 +73,12 @@ pub struct Watermarks<P: Ord + Clone> {
 impl<P: Ord + Clone> Watermarks<P> {
     /// No partitions yet; the watermark is [`EventTime::MIN`].
     pub fn new(config: WatermarkConfig) -> Self {
-        Watermarks { config, partitions: BTreeMap::new(), current: EventTime::MIN, finished: false }
+        Watermarks {
+            config,
+            partitions: BTreeMap::new(),
+            current: EventTime::MIN,
+            finished: false,
+        }
     }
 
     /// The settings.
@@ -83,9 +88,10 @@ impl<P: Ord + Clone> Watermarks<P> {
 
     /// A partition is assigned at wall time `now_ms`; its idleness counts from then.
     pub fn assign(&mut self, partition: P, now_ms: i64) {
-        self.partitions
-            .entry(partition)
-            .or_insert(PartitionClock { max_event_time: None, last_record_wall_ms: now_ms });
+        self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_time: None,
+            last_record_wall_ms: now_ms,
+        });
     }
 
     /// A partition is revoked.
@@ -106,7 +112,9 @@ impl<P: Ord + Clone> Watermarks<P> {
     pub fn admit(&self, partition: &P, event_time: EventTime) -> Admission {
         let wm = self.partition_watermark(partition);
         if wm != EventTime::MIN && event_time > wm.plus(self.config.max_future_skew_ms) {
-            Admission::TooFarAhead { partition_watermark: wm }
+            Admission::TooFarAhead {
+                partition_watermark: wm,
+            }
         } else {
             Admission::Accept
         }
@@ -114,11 +122,15 @@ impl<P: Ord + Clone> Watermarks<P> {
 
     /// Records an accepted record on `partition` at wall time `now_ms`.
     pub fn observe(&mut self, partition: P, event_time: EventTime, now_ms: i64) {
-        let clock = self
-            .partitions
-            .entry(partition)
-            .or_insert(PartitionClock { max_event_time: None, last_record_wall_ms: now_ms });
-        clock.max_event_time = Some(clock.max_event_time.map_or(event_time, |m| m.max(event_time)));
+        let clock = self.partitions.entry(partition).or_insert(PartitionClock {
+            max_event_time: None,
+            last_record_wall_ms: now_ms,
+        });
+        clock.max_event_time = Some(
+            clock
+                .max_event_time
+                .map_or(event_time, |m| m.max(event_time)),
+        );
         clock.last_record_wall_ms = now_ms;
     }
 
@@ -135,8 +147,13 @@ impl<P: Ord + Clone> Watermarks<P> {
         }
         let idle = self.config.idle_timeout_ms;
         let ooo = self.config.out_of_orderness_ms;
-        let active = self.partitions.values().filter(|c| now_ms - c.last_record_wall_ms < idle);
-        let min_active = active.map(|c| c.max_event_time.map_or(EventTime::MIN, |t| t.minus(ooo))).min();
+        let active = self
+            .partitions
+            .values()
+            .filter(|c| now_ms - c.last_record_wall_ms < idle);
+        let min_active = active
+            .map(|c| c.max_event_time.map_or(EventTime::MIN, |t| t.minus(ooo)))
+            .min();
         let candidate = match min_active {
             Some(t) => t,
             None if self.config.advance_when_idle => {
@@ -158,7 +175,11 @@ impl<P: Ord + Clone> Watermarks<P> {
     }
 
     fn last_wall(&self, fallback: i64) -> i64 {
-        self.partitions.values().map(|c| c.last_record_wall_ms).max().unwrap_or(fallback)
+        self.partitions
+            .values()
+            .map(|c| c.last_record_wall_ms)
+            .max()
+            .unwrap_or(fallback)
     }
 }
 
@@ -186,7 +207,10 @@ mod tests {
 
     #[test]
     fn out_of_orderness_holds_the_watermark_back() {
-        let mut w = Watermarks::new(WatermarkConfig { out_of_orderness_ms: 100, ..Default::default() });
+        let mut w = Watermarks::new(WatermarkConfig {
+            out_of_orderness_ms: 100,
+            ..Default::default()
+        });
         w.observe(0u32, EventTime(1_000), 0);
         assert_eq!(w.current(0), EventTime(900));
     }
@@ -198,8 +222,16 @@ mod tests {
         w.observe(1, EventTime(1_000), 0);
         // Partition 0 keeps talking; partition 1 goes quiet.
         w.observe(0, EventTime(20_000), 29_999);
-        assert_eq!(w.current(29_999), EventTime(1_000), "one ms before the timeout");
-        assert_eq!(w.current(30_000), EventTime(20_000), "idle at exactly the timeout");
+        assert_eq!(
+            w.current(29_999),
+            EventTime(1_000),
+            "one ms before the timeout"
+        );
+        assert_eq!(
+            w.current(30_000),
+            EventTime(20_000),
+            "idle at exactly the timeout"
+        );
         // It rejoins with an old record: the watermark does not move back.
         w.observe(1, EventTime(2_000), 30_001);
         assert_eq!(w.current(30_001), EventTime(20_000));
@@ -221,7 +253,10 @@ mod tests {
 
     #[test]
     fn replays_do_not_advance_on_idleness_but_finish_closes_everything() {
-        let mut w = Watermarks::new(WatermarkConfig { advance_when_idle: false, ..Default::default() });
+        let mut w = Watermarks::new(WatermarkConfig {
+            advance_when_idle: false,
+            ..Default::default()
+        });
         w.assign(0u32, 0);
         w.observe(0, EventTime(10_000), 0);
         assert_eq!(w.current(0), EventTime(10_000));
@@ -233,12 +268,18 @@ mod tests {
     #[test]
     fn future_skew_boundary() {
         let mut w = wm();
-        assert_eq!(w.admit(&0, EventTime(i64::MAX / 2)), Admission::Accept, "no watermark yet");
+        assert_eq!(
+            w.admit(&0, EventTime(i64::MAX / 2)),
+            Admission::Accept,
+            "no watermark yet"
+        );
         w.observe(0, EventTime(0), 0);
         assert_eq!(w.admit(&0, EventTime(3_600_000)), Admission::Accept);
         assert_eq!(
             w.admit(&0, EventTime(3_600_001)),
-            Admission::TooFarAhead { partition_watermark: EventTime(0) }
+            Admission::TooFarAhead {
+                partition_watermark: EventTime(0)
+            }
         );
     }
 }

@@ -66,13 +66,19 @@ impl WindowSpec {
     /// Checks sizes and time zones.
     pub fn validate(&self) -> Result<(), WindowError> {
         match self {
-            WindowSpec::Tumbling { size_ms } if *size_ms <= 0 => Err(WindowError("size must be positive".into())),
-            WindowSpec::Hopping { size_ms, advance_ms } if *advance_ms <= 0 || advance_ms > size_ms => {
+            WindowSpec::Tumbling { size_ms } if *size_ms <= 0 => {
+                Err(WindowError("size must be positive".into()))
+            }
+            WindowSpec::Hopping {
+                size_ms,
+                advance_ms,
+            } if *advance_ms <= 0 || advance_ms > size_ms => {
                 Err(WindowError("need 0 < advance <= size".into()))
             }
-            WindowSpec::Hourly { time_zone } | WindowSpec::Daily { time_zone } => {
-                time_zone.parse::<Tz>().map(|_| ()).map_err(|e| WindowError(format!("{time_zone}: {e}")))
-            }
+            WindowSpec::Hourly { time_zone } | WindowSpec::Daily { time_zone } => time_zone
+                .parse::<Tz>()
+                .map(|_| ())
+                .map_err(|e| WindowError(format!("{time_zone}: {e}"))),
             _ => Ok(()),
         }
     }
@@ -82,14 +88,23 @@ impl WindowSpec {
         match self {
             WindowSpec::Tumbling { size_ms } => {
                 let start = t.0.div_euclid(*size_ms) * size_ms;
-                vec![Window { start: EventTime(start), end: EventTime(start + size_ms) }]
+                vec![Window {
+                    start: EventTime(start),
+                    end: EventTime(start + size_ms),
+                }]
             }
-            WindowSpec::Hopping { size_ms, advance_ms } => {
+            WindowSpec::Hopping {
+                size_ms,
+                advance_ms,
+            } => {
                 let last_start = t.0.div_euclid(*advance_ms) * advance_ms;
                 let mut out = Vec::new();
                 let mut start = last_start;
                 while start > t.0 - size_ms {
-                    out.push(Window { start: EventTime(start), end: EventTime(start + size_ms) });
+                    out.push(Window {
+                        start: EventTime(start),
+                        end: EventTime(start + size_ms),
+                    });
                     start -= advance_ms;
                 }
                 out.reverse();
@@ -116,7 +131,10 @@ fn local_window(time_zone: &str, t: EventTime, unit: Unit) -> Vec<Window> {
         Unit::Day => {
             let day = local.date_naive();
             let start = local_midnight(&tz, day);
-            let end = day.succ_opt().map(|d| local_midnight(&tz, d)).unwrap_or(EventTime::MAX);
+            let end = day
+                .succ_opt()
+                .map(|d| local_midnight(&tz, d))
+                .unwrap_or(EventTime::MAX);
             vec![Window { start, end }]
         }
         Unit::Hour => {
@@ -126,7 +144,10 @@ fn local_window(time_zone: &str, t: EventTime, unit: Unit) -> Vec<Window> {
             let local_ms = t.0 + offset_ms;
             let start_local = local_ms.div_euclid(3_600_000) * 3_600_000;
             let start = EventTime(start_local - offset_ms);
-            vec![Window { start, end: start.plus(3_600_000) }]
+            vec![Window {
+                start,
+                end: start.plus(3_600_000),
+            }]
         }
     }
 }
@@ -163,7 +184,12 @@ pub struct WindowedAggregate<K: Ord + Clone, A> {
 impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
     /// Windows of `spec`, closed `grace_ms` after their end.
     pub fn new(spec: WindowSpec, grace_ms: i64) -> Self {
-        WindowedAggregate { spec, grace_ms, open: BTreeMap::new(), entries: 0 }
+        WindowedAggregate {
+            spec,
+            grace_ms,
+            open: BTreeMap::new(),
+            entries: 0,
+        }
     }
 
     /// Adds a record at `t` under `key`: `update` is applied to the aggregate of every open
@@ -231,14 +257,29 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
 
     /// Every open aggregate, for snapshots.
     pub fn iter(&self) -> impl Iterator<Item = (Window, &K, &A)> {
-        self.open
-            .iter()
-            .flat_map(|((end, start), m)| m.iter().map(move |(k, a)| (Window { start: *start, end: *end }, k, a)))
+        self.open.iter().flat_map(|((end, start), m)| {
+            m.iter().map(move |(k, a)| {
+                (
+                    Window {
+                        start: *start,
+                        end: *end,
+                    },
+                    k,
+                    a,
+                )
+            })
+        })
     }
 
     /// Puts back an aggregate from a snapshot or changelog.
     pub fn restore(&mut self, window: Window, key: K, value: A) {
-        if self.open.entry((window.end, window.start)).or_default().insert(key, value).is_none() {
+        if self
+            .open
+            .entry((window.end, window.start))
+            .or_default()
+            .insert(key, value)
+            .is_none()
+        {
             self.entries += 1;
         }
     }
@@ -253,17 +294,41 @@ mod tests {
     #[test]
     fn tumbling_windows_are_half_open_and_epoch_aligned() {
         let spec = WindowSpec::Tumbling { size_ms: 15 * MIN };
-        assert_eq!(spec.windows(EventTime(0)), vec![Window { start: EventTime(0), end: EventTime(15 * MIN) }]);
+        assert_eq!(
+            spec.windows(EventTime(0)),
+            vec![Window {
+                start: EventTime(0),
+                end: EventTime(15 * MIN)
+            }]
+        );
         assert_eq!(spec.windows(EventTime(15 * MIN - 1))[0].start, EventTime(0));
-        assert_eq!(spec.windows(EventTime(15 * MIN))[0].start, EventTime(15 * MIN));
+        assert_eq!(
+            spec.windows(EventTime(15 * MIN))[0].start,
+            EventTime(15 * MIN)
+        );
         assert_eq!(spec.windows(EventTime(-1))[0].start, EventTime(-15 * MIN));
     }
 
     #[test]
     fn hopping_windows_cover_a_record_size_over_advance_times() {
-        let spec = WindowSpec::Hopping { size_ms: 10, advance_ms: 5 };
+        let spec = WindowSpec::Hopping {
+            size_ms: 10,
+            advance_ms: 5,
+        };
         let w = spec.windows(EventTime(7));
-        assert_eq!(w, vec![Window { start: EventTime(0), end: EventTime(10) }, Window { start: EventTime(5), end: EventTime(15) }]);
+        assert_eq!(
+            w,
+            vec![
+                Window {
+                    start: EventTime(0),
+                    end: EventTime(10)
+                },
+                Window {
+                    start: EventTime(5),
+                    end: EventTime(15)
+                }
+            ]
+        );
         let w = spec.windows(EventTime(10));
         assert_eq!(w[0].start, EventTime(5));
         assert_eq!(w.len(), 2);
@@ -275,7 +340,9 @@ mod tests {
 
     #[test]
     fn daily_windows_follow_local_midnight_through_dst() {
-        let spec = WindowSpec::Daily { time_zone: "Europe/Berlin".into() };
+        let spec = WindowSpec::Daily {
+            time_zone: "Europe/Berlin".into(),
+        };
         // 2026-03-29: clocks go from 02:00 to 03:00 in Berlin, a 23-hour day.
         let w = spec.windows(at("2026-03-29T12:00:00Z"))[0];
         assert_eq!(w.start, at("2026-03-28T23:00:00Z"));
@@ -294,25 +361,57 @@ mod tests {
 
     #[test]
     fn hourly_windows_align_to_local_hours_in_half_hour_zones() {
-        let spec = WindowSpec::Hourly { time_zone: "Asia/Kolkata".into() };
+        let spec = WindowSpec::Hourly {
+            time_zone: "Asia/Kolkata".into(),
+        };
         let w = spec.windows(at("2026-01-01T00:10:00Z"))[0];
         assert_eq!(w.start, at("2025-12-31T23:30:00Z"));
         assert_eq!(w.end, at("2026-01-01T00:30:00Z"));
-        assert!(WindowSpec::Daily { time_zone: "Mars/Olympus".into() }.validate().is_err());
+        assert!(
+            WindowSpec::Daily {
+                time_zone: "Mars/Olympus".into()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
     fn a_window_closes_exactly_at_end_plus_grace() {
-        let mut agg: WindowedAggregate<&str, u32> = WindowedAggregate::new(WindowSpec::Tumbling { size_ms: 100 }, 10);
-        agg.add(&"k", EventTime(50), EventTime::MIN, || 0, |a| *a += 1).expect("open");
-        assert!(agg.close(EventTime(109)).is_empty(), "open until end + grace - 1");
+        let mut agg: WindowedAggregate<&str, u32> =
+            WindowedAggregate::new(WindowSpec::Tumbling { size_ms: 100 }, 10);
+        agg.add(&"k", EventTime(50), EventTime::MIN, || 0, |a| *a += 1)
+            .expect("open");
+        assert!(
+            agg.close(EventTime(109)).is_empty(),
+            "open until end + grace - 1"
+        );
         // Still open at 109: a record for it is accepted.
-        agg.add(&"k", EventTime(99), EventTime(109), || 0, |a| *a += 1).expect("still open");
+        agg.add(&"k", EventTime(99), EventTime(109), || 0, |a| *a += 1)
+            .expect("still open");
         let closed = agg.close(EventTime(110));
-        assert_eq!(closed, vec![(Window { start: EventTime(0), end: EventTime(100) }, "k", 2)]);
+        assert_eq!(
+            closed,
+            vec![(
+                Window {
+                    start: EventTime(0),
+                    end: EventTime(100)
+                },
+                "k",
+                2
+            )]
+        );
         // From then on it is late, and emitted nothing more.
         let late = agg.add(&"k", EventTime(0), EventTime(110), || 0, |a| *a += 1);
-        assert_eq!(late, Err(Late { window: Window { start: EventTime(0), end: EventTime(100) } }));
+        assert_eq!(
+            late,
+            Err(Late {
+                window: Window {
+                    start: EventTime(0),
+                    end: EventTime(100)
+                }
+            })
+        );
         assert!(agg.close(EventTime(10_000)).is_empty());
         assert!(agg.is_empty());
     }

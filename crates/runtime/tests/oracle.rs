@@ -17,17 +17,27 @@ enum Side {
 
 fn records() -> impl Strategy<Value = Vec<(Side, u8, i64)>> {
     prop::collection::vec(
-        (prop_oneof![Just(Side::Left), Just(Side::Right)], 0u8..4, 0i64..2_000),
+        (
+            prop_oneof![Just(Side::Left), Just(Side::Right)],
+            0u8..4,
+            0i64..2_000,
+        ),
         0..120,
     )
 }
 
 /// Shuffles by a bounded delay: each record is delivered at `ts + delay`, delay < `bound`.
 fn deliver(recs: &[(Side, u8, i64)], delays: &[i64]) -> Vec<(usize, (Side, u8, i64))> {
-    let mut order: Vec<(i64, usize)> =
-        recs.iter().enumerate().map(|(i, r)| (r.2 + delays[i % delays.len().max(1)], i)).collect();
+    let mut order: Vec<(i64, usize)> = recs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.2 + delays[i % delays.len().max(1)], i))
+        .collect();
     order.sort();
-    order.into_iter().map(|(_, i)| (i, recs[i].clone())).collect()
+    order
+        .into_iter()
+        .map(|(_, i)| (i, recs[i].clone()))
+        .collect()
 }
 
 proptest! {

@@ -19,7 +19,10 @@ pub const DEFAULT_PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
 
 /// The codec of a configuration.
 pub fn codec(cfg: &FitstreamConfig) -> Codec {
-    Codec::new(Registry::from_config(&cfg.registry), fitstream_contracts::codec::DEFAULT_MAX_VALUE_BYTES)
+    Codec::new(
+        Registry::from_config(&cfg.registry),
+        fitstream_contracts::codec::DEFAULT_MAX_VALUE_BYTES,
+    )
 }
 
 /// `fitstream topics create`: every topic of the product, idempotently.
@@ -51,7 +54,10 @@ pub async fn topics_describe(cfg: &FitstreamConfig, plants: &[String]) -> anyhow
 }
 
 /// Reads an input file of either format.
-pub fn read_inputs(path: &Path, format: InputFormat) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
+pub fn read_inputs(
+    path: &Path,
+    format: InputFormat,
+) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader = BufReader::new(file);
     let skip = |r: Result<InputRecord, fitstream_simulator::ReplayError>| match r {
@@ -95,8 +101,10 @@ fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
         None => indicatif::ProgressBar::new_spinner(),
     };
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} {pos} records [{elapsed}] {per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} {pos} records [{elapsed}] {per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar.set_message(what.to_owned());
     bar
@@ -109,9 +117,14 @@ pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyh
     let mut writer = TopicWriter::new(&cfg.kafka)?;
     let bar = progress_bar(None, "producing");
     let started = Instant::now();
-    let n = inputs::produce(&mut writer, &codec, &cfg.topics, records, |n| bar.set_position(n))?;
+    let n = inputs::produce(&mut writer, &codec, &cfg.topics, records, |n| {
+        bar.set_position(n)
+    })?;
     bar.finish_and_clear();
-    println!("produced {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "produced {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(n)
 }
 
@@ -124,7 +137,12 @@ pub enum SimTarget {
 }
 
 /// `fitstream simulate`: synthetic behaviour to Kafka or a file, ground truth to a side file.
-pub fn simulate(cfg: &FitstreamConfig, sim: SimConfig, target: SimTarget, truth: Option<&Path>) -> anyhow::Result<u64> {
+pub fn simulate(
+    cfg: &FitstreamConfig,
+    sim: SimConfig,
+    target: SimTarget,
+    truth: Option<&Path>,
+) -> anyhow::Result<u64> {
     let simulator = Simulator::new(sim)?;
     if let Some(path) = truth {
         let mut w = BufWriter::new(File::create(path)?);
@@ -137,7 +155,9 @@ pub fn simulate(cfg: &FitstreamConfig, sim: SimConfig, target: SimTarget, truth:
             let codec = codec(cfg);
             let mut writer = TopicWriter::new(&cfg.kafka)?;
             let bar = progress_bar(None, "simulating");
-            let n = inputs::produce(&mut writer, &codec, &cfg.topics, simulator, |n| bar.set_position(n))?;
+            let n = inputs::produce(&mut writer, &codec, &cfg.topics, simulator, |n| {
+                bar.set_position(n)
+            })?;
             bar.finish_and_clear();
             n
         }
@@ -146,7 +166,10 @@ pub fn simulate(cfg: &FitstreamConfig, sim: SimConfig, target: SimTarget, truth:
             fitstream_simulator::write_jsonl(simulator, w)?
         }
     };
-    println!("simulated {n} records in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "simulated {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(n)
 }
 
@@ -164,17 +187,29 @@ pub fn tail(
     };
     let idle = until_idle.unwrap_or(Duration::from_secs(u64::MAX / 4));
     let mut failed = None;
-    let n = reader::read_until_idle(&cfg.kafka, &[topic], idle, Duration::from_secs(u64::MAX / 4), |r| {
-        let value = match r.value.as_deref() {
+    let n = reader::read_until_idle(
+        &cfg.kafka,
+        &[topic],
+        idle,
+        Duration::from_secs(u64::MAX / 4),
+        |r| {
+            let value = match r.value.as_deref() {
             Some(bytes) => jsonl::decode_value(&codec, &cfg.topics, &r.topic, bytes)
                 .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string(), "value_hex": hex::encode(bytes) })),
             None => serde_json::Value::Null,
         };
-        let line = jsonl::line(&r.topic, Some(r.partition), r.key.as_deref(), r.timestamp, value);
-        if let Err(e) = writeln!(sink, "{line}") {
-            failed = Some(e);
-        }
-    })?;
+            let line = jsonl::line(
+                &r.topic,
+                Some(r.partition),
+                r.key.as_deref(),
+                r.timestamp,
+                value,
+            );
+            if let Err(e) = writeln!(sink, "{line}") {
+                failed = Some(e);
+            }
+        },
+    )?;
     sink.flush()?;
     if let Some(e) = failed {
         return Err(e.into());

@@ -19,7 +19,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { listen: "0.0.0.0:9464".into() }
+        MetricsConfig {
+            listen: "0.0.0.0:9464".into(),
+        }
     }
 }
 
@@ -44,8 +46,9 @@ pub struct ConfigError(String);
 
 /// Loads the file (if any) and the environment.
 pub fn load(file: Option<&Path>) -> Result<FitstreamConfig, ConfigError> {
-    let file: Option<PathBuf> =
-        file.map(Path::to_path_buf).or_else(|| std::env::var_os("FITSTREAM_CONFIG").map(PathBuf::from));
+    let file: Option<PathBuf> = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("FITSTREAM_CONFIG").map(PathBuf::from));
     let mut builder = config::Config::builder();
     if let Some(f) = &file {
         if !f.exists() {
@@ -60,7 +63,9 @@ pub fn load(file: Option<&Path>) -> Result<FitstreamConfig, ConfigError> {
             .try_parsing(true),
     );
     let built = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-    built.try_deserialize().map_err(|e| ConfigError(e.to_string()))
+    built
+        .try_deserialize()
+        .map_err(|e| ConfigError(e.to_string()))
 }
 
 #[cfg(test)]

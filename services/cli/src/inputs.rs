@@ -16,7 +16,11 @@ pub fn topic_name(topics: &TopicsConfig, topic: InputTopic) -> &str {
 }
 
 /// The Kafka record for an input record.
-pub fn to_out_record(codec: &Codec, topics: &TopicsConfig, record: &InputRecord) -> Result<OutRecord, KafkaError> {
+pub fn to_out_record(
+    codec: &Codec,
+    topics: &TopicsConfig,
+    record: &InputRecord,
+) -> Result<OutRecord, KafkaError> {
     let topic = topic_name(topics, record.topic()).to_owned();
     let value = record.encode_value(codec, &topic)?;
     Ok(OutRecord {

@@ -8,7 +8,12 @@ use fitstream_contracts::{Codec, DecodeError, SchemaKind};
 use serde_json::{Value, json};
 
 /// Decodes a value of `topic` to JSON by the topic's schema.
-pub fn decode_value(codec: &Codec, topics: &TopicsConfig, topic: &str, bytes: &[u8]) -> Result<Value, DecodeError> {
+pub fn decode_value(
+    codec: &Codec,
+    topics: &TopicsConfig,
+    topic: &str,
+    bytes: &[u8],
+) -> Result<Value, DecodeError> {
     fn j<T: serde::Serialize>(r: T) -> Value {
         serde_json::to_value(r).unwrap_or(Value::Null)
     }
@@ -28,7 +33,13 @@ pub fn decode_value(codec: &Codec, topics: &TopicsConfig, topic: &str, bytes: &[
 }
 
 /// One JSON line.
-pub fn line(topic: &str, partition: Option<i32>, key: Option<&[u8]>, timestamp: Option<i64>, value: Value) -> Value {
+pub fn line(
+    topic: &str,
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    timestamp: Option<i64>,
+    value: Value,
+) -> Value {
     json!({
         "topic": topic,
         "partition": partition,

@@ -90,9 +90,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let mut cfg = fitstream::config::load(cli.config.as_deref())?;
     let mut bootstrap = |b: &Option<String>| {
@@ -107,9 +110,19 @@ async fn main() -> anyhow::Result<()> {
         | Command::Tail { bootstrap: b, .. } => bootstrap(b),
     }
     match cli.command {
-        Command::Topics { action, plants, .. } if action == "create" => commands::topics_create(&cfg, &plants).await,
+        Command::Topics { action, plants, .. } if action == "create" => {
+            commands::topics_create(&cfg, &plants).await
+        }
         Command::Topics { plants, .. } => commands::topics_describe(&cfg, &plants).await,
-        Command::Simulate { rate, seconds, seed, customers, out, truth, .. } => {
+        Command::Simulate {
+            rate,
+            seconds,
+            seed,
+            customers,
+            out,
+            truth,
+            ..
+        } => {
             let mut sim = fitstream_simulator::SimConfig::default();
             sim.rate = rate.unwrap_or(sim.rate);
             sim.seconds = seconds.unwrap_or(sim.seconds);
@@ -122,8 +135,17 @@ async fn main() -> anyhow::Result<()> {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
             commands::produce(&cfg, &input, format).map(|_| ())
         }
-        Command::Tail { topic, until_idle, out, .. } => {
-            commands::tail(&cfg, &topic, until_idle.map(Duration::from_secs), out.as_deref()).map(|_| ())
-        }
+        Command::Tail {
+            topic,
+            until_idle,
+            out,
+            ..
+        } => commands::tail(
+            &cfg,
+            &topic,
+            until_idle.map(Duration::from_secs),
+            out.as_deref(),
+        )
+        .map(|_| ()),
     }
 }

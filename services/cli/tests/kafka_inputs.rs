@@ -36,15 +36,27 @@ async fn fresh(partitions: i32) -> FitstreamConfig {
         partitions,
         ..base
     };
-    let mut kafka = KafkaConfig { bootstrap_servers: bootstrap(), ..KafkaConfig::default() };
+    let mut kafka = KafkaConfig {
+        bootstrap_servers: bootstrap(),
+        ..KafkaConfig::default()
+    };
     // Room for the oversized-record test.
-    kafka.properties.insert("message.max.bytes".into(), "4194304".into());
-    let cfg = FitstreamConfig { kafka, topics, ..FitstreamConfig::default() };
+    kafka
+        .properties
+        .insert("message.max.bytes".into(), "4194304".into());
+    let cfg = FitstreamConfig {
+        kafka,
+        topics,
+        ..FitstreamConfig::default()
+    };
     let mut specs = cfg.topics.specs(&["berlin".into()]);
     for s in &mut specs {
-        s.configs.insert("max.message.bytes".into(), "4194304".into());
+        s.configs
+            .insert("max.message.bytes".into(), "4194304".into());
     }
-    admin::ensure_topics(&cfg.kafka, &specs).await.expect("create topics (is the broker running?)");
+    admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("create topics (is the broker running?)");
     cfg
 }
 
@@ -63,14 +75,29 @@ fn read_all(cfg: &FitstreamConfig) -> Vec<ConsumedRecord> {
 
 fn write(cfg: &FitstreamConfig, records: impl IntoIterator<Item = InputRecord>) -> u64 {
     let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
-    inputs::produce(&mut writer, &commands::codec(cfg), &cfg.topics, records, |_| {}).expect("produce")
+    inputs::produce(
+        &mut writer,
+        &commands::codec(cfg),
+        &cfg.topics,
+        records,
+        |_| {},
+    )
+    .expect("produce")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_events_come_back_decoded_and_equal() {
     let cfg = fresh(6).await;
-    let sim = SimConfig { duplicate_fraction: 0.0, malformed_fraction: 0.0, late_fraction: 0.0, ..SimConfig::default() };
-    let sent: Vec<InputRecord> = Simulator::new(sim).expect("simulator").take(100_000).collect();
+    let sim = SimConfig {
+        duplicate_fraction: 0.0,
+        malformed_fraction: 0.0,
+        late_fraction: 0.0,
+        ..SimConfig::default()
+    };
+    let sent: Vec<InputRecord> = Simulator::new(sim)
+        .expect("simulator")
+        .take(100_000)
+        .collect();
     assert_eq!(sent.len(), 100_000);
     assert_eq!(write(&cfg, sent.clone()), 100_000);
 
@@ -83,7 +110,10 @@ async fn simulated_events_come_back_decoded_and_equal() {
         let bytes = r.value.as_deref().expect("value");
         // Keyed by customer id, on the partition Kafka's Java client would choose.
         let key = r.key.as_deref().expect("key");
-        assert_eq!(r.partition, fitstream_runtime::partition::partition_for(key, 6));
+        assert_eq!(
+            r.partition,
+            fitstream_runtime::partition::partition_for(key, 6)
+        );
         if r.topic == cfg.topics.clickstream {
             let c: ClickEvent = codec.decode(&r.topic, bytes).expect("decode click");
             assert_eq!(key, c.customer_id.as_bytes());
@@ -107,19 +137,27 @@ async fn simulated_events_come_back_decoded_and_equal() {
     purchases.sort_by(|a, b| a.order_id.cmp(&b.order_id));
     want_purchases.sort_by(|a, b| a.order_id.cmp(&b.order_id));
     assert!(!want_purchases.is_empty());
-    println!("round trip: {} clicks, {} purchases", clicks.len(), purchases.len());
+    println!(
+        "round trip: {} clicks, {} purchases",
+        clicks.len(),
+        purchases.len()
+    );
     assert_eq!(clicks, want_clicks);
     assert_eq!(purchases, want_purchases);
 }
 
 fn rees46() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/rees46/cosmetics-2019-10.csv"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/rees46/cosmetics-2019-10.csv"
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rees46_replay_through_kafka_matches_the_readme() {
     let cfg = fresh(3).await;
-    let records = commands::read_inputs(&rees46(), commands::InputFormat::Rees46).expect("open excerpt");
+    let records =
+        commands::read_inputs(&rees46(), commands::InputFormat::Rees46).expect("open excerpt");
     let sent = write(&cfg, records);
     let codec = commands::codec(&cfg);
     let got = read_all(&cfg);
@@ -144,7 +182,11 @@ async fn rees46_replay_through_kafka_matches_the_readme() {
             customers.insert(p.customer_id);
         }
     }
-    println!("rees46 via kafka: clicks {clicks} {by_type:?}, distinct click ids {}, orders {orders}, lines {lines}, units {units}, customers {}", click_ids.len(), customers.len());
+    println!(
+        "rees46 via kafka: clicks {clicks} {by_type:?}, distinct click ids {}, orders {orders}, lines {lines}, units {units}, customers {}",
+        click_ids.len(),
+        customers.len()
+    );
     assert_eq!(clicks, 20_561);
     assert_eq!(by_type["PRODUCT_VIEW"], 9_371);
     assert_eq!(by_type["ADD_TO_CART"], 6_565);
@@ -160,10 +202,18 @@ async fn rees46_replay_through_kafka_matches_the_readme() {
 async fn every_kind_of_malformed_input_is_rejected_with_its_reason() {
     let cfg = fresh(1).await;
     let codec = commands::codec(&cfg);
-    let mut sim = Simulator::new(SimConfig { malformed_fraction: 0.0, duplicate_fraction: 0.0, ..SimConfig::default() })
-        .expect("simulator");
-    let base_click = sim.find(|r| matches!(r, InputRecord::Click(_))).expect("a click");
-    let base_purchase = sim.find(|r| matches!(r, InputRecord::Purchase(_))).expect("a purchase");
+    let mut sim = Simulator::new(SimConfig {
+        malformed_fraction: 0.0,
+        duplicate_fraction: 0.0,
+        ..SimConfig::default()
+    })
+    .expect("simulator");
+    let base_click = sim
+        .find(|r| matches!(r, InputRecord::Click(_)))
+        .expect("a click");
+    let base_purchase = sim
+        .find(|r| matches!(r, InputRecord::Purchase(_)))
+        .expect("a purchase");
     let mut raws = Vec::new();
     for defect in Defect::ALL {
         for base in [&base_click, &base_purchase] {
@@ -175,9 +225,11 @@ async fn every_kind_of_malformed_input_is_rejected_with_its_reason() {
     let expected: Vec<(String, &str, &str)> = raws
         .iter()
         .map(|r| match r {
-            InputRecord::Raw { topic, defect, .. } => {
-                (inputs::topic_name(&cfg.topics, *topic).to_owned(), defect.name(), defect.reason())
-            }
+            InputRecord::Raw { topic, defect, .. } => (
+                inputs::topic_name(&cfg.topics, *topic).to_owned(),
+                defect.name(),
+                defect.reason(),
+            ),
             _ => unreachable!(),
         })
         .collect();

@@ -29,7 +29,11 @@ pub async fn ensure_topics(
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
-            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(s.replication_factor));
+            let mut t = NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(s.replication_factor),
+            );
             for (k, v) in &s.configs {
                 t = t.set(k, v);
             }
@@ -53,7 +57,10 @@ pub async fn ensure_topics(
                 out.push((spec.name.clone(), Provisioned::Existed))
             }
             Err((name, code)) => {
-                return Err(KafkaError::Topic { topic: name, message: format!("create failed: {code}") });
+                return Err(KafkaError::Topic {
+                    topic: name,
+                    message: format!("create failed: {code}"),
+                });
             }
         }
     }
@@ -80,10 +87,15 @@ pub async fn describe_configs(
 ) -> Result<std::collections::BTreeMap<String, String>, KafkaError> {
     use rdkafka::admin::ResourceSpecifier;
     let admin: AdminClient<DefaultClientContext> = config.client().create()?;
-    let res = admin.describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new()).await?;
+    let res = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await?;
     let mut out = std::collections::BTreeMap::new();
     for r in res {
-        let r = r.map_err(|e| KafkaError::Topic { topic: topic.into(), message: e.to_string() })?;
+        let r = r.map_err(|e| KafkaError::Topic {
+            topic: topic.into(),
+            message: e.to_string(),
+        })?;
         for e in r.entries {
             if let Some(v) = e.value {
                 out.insert(e.name, v);

@@ -59,7 +59,12 @@ pub fn read_until_idle(
                     .headers()
                     .map(|h| {
                         h.iter()
-                            .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                            .map(|x| {
+                                (
+                                    x.key.to_owned(),
+                                    x.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                )
+                            })
                             .collect()
                     })
                     .unwrap_or_default();

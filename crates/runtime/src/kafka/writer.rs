@@ -30,9 +30,15 @@ pub struct OutRecord {
 
 /// Builds the headers of a record.
 pub fn owned_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
-    headers.iter().fold(OwnedHeaders::new_with_capacity(headers.len()), |h, (k, v)| {
-        h.insert(Header { key: k, value: Some(v) })
-    })
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v),
+            })
+        },
+    )
 }
 
 /// An idempotent producer for tools (produce, simulate, tests).
@@ -52,7 +58,11 @@ impl TopicWriter {
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "200000")
             .create()?;
-        Ok(TopicWriter { producer, partitions: Default::default(), config: config.clone() })
+        Ok(TopicWriter {
+            producer,
+            partitions: Default::default(),
+            config: config.clone(),
+        })
     }
 
     fn partitions_of(&mut self, topic: &str) -> Result<i32, KafkaError> {
@@ -61,7 +71,10 @@ impl TopicWriter {
         }
         let n = super::admin::partition_count(&self.config, topic)?;
         if n == 0 {
-            return Err(KafkaError::Topic { topic: topic.into(), message: "does not exist".into() });
+            return Err(KafkaError::Topic {
+                topic: topic.into(),
+                message: "does not exist".into(),
+            });
         }
         self.partitions.insert(topic.to_owned(), n);
         Ok(n)
@@ -75,7 +88,8 @@ impl TopicWriter {
             (None, None) => 0,
         };
         loop {
-            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&record.topic).partition(partition);
+            let mut r: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&record.topic).partition(partition);
             if let Some(k) = &record.key {
                 r = r.key(k.as_slice());
             }
@@ -90,7 +104,10 @@ impl TopicWriter {
             }
             match self.producer.send(r) {
                 Ok(()) => return Ok(()),
-                Err((rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull),
+                    _,
+                )) => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((e, _)) => return Err(e.into()),

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as a newcomer and CI run it: starts a real Kafka broker (installed
+# from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
+# Rust test (unit, property, embedded and against the broker), validates the Kubernetes
+# manifests offline, and stops the broker it started, even when something fails.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# Two cores: two compile jobs, two test threads.
+jobs="${FITSTREAM_TEST_JOBS:-2}"
+
+started_broker=0
+if ! bash deploy/kafka.sh status >/dev/null 2>&1; then
+  bash deploy/kafka.sh start
+  started_broker=1
+fi
+cleanup() {
+  if [ "$started_broker" = 1 ]; then bash deploy/kafka.sh stop || true; fi
+}
+trap cleanup EXIT
+export FITSTREAM_TEST_BOOTSTRAP="${FITSTREAM_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --all -- --check
+
+step "clippy (warnings denied)"
+cargo clippy --workspace --all-targets -j "$jobs" -- -D warnings
+
+step "cargo test (broker at $FITSTREAM_TEST_BOOTSTRAP)"
+cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
+
+step "Kubernetes manifests, CRDs and dashboard (offline)"
+bash deploy/validate/validate.sh
+bash deploy/validate/test_validate.sh
