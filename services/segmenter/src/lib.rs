@@ -1,1 +1,37 @@
-//! Work in progress.
+//! fitstream's segment model: from customer profiles to segments marketing can use.
+//!
+//! This crate is the pure model library of the segmenter service: no Kafka, no clock, no
+//! global state. The runtime feeds it profiles and asks it for a model; the profiler uses
+//! [`SegmentAssigner`] to assign profiles between refits.
+//!
+//! Layout:
+//! - [`transform`]: `log1p` on heavy-tailed features, then standard scaling frozen per model
+//!   version ([`Scaler`]).
+//! - [`reservoir`]: the bounded, seeded, per-customer sample the model is fitted on
+//!   ([`ReservoirSample`], Algorithm R).
+//! - [`fit`](mod@fit): KMeans over a range of k chosen by a quality score, warm start from the
+//!   previous model, stable ids, labels, segment profiles ([`fit()`], [`FitConfig`],
+//!   [`FitOutcome`]).
+//! - [`quality`]: silhouette, Davies-Bouldin and the adjusted Rand index.
+//! - [`matching`]: Hungarian matching of new centroids to old ones with a distance limit.
+//! - [`labels`]: the rules that name a segment ("loyal high spenders", "at risk", ...).
+//! - [`assign`](mod@assign): nearest-centroid assignment without allocation.
+//! - [`synthetic`]: seeded synthetic customers from known personas, for tests and benchmarks.
+//! - [`error`]: [`FitError`] (classified by [`FitErrorClass`]) and [`ModelError`].
+
+pub mod assign;
+pub mod error;
+pub mod fit;
+pub mod labels;
+pub mod matching;
+pub mod quality;
+pub mod reservoir;
+pub mod synthetic;
+pub mod transform;
+
+pub use assign::{Assignment, SegmentAssigner, assign};
+pub use error::{FitError, FitErrorClass, ModelError};
+pub use fit::{CandidateScore, FitConfig, FitOutcome, SampleRow, fit};
+pub use quality::{QualityMetric, adjusted_rand_index, davies_bouldin, silhouette_score};
+pub use reservoir::{ReservoirOffer, ReservoirSample};
+pub use transform::{FEATURE_COUNT, FeatureVector, LOG1P_FEATURES, Scaler};

@@ -1,0 +1,3 @@
+//! Placeholder: the criterion benchmark comes in the next commit.
+
+fn main() {}
