@@ -317,6 +317,27 @@ fn fewer_personas_retire_ids_and_more_get_fresh_ones() {
         v3.model.next_segment_id > v2.model.next_segment_id,
         "the returning personas got fresh ids"
     );
+
+    // The warm start at v2's k = 4 scores far worse than k = 6 on six personas: not kept...
+    assert!(!v3.warm_started);
+    let warm = v3
+        .candidates
+        .iter()
+        .find(|c| c.warm_start)
+        .expect("a warm candidate was tried");
+    assert_eq!(warm.k, v2.k);
+    // ...unless the tolerance says stability matters more than that difference.
+    let lenient = FitConfig {
+        warm_start_tolerance: 1.0,
+        ..FitConfig::default()
+    };
+    let v3b = fit_ok(
+        &rows(&population(3_000, 12, 1.0)),
+        Some(&v2.model),
+        &lenient,
+    );
+    assert!(v3b.warm_started);
+    assert_eq!(v3b.k, v2.k);
 }
 
 #[test]
