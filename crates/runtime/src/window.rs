@@ -245,6 +245,16 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
         out
     }
 
+    /// The aggregate of `key` in an open window, if any.
+    pub fn get_mut(&mut self, window: Window, key: &K) -> Option<&mut A> {
+        self.open.get_mut(&(window.end, window.start))?.get_mut(key)
+    }
+
+    /// The window spec.
+    pub fn spec(&self) -> &WindowSpec {
+        &self.spec
+    }
+
     /// Open (window, key) aggregates.
     pub fn len(&self) -> usize {
         self.entries

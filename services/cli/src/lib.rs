@@ -8,5 +8,6 @@
 
 pub mod commands;
 pub mod config;
+pub mod embedded;
 pub mod inputs;
 pub mod jsonl;

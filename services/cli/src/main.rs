@@ -69,6 +69,18 @@ enum Command {
         #[arg(long)]
         bootstrap: Option<String>,
     },
+    /// Replay a history file through the embedded pipeline (no broker); outputs to OUT/<topic>.jsonl.
+    Replay {
+        /// The file (REES46 CSV or fitstream JSON lines).
+        #[arg(long)]
+        input: PathBuf,
+        /// Its format (guessed from the extension when absent).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
     /// Print a topic as JSON lines, read_committed, decoded.
     Tail {
         /// Topic name.
@@ -108,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Simulate { bootstrap: b, .. }
         | Command::Produce { bootstrap: b, .. }
         | Command::Tail { bootstrap: b, .. } => bootstrap(b),
+        Command::Replay { .. } => {}
     }
     match cli.command {
         Command::Topics { action, plants, .. } if action == "create" => {
@@ -134,6 +147,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Produce { input, format, .. } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
             commands::produce(&cfg, &input, format).map(|_| ())
+        }
+        Command::Replay { input, format, out } => {
+            let format = format.unwrap_or_else(|| InputFormat::guess(&input));
+            commands::replay(&cfg, &input, format, &out).map(|_| ())
         }
         Command::Tail {
             topic,
