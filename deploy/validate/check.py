@@ -32,6 +32,8 @@ Checks
                 fields fail), and: profiler, segmenter and planner run as `run <service>`,
                 every fitstream container has its config file, runs as 10001 read-only, and
                 every config/secret file it names exists.
+  copy          k8s/base/config/plants.toml is byte for byte deploy/plants.toml (kustomize reads
+                no file from outside k8s/, so the base carries a copy of the routing file).
   metrics-list  deploy/grafana/metrics.txt: one fitstream_ name per line, no duplicates.
   dashboard     the dashboard is Grafana JSON with queries, and every fitstream_ metric in a
                 query (panels, rows, templating, annotations) is in metrics.txt (histograms
@@ -422,6 +424,17 @@ def check_compose(report: Report, path: Path, schema_path: Path) -> None:
     report.check("compose", str(path), errors)
 
 
+def check_copy(report: Report, copy_path: Path, original: Path) -> None:
+    if not original.is_file():
+        report.check("copy", str(copy_path), [f"{original} does not exist"])
+    elif not copy_path.is_file():
+        report.check("copy", str(copy_path), [f"missing; it must be a copy of {original}"])
+    elif copy_path.read_bytes() != original.read_bytes():
+        report.check("copy", str(copy_path), [f"differs from {original}; copy it again: cp {original} {copy_path}"])
+    else:
+        report.check("copy", str(copy_path), [])
+
+
 # -------------------------------------------------------------------------------- dashboard
 
 def load_metrics(report: Report, path: Path) -> set[str]:
@@ -512,6 +525,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--dashboard", action="append", default=[], type=Path, help="Grafana JSON (repeatable)")
     ap.add_argument("--compose", action="append", default=[], type=Path, help="compose file (repeatable)")
     ap.add_argument("--compose-schema", type=Path, help="the Compose specification's JSON schema")
+    ap.add_argument("--copy", action="append", default=[], metavar="COPY=ORIGINAL",
+                    help="a file that must stay identical to another (repeatable)")
     ap.add_argument("--summary", default="validate", help="word before the closing count line")
     a = ap.parse_args(argv)
     if a.dashboard and not a.metrics:
@@ -532,6 +547,11 @@ def main(argv: list[str]) -> int:
             check_manifests(report, name, text, schemas)
     for c in a.compose:
         check_compose(report, c, a.compose_schema)
+    for spec in a.copy:
+        copy_file, sep, original = spec.partition("=")
+        if not sep:
+            ap.error(f"--copy wants COPY=ORIGINAL, got {spec!r}")
+        check_copy(report, Path(copy_file), Path(original))
     if a.metrics:
         metrics = load_metrics(report, a.metrics)
         for d in a.dashboard:

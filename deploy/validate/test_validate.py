@@ -163,6 +163,10 @@ def compose_missing_file(docs, dash, compose):
     compose["configs"]["plants-toml"]["file"] = "./plant.toml"
 
 
+def routing_copy_differs(docs, dash, compose, routing):
+    routing.append("# edited in k8s/ only\n")
+
+
 Mutation = Callable[..., None]
 
 # name, overlay, mutation, check, subject fragment, reason pattern
@@ -196,6 +200,7 @@ CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
     ("misspelled field in compose.yaml", "dev", compose_misspelled, "compose-schema", "compose.yaml", r"stop_grace_periode"),
     ("compose service running the wrong command", "dev", compose_wrong_command, "compose", "compose.yaml", r"planer"),
     ("compose config file that does not exist", "dev", compose_missing_file, "compose", "compose.yaml", r"plant\.toml"),
+    ("routing copy in k8s/ differs from deploy/plants.toml", "dev", routing_copy_differs, "copy", "plants.toml", r"differs"),
 ]
 
 
@@ -204,11 +209,10 @@ def run_case(args, rendered: dict[str, list], dashboard: dict, compose: dict, ca
     docs = copy.deepcopy(rendered[overlay])
     dash = copy.deepcopy(dashboard)
     comp = copy.deepcopy(compose)
+    routing = [args.routing_original.read_text()]
     if mutate:
-        if mutate.__code__.co_argcount == 3:
-            mutate(docs, dash, comp)
-        else:
-            mutate(docs, dash)
+        extra = [comp, routing][: mutate.__code__.co_argcount - 2]
+        mutate(docs, dash, *extra)
     with tempfile.TemporaryDirectory() as tmp:
         m = Path(tmp) / f"{overlay}.yaml"
         m.write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -224,11 +228,14 @@ def run_case(args, rendered: dict[str, list], dashboard: dict, compose: dict, ca
                     link = c.parent / entry["file"]
                     link.parent.mkdir(parents=True, exist_ok=True)
                     link.symlink_to((args.compose.parent / entry["file"]).resolve())
+        r = Path(tmp) / "plants.toml"
+        r.write_text("".join(routing))
         out = subprocess.run(
             [sys.executable, str(HERE / "check.py"), "--k8s-version", args.k8s_version,
              "--crds", str(args.crds), "--metrics", str(args.metrics),
              "--manifests", f"{overlay}={m}", "--dashboard", str(d),
-             "--compose", str(c), "--compose-schema", str(args.compose_schema)],
+             "--compose", str(c), "--compose-schema", str(args.compose_schema),
+             "--copy", f"{r}={args.routing_original}"],
             capture_output=True, text=True, timeout=120)
     lines = out.stdout.splitlines()
     fails = [line for line in lines if line.startswith("FAIL ")]
@@ -252,6 +259,7 @@ def main() -> int:
     ap.add_argument("--crds", type=Path, required=True)
     ap.add_argument("--compose", type=Path, required=True)
     ap.add_argument("--compose-schema", type=Path, required=True)
+    ap.add_argument("--routing-original", type=Path, required=True, help="deploy/plants.toml")
     ap.add_argument("--k8s-version", default="1.32.0")
     ap.add_argument("--jobs", type=int, default=2, help="cases run at once (each is a check.py process)")
     args = ap.parse_args()

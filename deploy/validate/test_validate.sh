@@ -21,4 +21,5 @@ exec "$VALIDATE_PY" deploy/validate/test_validate.py \
   --rendered "dev=$work/dev.yaml" --rendered "prod=$work/prod.yaml" \
   --dashboard deploy/grafana/fitstream-dashboard.json --metrics deploy/grafana/metrics.txt \
   --compose deploy/compose.yaml --compose-schema deploy/validate/schemas/compose-spec.json \
+  --routing-original deploy/plants.toml \
   --crds deploy/validate/crds --k8s-version "${K8S_VERSION:-1.32.0}"
