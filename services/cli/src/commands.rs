@@ -191,7 +191,10 @@ pub fn tail(
         &cfg.kafka,
         &[topic],
         idle,
-        Duration::from_secs(u64::MAX / 4),
+        // An empty topic: give up a minute after the idle time.
+        until_idle
+            .map(|i| i + Duration::from_secs(60))
+            .unwrap_or(idle),
         |r| {
             let value = match r.value.as_deref() {
             Some(bytes) => jsonl::decode_value(&codec, &cfg.topics, &r.topic, bytes)

@@ -54,9 +54,22 @@ async fn fresh(partitions: i32) -> FitstreamConfig {
         s.configs
             .insert("max.message.bytes".into(), "4194304".into());
     }
-    admin::ensure_topics(&cfg.kafka, &specs)
+    let created = admin::ensure_topics(&cfg.kafka, &specs)
         .await
         .expect("create topics (is the broker running?)");
+    assert!(
+        created
+            .iter()
+            .all(|(_, p)| *p == admin::Provisioned::Created)
+    );
+    // Provisioning is idempotent: a second run finds every topic as it should be.
+    let again = admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("second provisioning");
+    assert!(
+        again.iter().all(|(_, p)| *p == admin::Provisioned::Existed),
+        "{again:?}"
+    );
     cfg
 }
 
@@ -65,7 +78,7 @@ fn read_all(cfg: &FitstreamConfig) -> Vec<ConsumedRecord> {
     read_until_idle(
         &cfg.kafka,
         &[&cfg.topics.clickstream, &cfg.topics.purchases],
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         Duration::from_secs(300),
         |r| out.push(r),
     )

@@ -29,7 +29,8 @@ pub struct ConsumedRecord {
 }
 
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
-/// calling `each` per record, until no record arrived for `idle` (or `limit` passed).
+/// calling `each` per record, until no record arrived for `idle` after the first one (or
+/// `limit` passed); joining the group and the first fetch may take longer than `idle`.
 pub fn read_until_idle(
     config: &KafkaConfig,
     topics: &[&str],
@@ -48,12 +49,12 @@ pub fn read_until_idle(
         .create()?;
     consumer.subscribe(topics)?;
     let started = Instant::now();
-    let mut last = Instant::now();
+    let mut last: Option<Instant> = None;
     let mut count = 0;
-    while last.elapsed() < idle && started.elapsed() < limit {
+    while last.is_none_or(|l| l.elapsed() < idle) && started.elapsed() < limit {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                last = Instant::now();
+                last = Some(Instant::now());
                 count += 1;
                 let headers = m
                     .headers()
