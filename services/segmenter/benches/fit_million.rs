@@ -3,9 +3,10 @@
 //!
 //! It isolates, each timed on its own:
 //! 1. the feature transform (fit the scaler, transform every profile);
-//! 2. linfa KMeans at a fixed k with k-means++ and `runs` restarts on the whole scaled matrix,
-//!    with its inertia (sum of squared distances to the nearest centroid, as scikit-learn's
-//!    `inertia_`);
+//! 2. KMeans at a fixed k with `runs` restarts on the whole scaled matrix, the way the fit
+//!    runs it ([`fitstream_segmenter::kmeans`]: greedy k-means++ seeding, linfa iterations),
+//!    then with linfa's own k-means++ seeding for reference; with the inertia (sum of squared
+//!    distances to the nearest centroid, as scikit-learn's `inertia_`);
 //! 3. the full automatic fit ([`fitstream_segmenter::fit`], k in 3..=8 by silhouette) on a
 //!    reservoir sample of the default size.
 //!
@@ -30,13 +31,10 @@ use std::time::Instant;
 
 use fitstream_contracts::EventTime;
 use fitstream_segmenter::synthetic::population;
-use fitstream_segmenter::{FEATURE_COUNT, FitConfig, ReservoirSample, SampleRow, Scaler, fit};
-use linfa::DatasetBase;
-use linfa::traits::Fit;
-use linfa_clustering::{KMeans, KMeansInit};
+use fitstream_segmenter::{
+    FEATURE_COUNT, FitConfig, ReservoirSample, SampleRow, Scaler, Seeding, fit, kmeans,
+};
 use ndarray::Array2;
-use rand_xoshiro::Xoshiro256Plus;
-use rand_xoshiro::rand_core::SeedableRng;
 
 struct Args {
     n: usize,
@@ -175,27 +173,35 @@ fn main() {
         println!("dump {path}: {:.2} s", t.elapsed().as_secs_f64());
     }
 
-    let t = Instant::now();
-    let dataset = DatasetBase::from(x.view());
-    let model = KMeans::params_with_rng(args.k, Xoshiro256Plus::seed_from_u64(args.seed))
-        .n_runs(args.runs)
-        .max_n_iterations(args.max_iter)
-        .tolerance(args.tol)
-        .init_method(KMeansInit::KMeansPlusPlus)
-        .fit(&dataset);
-    let secs = t.elapsed().as_secs_f64();
-    match model {
-        Ok(m) => {
-            let (inertia, sizes) = inertia_and_sizes(&x, m.centroids());
-            println!(
-                "fit {} x {FEATURE_COUNT}, k={}, runs={}: {secs:.2} s, inertia {inertia:.1}",
-                args.n, args.k, args.runs
-            );
-            println!("  cluster sizes: {sizes:?}");
-        }
-        Err(e) => {
-            eprintln!("fit_million: KMeans failed: {e}");
-            std::process::exit(1);
+    // The library's path (greedy k-means++ seeding, as scikit-learn), then linfa's own
+    // k-means++ for reference.
+    for (name, seeding) in [
+        ("greedy k-means++", Seeding::GreedyKMeansPlusPlus),
+        ("linfa k-means++", Seeding::KMeansPlusPlus),
+    ] {
+        let cfg = FitConfig {
+            n_runs: args.runs,
+            max_iterations: args.max_iter,
+            tolerance: args.tol,
+            seeding,
+            ..FitConfig::default()
+        };
+        let t = Instant::now();
+        let result = kmeans(x.view(), args.k, args.seed, &cfg);
+        let secs = t.elapsed().as_secs_f64();
+        match result {
+            Ok(c) => {
+                let (inertia, sizes) = inertia_and_sizes(&x, &c.centroids);
+                println!(
+                    "fit {} x {FEATURE_COUNT}, k={}, runs={}: {secs:.2} s, inertia {inertia:.1}  [{name}]",
+                    args.n, args.k, args.runs
+                );
+                println!("  cluster sizes: {sizes:?}");
+            }
+            Err(e) => {
+                eprintln!("fit_million: KMeans failed: {e}");
+                std::process::exit(1);
+            }
         }
     }
 

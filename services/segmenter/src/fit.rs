@@ -12,10 +12,11 @@
 //!    model: one segment called "everybody" would be published to marketing as if it meant
 //!    something, and its id would then be carried into real models.
 //! 2. Fit the [`Scaler`] on the sample (a new one per model version) and transform.
-//! 3. For each k in `k_min..=min(k_max, n)`: linfa KMeans with k-means++ initialisation, the
-//!    best of `n_runs` runs by inertia, at most `max_iterations` iterations, `tolerance` on the
-//!    shift of the centroids (Frobenius norm, scaled units). A seed per k, derived from
-//!    `seed`. The candidate is scored with the [`QualityMetric`]: silhouette on a fixed
+//! 3. For each k in `k_min..=min(k_max, n)`: linfa KMeans ([`kmeans`]), the best of `n_runs`
+//!    runs by inertia, each seeded by greedy k-means++ ([`crate::seeding`]; linfa's plain
+//!    k-means++ is selectable with [`FitConfig::seeding`]), at most `max_iterations`
+//!    iterations, `tolerance` on the shift of the centroids (Frobenius norm, scaled units). A
+//!    seed per k, derived from `seed`. The candidate is scored with the [`QualityMetric`]: silhouette on a fixed
 //!    sub-sample of at most `quality_sample_size` profiles (the same sub-sample for every k),
 //!    or Davies-Bouldin on the whole sample. A candidate with an empty segment or an undefined
 //!    score is skipped. The best score wins; on a tie, the smaller k.
@@ -56,6 +57,7 @@ use crate::error::FitError;
 use crate::labels::{LabelContext, label_segments};
 use crate::matching::match_centroids;
 use crate::quality::{QualityMetric, SilhouetteSample, davies_bouldin};
+use crate::seeding::greedy_kmeans_plus_plus;
 use crate::transform::{FEATURE_COUNT, FeatureVector, Scaler};
 
 /// One profile of the sample: customer id, features, top categories (most frequent first).
@@ -69,8 +71,10 @@ pub struct FitConfig {
     pub k_min: usize,
     /// Largest number of segments tried. Default 8.
     pub k_max: usize,
-    /// KMeans runs per k (k-means++ each); the run with the lowest inertia is kept. Default 3.
+    /// KMeans runs per k; the run with the lowest inertia is kept. Default 3.
     pub n_runs: usize,
+    /// How each run is seeded. Default greedy k-means++.
+    pub seeding: Seeding,
     /// Most KMeans iterations per run. Default 300.
     pub max_iterations: u64,
     /// A run stops when its centroids move less than this (Frobenius norm of the shift, scaled
@@ -101,6 +105,7 @@ impl Default for FitConfig {
             k_min: 3,
             k_max: 8,
             n_runs: 3,
+            seeding: Seeding::GreedyKMeansPlusPlus,
             max_iterations: 300,
             tolerance: 1e-4,
             seed: 42,
@@ -281,15 +286,8 @@ pub fn fit(
     let mut last_problem = String::from("no candidate");
     for k in cfg.k_min..=k_hi {
         let seed = cfg.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let centroids = run_kmeans(
-            matrix.view(),
-            k,
-            KMeansInit::KMeansPlusPlus,
-            cfg.n_runs,
-            seed,
-            cfg,
-        )?;
-        let (scored, score) = scorer.score(centroids, false);
+        let clustering = kmeans(matrix.view(), k, seed, cfg)?;
+        let (scored, score) = scorer.score(clustering.centroids, false);
         candidates.push(score);
         match scored {
             Ok(c) => {
@@ -433,8 +431,85 @@ fn to_matrix(points: &[FeatureVector]) -> Array2<f64> {
     m
 }
 
-/// linfa KMeans; returns the centroids (k × features).
-pub(crate) fn run_kmeans(
+/// How the KMeans runs of a fit are seeded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seeding {
+    /// Greedy k-means++ ([`crate::seeding`]), as scikit-learn; each of the `n_runs` runs is
+    /// seeded anew and iterated by linfa.
+    #[default]
+    GreedyKMeansPlusPlus,
+    /// linfa's own k-means++ (`KMeansInit::KMeansPlusPlus`) with linfa's `n_runs`.
+    KMeansPlusPlus,
+}
+
+/// A KMeans result at a fixed k.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Clustering {
+    /// Centroids, k × features.
+    pub centroids: Array2<f64>,
+    /// Sum of squared distances of the rows to their nearest centroid.
+    pub inertia: f64,
+}
+
+/// KMeans at a fixed `k` on the rows of `x`, exactly as [`fit`] runs it for one candidate:
+/// `cfg.n_runs` runs seeded by `cfg.seeding` from `seed`, iterated by linfa (at most
+/// `cfg.max_iterations`, `cfg.tolerance`), the run with the lowest inertia kept.
+pub fn kmeans(
+    x: ArrayView2<f64>,
+    k: usize,
+    seed: u64,
+    cfg: &FitConfig,
+) -> Result<Clustering, FitError> {
+    let n = x.nrows();
+    if k == 0 || k > n {
+        return Err(FitError::SampleTooSmall {
+            size: n,
+            k_min: k.max(1),
+        });
+    }
+    match cfg.seeding {
+        Seeding::KMeansPlusPlus => {
+            let centroids = run_kmeans(x, k, KMeansInit::KMeansPlusPlus, cfg.n_runs, seed, cfg)?;
+            let inertia = inertia(x, centroids.view());
+            Ok(Clustering { centroids, inertia })
+        }
+        Seeding::GreedyKMeansPlusPlus => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut best: Option<Clustering> = None;
+            for _ in 0..cfg.n_runs.max(1) {
+                let init = greedy_kmeans_plus_plus(x, k, &mut rng);
+                let centroids = run_kmeans(x, k, KMeansInit::Precomputed(init), 1, seed, cfg)?;
+                let inertia = inertia(x, centroids.view());
+                if best.as_ref().is_none_or(|b| inertia < b.inertia) {
+                    best = Some(Clustering { centroids, inertia });
+                }
+            }
+            best.ok_or(FitError::SampleTooSmall { size: n, k_min: k })
+        }
+    }
+}
+
+/// Sum of squared distances of the rows of `x` to their nearest centroid.
+pub fn inertia(x: ArrayView2<f64>, centroids: ArrayView2<f64>) -> f64 {
+    let mut total = 0.0;
+    for row in x.rows() {
+        let mut best = f64::INFINITY;
+        for c in centroids.rows() {
+            let d2: f64 = row
+                .iter()
+                .zip(c.iter())
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum();
+            best = best.min(d2);
+        }
+        total += best;
+    }
+    total
+}
+
+/// linfa KMeans; returns the centroids (k × features). `init` must have k rows.
+fn run_kmeans(
     x: ArrayView2<f64>,
     k: usize,
     init: KMeansInit<f64>,

@@ -13,6 +13,7 @@
 //!   previous model, stable ids, labels, segment profiles ([`fit()`], [`FitConfig`],
 //!   [`FitOutcome`]).
 //! - [`quality`]: silhouette, Davies-Bouldin and the adjusted Rand index.
+//! - [`seeding`]: greedy k-means++ initial centres for every KMeans run.
 //! - [`matching`]: Hungarian matching of new centroids to old ones with a distance limit.
 //! - [`labels`]: the rules that name a segment ("loyal high spenders", "at risk", ...).
 //! - [`assign`](mod@assign): nearest-centroid assignment without allocation.
@@ -26,12 +27,13 @@ pub mod labels;
 pub mod matching;
 pub mod quality;
 pub mod reservoir;
+pub mod seeding;
 pub mod synthetic;
 pub mod transform;
 
 pub use assign::{Assignment, SegmentAssigner, assign};
 pub use error::{FitError, FitErrorClass, ModelError};
-pub use fit::{CandidateScore, FitConfig, FitOutcome, SampleRow, fit};
+pub use fit::{CandidateScore, Clustering, FitConfig, FitOutcome, SampleRow, Seeding, fit, kmeans};
 pub use quality::{QualityMetric, adjusted_rand_index, davies_bouldin, silhouette_score};
 pub use reservoir::{ReservoirOffer, ReservoirSample};
 pub use transform::{FEATURE_COUNT, FeatureVector, LOG1P_FEATURES, Scaler};
