@@ -19,6 +19,10 @@
 //! `MissingField` is `decode`, not `schema`: the datum is read with the writer schema its id
 //! names, and the reader runs out of bytes where `event_time` should be.
 //!
+//! Avro maps are written in the order of apache-avro's `HashMap`, which differs from run to
+//! run; so that the same record always gives the same bad bytes, the Avro-based defects keep
+//! only the first option of each options map (bad bytes need no second option).
+//!
 //! The ids in the framing are those of the codec passed in; with a schema registry whose ids
 //! differ from the pinned defaults, encode with a codec prepared for both input topics.
 //! `Oversized` values exceed librdkafka's default `message.max.bytes` (1,000,000) and the
@@ -32,8 +36,8 @@ use apache_avro::types::Value;
 use fitstream_contracts::codec::{self, DEFAULT_MAX_VALUE_BYTES};
 use fitstream_contracts::records::Contract;
 use fitstream_contracts::{
-    ClickEvent, ClickEventType, Codec, EncodeError, EventTime, PurchaseEvent, PurchaseLine,
-    SchemaKind,
+    ClickEvent, ClickEventType, Codec, EncodeError, EventTime, Options, PurchaseEvent,
+    PurchaseLine, SchemaKind,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -119,6 +123,12 @@ impl Defect {
         }
         let key = base.key().map(<[u8]>::to_vec);
         let own_topic = base.topic();
+        let trimmed = with_one_option(base);
+        let base = if self == Defect::NotAvro {
+            base
+        } else {
+            &trimmed
+        };
         let (topic, value) = match self {
             Defect::Truncated => {
                 let mut bytes = encode(base, codec)?;
@@ -216,6 +226,32 @@ impl Defect {
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The record with at most one option per options map, so that its Avro bytes are the same
+/// in every run (see the module doc).
+fn with_one_option(base: &InputRecord) -> InputRecord {
+    let first = |options: &Options| {
+        options
+            .iter()
+            .take(1)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    match base {
+        InputRecord::Click(c) => InputRecord::Click(ClickEvent {
+            options: first(&c.options),
+            ..c.clone()
+        }),
+        InputRecord::Purchase(p) => {
+            let mut p = p.clone();
+            for line in &mut p.lines {
+                line.options = first(&line.options);
+            }
+            InputRecord::Purchase(p)
+        }
+        InputRecord::Raw { .. } => base.clone(),
     }
 }
 
@@ -528,6 +564,23 @@ mod tests {
     fn not_avro_is_decode() {
         check(Defect::NotAvro, InputRecord::Click(click()), "decode");
         check(Defect::NotAvro, InputRecord::Purchase(purchase()), "decode");
+    }
+
+    #[test]
+    fn the_same_record_gives_the_same_bytes() {
+        let mut base = click();
+        base.options.insert("scent".into(), "citrus".into());
+        base.options.insert("zz".into(), "last".into());
+        for defect in Defect::ALL {
+            let bytes: Vec<InputRecord> = (0..8)
+                .map(|_| {
+                    defect
+                        .corrupt(&InputRecord::Click(base.clone()), &Codec::pinned())
+                        .expect("encodes")
+                })
+                .collect();
+            assert!(bytes.windows(2).all(|w| w[0] == w[1]), "{defect}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub struct Persona {
     pub focus: f64,
     /// Relative weight of each category (in [`CATEGORIES`] order) when drawing favourites
     /// and unfocused views.
-    pub category_weights: [f64; 7],
+    pub category_weights: [f64; CATEGORIES.len()],
     /// Hour of day (UTC) with most visits.
     pub peak_hour: f64,
     /// Spread of visits around the peak, in hours.
@@ -64,17 +64,17 @@ impl Persona {
         // Visits often, knows what she wants, buys premium products in her categories.
         Persona {
             name: "loyal_high_spender",
-            sessions_per_day: 4.0,
+            sessions_per_day: 5.0,
             arrives_at: 0.0,
             buys_until: 1.0,
             lapsed_visits: 1.0,
-            page_views: 1.5,
+            page_views: 1.0,
             searches: 0.5,
-            product_views: 6.0,
+            product_views: 5.0,
             cart_rate: 0.35,
             extra_unit_rate: 0.3,
             removal_rate: 0.05,
-            checkout_rate: 0.85,
+            checkout_rate: 0.75,
             purchase_rate: 0.95,
             price_level: 0.85,
             focus: 0.8,
@@ -91,37 +91,37 @@ impl Persona {
             arrives_at: 0.0,
             buys_until: 1.0,
             lapsed_visits: 1.0,
-            page_views: 2.0,
-            searches: 3.0,
-            product_views: 12.0,
-            cart_rate: 0.12,
+            page_views: 1.0,
+            searches: 2.0,
+            product_views: 9.0,
+            cart_rate: 0.15,
             extra_unit_rate: 0.1,
             removal_rate: 0.45,
-            checkout_rate: 0.5,
-            purchase_rate: 0.6,
-            price_level: 0.1,
-            focus: 0.3,
+            checkout_rate: 0.85,
+            purchase_rate: 0.9,
+            price_level: 0.05,
+            focus: 0.15,
             category_weights: [1.0, 1.0, 3.0, 0.5, 2.0, 3.0, 1.0],
             peak_hour: 12.5,
             rhythm_width: 2.0,
             think_seconds: 20.0,
             app_share: 0.3,
         },
-        // Browses a lot across categories, rarely carts, almost never buys.
+        // Browses a lot across categories, rarely carts, may start a checkout but never buys.
         Persona {
             name: "window_shopper",
-            sessions_per_day: 3.0,
+            sessions_per_day: 3.2,
             arrives_at: 0.0,
             buys_until: 1.0,
             lapsed_visits: 1.0,
-            page_views: 3.0,
+            page_views: 1.5,
             searches: 1.0,
-            product_views: 9.0,
-            cart_rate: 0.03,
+            product_views: 7.0,
+            cart_rate: 0.05,
             extra_unit_rate: 0.0,
             removal_rate: 0.5,
-            checkout_rate: 0.1,
-            purchase_rate: 0.3,
+            checkout_rate: 0.15,
+            purchase_rate: 0.0,
             price_level: 0.6,
             focus: 0.15,
             category_weights: [1.0, 2.0, 1.0, 2.0, 1.0, 1.0, 1.0],
@@ -130,69 +130,69 @@ impl Persona {
             think_seconds: 35.0,
             app_share: 0.5,
         },
-        // First visits in the last quarter of the run; a few sessions, a first small order.
+        // First visits in the last fifth of the run; a few sessions, usually a first order.
         Persona {
             name: "new_customer",
             sessions_per_day: 4.0,
-            arrives_at: 0.75,
+            arrives_at: 0.8,
             buys_until: 1.0,
             lapsed_visits: 1.0,
-            page_views: 2.0,
+            page_views: 1.0,
             searches: 1.0,
             product_views: 4.0,
-            cart_rate: 0.3,
-            extra_unit_rate: 0.05,
-            removal_rate: 0.1,
-            checkout_rate: 0.75,
-            purchase_rate: 0.85,
-            price_level: 0.35,
-            focus: 0.5,
+            cart_rate: 0.5,
+            extra_unit_rate: 0.0,
+            removal_rate: 0.25,
+            checkout_rate: 0.95,
+            purchase_rate: 0.95,
+            price_level: 0.5,
+            focus: 0.3,
             category_weights: [2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0],
             peak_hour: 19.0,
             rhythm_width: 3.0,
             think_seconds: 40.0,
             app_share: 0.2,
         },
-        // Bought in the first third of the run, then keeps browsing without buying.
+        // Buys in the first quarter of the run, then visits less and no longer buys.
         Persona {
             name: "at_risk",
-            sessions_per_day: 2.5,
+            sessions_per_day: 6.0,
             arrives_at: 0.0,
-            buys_until: 0.33,
-            lapsed_visits: 0.6,
-            page_views: 1.5,
+            buys_until: 0.25,
+            lapsed_visits: 0.35,
+            page_views: 1.0,
             searches: 1.0,
-            product_views: 5.0,
-            cart_rate: 0.25,
+            product_views: 4.0,
+            cart_rate: 0.4,
             extra_unit_rate: 0.1,
-            removal_rate: 0.2,
-            checkout_rate: 0.7,
-            purchase_rate: 0.85,
-            price_level: 0.55,
-            focus: 0.5,
+            removal_rate: 0.1,
+            checkout_rate: 0.9,
+            purchase_rate: 0.9,
+            price_level: 0.75,
+            focus: 0.7,
             category_weights: [2.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0],
             peak_hour: 9.0,
             rhythm_width: 3.0,
             think_seconds: 30.0,
             app_share: 0.4,
         },
-        // Short late-night sessions in one category, carts at once and buys almost always.
+        // Short late-night sessions in one category; carts at once, buys almost always.
         Persona {
             name: "impulse_buyer",
-            sessions_per_day: 2.0,
+            sessions_per_day: 2.5,
             arrives_at: 0.0,
             buys_until: 1.0,
             lapsed_visits: 1.0,
-            page_views: 0.5,
+            page_views: 0.3,
             searches: 0.2,
-            product_views: 2.0,
-            cart_rate: 0.6,
-            extra_unit_rate: 0.2,
+            product_views: 1.5,
+            cart_rate: 0.8,
+            extra_unit_rate: 0.4,
             removal_rate: 0.02,
-            checkout_rate: 0.9,
-            purchase_rate: 0.95,
-            price_level: 0.7,
-            focus: 0.95,
+            checkout_rate: 0.97,
+            purchase_rate: 0.97,
+            price_level: 0.9,
+            focus: 0.97,
             category_weights: [1.0, 3.0, 0.5, 1.0, 3.0, 0.5, 0.5],
             peak_hour: 23.0,
             rhythm_width: 2.0,
@@ -222,17 +222,7 @@ impl Persona {
             .sum::<f64>()
             / steps as f64
     }
-
-    /// Share of the run (of length 1) in which the customer visits at the full rate, plus the
-    /// lapsed part weighted by `lapsed_visits`: expected sessions are proportional to it.
-    pub fn active_share(&self) -> f64 {
-        let arrive = self.arrives_at.clamp(0.0, 1.0);
-        let lapse = self.buys_until.clamp(arrive, 1.0);
-        (lapse - arrive) + self.lapsed_visits * (1.0 - lapse)
-    }
 }
-
-const _: () = assert!(CATEGORIES.len() == 7);
 
 #[cfg(test)]
 mod tests {
@@ -254,13 +244,5 @@ mod tests {
         assert!((p.rhythm(22.0) - p.rhythm(0.0)).abs() < 1e-9);
         let mean = p.mean_rhythm();
         assert!(mean > 0.15 && mean < 1.0);
-    }
-
-    #[test]
-    fn active_share_accounts_for_arrival_and_lapse() {
-        let new = Persona::by_name("new_customer").expect("exists");
-        assert!((new.active_share() - 0.25).abs() < 1e-9);
-        let lapsed = Persona::by_name("at_risk").expect("exists");
-        assert!((lapsed.active_share() - (0.33 + 0.6 * 0.67)).abs() < 1e-9);
     }
 }
