@@ -7,7 +7,7 @@
 //!
 //! Distance is Euclidean in the model's scaled space (the value of
 //! `SegmentAssignment.distance`). On a tie the segment listed first (lowest id, as
-//! [`fit`](crate::fit) orders them) wins.
+//! [`fit()`](crate::fit()) orders them) wins.
 
 use fitstream_contracts::{ProfileFeatures, SegmentModel};
 

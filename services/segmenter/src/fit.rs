@@ -16,10 +16,11 @@
 //!    runs by inertia, each seeded by greedy k-means++ ([`crate::seeding`]; linfa's plain
 //!    k-means++ is selectable with [`FitConfig::seeding`]), at most `max_iterations`
 //!    iterations, `tolerance` on the shift of the centroids (Frobenius norm, scaled units). A
-//!    seed per k, derived from `seed`. The candidate is scored with the [`QualityMetric`]: silhouette on a fixed
-//!    sub-sample of at most `quality_sample_size` profiles (the same sub-sample for every k),
-//!    or Davies-Bouldin on the whole sample. A candidate with an empty segment or an undefined
-//!    score is skipped. The best score wins; on a tie, the smaller k.
+//!    seed per k, derived from `seed`. The candidate is scored with the [`QualityMetric`]:
+//!    silhouette on a fixed sub-sample of at most `quality_sample_size` profiles (the same
+//!    sub-sample for every k), or Davies-Bouldin on the whole sample. A candidate with an
+//!    empty segment or an undefined score is skipped. The best score wins; on a tie, the
+//!    smaller k.
 //! 4. Warm start. When a previous model exists, is compatible (same features, usable scaler,
 //!    distinct ids) and its k lies in the range, KMeans also runs once from the previous
 //!    centroids (mapped into the new scaled space). **Rule: the warm candidate is kept when
@@ -32,8 +33,20 @@
 //!    grows; previous ids without a match are retired and never come back. The first model's
 //!    ids are 1..=k.
 //! 6. Labels ([`crate::labels`]) and one [`SegmentProfile`] per segment: its size in the sample,
-//!    the centroid in original units, the most frequent top categories of its members, the
-//!    model's quality score; plus a `retired: true` profile (size 0) for every retired id.
+//!    the centroid in original units (the inverse transform of the centroid: for log1p
+//!    features a geometric-mean-like "typical member", not the arithmetic mean), the most
+//!    frequent top categories of its members, the model's quality score; plus a
+//!    `retired: true` profile (size 0, last known centroid) for every retired id.
+//!
+//! # linfa 0.8 details that matter here
+//! - Its centroid update treats the old centroid as one more member ("m_k-means"), so a
+//!   converged centroid differs from the members' mean by O(1/size); negligible at sample
+//!   sizes, and the inertia equals scikit-learn's on the benchmark.
+//! - `KMeans::cluster_count()` counts the memberships of the *last* run, not of the best one,
+//!   and `inertia()` is a per-sample mean taken before the last centroid update. So this module
+//!   assigns members and computes inertia itself from the returned centroids.
+//! - `KMeansInit::Precomputed` asserts (panics on) the shape of the centroids; [`kmeans`]
+//!   only passes matrices of k rows, with k at most the number of rows of the sample.
 //!
 //! An incompatible previous model (other features, a broken scaler, duplicate ids) still
 //! counts for the version and for `next_segment_id`; its segments are all retired and no warm
