@@ -358,6 +358,17 @@ mod tests {
     }
 
     #[test]
+    fn oversized_raw_bytes_round_trip() {
+        let raw = Defect::Oversized
+            .corrupt(&InputRecord::Click(click()), &Codec::pinned())
+            .expect("encodes");
+        let mut out = Vec::new();
+        write_jsonl([&raw], &mut out).expect("writes");
+        let back: Vec<_> = read_jsonl(Cursor::new(out)).collect();
+        assert!(matches!(back.as_slice(), [Ok(r)] if *r == raw));
+    }
+
+    #[test]
     fn a_binary_key_survives_as_hex() {
         let raw = InputRecord::Raw {
             topic: InputTopic::Purchases,

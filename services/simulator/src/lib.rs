@@ -13,6 +13,18 @@
 //! - [`rees46`]: replay of the REES46 cosmetics-shop CSV history.
 //! - [`jsonl`]: fitstream's own JSON-lines format, written and read.
 //! - [`error`]: [`ReplayError`], a bad line of a history file.
+//!
+//! ```
+//! use fitstream_simulator::{InputRecord, SimConfig, Simulator, read_jsonl, write_jsonl};
+//!
+//! let cfg = SimConfig { customers: 20, seconds: 3_600, rate: 0.2, ..SimConfig::default() };
+//! let records: Vec<InputRecord> = Simulator::new(cfg)?.collect();
+//! let mut file = Vec::new();
+//! write_jsonl(&records, &mut file)?;
+//! let back: Vec<InputRecord> = read_jsonl(file.as_slice()).collect::<Result<_, _>>()?;
+//! assert_eq!(back, records);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod catalogue;
 pub mod defects;

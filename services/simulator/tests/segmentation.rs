@@ -142,7 +142,18 @@ const LOG1P: [bool; 10] = [
 fn kmeans_recovers_the_personas_at_default_settings() {
     let sim = Simulator::new(SimConfig::default()).expect("valid config");
     let truth: HashMap<String, &str> = sim.ground_truth().into_iter().collect();
-    let profiles = profiles(sim);
+    let mut counts = [0_usize; 3];
+    let profiles = profiles(sim.inspect(|r| {
+        counts[match r {
+            InputRecord::Click(_) => 0,
+            InputRecord::Purchase(_) => 1,
+            InputRecord::Raw { .. } => 2,
+        }] += 1
+    }));
+    eprintln!(
+        "records: {} clicks, {} purchases, {} raw",
+        counts[0], counts[1], counts[2]
+    );
 
     let names: Vec<&str> = fitstream_simulator::Persona::ALL
         .iter()
