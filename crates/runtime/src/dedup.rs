@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use fitstream_contracts::EventTime;
 
 /// Remembers ids for `retention_ms` of event time.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Deduplicator {
     retention_ms: i64,
     seen: HashMap<String, EventTime>,

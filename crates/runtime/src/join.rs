@@ -88,7 +88,11 @@ struct LeftEntry<K, L> {
 }
 
 /// An interval join between a left and a right stream of records keyed by `K`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize, L: Serialize, R: Serialize",
+    deserialize = "K: Deserialize<'de> + Eq + Hash, L: Deserialize<'de>, R: Deserialize<'de>"
+))]
 pub struct IntervalJoin<K, L, R> {
     kind: JoinKind,
     window: JoinWindow,

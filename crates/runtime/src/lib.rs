@@ -11,9 +11,11 @@
 
 pub mod deadletter;
 pub mod dedup;
+pub mod embedded;
 pub mod join;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
+pub mod task;
 pub mod watermark;
 pub mod window;

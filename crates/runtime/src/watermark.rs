@@ -134,6 +134,14 @@ impl<P: Ord + Clone> Watermarks<P> {
         clock.last_record_wall_ms = now_ms;
     }
 
+    /// Max event time per partition (for snapshots).
+    pub fn maxima(&self) -> Vec<(P, EventTime)> {
+        self.partitions
+            .iter()
+            .filter_map(|(p, c)| c.max_event_time.map(|t| (p.clone(), t)))
+            .collect()
+    }
+
     /// The end of a finite input: every window may close.
     pub fn finish(&mut self) {
         self.finished = true;

@@ -173,7 +173,11 @@ pub struct Late {
 }
 
 /// Per-key aggregates in event-time windows, each emitted once when its window closes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize, A: Serialize",
+    deserialize = "K: Deserialize<'de> + Ord, A: Deserialize<'de>"
+))]
 pub struct WindowedAggregate<K: Ord + Clone, A> {
     spec: WindowSpec,
     grace_ms: i64,

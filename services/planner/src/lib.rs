@@ -11,6 +11,7 @@
 //! once on the factory topics comes from the driver (one Kafka transaction holds outputs,
 //! state changes and input offsets); the deterministic request id lets a factory upsert.
 
+pub mod app;
 pub mod planner;
 pub mod routing;
 

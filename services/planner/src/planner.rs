@@ -1,18 +1,30 @@
-//! The planner operator: one per input partition (co-partitioned clickstream and purchases).
+//! The planner's two stages.
 //!
+//! **Stage `carts`** (partitioned by customer, like the inputs):
 //! - Add-to-cart events are left records of an interval join with purchase lines of the same
-//!   customer and SKU in `[t, t + cart_window]` (grace `cart_grace`). Two carts of one SKU
+//!   customer and SKU in `[t, t + cart_window]`, grace `cart_grace`. Two carts of one SKU
 //!   before one purchase both convert. A cart closed without a match is a CartAbandonment.
-//! - Conversion rates per (segment, category) count closed carts: matched = converted,
-//!   unmatched = abandoned; smoothed by a Beta(alpha, beta) prior.
+//! - Every cart, purchase line and conversion becomes a [`DemandEvent`] on the repartition
+//!   topic, keyed by plant and SKU. Each closed cart also becomes an `Outcome`, broadcast to
+//!   every partition, from which conversion rates are learned.
+//! - Duplicates (same event id or order id within 24 h of event time) are dropped and
+//!   counted. A purchase whose build window is already closed is late.
+//!
+//! **Stage `windows`** (partitioned by plant and SKU):
 //! - Released demand: purchase lines by (plant, SKU, options) in the tumbling build window of
 //!   the purchase. Forecast demand: carts of the window not converted when it closes, each
-//!   weighted by its (segment, category) conversion rate.
-//! - A build window is emitted once, when `watermark >= end + build_grace`. A purchase whose
-//!   build window is closed on arrival is late; so is a cart whose join window is closed.
-//!   Duplicates (same event id or order id within 24 h of event time) are dropped and counted.
+//!   weighted by the conversion rate of its (segment, category), smoothed by a Beta prior.
+//! - A window is emitted once, when `watermark >= end + build_grace`, as ISA-95
+//!   ProductionRequests with deterministic ids (Released and Forecast separately).
+//! - Conversion rates at a window's close count only outcomes whose join closed before
+//!   `end + grace` in event time: those have certainly arrived from every upstream task, so
+//!   the forecast does not depend on how upstream partitions interleave.
+//!
+//! [`Planner`] runs both stages back to back in one object (tests, simple embedding).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
@@ -47,6 +59,8 @@ pub struct PlannerConfig {
     pub forecast_priority: i32,
     /// Memory of event ids and order ids for deduplication, ms of event time.
     pub dedup_retention_ms: i64,
+    /// Routing file; the bundled `deploy/plants.toml` when absent.
+    pub routing: Option<std::path::PathBuf>,
 }
 
 impl Default for PlannerConfig {
@@ -63,11 +77,12 @@ impl Default for PlannerConfig {
             released_priority: 600,
             forecast_priority: 200,
             dedup_retention_ms: Deduplicator::DEFAULT_RETENTION_MS,
+            routing: None,
         }
     }
 }
 
-/// What the planner emits.
+/// What the planner emits to other teams.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Output {
     /// A build order for a plant's topic, keyed by SKU.
@@ -90,35 +105,102 @@ pub enum Rejected {
     Duplicate,
 }
 
-#[derive(Clone, Debug)]
-struct Cart {
-    seq: u64,
-    event: ClickEvent,
-    window: Window,
-    key: BuildKey,
+/// What a build order is for: one request per key and window.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BuildKey {
+    /// Plant.
+    pub plant: String,
+    /// SKU.
+    pub sku: String,
+    /// Product.
+    pub product_id: String,
+    /// Options, sorted by name.
+    pub options: Vec<(String, String)>,
+    /// Released or Forecast.
+    pub state: RequestState,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct BuildKey {
-    plant: String,
-    sku: String,
-    product_id: String,
-    options: Vec<(String, String)>,
-    state: RequestState,
+impl BuildKey {
+    /// The repartition key: plant and SKU.
+    pub fn partition_key(&self) -> Vec<u8> {
+        format!("{}|{}", self.plant, self.sku).into_bytes()
+    }
 }
 
-type Segment = (Option<i32>, String);
+/// A customer segment: id (None = unassigned) and label.
+pub type Segment = (Option<i32>, String);
 
-#[derive(Clone, Debug, Default)]
-struct Demand {
-    units: i64,
-    orders: BTreeSet<String>,
-    mix: BTreeMap<Segment, i64>,
-    /// Carts not converted (yet): seq -> (segment, category).
-    open_carts: BTreeMap<u64, (Segment, Option<String>)>,
+/// What the `carts` stage tells the `windows` stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum DemandEvent {
+    /// An add-to-cart: forecast demand until converted.
+    Cart {
+        /// Event id of the add-to-cart.
+        cart_id: String,
+        /// When it was carted.
+        t: EventTime,
+        /// Its build key (state Forecast).
+        key: BuildKey,
+        /// Buyer's segment.
+        segment: Segment,
+        /// Category.
+        category: Option<String>,
+    },
+    /// A cart met a purchase: no longer forecast demand.
+    Converted {
+        /// Event id of the add-to-cart.
+        cart_id: String,
+        /// When it was carted.
+        t: EventTime,
+        /// Its build key (state Forecast).
+        key: BuildKey,
+    },
+    /// A purchase line: released demand.
+    Released {
+        /// Order.
+        order_id: String,
+        /// When it was ordered.
+        t: EventTime,
+        /// Build key (state Released).
+        key: BuildKey,
+        /// Units.
+        units: i64,
+        /// Buyer's segment.
+        segment: Segment,
+    },
+    /// A cart's join closed (broadcast): converted or abandoned.
+    Outcome {
+        /// Event time at which the cart's join closed (carted at + window + grace).
+        closed_at: EventTime,
+        /// Segment label.
+        segment: String,
+        /// Category.
+        category: String,
+        /// Whether it converted.
+        converted: bool,
+    },
 }
 
-/// Counters for reconciliation and metrics.
+/// Counters for reconciliation (shared by every task of one planner).
+#[derive(Debug, Default)]
+pub struct PlannerCounters {
+    /// Carts that met a purchase.
+    pub conversions: AtomicU64,
+    /// Carts closed without one.
+    pub abandonments: AtomicU64,
+    /// Duplicates dropped.
+    pub duplicates: AtomicU64,
+    /// Late records.
+    pub late: AtomicU64,
+    /// Lines routed to the default plant.
+    pub unrouted: AtomicU64,
+    /// Released units emitted in build orders.
+    pub released_units: AtomicI64,
+    /// Build orders emitted.
+    pub build_orders: AtomicU64,
+}
+
+/// A snapshot of the counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PlannerStats {
     /// Carts that met a purchase.
@@ -129,73 +211,98 @@ pub struct PlannerStats {
     pub duplicates: u64,
     /// Late records.
     pub late: u64,
-    /// Carts whose forecast window had closed (still joined).
-    pub late_for_forecast: u64,
     /// Lines routed to the default plant.
     pub unrouted: u64,
-    /// Released units emitted.
+    /// Released units emitted in build orders.
     pub released_units: i64,
+    /// Build orders emitted.
+    pub build_orders: u64,
 }
 
-/// The planner of one partition.
-pub struct Planner {
-    config: PlannerConfig,
-    routing: Routing,
-    join: IntervalJoin<(String, String), Cart, ()>,
-    demand: WindowedAggregate<BuildKey, Demand>,
-    clicks_seen: Deduplicator,
-    orders_seen: Deduplicator,
-    rates: BTreeMap<(String, String), (u64, u64)>,
-    seq: u64,
-    watermark: EventTime,
-    stats: PlannerStats,
+impl PlannerCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> PlannerStats {
+        PlannerStats {
+            conversions: self.conversions.load(Ordering::Relaxed),
+            abandonments: self.abandonments.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            late: self.late.load(Ordering::Relaxed),
+            unrouted: self.unrouted.load(Ordering::Relaxed),
+            released_units: self.released_units.load(Ordering::Relaxed),
+            build_orders: self.build_orders.load(Ordering::Relaxed),
+        }
+    }
 }
 
 fn unassigned() -> Segment {
     (None, "unassigned".to_owned())
 }
 
-impl Planner {
-    /// A planner with empty state.
-    pub fn new(config: PlannerConfig, routing: Routing) -> Planner {
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cart {
+    event: ClickEvent,
+    key: BuildKey,
+}
+
+/// The `carts` stage of one customer partition.
+#[derive(Serialize, Deserialize)]
+pub struct CartStage {
+    #[serde(skip)]
+    config: PlannerConfig,
+    #[serde(skip)]
+    routing: Arc<Routing>,
+    #[serde(skip)]
+    counters: Arc<PlannerCounters>,
+    join: IntervalJoin<(String, String), Cart, ()>,
+    clicks_seen: Deduplicator,
+    orders_seen: Deduplicator,
+    watermark: EventTime,
+}
+
+impl CartStage {
+    /// Empty state.
+    pub fn new(
+        config: PlannerConfig,
+        routing: Arc<Routing>,
+        counters: Arc<PlannerCounters>,
+    ) -> CartStage {
         let join_window = JoinWindow {
             before_ms: 0,
             after_ms: config.cart_window_ms,
             grace_ms: config.cart_grace_ms,
         };
-        Planner {
+        CartStage {
             join: IntervalJoin::new(JoinKind::Left, join_window),
-            demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
             clicks_seen: Deduplicator::new(config.dedup_retention_ms),
             orders_seen: Deduplicator::new(config.dedup_retention_ms),
-            rates: BTreeMap::new(),
-            seq: 0,
             watermark: EventTime::MIN,
-            stats: PlannerStats::default(),
             config,
             routing,
+            counters,
         }
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> &PlannerStats {
-        &self.stats
+    /// Puts back state from a snapshot, keeping this stage's configuration.
+    pub fn restore_from(&mut self, snapshot: CartStage) {
+        self.join = snapshot.join;
+        self.clicks_seen = snapshot.clicks_seen;
+        self.orders_seen = snapshot.orders_seen;
+        self.watermark = snapshot.watermark;
     }
 
-    fn window_of(&self, t: EventTime) -> Window {
-        self.config
-            .build_window
-            .windows(t)
-            .first()
-            .copied()
-            .unwrap_or(Window {
-                start: t,
-                end: t.plus(1),
-            })
+    /// Join entries held.
+    pub fn len(&self) -> usize {
+        let (l, r) = self.join.len();
+        l + r + self.clicks_seen.len() + self.orders_seen.len()
+    }
+
+    /// Whether no state is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn key(
-        &mut self,
+        &self,
         sku: &str,
         product_id: &str,
         category: Option<&str>,
@@ -203,12 +310,11 @@ impl Planner {
         state: RequestState,
     ) -> BuildKey {
         let (plant, routed) = self.routing.route(sku, category);
-        let plant = plant.to_owned();
         if !routed {
-            self.stats.unrouted += 1;
+            self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
         }
         BuildKey {
-            plant,
+            plant: plant.to_owned(),
             sku: sku.to_owned(),
             product_id: product_id.to_owned(),
             options: options
@@ -219,23 +325,33 @@ impl Planner {
         }
     }
 
-    /// A click event. Only add-to-cart events matter to the planner.
-    pub fn click(&mut self, event: ClickEvent, out: &mut Vec<Output>) -> Result<(), Rejected> {
+    fn build_window_closed(&self, t: EventTime) -> Option<Window> {
+        let w = self.config.build_window.windows(t).first().copied()?;
+        w.is_closed(self.watermark, self.config.build_grace_ms)
+            .then_some(w)
+    }
+
+    /// A click event. Only add-to-cart events matter.
+    pub fn click(
+        &mut self,
+        event: ClickEvent,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejected> {
         if event.event_type != ClickEventType::AddToCart {
             return Ok(());
         }
         let (Some(sku), Some(product)) = (event.sku.clone(), event.product_id.clone()) else {
-            return Ok(()); // validated upstream: cart events carry both
+            return Ok(()); // validated on decode: cart events carry both
         };
         if !self
             .clicks_seen
             .first_time(&event.event_id, event.event_time)
         {
-            self.stats.duplicates += 1;
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Duplicate);
         }
         let t = event.event_time;
-        let window = self.window_of(t);
         let key = self.key(
             &sku,
             &product,
@@ -243,11 +359,8 @@ impl Planner {
             &event.options,
             RequestState::Forecast,
         );
-        self.seq += 1;
         let cart = Cart {
-            seq: self.seq,
             event: event.clone(),
-            window,
             key: key.clone(),
         };
         let mut events = Vec::new();
@@ -258,7 +371,7 @@ impl Planner {
             self.watermark,
             &mut events,
         ) {
-            self.stats.late += 1;
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Late(format!(
                 "add-to-cart at {} is closed at watermark {} (window {} min + grace {} min)",
                 late.event_time,
@@ -267,17 +380,14 @@ impl Planner {
                 self.config.cart_grace_ms / 60_000
             )));
         }
-        let segment = unassigned();
-        let added = self
-            .demand
-            .add(&key, t, self.watermark, Demand::default, |d| {
-                d.open_carts
-                    .insert(self.seq, (segment.clone(), event.category.clone()));
-            });
-        if added.is_err() {
-            self.stats.late_for_forecast += 1;
-        }
-        self.handle(events, out);
+        demand.push(DemandEvent::Cart {
+            cart_id: event.event_id.clone(),
+            t,
+            key,
+            segment: unassigned(),
+            category: event.category,
+        });
+        self.handle(events, demand, out);
         Ok(())
     }
 
@@ -285,22 +395,21 @@ impl Planner {
     pub fn purchase(
         &mut self,
         order: PurchaseEvent,
+        demand: &mut Vec<DemandEvent>,
         out: &mut Vec<Output>,
     ) -> Result<(), Rejected> {
         let t = order.event_time;
-        let window = self.window_of(t);
-        if window.is_closed(self.watermark, self.config.build_grace_ms) {
-            self.stats.late += 1;
+        if let Some(w) = self.build_window_closed(t) {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Late(format!(
                 "purchase at {t} belongs to build window [{}, {}) closed at watermark {}",
-                window.start, window.end, self.watermark
+                w.start, w.end, self.watermark
             )));
         }
         if !self.orders_seen.first_time(&order.order_id, t) {
-            self.stats.duplicates += 1;
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Duplicate);
         }
-        let segment = unassigned();
         let mut events = Vec::new();
         for line in &order.lines {
             let key = self.key(
@@ -310,17 +419,13 @@ impl Planner {
                 &line.options,
                 RequestState::Released,
             );
-            let units = i64::from(line.quantity);
-            let order_id = order.order_id.clone();
-            let seg = segment.clone();
-            // The window is open (checked above): this cannot be late.
-            let _ = self
-                .demand
-                .add(&key, t, self.watermark, Demand::default, |d| {
-                    d.units += units;
-                    d.orders.insert(order_id.clone());
-                    *d.mix.entry(seg.clone()).or_default() += units;
-                });
+            demand.push(DemandEvent::Released {
+                order_id: order.order_id.clone(),
+                t,
+                key,
+                units: i64::from(line.quantity),
+                segment: unassigned(),
+            });
             // A right record the join finds closed has no cart left to convert: fine.
             let _ = self.join.right(
                 (order.customer_id.clone(), line.sku.clone()),
@@ -330,44 +435,51 @@ impl Planner {
                 &mut events,
             );
         }
-        self.handle(events, out);
+        self.handle(events, demand, out);
         Ok(())
     }
 
     fn handle(
         &mut self,
         events: Vec<JoinEvent<(String, String), Cart, ()>>,
+        demand: &mut Vec<DemandEvent>,
         out: &mut Vec<Output>,
     ) {
+        let close = self.config.cart_window_ms + self.config.cart_grace_ms;
         for e in events {
             match e {
                 JoinEvent::Matched {
-                    left: (_, cart), ..
+                    left: (t, cart), ..
                 } => {
-                    // Converted: no longer forecast demand of its window.
-                    if let Some(d) = self.demand.get_mut(cart.window, &cart.key) {
-                        d.open_carts.remove(&cart.seq);
-                    }
+                    demand.push(DemandEvent::Converted {
+                        cart_id: cart.event.event_id.clone(),
+                        t,
+                        key: cart.key,
+                    });
                 }
                 JoinEvent::Closed {
-                    left: (_, cart), ..
+                    left: (t, cart), ..
                 } => {
-                    self.stats.conversions += 1;
-                    self.rates
-                        .entry(rate_key(&unassigned(), cart.event.category.as_deref()))
-                        .or_default()
-                        .0 += 1;
+                    self.counters.conversions.fetch_add(1, Ordering::Relaxed);
+                    demand.push(DemandEvent::Outcome {
+                        closed_at: t.plus(close),
+                        segment: unassigned().1,
+                        category: cart.event.category.unwrap_or_default(),
+                        converted: true,
+                    });
                 }
                 JoinEvent::Unmatched {
                     left: (t, cart), ..
                 } => {
-                    self.stats.abandonments += 1;
+                    self.counters.abandonments.fetch_add(1, Ordering::Relaxed);
                     let seg = unassigned();
-                    self.rates
-                        .entry(rate_key(&seg, cart.event.category.as_deref()))
-                        .or_default()
-                        .1 += 1;
                     let e = cart.event;
+                    demand.push(DemandEvent::Outcome {
+                        closed_at: t.plus(close),
+                        segment: seg.1.clone(),
+                        category: e.category.clone().unwrap_or_default(),
+                        converted: false,
+                    });
                     out.push(Output::Abandonment(CartAbandonment {
                         customer_id: e.customer_id,
                         session_id: e.session_id,
@@ -385,6 +497,145 @@ impl Planner {
         }
     }
 
+    /// The watermark moved: closes carts.
+    pub fn advance(
+        &mut self,
+        watermark: EventTime,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        if watermark <= self.watermark {
+            return;
+        }
+        self.watermark = watermark;
+        let mut events = Vec::new();
+        self.join.advance(watermark, &mut events);
+        self.handle(events, demand, out);
+        self.clicks_seen.expire(watermark);
+        self.orders_seen.expire(watermark);
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Demand {
+    units: i64,
+    orders: BTreeSet<String>,
+    mix: BTreeMap<Segment, i64>,
+    /// Carts not converted (yet): cart id -> (segment, category).
+    open_carts: BTreeMap<String, (Segment, Option<String>)>,
+}
+
+/// The `windows` stage of one (plant, SKU) partition.
+#[derive(Serialize, Deserialize)]
+pub struct WindowStage {
+    #[serde(skip)]
+    config: PlannerConfig,
+    #[serde(skip)]
+    routing: Arc<Routing>,
+    #[serde(skip)]
+    counters: Arc<PlannerCounters>,
+    demand: WindowedAggregate<BuildKey, Demand>,
+    pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
+    rates: BTreeMap<(String, String), (u64, u64)>,
+    seq: u64,
+    watermark: EventTime,
+}
+
+impl WindowStage {
+    /// Empty state.
+    pub fn new(
+        config: PlannerConfig,
+        routing: Arc<Routing>,
+        counters: Arc<PlannerCounters>,
+    ) -> WindowStage {
+        WindowStage {
+            demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
+            pending_outcomes: BTreeMap::new(),
+            rates: BTreeMap::new(),
+            seq: 0,
+            watermark: EventTime::MIN,
+            config,
+            routing,
+            counters,
+        }
+    }
+
+    /// Puts back state from a snapshot, keeping this stage's configuration.
+    pub fn restore_from(&mut self, snapshot: WindowStage) {
+        self.demand = snapshot.demand;
+        self.pending_outcomes = snapshot.pending_outcomes;
+        self.rates = snapshot.rates;
+        self.seq = snapshot.seq;
+        self.watermark = snapshot.watermark;
+    }
+
+    /// Open aggregates and pending outcomes.
+    pub fn len(&self) -> usize {
+        self.demand.len() + self.pending_outcomes.len() + self.rates.len()
+    }
+
+    /// Whether no state is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn window_of(&self, t: EventTime) -> Option<Window> {
+        self.config.build_window.windows(t).first().copied()
+    }
+
+    /// One demand event. Returns false when it arrived after its window closed.
+    pub fn demand(&mut self, event: DemandEvent) -> bool {
+        let wm = self.watermark;
+        match event {
+            DemandEvent::Cart {
+                cart_id,
+                t,
+                key,
+                segment,
+                category,
+            } => self
+                .demand
+                .add(&key, t, wm, Demand::default, |d| {
+                    d.open_carts
+                        .insert(cart_id.clone(), (segment.clone(), category.clone()));
+                })
+                .is_ok(),
+            DemandEvent::Converted { cart_id, t, key } => {
+                if let Some(w) = self.window_of(t)
+                    && let Some(d) = self.demand.get_mut(w, &key)
+                {
+                    d.open_carts.remove(&cart_id);
+                }
+                true
+            }
+            DemandEvent::Released {
+                order_id,
+                t,
+                key,
+                units,
+                segment,
+            } => self
+                .demand
+                .add(&key, t, wm, Demand::default, |d| {
+                    d.units += units;
+                    d.orders.insert(order_id.clone());
+                    *d.mix.entry(segment.clone()).or_default() += units;
+                })
+                .is_ok(),
+            DemandEvent::Outcome {
+                closed_at,
+                segment,
+                category,
+                converted,
+            } => {
+                self.seq += 1;
+                self.pending_outcomes
+                    .insert((closed_at, self.seq), (segment, category, converted));
+                true
+            }
+        }
+    }
+
     /// The conversion rate of a (segment, category), smoothed by the prior.
     pub fn conversion_rate(&self, segment_label: &str, category: Option<&str>) -> f64 {
         let (c, a) = self
@@ -396,28 +647,41 @@ impl Planner {
             / ((c + a) as f64 + self.config.prior_alpha + self.config.prior_beta)
     }
 
-    /// The watermark moved: closes carts, then build windows.
+    /// The watermark moved: emits every closed window.
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Output>) {
         if watermark <= self.watermark {
             return;
         }
         self.watermark = watermark;
-        let mut events = Vec::new();
-        self.join.advance(watermark, &mut events);
-        self.handle(events, out);
-        for (window, key, demand) in self.demand.close(watermark) {
+        let closed = self.demand.close(watermark);
+        for (window, key, demand) in closed {
+            // Learn from outcomes known for certain at this window's close.
+            let threshold = window.end.plus(self.config.build_grace_ms);
+            while let Some(entry) = self.pending_outcomes.first_entry() {
+                if entry.key().0 >= threshold {
+                    break;
+                }
+                let (segment, category, converted) = entry.remove();
+                let r = self.rates.entry((segment, category)).or_default();
+                if converted {
+                    r.0 += 1;
+                } else {
+                    r.1 += 1;
+                }
+            }
             if let Some(order) = self.build_order(window, &key, &demand) {
                 if key.state == RequestState::Released {
-                    self.stats.released_units += demand.units;
+                    self.counters
+                        .released_units
+                        .fetch_add(demand.units, Ordering::Relaxed);
                 }
+                self.counters.build_orders.fetch_add(1, Ordering::Relaxed);
                 out.push(Output::BuildOrder {
                     plant: key.plant.clone(),
                     order,
                 });
             }
         }
-        self.clicks_seen.expire(watermark);
-        self.orders_seen.expire(watermark);
     }
 
     fn build_order(&self, window: Window, key: &BuildKey, d: &Demand) -> Option<BuildOrder> {
@@ -494,13 +758,9 @@ impl Planner {
     }
 }
 
-fn rate_key(segment: &Segment, category: Option<&str>) -> (String, String) {
-    (segment.1.clone(), category.unwrap_or("").to_owned())
-}
-
 /// The deterministic ProductionRequest id: the same plant, SKU, options, window and state
 /// always give the same id, so a factory can upsert.
-fn request_id(key: &BuildKey, window: Window) -> String {
+pub fn request_id(key: &BuildKey, window: Window) -> String {
     let mut h = Sha256::new();
     for part in [key.plant.as_str(), key.sku.as_str(), key.state.symbol()] {
         h.update(part.as_bytes());
@@ -517,6 +777,64 @@ fn request_id(key: &BuildKey, window: Window) -> String {
     format!("pr-{}", hex::encode(&h.finalize()[..12]))
 }
 
+/// Both stages back to back, one partition, the windows' watermark equal to the carts'.
+pub struct Planner {
+    carts: CartStage,
+    windows: WindowStage,
+    counters: Arc<PlannerCounters>,
+}
+
+impl Planner {
+    /// A planner with empty state.
+    pub fn new(config: PlannerConfig, routing: Routing) -> Planner {
+        let routing = Arc::new(routing);
+        let counters = Arc::new(PlannerCounters::default());
+        Planner {
+            carts: CartStage::new(config.clone(), routing.clone(), counters.clone()),
+            windows: WindowStage::new(config, routing, counters.clone()),
+            counters,
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PlannerStats {
+        self.counters.snapshot()
+    }
+
+    fn forward(&mut self, demand: Vec<DemandEvent>) {
+        for d in demand {
+            self.windows.demand(d);
+        }
+    }
+
+    /// A click event.
+    pub fn click(&mut self, event: ClickEvent, out: &mut Vec<Output>) -> Result<(), Rejected> {
+        let mut demand = Vec::new();
+        let r = self.carts.click(event, &mut demand, out);
+        self.forward(demand);
+        r
+    }
+
+    /// A purchase.
+    pub fn purchase(
+        &mut self,
+        order: PurchaseEvent,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejected> {
+        let mut demand = Vec::new();
+        let r = self.carts.purchase(order, &mut demand, out);
+        self.forward(demand);
+        r
+    }
+
+    /// The watermark moved.
+    pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Output>) {
+        let mut demand = Vec::new();
+        self.carts.advance(watermark, &mut demand, out);
+        self.forward(demand);
+        self.windows.advance(watermark, out);
+    }
+}
 #[cfg(test)]
 mod tests {
     use fitstream_contracts::samples;

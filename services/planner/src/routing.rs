@@ -41,6 +41,12 @@ pub struct Routing {
     pub plants: BTreeMap<String, Plant>,
 }
 
+impl Default for Routing {
+    fn default() -> Self {
+        Routing::bundled()
+    }
+}
+
 /// A routing file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("routing: {0}")]

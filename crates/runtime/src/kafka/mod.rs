@@ -5,6 +5,7 @@
 //! `isolation.level=read_committed`.
 
 pub mod admin;
+pub mod driver;
 pub mod reader;
 pub mod writer;
 

@@ -1,0 +1,357 @@
+//! The embedded driver: a topology in one process over in-memory records, no broker.
+//!
+//! Records are partitioned exactly as on Kafka (murmur2 of the key), each partition of each
+//! stage has its own task and watermarks, repartition topics are delivered in memory with the
+//! same watermark markers, and dead letters get the same headers. Deterministic: the same
+//! input in the same order gives the same output. The end of the input ([`Embedded::finish`])
+//! moves every watermark to the end of time, closing every window.
+
+use std::collections::BTreeMap;
+
+use fitstream_contracts::EventTime;
+
+use crate::deadletter::{DeadLetter, Reason, Source};
+use crate::metrics::METRICS;
+use crate::partition::partition_for;
+use crate::task::{Admitted, Ctx, Record, Rejection, Topology, WatermarkSource};
+use crate::watermark::{Admission, WatermarkConfig, Watermarks};
+
+/// A record the topology produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Produced {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub value: Option<Vec<u8>>,
+    /// Record timestamp (event time of the output).
+    pub timestamp: i64,
+    /// Headers (dead letters).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Settings of an embedded run.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    /// Partitions of every input and repartition topic.
+    pub partitions: i32,
+    /// Partitions of output topics (to report the partition a record would land on).
+    pub output_partitions: i32,
+    /// Watermark rules (replays: `advance_when_idle` off).
+    pub watermark: WatermarkConfig,
+    /// Dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Service name in dead-letter headers.
+    pub service: String,
+}
+
+struct TaskSlot {
+    task: Box<dyn crate::task::Task>,
+    watermarks: Watermarks<String>,
+    current: EventTime,
+    marker_sent: EventTime,
+}
+
+/// A topology running in memory.
+pub struct Embedded {
+    topology: Topology,
+    config: EmbeddedConfig,
+    slots: BTreeMap<(usize, i32), TaskSlot>,
+    offsets: BTreeMap<(String, i32), i64>,
+    out: Vec<Produced>,
+}
+
+impl Embedded {
+    /// Creates every task of every stage.
+    pub fn new(topology: Topology, config: EmbeddedConfig) -> Embedded {
+        let mut slots = BTreeMap::new();
+        for (i, stage) in topology.stages.iter().enumerate() {
+            for p in 0..config.partitions {
+                let mut watermarks = Watermarks::new(config.watermark.clone());
+                match &stage.watermark {
+                    WatermarkSource::EventTime => {
+                        for t in &stage.inputs {
+                            watermarks.assign(format!("{t}/{p}"), 0);
+                        }
+                    }
+                    WatermarkSource::Markers { upstream_tasks } => {
+                        let upstream = topology
+                            .stages
+                            .iter()
+                            .find(|s| s.repartitions.iter().any(|r| stage.inputs.contains(r)));
+                        let name = upstream.map(|s| s.name.as_str()).unwrap_or("?");
+                        for u in 0..*upstream_tasks {
+                            watermarks.assign(format!("{name}/{u}"), 0);
+                        }
+                    }
+                }
+                let slot = TaskSlot {
+                    task: (stage.factory)(p),
+                    watermarks,
+                    current: EventTime::MIN,
+                    marker_sent: EventTime::MIN,
+                };
+                slots.insert((i, p), slot);
+            }
+        }
+        Embedded {
+            topology,
+            config,
+            slots,
+            offsets: BTreeMap::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds one input record (keyed; partitioned like Kafka).
+    pub fn push(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8]) {
+        let partition = key
+            .map(|k| partition_for(k, self.config.partitions))
+            .unwrap_or(0);
+        self.deliver(topic, partition, key, Some(value));
+    }
+
+    /// Feeds a record of a global table to every task of the stages that read it.
+    pub fn push_global(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let stages: Vec<usize> = (0..self.topology.stages.len())
+            .filter(|i| self.topology.stages[*i].globals.iter().any(|g| g == topic))
+            .collect();
+        for stage in stages {
+            for p in 0..self.config.partitions {
+                let mut ctx = Ctx::default();
+                if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                    slot.task.global(topic, key, value, &mut ctx);
+                }
+                self.account(&ctx);
+                self.route(stage, p, ctx);
+            }
+        }
+    }
+
+    /// Records produced so far (drained).
+    pub fn drain(&mut self) -> Vec<Produced> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The end of the input: every watermark moves to the end of time.
+    pub fn finish(&mut self) {
+        for stage in 0..self.topology.stages.len() {
+            let parts: Vec<i32> = (0..self.config.partitions).collect();
+            for p in parts {
+                if let Some(slot) = self.slots.get_mut(&(stage, p))
+                    && self.topology.stages[stage].watermark == WatermarkSource::EventTime
+                {
+                    slot.watermarks.finish();
+                }
+                self.tick(stage, p);
+            }
+        }
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for k in keys {
+            let mut ctx = Ctx::default();
+            if let Some(slot) = self.slots.get_mut(&k) {
+                slot.task.checkpoint(&mut ctx);
+            }
+        }
+    }
+
+    /// State entries and bytes over every task.
+    pub fn state_size(&self) -> (usize, usize) {
+        self.slots
+            .values()
+            .map(|s| s.task.state_size())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    fn deliver(&mut self, topic: &str, partition: i32, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(stage) = self.topology.stage_of(topic) else {
+            return;
+        };
+        let offset = {
+            let o = self
+                .offsets
+                .entry((topic.to_owned(), partition))
+                .or_default();
+            *o += 1;
+            *o - 1
+        };
+        METRICS.records_in.with_label_values(&[topic]).inc();
+        let record = Record {
+            topic,
+            partition,
+            offset,
+            key,
+            value,
+        };
+        let wm_source = format!("{topic}/{partition}");
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return;
+        };
+        let mut ctx = Ctx::default();
+        let result = match slot.task.admit(&record) {
+            Ok(Admitted::Skip) => Ok(()),
+            Ok(Admitted::At(t)) => {
+                let by_event_time =
+                    self.topology.stages[stage].watermark == WatermarkSource::EventTime;
+                if by_event_time
+                    && let Admission::TooFarAhead {
+                        partition_watermark,
+                    } = slot.watermarks.admit(&wm_source, t)
+                {
+                    Err(Rejection::new(
+                        Reason::Validation,
+                        format!(
+                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
+                        ),
+                    ))
+                } else {
+                    if by_event_time {
+                        slot.watermarks.observe(wm_source, t, 0);
+                    }
+                    slot.task.process(slot.current, &mut ctx)
+                }
+            }
+            Err(r) => Err(r),
+        };
+        if let Err(r) = result {
+            let dl = DeadLetter {
+                key: key.map(<[u8]>::to_vec),
+                value: value.map(<[u8]>::to_vec),
+                reason: r.reason,
+                message: r.message,
+                source: Source {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                },
+                service: self.config.service.clone(),
+                failed_at_ms: 0,
+            };
+            self.dead_letter(dl);
+        }
+        self.account(&ctx);
+        self.route(stage, partition, ctx);
+        self.tick(stage, partition);
+    }
+
+    fn account(&self, ctx: &Ctx) {
+        if ctx.late > 0 {
+            METRICS
+                .late_records
+                .with_label_values(&[&self.config.service])
+                .inc_by(ctx.late);
+        }
+        if ctx.duplicates > 0 {
+            METRICS
+                .duplicates
+                .with_label_values(&[&self.config.service])
+                .inc_by(ctx.duplicates);
+        }
+    }
+
+    fn dead_letter(&mut self, dl: DeadLetter) {
+        METRICS
+            .dead_letters
+            .with_label_values(&[dl.reason.as_str()])
+            .inc();
+        if dl.reason == Reason::Late {
+            METRICS
+                .late_records
+                .with_label_values(&[&self.config.service])
+                .inc();
+        }
+        let headers = dl
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        self.out.push(Produced {
+            topic: self.config.dead_letter_topic.clone(),
+            partition: dl
+                .key
+                .as_deref()
+                .map(|k| partition_for(k, self.config.output_partitions))
+                .unwrap_or(0),
+            key: dl.key,
+            value: dl.value,
+            timestamp: 0,
+            headers,
+        });
+    }
+
+    /// Recomputes a task's watermark; advances it and sends markers downstream.
+    fn tick(&mut self, stage: usize, partition: i32) {
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return;
+        };
+        let wm = slot.watermarks.current(0);
+        if wm > slot.current {
+            slot.current = wm;
+            METRICS
+                .watermark_seconds
+                .with_label_values(&[&self.topology.stages[stage].name])
+                .set(wm.0 as f64 / 1000.0);
+            let mut ctx = Ctx::default();
+            slot.task.advance(wm, &mut ctx);
+            self.account(&ctx);
+            self.route(stage, partition, ctx);
+        }
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return;
+        };
+        if slot.current > slot.marker_sent && !self.topology.stages[stage].repartitions.is_empty() {
+            slot.marker_sent = slot.current;
+            let source = format!("{}/{partition}", self.topology.stages[stage].name);
+            let current = slot.current;
+            let targets = self.topology.stages[stage].repartitions.clone();
+            for topic in targets {
+                if let Some(down) = self.topology.stage_of(&topic) {
+                    for q in 0..self.config.partitions {
+                        if let Some(d) = self.slots.get_mut(&(down, q)) {
+                            d.watermarks.observe(source.clone(), current, 0);
+                        }
+                        self.tick(down, q);
+                    }
+                }
+            }
+        }
+    }
+
+    fn route(&mut self, _stage: usize, _partition: i32, ctx: Ctx) {
+        for e in ctx.emits {
+            if self.topology.is_repartition(&e.topic) {
+                let value = e.value.clone().unwrap_or_default();
+                if e.broadcast {
+                    for q in 0..self.config.partitions {
+                        self.deliver(&e.topic, q, e.key.as_deref(), Some(&value));
+                    }
+                } else {
+                    let q = e
+                        .key
+                        .as_deref()
+                        .map(|k| partition_for(k, self.config.partitions))
+                        .unwrap_or(0);
+                    self.deliver(&e.topic, q, e.key.as_deref(), Some(&value));
+                }
+            } else {
+                METRICS.records_out.with_label_values(&[&e.topic]).inc();
+                let partition = e
+                    .key
+                    .as_deref()
+                    .map(|k| partition_for(k, self.config.output_partitions))
+                    .unwrap_or(0);
+                self.out.push(Produced {
+                    topic: e.topic,
+                    partition,
+                    key: e.key,
+                    value: e.value,
+                    timestamp: e.event_time.0,
+                    headers: Vec::new(),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,846 @@
+//! The Kafka driver: a topology on a consumer group, exactly once.
+//!
+//! Delivery invariant: consume -> process -> produce -> commit offsets happen in one Kafka
+//! transaction per commit interval (default 100 ms). The transaction holds the outputs, the
+//! dead letters, the watermark markers, the changelog records of every task and the input
+//! offsets (`send_offsets_to_transaction` with the consumer group's metadata, KIP-447), so a
+//! crash at any point either commits all of them or none; consumers of the outputs read
+//! `read_committed`.
+//!
+//! - Partitions are assigned with the `range` strategy, which gives the same partition
+//!   number of every co-partitioned input topic to the same member (cooperative-sticky does
+//!   not). Rebalances are therefore eager: on revocation the open transaction is aborted and
+//!   every task dropped; on assignment each task's state is restored from its changelog
+//!   partition (read_committed, to the end) before any record is processed, and the consumer
+//!   resumes from the committed offsets. Work since the last commit is redone, never lost or
+//!   doubled.
+//! - Zombies are fenced by the group generation in `send_offsets_to_transaction`, and by a
+//!   transactional id that is stable per instance (`fitstream-<app>-<group.instance.id>`).
+//! - A failed commit is fatal: the driver returns the error and the process restarts (state
+//!   and offsets come back from Kafka).
+//! - Back-pressure: the driver stops polling while the producer queue is full.
+//! - Shutdown: when the token is set, the open transaction is committed and the consumer
+//!   closes, leaving the group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fitstream_contracts::EventTime;
+use fitstream_contracts::topics::TopicSpec;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::{KafkaConfig, KafkaError, admin};
+use crate::deadletter::{DeadLetter, Reason, Source};
+use crate::metrics::METRICS;
+use crate::partition::partition_for;
+use crate::task::{self, Admitted, Ctx, Emit, Record, Rejection, Topology, WatermarkSource};
+use crate::watermark::{Admission, WatermarkConfig, Watermarks};
+
+/// Settings of the Kafka driver.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Kafka connection, commit interval, transaction timeout.
+    pub kafka: KafkaConfig,
+    /// Watermark rules.
+    pub watermark: WatermarkConfig,
+    /// Dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Partitions of internal topics (repartition, changelog): the input partition count.
+    pub partitions: i32,
+    /// Replication factor of internal topics.
+    pub replication_factor: i32,
+}
+
+/// Counters of a run, for tests and logs.
+#[derive(Clone, Debug, Default)]
+pub struct DriverStats {
+    /// Records processed (input records and markers).
+    pub records: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Rebalances seen.
+    pub rebalances: u64,
+    /// Changelog records restored.
+    pub restored: u64,
+}
+
+#[derive(Default)]
+struct RebalanceState {
+    revoked: bool,
+    assigned: Option<Vec<(String, i32)>>,
+}
+
+struct DriverContext {
+    state: Arc<Mutex<RebalanceState>>,
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    in_txn: Arc<AtomicBool>,
+}
+
+impl ClientContext for DriverContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.consumer_lag >= 0 {
+                    METRICS
+                        .consumer_lag
+                        .with_label_values(&[&topic, &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for DriverContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            // Uncommitted work belongs to partitions we may lose: abort it; it is redone by
+            // whoever owns them next, from the committed offsets and changelogs.
+            if self.in_txn.swap(false, Ordering::SeqCst) {
+                if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+                    tracing::error!("abort on revocation failed: {e}");
+                }
+                METRICS.transactions.with_label_values(&["aborted"]).inc();
+            }
+            if let Ok(mut s) = self.state.lock() {
+                s.revoked = true;
+                s.assigned = None;
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance
+            && let Ok(mut s) = self.state.lock()
+        {
+            s.assigned = Some(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect(),
+            );
+        }
+    }
+}
+
+struct Slot {
+    task: Box<dyn task::Task>,
+    watermarks: Watermarks<String>,
+    current: EventTime,
+    marker_sent: EventTime,
+}
+
+/// The driver's own changelog entry: per-source max event times, so that a restored task's
+/// watermark resumes where it was.
+#[derive(Serialize, Deserialize, Default)]
+struct WatermarkSnapshot {
+    sources: Vec<(String, i64)>,
+}
+
+const WM_KEY: &[u8] = b"__fitstream.watermarks";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Internal topics of a topology: repartition topics and one compacted changelog per stage.
+pub fn internal_topics(
+    topology: &Topology,
+    partitions: i32,
+    replication_factor: i32,
+) -> Vec<TopicSpec> {
+    use fitstream_contracts::topics::TopicRole;
+    let mut specs = Vec::new();
+    for stage in &topology.stages {
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        specs.push(TopicSpec {
+            name: topology.changelog_topic(stage),
+            partitions,
+            replication_factor,
+            configs,
+            role: TopicRole::Table,
+            value: None,
+        });
+        for r in &stage.repartitions {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_owned(), "delete".to_owned());
+            configs.insert("retention.ms".to_owned(), (24 * 3_600_000).to_string());
+            specs.push(TopicSpec {
+                name: r.clone(),
+                partitions,
+                replication_factor,
+                configs,
+                role: TopicRole::Output,
+                value: None,
+            });
+        }
+    }
+    specs
+}
+
+/// Runs `topology` until `shutdown` is set or a fatal error occurs.
+pub fn run(
+    topology: Topology,
+    config: DriverConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<DriverStats, KafkaError> {
+    let specs = internal_topics(&topology, config.partitions, config.replication_factor);
+    futures::executor::block_on(admin::ensure_topics(&config.kafka, &specs))?;
+    let group = topology.group_id();
+    let instance = config
+        .kafka
+        .group_instance_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
+        config
+            .kafka
+            .client()
+            .set("transactional.id", format!("{group}-{instance}"))
+            .set(
+                "transaction.timeout.ms",
+                config.kafka.transaction_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "100000")
+            .create()?,
+    );
+    producer.init_transactions(Duration::from_secs(60))?;
+    let in_txn = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(Mutex::new(RebalanceState::default()));
+    let context = DriverContext {
+        state: state.clone(),
+        producer: producer.clone(),
+        in_txn: in_txn.clone(),
+    };
+    let mut client = config.kafka.client();
+    client
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "range")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
+    if let Some(id) = &config.kafka.group_instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<DriverContext> = client.create_with_context(context)?;
+    let topics = topology.input_topics();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+
+    // Global tables: read whole by every instance, outside the group.
+    let globals: Vec<String> = driver_globals(&topology);
+    let global_consumer: Option<BaseConsumer> = if globals.is_empty() {
+        None
+    } else {
+        let c: BaseConsumer = config
+            .kafka
+            .client()
+            .set("group.id", format!("{group}-globals-{instance}"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for g in &globals {
+            for p in 0..admin::partition_count(&config.kafka, g)?.max(1) {
+                tpl.add_partition_offset(g, p, Offset::Beginning)?;
+            }
+        }
+        c.assign(&tpl)?;
+        Some(c)
+    };
+
+    let mut driver = Driver {
+        global_log: Vec::new(),
+        topology,
+        config,
+        producer,
+        in_txn,
+        slots: BTreeMap::new(),
+        positions: BTreeMap::new(),
+        partition_counts: HashMap::new(),
+        stats: DriverStats::default(),
+        service: String::new(),
+    };
+    driver.service = driver.topology.name.clone();
+    let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
+    let mut last_commit = Instant::now();
+    METRICS.ready.set(0);
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            driver.commit(&consumer)?;
+            break;
+        }
+        let message = consumer.poll(Duration::from_millis(10));
+        let (revoked, assigned) = match state.lock() {
+            Ok(mut s) => (std::mem::take(&mut s.revoked), s.assigned.take()),
+            Err(_) => (false, None),
+        };
+        if revoked {
+            driver.stats.rebalances += 1;
+            driver.slots.clear();
+            driver.positions.clear();
+            METRICS.ready.set(0);
+        }
+        if let Some(assignment) = assigned {
+            driver.assign(&assignment)?;
+            METRICS.ready.set(1);
+        }
+        if let Some(g) = &global_consumer {
+            while let Some(Ok(m)) = g.poll(Duration::ZERO) {
+                driver.global(m.topic(), m.key(), m.payload())?;
+            }
+        }
+        match message {
+            Some(Ok(m)) => driver.handle(&m)?,
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        driver.tick()?;
+        if last_commit.elapsed() >= commit_every {
+            driver.commit(&consumer)?;
+            last_commit = Instant::now();
+        }
+    }
+    METRICS.ready.set(0);
+    drop(consumer);
+    Ok(driver.stats)
+}
+
+fn driver_globals(topology: &Topology) -> Vec<String> {
+    let mut g: Vec<String> = topology
+        .stages
+        .iter()
+        .flat_map(|s| s.globals.iter().cloned())
+        .collect();
+    g.sort();
+    g.dedup();
+    g
+}
+
+type GlobalRecord = (String, Option<Vec<u8>>, Option<Vec<u8>>);
+
+struct Driver {
+    global_log: Vec<GlobalRecord>,
+    topology: Topology,
+    config: DriverConfig,
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    in_txn: Arc<AtomicBool>,
+    slots: BTreeMap<(usize, i32), Slot>,
+    positions: BTreeMap<(String, i32), i64>,
+    partition_counts: HashMap<String, i32>,
+    stats: DriverStats,
+    service: String,
+}
+
+impl Driver {
+    fn begin(&mut self) -> Result<(), KafkaError> {
+        if !self.in_txn.load(Ordering::SeqCst) {
+            self.producer.begin_transaction()?;
+            self.in_txn.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn partitions_of(&mut self, topic: &str) -> Result<i32, KafkaError> {
+        if let Some(n) = self.partition_counts.get(topic) {
+            return Ok(*n);
+        }
+        let n = admin::partition_count(&self.config.kafka, topic)?;
+        if n == 0 {
+            return Err(KafkaError::Topic {
+                topic: topic.into(),
+                message: "does not exist".into(),
+            });
+        }
+        self.partition_counts.insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    fn send(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: Option<i64>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), KafkaError> {
+        self.begin()?;
+        loop {
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+            if let Some(k) = key {
+                r = r.key(k);
+            }
+            if let Some(v) = value {
+                r = r.payload(v);
+            }
+            if let Some(ts) = timestamp {
+                r = r.timestamp(ts);
+            }
+            if !headers.is_empty() {
+                r = r.headers(super::writer::owned_headers(headers));
+            }
+            match self.producer.send(r) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(2)); // back-pressure
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn assign(&mut self, assignment: &[(String, i32)]) -> Result<(), KafkaError> {
+        self.stats.rebalances += 1;
+        let now = now_ms();
+        let mut wanted: BTreeMap<(usize, i32), ()> = BTreeMap::new();
+        for (topic, p) in assignment {
+            if let Some(stage) = self.topology.stage_of(topic) {
+                wanted.insert((stage, *p), ());
+            }
+        }
+        for (stage_idx, p) in wanted.into_keys() {
+            let started = Instant::now();
+            let stage = &self.topology.stages[stage_idx];
+            let mut watermarks = Watermarks::new(self.config.watermark.clone());
+            match &stage.watermark {
+                WatermarkSource::EventTime => {
+                    for t in &stage.inputs {
+                        watermarks.assign(format!("{t}/{p}"), now);
+                    }
+                }
+                WatermarkSource::Markers { upstream_tasks } => {
+                    let upstream = self
+                        .topology
+                        .stages
+                        .iter()
+                        .find(|s| s.repartitions.iter().any(|r| stage.inputs.contains(r)));
+                    let name = upstream.map(|s| s.name.clone()).unwrap_or_default();
+                    for u in 0..*upstream_tasks {
+                        watermarks.assign(format!("{name}/{u}"), now);
+                    }
+                }
+            }
+            let mut slot = Slot {
+                task: (stage.factory)(p),
+                watermarks,
+                current: EventTime::MIN,
+                marker_sent: EventTime::MIN,
+            };
+            let changelog = self.topology.changelog_topic(stage);
+            let restored = restore(&self.config.kafka, &changelog, p, |key, value| {
+                if key == WM_KEY {
+                    if let Some(snap) =
+                        value.and_then(|v| bincode::deserialize::<WatermarkSnapshot>(v).ok())
+                    {
+                        for (source, ms) in snap.sources {
+                            slot.watermarks.observe(source, EventTime(ms), now);
+                        }
+                    }
+                    Ok(())
+                } else {
+                    slot.task.restore(key, value)
+                }
+            })?;
+            // The task's state reflects this watermark already: no advance is replayed.
+            slot.current = slot.watermarks.current(now);
+            slot.marker_sent = EventTime::MIN;
+            self.stats.restored += restored;
+            METRICS
+                .restore_seconds
+                .with_label_values(&[&stage.name])
+                .set(started.elapsed().as_secs_f64());
+            tracing::info!(stage = %stage.name, partition = p, restored, "task restored");
+            let mut ctx = Ctx::default();
+            for (topic, key, value) in &self.global_log {
+                if stage.globals.iter().any(|g| g == topic) {
+                    slot.task
+                        .global(topic, key.as_deref(), value.as_deref(), &mut ctx);
+                }
+            }
+            self.slots.insert((stage_idx, p), slot);
+            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+                self.begin()?;
+            }
+            self.route(stage_idx, p, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn global(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<(), KafkaError> {
+        self.global_log.push((
+            topic.to_owned(),
+            key.map(<[u8]>::to_vec),
+            value.map(<[u8]>::to_vec),
+        ));
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            if !self.topology.stages[stage]
+                .globals
+                .iter()
+                .any(|g| g == topic)
+            {
+                continue;
+            }
+            let mut ctx = Ctx::default();
+            if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                slot.task.global(topic, key, value, &mut ctx);
+            }
+            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+                self.begin()?;
+            }
+            self.route(stage, p, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+        let topic = m.topic().to_owned();
+        let partition = m.partition();
+        let Some(stage) = self.topology.stage_of(&topic) else {
+            return Ok(());
+        };
+        self.positions
+            .insert((topic.clone(), partition), m.offset() + 1);
+        self.stats.records += 1;
+        self.begin()?;
+        METRICS.records_in.with_label_values(&[&topic]).inc();
+        let marker = m.headers().and_then(|h| {
+            task::parse_marker(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
+        });
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return Ok(());
+        };
+        if let Some((source, wm)) = marker {
+            slot.watermarks.observe(source, wm, now_ms());
+            return Ok(());
+        }
+        let started = Instant::now();
+        let record = Record {
+            topic: &topic,
+            partition,
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload(),
+        };
+        let mut ctx = Ctx::default();
+        let by_event_time = self.topology.stages[stage].watermark == WatermarkSource::EventTime;
+        let source = format!("{topic}/{partition}");
+        let result = match slot.task.admit(&record) {
+            Ok(Admitted::Skip) => Ok(()),
+            Ok(Admitted::At(t)) => {
+                if by_event_time
+                    && let Admission::TooFarAhead {
+                        partition_watermark,
+                    } = slot.watermarks.admit(&source, t)
+                {
+                    Err(Rejection::new(
+                        Reason::Validation,
+                        format!(
+                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
+                        ),
+                    ))
+                } else {
+                    if by_event_time {
+                        slot.watermarks.observe(source, t, now_ms());
+                    }
+                    slot.task.process(slot.current, &mut ctx)
+                }
+            }
+            Err(r) => Err(r),
+        };
+        METRICS
+            .processing_seconds
+            .with_label_values(&[&self.topology.stages[stage].name])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(r) = result {
+            let dl = DeadLetter {
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                reason: r.reason,
+                message: r.message,
+                source: Source {
+                    topic: topic.clone(),
+                    partition,
+                    offset: m.offset(),
+                },
+                service: self.service.clone(),
+                failed_at_ms: now_ms(),
+            };
+            self.dead_letter(&dl)?;
+        }
+        self.route(stage, partition, ctx)
+    }
+
+    fn dead_letter(&mut self, dl: &DeadLetter) -> Result<(), KafkaError> {
+        METRICS
+            .dead_letters
+            .with_label_values(&[dl.reason.as_str()])
+            .inc();
+        if dl.reason == Reason::Late {
+            METRICS
+                .late_records
+                .with_label_values(&[&self.service])
+                .inc();
+        }
+        let topic = self.config.dead_letter_topic.clone();
+        let n = self.partitions_of(&topic)?;
+        let partition = dl.key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0);
+        let headers: Vec<(String, Vec<u8>)> = dl
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+            .collect();
+        self.send(
+            &topic,
+            partition,
+            dl.key.as_deref(),
+            dl.value.as_deref(),
+            Some(dl.failed_at_ms),
+            &headers,
+        )
+    }
+
+    fn route(&mut self, stage: usize, partition: i32, ctx: Ctx) -> Result<(), KafkaError> {
+        if ctx.late > 0 {
+            METRICS
+                .late_records
+                .with_label_values(&[&self.service])
+                .inc_by(ctx.late);
+        }
+        if ctx.duplicates > 0 {
+            METRICS
+                .duplicates
+                .with_label_values(&[&self.service])
+                .inc_by(ctx.duplicates);
+        }
+        let now = now_ms();
+        for Emit {
+            topic,
+            key,
+            value,
+            event_time,
+            broadcast,
+        } in ctx.emits
+        {
+            let n = self.partitions_of(&topic)?;
+            let targets: Vec<i32> = if broadcast {
+                (0..n).collect()
+            } else {
+                vec![key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0)]
+            };
+            for p in targets {
+                self.send(
+                    &topic,
+                    p,
+                    key.as_deref(),
+                    value.as_deref(),
+                    Some(event_time.0),
+                    &[],
+                )?;
+            }
+            METRICS.records_out.with_label_values(&[&topic]).inc();
+            if !self.topology.is_repartition(&topic)
+                && event_time > EventTime::MIN
+                && event_time < EventTime::MAX
+            {
+                METRICS
+                    .event_latency_seconds
+                    .with_label_values(&[&topic])
+                    .observe(((now - event_time.0) as f64 / 1000.0).max(0.0));
+            }
+        }
+        if !ctx.changelog.is_empty() {
+            let changelog = self.topology.changelog_topic(&self.topology.stages[stage]);
+            for (k, v) in ctx.changelog {
+                self.send(&changelog, partition, Some(&k), v.as_deref(), None, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) -> Result<(), KafkaError> {
+        let now = now_ms();
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            let Some(slot) = self.slots.get_mut(&(stage, p)) else {
+                continue;
+            };
+            let wm = slot.watermarks.current(now);
+            if wm > slot.current {
+                slot.current = wm;
+                METRICS
+                    .watermark_seconds
+                    .with_label_values(&[&self.topology.stages[stage].name])
+                    .set(wm.0 as f64 / 1000.0);
+                let mut ctx = Ctx::default();
+                slot.task.advance(wm, &mut ctx);
+                if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+                    self.begin()?;
+                }
+                self.route(stage, p, ctx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, consumer: &BaseConsumer<DriverContext>) -> Result<(), KafkaError> {
+        // Markers and checkpoints go into the transaction that carries the offsets.
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        let mut entries = 0;
+        let mut bytes = 0;
+        for (stage, p) in keys {
+            let repartitions = self.topology.stages[stage].repartitions.clone();
+            let source = format!("{}/{p}", self.topology.stages[stage].name);
+            let Some(slot) = self.slots.get_mut(&(stage, p)) else {
+                continue;
+            };
+            let current = slot.current;
+            let send_marker = !repartitions.is_empty() && current > slot.marker_sent;
+            if send_marker {
+                slot.marker_sent = current;
+            }
+            if !self.in_txn.load(Ordering::SeqCst) && !send_marker {
+                continue;
+            }
+            let mut ctx = Ctx::default();
+            slot.task.checkpoint(&mut ctx);
+            let (e, b) = slot.task.state_size();
+            entries += e;
+            bytes += b;
+            let snapshot = WatermarkSnapshot {
+                sources: slot
+                    .watermarks
+                    .maxima()
+                    .into_iter()
+                    .map(|(s, t)| (s, t.0))
+                    .collect(),
+            };
+            if let Ok(v) = bincode::serialize(&snapshot) {
+                ctx.changelog.push((WM_KEY.to_vec(), Some(v)));
+            }
+            self.route(stage, p, ctx)?;
+            if send_marker {
+                let headers = task::marker_headers(&source, current);
+                for topic in repartitions {
+                    let n = self.partitions_of(&topic)?;
+                    for q in 0..n {
+                        self.send(&topic, q, None, None, Some(current.0.max(0)), &headers)?;
+                    }
+                }
+            }
+        }
+        METRICS
+            .state_entries
+            .with_label_values(&[&self.service])
+            .set(entries as i64);
+        METRICS
+            .state_bytes
+            .with_label_values(&[&self.service])
+            .set(bytes as i64);
+        if !self.in_txn.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &self.positions {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        }
+        let metadata = consumer
+            .group_metadata()
+            .ok_or_else(|| KafkaError::Timeout("no group metadata".into()))?;
+        let offsets = if tpl.count() == 0 {
+            Ok(())
+        } else {
+            self.producer
+                .send_offsets_to_transaction(&tpl, &metadata, Duration::from_secs(30))
+        };
+        let result =
+            offsets.and_then(|_| self.producer.commit_transaction(Duration::from_secs(60)));
+        self.in_txn.store(false, Ordering::SeqCst);
+        match result {
+            Ok(()) => {
+                self.stats.commits += 1;
+                METRICS.transactions.with_label_values(&["committed"]).inc();
+                METRICS
+                    .transaction_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Err(e) => {
+                METRICS.transactions.with_label_values(&["aborted"]).inc();
+                let _ = self.producer.abort_transaction(Duration::from_secs(30));
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// Reads changelog partition `p` from the beginning to its end, committed records only.
+fn restore(
+    config: &KafkaConfig,
+    topic: &str,
+    p: i32,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), String>,
+) -> Result<u64, KafkaError> {
+    let consumer: BaseConsumer = config
+        .client()
+        .set(
+            "group.id",
+            format!("fitstream-restore-{}", uuid::Uuid::new_v4().simple()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()?;
+    let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
+    if high <= low {
+        return Ok(0);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let mut n = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                n += 1;
+                if let Some(k) = m.key() {
+                    apply(k, m.payload()).map_err(|e| KafkaError::Topic {
+                        topic: topic.into(),
+                        message: format!("restore: {e}"),
+                    })?;
+                }
+                if m.offset() + 1 >= high {
+                    break;
+                }
+            }
+            Some(Err(RdError::PartitionEOF(_))) => break,
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    Ok(n)
+}

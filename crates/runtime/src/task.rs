@@ -1,0 +1,259 @@
+//! The one operator shape every stateful step has, and the topology that strings them.
+//!
+//! A [`Task`] is the processing of one partition number of a [`Stage`]'s co-partitioned input
+//! topics. It takes records (first [`Task::admit`], which decodes and validates without
+//! changing state, so that the driver can apply the event-time rules; then
+//! [`Task::process`]), watermarks ([`Task::advance`]) and checkpoints ([`Task::checkpoint`],
+//! where it writes its changed state to its changelog). It knows nothing of rdkafka and never
+//! reads a clock: the same tasks run on the Kafka driver and on the embedded driver.
+//!
+//! A stage may write to a repartition topic that another stage of the same topology reads
+//! (records keyed by something else than the input key). Drivers then send watermark markers
+//! from every upstream task to every partition of that topic (a record with the header
+//! [`WATERMARK_HEADER`]), and the downstream task's watermark is the minimum over its
+//! upstream sources, as Flink propagates watermarks.
+
+use fitstream_contracts::EventTime;
+
+use crate::deadletter::Reason;
+
+/// Header of a watermark marker on a repartition topic (decimal milliseconds).
+pub const WATERMARK_HEADER: &str = "fitstream.watermark";
+/// Header naming the upstream task that sent a marker (`<stage>/<partition>`).
+pub const WATERMARK_SOURCE_HEADER: &str = "fitstream.watermark.source";
+
+/// A record as a driver delivers it.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// Topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset (or input line number in embedded mode).
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Value bytes.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Why a task refused a record: it goes to the dead-letter topic with this reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// Dead-letter reason.
+    pub reason: Reason,
+    /// Details for people.
+    pub message: String,
+}
+
+impl Rejection {
+    /// A rejection.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Rejection {
+        Rejection {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What an admitted record is to the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// A record with this event time; the driver checks the skew rule, then calls `process`.
+    At(EventTime),
+    /// Nothing to do (a duplicate, or a record the stage ignores), counted as processed.
+    Skip,
+}
+
+/// A record a task emits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emit {
+    /// Topic.
+    pub topic: String,
+    /// Key bytes (the partition is chosen from them, as Kafka's Java client would).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (None: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Event time of the output (the record timestamp).
+    pub event_time: EventTime,
+    /// When set, every partition of the topic gets a copy (broadcast to downstream tasks).
+    pub broadcast: bool,
+}
+
+/// Where a task's work goes during one call.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    /// Output records.
+    pub emits: Vec<Emit>,
+    /// Changelog records for this task's changelog partition: (key, value or tombstone).
+    pub changelog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Records counted as late by the task but still used (e.g. for a later window).
+    pub late: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+}
+
+impl Ctx {
+    /// Emits a record.
+    pub fn emit(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        value: Vec<u8>,
+        event_time: EventTime,
+    ) {
+        self.emits.push(Emit {
+            topic: topic.to_owned(),
+            key,
+            value: Some(value),
+            event_time,
+            broadcast: false,
+        });
+    }
+
+    /// Emits a copy of a record to every partition of `topic`.
+    pub fn broadcast(&mut self, topic: &str, value: Vec<u8>, event_time: EventTime) {
+        self.emits.push(Emit {
+            topic: topic.to_owned(),
+            key: None,
+            value: Some(value),
+            event_time,
+            broadcast: true,
+        });
+    }
+
+    /// Writes a changelog entry.
+    pub fn put_state(&mut self, key: &[u8], value: Vec<u8>) {
+        self.changelog.push((key.to_vec(), Some(value)));
+    }
+}
+
+/// The processing of one partition of a stage.
+pub trait Task: Send {
+    /// Decodes and checks a record without changing state; keeps what `process` needs.
+    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection>;
+    /// Processes the record last admitted, at the current watermark.
+    fn process(&mut self, watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection>;
+    /// The watermark moved forward.
+    fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx);
+    /// Before a commit: write changed state to the changelog.
+    fn checkpoint(&mut self, ctx: &mut Ctx);
+    /// During restore: one changelog entry, oldest first (later entries of a key win).
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    /// A record of one of the stage's global tables (every task sees every record, in order;
+    /// a task created later first receives every record seen so far).
+    fn global(&mut self, _topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, _ctx: &mut Ctx) {
+    }
+    /// State entries and approximate bytes, for metrics.
+    fn state_size(&self) -> (usize, usize) {
+        (0, 0)
+    }
+}
+
+/// Where a stage's watermark comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatermarkSource {
+    /// The event times of its input records, per input partition.
+    EventTime,
+    /// Markers from the tasks of an upstream stage with this many partitions.
+    Markers {
+        /// Number of upstream tasks.
+        upstream_tasks: i32,
+    },
+}
+
+/// A factory of tasks.
+pub type TaskFactory = Box<dyn Fn(i32) -> Box<dyn Task> + Send + Sync>;
+
+/// One stage of a topology.
+pub struct Stage {
+    /// Name (used in changelog topic names and marker sources).
+    pub name: String,
+    /// Co-partitioned input topics.
+    pub inputs: Vec<String>,
+    /// Repartition topics this stage writes to (watermark markers go there too).
+    pub repartitions: Vec<String>,
+    /// Where its watermark comes from.
+    pub watermark: WatermarkSource,
+    /// Global tables: topics every task of the stage reads whole (e.g. the segment model),
+    /// outside the consumer group's partitioning.
+    pub globals: Vec<String>,
+    /// Makes the task of a partition.
+    pub factory: TaskFactory,
+}
+
+/// A service's processing: stages in data-flow order.
+pub struct Topology {
+    /// Application name: `fitstream-<name>` is the consumer group and transactional id prefix.
+    pub name: String,
+    /// Stages.
+    pub stages: Vec<Stage>,
+}
+
+impl Topology {
+    /// The consumer group id.
+    pub fn group_id(&self) -> String {
+        format!("fitstream-{}", self.name)
+    }
+
+    /// The changelog topic of a stage.
+    pub fn changelog_topic(&self, stage: &Stage) -> String {
+        format!("fitstream-{}-{}-changelog", self.name, stage.name)
+    }
+
+    /// Every topic the topology reads.
+    pub fn input_topics(&self) -> Vec<String> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.inputs.iter().cloned())
+            .collect()
+    }
+
+    /// The stage that reads `topic`.
+    pub fn stage_of(&self, topic: &str) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|s| s.inputs.iter().any(|t| t == topic))
+    }
+
+    /// Whether `topic` is a repartition topic of this topology.
+    pub fn is_repartition(&self, topic: &str) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.repartitions.iter().any(|t| t == topic))
+    }
+}
+
+/// A marker's payload: (source, watermark).
+pub fn marker_headers(source: &str, watermark: EventTime) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            WATERMARK_HEADER.to_owned(),
+            watermark.0.to_string().into_bytes(),
+        ),
+        (
+            WATERMARK_SOURCE_HEADER.to_owned(),
+            source.as_bytes().to_vec(),
+        ),
+    ]
+}
+
+/// Reads a marker from headers.
+pub fn parse_marker<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+) -> Option<(String, EventTime)> {
+    let mut wm = None;
+    let mut source = None;
+    for (k, v) in headers {
+        match k {
+            WATERMARK_HEADER => {
+                wm = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|s| s.parse::<i64>().ok())
+            }
+            WATERMARK_SOURCE_HEADER => source = std::str::from_utf8(v).ok().map(str::to_owned),
+            _ => {}
+        }
+    }
+    Some((source?, EventTime(wm?)))
+}

@@ -1,0 +1,337 @@
+//! The planner as a topology of two stages for the drivers (Kafka or embedded).
+//!
+//! `carts` reads the clickstream and purchases (co-partitioned by customer) and writes
+//! abandonments and demand events; `windows` reads the demand events, repartitioned by plant
+//! and SKU, and writes build orders. Each stage's state is one snapshot per task in its
+//! changelog, written at each commit when it changed (bounded by the windows: about
+//! `cart_window + grace` of carts and `build window + grace` of demand).
+
+use std::sync::Arc;
+
+use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
+use fitstream_contracts::topics::TopicsConfig;
+use fitstream_contracts::{Codec, EventTime};
+use fitstream_runtime::deadletter::Reason;
+use fitstream_runtime::task::{
+    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+};
+
+use crate::planner::{
+    CartStage, DemandEvent, Output, PlannerConfig, PlannerCounters, Rejected, WindowStage,
+};
+use crate::routing::Routing;
+
+const SNAPSHOT: &[u8] = b"snapshot";
+
+/// Everything the planner's tasks share.
+#[derive(Clone)]
+pub struct PlannerApp {
+    /// Application name (consumer group `fitstream-<name>`).
+    pub name: String,
+    /// Settings.
+    pub config: PlannerConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Wire codec (writers prepared for the output topics).
+    pub codec: Codec,
+    /// Plant routing.
+    pub routing: Arc<Routing>,
+    /// Counters over every task.
+    pub counters: Arc<PlannerCounters>,
+    /// Partitions of the inputs (and of the repartition topic).
+    pub partitions: i32,
+}
+
+impl PlannerApp {
+    /// The repartition topic between the stages.
+    pub fn repartition_topic(&self) -> String {
+        format!("fitstream-{}-demand-repartition", self.name)
+    }
+
+    /// Output topics (for writer registration): abandonments and every plant's build orders.
+    pub fn output_topics(&self) -> Vec<String> {
+        let mut t = vec![self.topics.cart_abandonment.clone()];
+        t.extend(
+            self.routing
+                .plant_ids()
+                .iter()
+                .map(|p| self.topics.build_orders_topic(p)),
+        );
+        t
+    }
+
+    /// The topology.
+    pub fn topology(&self) -> Topology {
+        let carts = self.clone();
+        let windows = self.clone();
+        let repartition = self.repartition_topic();
+        Topology {
+            name: self.name.clone(),
+            stages: vec![
+                Stage {
+                    name: "carts".into(),
+                    inputs: vec![
+                        self.topics.clickstream.clone(),
+                        self.topics.purchases.clone(),
+                    ],
+                    repartitions: vec![repartition.clone()],
+                    watermark: WatermarkSource::EventTime,
+                    globals: vec![],
+                    factory: Box::new(move |_| Box::new(CartTask::new(carts.clone()))),
+                },
+                Stage {
+                    name: "windows".into(),
+                    inputs: vec![repartition],
+                    repartitions: vec![],
+                    watermark: WatermarkSource::Markers {
+                        upstream_tasks: self.partitions,
+                    },
+                    globals: vec![],
+                    factory: Box::new(move |_| Box::new(WindowTask::new(windows.clone()))),
+                },
+            ],
+        }
+    }
+
+    fn emit_outputs(&self, outputs: Vec<Output>, ctx: &mut Ctx) {
+        for o in outputs {
+            match o {
+                Output::Abandonment(a) => {
+                    match self.codec.encode(&self.topics.cart_abandonment, &a) {
+                        Ok(bytes) => ctx.emit(
+                            &self.topics.cart_abandonment,
+                            Some(a.customer_id.into_bytes()),
+                            bytes,
+                            a.window_closed_at,
+                        ),
+                        Err(e) => tracing::error!("cannot encode an abandonment: {e}"),
+                    }
+                }
+                Output::BuildOrder { plant, order } => {
+                    let topic = self.topics.build_orders_topic(&plant);
+                    match self.codec.encode(&topic, &order) {
+                        Ok(bytes) => {
+                            fitstream_runtime::metrics::METRICS
+                                .build_orders
+                                .with_label_values(&[order.request_state.symbol()])
+                                .inc();
+                            ctx.emit(
+                                &topic,
+                                Some(order.material_definition_id.clone().into_bytes()),
+                                bytes,
+                                order.window_end,
+                            )
+                        }
+                        Err(e) => tracing::error!("cannot encode a build order: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+enum CartInput {
+    Click(ClickEvent),
+    Purchase(PurchaseEvent),
+}
+
+/// The `carts` stage of one partition.
+pub struct CartTask {
+    app: PlannerApp,
+    stage: CartStage,
+    pending: Option<CartInput>,
+    dirty: bool,
+    snapshot_bytes: usize,
+}
+
+impl CartTask {
+    fn new(app: PlannerApp) -> CartTask {
+        let stage = CartStage::new(
+            app.config.clone(),
+            app.routing.clone(),
+            app.counters.clone(),
+        );
+        CartTask {
+            app,
+            stage,
+            pending: None,
+            dirty: false,
+            snapshot_bytes: 0,
+        }
+    }
+
+    fn emit(&self, demand: Vec<DemandEvent>, outputs: Vec<Output>, ctx: &mut Ctx) {
+        let topic = self.app.repartition_topic();
+        for d in demand {
+            let Ok(bytes) = bincode::serialize(&d) else {
+                continue;
+            };
+            match &d {
+                DemandEvent::Outcome { closed_at, .. } => ctx.broadcast(&topic, bytes, *closed_at),
+                DemandEvent::Cart { key, t, .. }
+                | DemandEvent::Converted { key, t, .. }
+                | DemandEvent::Released { key, t, .. } => {
+                    ctx.emit(&topic, Some(key.partition_key()), bytes, *t)
+                }
+            }
+        }
+        self.app.emit_outputs(outputs, ctx);
+    }
+}
+
+fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
+    Rejection::new(
+        Reason::parse(e.reason()).unwrap_or(Reason::Decode),
+        e.to_string(),
+    )
+}
+
+impl Task for CartTask {
+    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+        let bytes = record.value.unwrap_or_default();
+        let codec = &self.app.codec;
+        let (input, t) = if record.topic == self.app.topics.clickstream {
+            let c: ClickEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let t = c.event_time;
+            (CartInput::Click(c), t)
+        } else {
+            let p: PurchaseEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let t = p.event_time;
+            (CartInput::Purchase(p), t)
+        };
+        self.pending = Some(input);
+        Ok(Admitted::At(t))
+    }
+
+    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
+        let Some(input) = self.pending.take() else {
+            return Ok(());
+        };
+        let (mut demand, mut outputs) = (Vec::new(), Vec::new());
+        let r = match input {
+            CartInput::Click(c) => self.stage.click(c, &mut demand, &mut outputs),
+            CartInput::Purchase(p) => self.stage.purchase(p, &mut demand, &mut outputs),
+        };
+        self.dirty = true;
+        self.emit(demand, outputs, ctx);
+        match r {
+            Ok(()) => Ok(()),
+            Err(Rejected::Duplicate) => {
+                ctx.duplicates += 1;
+                Ok(())
+            }
+            Err(Rejected::Late(m)) => Err(Rejection::new(Reason::Late, m)),
+        }
+    }
+
+    fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
+        let (mut demand, mut outputs) = (Vec::new(), Vec::new());
+        self.stage.advance(watermark, &mut demand, &mut outputs);
+        self.dirty = true;
+        self.emit(demand, outputs, ctx);
+    }
+
+    fn checkpoint(&mut self, ctx: &mut Ctx) {
+        if std::mem::take(&mut self.dirty)
+            && let Ok(bytes) = bincode::serialize(&self.stage)
+        {
+            self.snapshot_bytes = bytes.len();
+            ctx.put_state(SNAPSHOT, bytes);
+        }
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        if key == SNAPSHOT
+            && let Some(v) = value
+        {
+            let snapshot: CartStage = bincode::deserialize(v).map_err(|e| e.to_string())?;
+            self.stage.restore_from(snapshot);
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> (usize, usize) {
+        (self.stage.len(), self.snapshot_bytes)
+    }
+}
+
+/// The `windows` stage of one partition.
+pub struct WindowTask {
+    app: PlannerApp,
+    stage: WindowStage,
+    pending: Option<DemandEvent>,
+    dirty: bool,
+    snapshot_bytes: usize,
+}
+
+impl WindowTask {
+    fn new(app: PlannerApp) -> WindowTask {
+        let stage = WindowStage::new(
+            app.config.clone(),
+            app.routing.clone(),
+            app.counters.clone(),
+        );
+        WindowTask {
+            app,
+            stage,
+            pending: None,
+            dirty: false,
+            snapshot_bytes: 0,
+        }
+    }
+}
+
+impl Task for WindowTask {
+    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+        let event: DemandEvent = bincode::deserialize(record.value.unwrap_or_default())
+            .map_err(|e| Rejection::new(Reason::Decode, format!("demand event: {e}")))?;
+        let t = match &event {
+            DemandEvent::Cart { t, .. }
+            | DemandEvent::Converted { t, .. }
+            | DemandEvent::Released { t, .. } => *t,
+            DemandEvent::Outcome { closed_at, .. } => *closed_at,
+        };
+        self.pending = Some(event);
+        Ok(Admitted::At(t))
+    }
+
+    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
+        if let Some(event) = self.pending.take() {
+            self.dirty = true;
+            if !self.stage.demand(event) {
+                ctx.late += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
+        let mut outputs = Vec::new();
+        self.stage.advance(watermark, &mut outputs);
+        self.dirty = true;
+        self.app.emit_outputs(outputs, ctx);
+    }
+
+    fn checkpoint(&mut self, ctx: &mut Ctx) {
+        if std::mem::take(&mut self.dirty)
+            && let Ok(bytes) = bincode::serialize(&self.stage)
+        {
+            self.snapshot_bytes = bytes.len();
+            ctx.put_state(SNAPSHOT, bytes);
+        }
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        if key == SNAPSHOT
+            && let Some(v) = value
+        {
+            let snapshot: WindowStage = bincode::deserialize(v).map_err(|e| e.to_string())?;
+            self.stage.restore_from(snapshot);
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> (usize, usize) {
+        (self.stage.len(), self.snapshot_bytes)
+    }
+}
