@@ -1,1 +1,25 @@
-//! Work in progress.
+//! The profiler: a behavioural profile per customer from clickstream and purchases, and the
+//! customer's segment under the current segment model.
+//!
+//! Layout:
+//! - [`state`]: the compact per-customer state (104 bytes), its features and profile, its
+//!   changelog form.
+//! - [`store`]: every customer of a task, with the flags that drive emission and checkpoints.
+//! - [`dedup`]: deduplication by event and order id within 24 h, restorable from the
+//!   changelog.
+//! - [`models`]: the model versions for the as-of join, nearest-centroid placement.
+//! - [`app`]: [`ProfilerApp`] and its topology for the Kafka and embedded drivers.
+//! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
+//!   [`pipeline::evaluate`], which measures segments against the simulator's personas.
+//!
+//! Delivery: the profiler is a deterministic function of its input records, watermarks and
+//! model records. Exactly once on its topics comes from the driver (one Kafka transaction
+//! holds outputs, changelog entries and input offsets).
+
+pub mod app;
+pub mod dedup;
+pub mod models;
+pub mod state;
+pub mod store;
+
+pub use app::{ProfilerApp, ProfilerConfig, ProfilerCounters, ProfilerStats};

@@ -1,0 +1,239 @@
+//! Deduplication of event and order ids within 24 h of event time, restorable from the
+//! changelog without writing the whole memory at every commit.
+//!
+//! The memory itself is the runtime's [`Deduplicator`]. What reaches the changelog:
+//! - At each checkpoint, the ids first seen since the previous one, grouped by the minute of
+//!   their event time: one entry per (minute, checkpoint), key
+//!   `\0dedup/<minute start, 8 bytes BE><sequence, 8 bytes BE>`, value the bincode list of
+//!   `(id, event time)`. Each id is written once.
+//! - When the watermark passes a minute's end plus the retention, every entry of that minute is
+//!   expired, and gets a tombstone (compaction then drops it).
+//!
+//! A record older than the watermark minus the retention cannot be checked (its id may have
+//! been forgotten), so the task refuses it as late before asking this memory (see
+//! [`crate::app`]); hence no id is ever added to a minute that already has tombstones.
+//!
+//! Restore collects entries first (a later entry of a key wins, a tombstone removes it) and
+//! applies them at the first use after the restore ([`DedupLog::settle`]), because the changelog
+//! is read key by key and the runtime memory cannot forget an id on a tombstone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use fitstream_contracts::EventTime;
+use fitstream_runtime::dedup::Deduplicator;
+
+/// Changelog key prefix of deduplication entries.
+pub const DEDUP_PREFIX: &[u8] = b"\0dedup/";
+/// Event-time granularity of the entries.
+const BUCKET_MS: i64 = 60_000;
+
+type Batch = Vec<(String, i64)>;
+
+/// A [`Deduplicator`] with its changelog entries.
+#[derive(Debug)]
+pub struct DedupLog {
+    memory: Deduplicator,
+    retention_ms: i64,
+    /// Ids first seen since the last checkpoint.
+    fresh: Vec<(String, EventTime)>,
+    /// Changelog entries alive: minute start -> sequences.
+    entries: BTreeMap<i64, Vec<u64>>,
+    /// Tombstones to write at the next checkpoint.
+    expired: Vec<Vec<u8>>,
+    next_seq: u64,
+    /// Entries read during a restore, applied by [`DedupLog::settle`].
+    restoring: HashMap<Vec<u8>, Batch>,
+}
+
+fn key(bucket: i64, seq: u64) -> Vec<u8> {
+    let mut k = DEDUP_PREFIX.to_vec();
+    k.extend_from_slice(&bucket.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn parse_key(k: &[u8]) -> Option<(i64, u64)> {
+    let rest = k.strip_prefix(DEDUP_PREFIX)?;
+    let bucket = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
+    Some((bucket, seq))
+}
+
+impl DedupLog {
+    /// Remembers ids for `retention_ms` of event time.
+    pub fn new(retention_ms: i64) -> DedupLog {
+        DedupLog {
+            memory: Deduplicator::new(retention_ms),
+            retention_ms,
+            fresh: Vec::new(),
+            entries: BTreeMap::new(),
+            expired: Vec::new(),
+            next_seq: 0,
+            restoring: HashMap::new(),
+        }
+    }
+
+    /// The retention.
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    /// True when `id` is new (and remembers it), false for a duplicate.
+    pub fn first_time(&mut self, id: &str, t: EventTime) -> bool {
+        self.settle();
+        if self.memory.first_time(id, t) {
+            self.fresh.push((id.to_owned(), t));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets ids older than the retention at `watermark`; their entries get tombstones.
+    pub fn expire(&mut self, watermark: EventTime) {
+        self.settle();
+        self.memory.expire(watermark);
+        let horizon = watermark.minus(self.retention_ms).0;
+        while let Some((&bucket, _)) = self.entries.first_key_value() {
+            if bucket.saturating_add(BUCKET_MS) > horizon {
+                break;
+            }
+            if let Some((bucket, seqs)) = self.entries.pop_first() {
+                self.expired
+                    .extend(seqs.into_iter().map(|seq| key(bucket, seq)));
+            }
+        }
+    }
+
+    /// Changelog entries since the last checkpoint: new batches, then tombstones.
+    pub fn checkpoint(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.settle();
+        let mut by_bucket: BTreeMap<i64, Batch> = BTreeMap::new();
+        for (id, t) in self.fresh.drain(..) {
+            let bucket = t.0.div_euclid(BUCKET_MS) * BUCKET_MS;
+            by_bucket.entry(bucket).or_default().push((id, t.0));
+        }
+        let mut out = Vec::with_capacity(by_bucket.len() + self.expired.len());
+        for (bucket, batch) in by_bucket {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            match bincode::serialize(&batch) {
+                Ok(bytes) => {
+                    self.entries.entry(bucket).or_default().push(seq);
+                    out.push((key(bucket, seq), Some(bytes)));
+                }
+                Err(e) => tracing::error!("cannot serialize deduplication ids: {e}"),
+            }
+        }
+        out.extend(self.expired.drain(..).map(|k| (k, None)));
+        out
+    }
+
+    /// Whether a changelog key is one of this memory's.
+    pub fn owns(key: &[u8]) -> bool {
+        key.starts_with(DEDUP_PREFIX)
+    }
+
+    /// One changelog entry, during a restore.
+    pub fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        if parse_key(key).is_none() {
+            return Err("malformed deduplication key".into());
+        }
+        match value {
+            Some(v) => {
+                let batch: Batch = bincode::deserialize(v).map_err(|e| e.to_string())?;
+                self.restoring.insert(key.to_vec(), batch);
+            }
+            None => {
+                self.restoring.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies restored entries (idempotent; called by every other method).
+    pub fn settle(&mut self) {
+        if self.restoring.is_empty() {
+            return;
+        }
+        let mut restored: Vec<(Vec<u8>, Batch)> = self.restoring.drain().collect();
+        restored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, batch) in restored {
+            let Some((bucket, seq)) = parse_key(&k) else {
+                continue;
+            };
+            self.entries.entry(bucket).or_default().push(seq);
+            self.next_seq = self.next_seq.max(seq + 1);
+            for (id, t) in batch {
+                self.memory.first_time(&id, EventTime(t));
+            }
+        }
+    }
+
+    /// Ids remembered.
+    pub fn len(&self) -> usize {
+        self.memory.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_empty()
+    }
+
+    /// Approximate heap bytes: per id, the runtime memory's map entry and ordered-set entry
+    /// (each with its own copy of the id) and the bookkeeping of the changelog entries.
+    pub fn heap_bytes(&self) -> usize {
+        let per_id = size_of::<(String, EventTime)>() * 8 / 7
+            + size_of::<(EventTime, String)>() * 11 / 10
+            + 2 * 16;
+        let ids: usize = self.memory.iter().map(|(id, _)| 2 * id.len()).sum();
+        let entries: usize = self.entries.values().map(|v| 64 + v.capacity() * 8).sum();
+        self.memory.len() * per_id + ids + entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    #[test]
+    fn restored_memory_recognises_duplicates_and_tombstones_expired_minutes() {
+        let mut d = DedupLog::new(24 * H);
+        assert!(d.first_time("a", EventTime(10)));
+        assert!(d.first_time("b", EventTime(2 * H)));
+        assert!(!d.first_time("a", EventTime(10)));
+        let mut log = d.checkpoint();
+        assert_eq!(log.len(), 2);
+        assert!(log.iter().all(|(_, v)| v.is_some()));
+
+        // The minute of "a" expires once the watermark is past its end plus 24 h.
+        d.expire(EventTime(24 * H + BUCKET_MS - 1));
+        assert!(d.checkpoint().is_empty());
+        d.expire(EventTime(24 * H + BUCKET_MS));
+        let tombstones = d.checkpoint();
+        assert_eq!(tombstones.len(), 1);
+        assert!(tombstones[0].1.is_none());
+        log.extend(tombstones);
+
+        let mut r = DedupLog::new(24 * H);
+        for (k, v) in &log {
+            r.restore(k, v.as_deref()).expect("valid entry");
+        }
+        assert!(!r.first_time("b", EventTime(2 * H)), "b is remembered");
+        assert!(r.first_time("a", EventTime(10)), "a was expired");
+        let next = r.checkpoint();
+        assert_eq!(next.len(), 1);
+        assert_ne!(next[0].0, log[0].0, "sequences continue after a restore");
+        assert_ne!(next[0].0, log[1].0, "sequences continue after a restore");
+    }
+
+    #[test]
+    fn foreign_keys_are_refused() {
+        let mut d = DedupLog::new(H);
+        assert!(d.restore(b"\0dedup/short", Some(b"")).is_err());
+        assert!(DedupLog::owns(&key(0, 0)));
+        assert!(!DedupLog::owns(b"cust-1"));
+    }
+}
