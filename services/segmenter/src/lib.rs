@@ -1,8 +1,10 @@
 //! fitstream's segment model: from customer profiles to segments marketing can use.
 //!
-//! This crate is the pure model library of the segmenter service: no Kafka, no clock, no
-//! global state. The runtime feeds it profiles and asks it for a model; the profiler uses
-//! [`SegmentAssigner`] to assign profiles between refits.
+//! This crate is the model library of the segmenter service, plus the service's topology
+//! ([`app`]). The library is pure: no Kafka, no clock, no global state. The runtime feeds it
+//! profiles and asks it for a model; the profiler uses [`SegmentAssigner`] to assign profiles
+//! between refits. `app` runs on the runtime's drivers and reads no clock either (a
+//! stopwatch passed in measures fits).
 //!
 //! Layout:
 //! - [`transform`]: `log1p` on heavy-tailed features, then standard scaling frozen per model
@@ -19,7 +21,10 @@
 //! - [`assign`](mod@assign): nearest-centroid assignment without allocation.
 //! - [`synthetic`]: seeded synthetic customers from known personas, for tests and benchmarks.
 //! - [`error`]: [`FitError`] (classified by [`FitErrorClass`]) and [`ModelError`].
+//! - [`app`]: the service's topology for the drivers ([`app::SegmenterApp`]): profiles in,
+//!   refits at event-time boundaries, models and segment profiles out.
 
+pub mod app;
 pub mod assign;
 pub mod error;
 pub mod fit;

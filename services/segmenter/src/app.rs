@@ -1,0 +1,816 @@
+//! The segmenter as a topology for the drivers (Kafka or embedded): profiles in, segment
+//! models and segment profiles out.
+//!
+//! # One fitter, whatever the partitions
+//! Each task of a stage handles one partition, so a stage reading the profiles topic directly
+//! would fit one model per partition and publish them all under the same key. Instead:
+//! - `forward` reads the profiles topic (any number of partitions), checks each profile and
+//!   forwards its features to a repartition topic under one constant key
+//!   ([`SAMPLE_KEY`]), so every profile lands on a single partition of it.
+//! - `fit` reads that topic. Only the task of the partition [`SAMPLE_KEY`] hashes to ever
+//!   receives a profile; the others stay empty and never fit. Its watermark is the minimum
+//!   over the `forward` tasks' watermark markers, i.e. over every profiles partition.
+//!
+//! This runs correctly with any number of instances and partitions (one of them fits); the
+//! product runs one active instance, and the fitting task restores its sample from the
+//! changelog when it moves.
+//!
+//! # Sample
+//! The fitting task keeps a [`ReservoirSample`] of the latest profile of at most
+//! `fit.sample_capacity` customers. Rows are sorted by customer id before each fit, so the
+//! model does not depend on slot order (which a restore changes).
+//!
+//! # Refits at event-time boundaries
+//! When the watermark passes a multiple of `refit_every_ms` (default one hour of event time),
+//! and the sample changed since the last fit and holds at least `min_sample_size` customers,
+//! the task fits ([`fit()`](crate::fit())) with the previous model as warm start and
+//! `cutoff_event_time` = that boundary; and once more when the watermark reaches the end of
+//! time (end of a replay), with cutoff = the latest profile time. The first boundary the
+//! watermark passes only starts the schedule (a model of the first few minutes would be fitted
+//! on almost nobody). A fit that fails keeps the previous model and is retried at the next
+//! boundary.
+//!
+//! Each fit publishes the [`SegmentModel`] on the segment-models topic (key `current`) and
+//! one [`SegmentProfile`] per segment, retired ones included, on the segment-profiles topic
+//! (key = segment id in decimal), with the cutoff as event time. Gauges
+//! `fitstream_model_version`, `fitstream_segments` and `fitstream_model_quality` follow.
+//!
+//! # Fit duration
+//! Tasks never read a clock. The app carries a [`FitStopwatch`] that wraps each fit: the
+//! binary passes [`FitSecondsHistogram`], which observes the wall-clock duration in
+//! `fitstream_model_fit_seconds`; tests and replays pass [`NoStopwatch`]. Nothing the task
+//! emits depends on it.
+//!
+//! # State and restore
+//! The fitting task's changelog: per sampled customer, key = customer id and value = bincode
+//! of its features and top categories (a tombstone when it leaves the sample); `\0meta`
+//! (schedule and latest profile time) and `\0model` (the model in use, for warm start, version
+//! and ids). A restore offers the rows to a fresh sample. While the sample is not full this
+//! gives exactly the uninterrupted run's sample; once full, which later profiles enter depends
+//! on the reservoir's random generator, whose state [`ReservoirSample`] does not expose, so a
+//! restored run samples as uniformly but not the same customers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use fitstream_contracts::topics::TopicsConfig;
+use fitstream_contracts::{Codec, CustomerProfile, EventTime, ProfileFeatures, SegmentModel};
+use fitstream_runtime::deadletter::Reason;
+use fitstream_runtime::metrics::METRICS;
+use fitstream_runtime::task::{
+    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::FitErrorClass;
+use crate::fit::{FitConfig, FitOutcome, SampleRow, fit};
+use crate::reservoir::{ReservoirOffer, ReservoirSample};
+
+/// The key every forwarded profile carries, so that one task receives them all.
+pub const SAMPLE_KEY: &[u8] = b"segmenter-sample";
+/// Key of the model on the segment-models topic.
+pub const MODEL_KEY: &[u8] = b"current";
+/// Changelog key of the schedule.
+pub const META_KEY: &[u8] = b"\0meta";
+/// Changelog key of the model in use.
+pub const MODEL_STATE_KEY: &[u8] = b"\0model";
+
+/// Settings of the segmenter.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SegmenterConfig {
+    /// How models are fitted (k range, runs, quality metric, warm start, sample capacity).
+    pub fit: FitConfig,
+    /// Refit when the watermark passes a multiple of this many milliseconds of event time.
+    pub refit_every_ms: i64,
+    /// Fewest customers in the sample for a fit (at least `fit.k_min` in any case).
+    pub min_sample_size: usize,
+    /// Seed of the reservoir sample.
+    pub sample_seed: u64,
+}
+
+impl Default for SegmenterConfig {
+    fn default() -> Self {
+        SegmenterConfig {
+            fit: FitConfig::default(),
+            refit_every_ms: 3_600_000,
+            min_sample_size: 100,
+            sample_seed: 7,
+        }
+    }
+}
+
+/// Measures fits from outside the task, which never reads a clock.
+pub trait FitStopwatch: Send + Sync {
+    /// Runs `fit`, measuring it.
+    fn measure(&self, fit: &mut dyn FnMut());
+}
+
+/// Measures nothing (tests, replays).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoStopwatch;
+
+impl FitStopwatch for NoStopwatch {
+    fn measure(&self, fit: &mut dyn FnMut()) {
+        fit();
+    }
+}
+
+/// Observes each fit's wall-clock duration in `fitstream_model_fit_seconds`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FitSecondsHistogram;
+
+impl FitStopwatch for FitSecondsHistogram {
+    fn measure(&self, fit: &mut dyn FnMut()) {
+        let started = Instant::now();
+        fit();
+        METRICS
+            .model_fit_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Counters over every task of the segmenter.
+#[derive(Debug, Default)]
+pub struct SegmenterCounters {
+    /// Profiles received by the fitting task.
+    pub profiles: AtomicU64,
+    /// Models published.
+    pub fits: AtomicU64,
+    /// Fits that failed (the previous model stays).
+    pub fit_failures: AtomicU64,
+    /// Boundaries passed with too small a sample.
+    pub fits_skipped: AtomicU64,
+}
+
+/// A snapshot of [`SegmenterCounters`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SegmenterStats {
+    /// Profiles received by the fitting task.
+    pub profiles: u64,
+    /// Models published.
+    pub fits: u64,
+    /// Fits that failed.
+    pub fit_failures: u64,
+    /// Boundaries passed with too small a sample.
+    pub fits_skipped: u64,
+}
+
+impl SegmenterCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> SegmenterStats {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SegmenterStats {
+            profiles: r(&self.profiles),
+            fits: r(&self.fits),
+            fit_failures: r(&self.fit_failures),
+            fits_skipped: r(&self.fits_skipped),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Everything the segmenter's tasks share.
+#[derive(Clone)]
+pub struct SegmenterApp {
+    /// Application name (consumer group `fitstream-<name>`).
+    pub name: String,
+    /// Settings.
+    pub config: SegmenterConfig,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Wire codec (writers prepared for the output topics).
+    pub codec: Codec,
+    /// Counters over every task.
+    pub counters: Arc<SegmenterCounters>,
+    /// Partitions of the profiles topic (and of the repartition topic).
+    pub partitions: i32,
+    /// Wraps each fit (the fit-duration metric).
+    pub stopwatch: Arc<dyn FitStopwatch>,
+}
+
+impl SegmenterApp {
+    /// An application named `name` with fresh counters, no stopwatch, partitions as
+    /// configured for topics.
+    pub fn new(
+        name: impl Into<String>,
+        config: SegmenterConfig,
+        topics: TopicsConfig,
+        codec: Codec,
+    ) -> SegmenterApp {
+        let partitions = topics.partitions;
+        SegmenterApp {
+            name: name.into(),
+            config,
+            topics,
+            codec,
+            counters: Arc::new(SegmenterCounters::default()),
+            partitions,
+            stopwatch: Arc::new(NoStopwatch),
+        }
+    }
+
+    /// The repartition topic between the stages.
+    pub fn repartition_topic(&self) -> String {
+        format!("fitstream-{}-sample-repartition", self.name)
+    }
+
+    /// Output topics (for writer registration).
+    pub fn output_topics(&self) -> Vec<String> {
+        vec![
+            self.topics.segment_models.clone(),
+            self.topics.segment_profiles.clone(),
+        ]
+    }
+
+    /// The topology: `forward`, then `fit`.
+    pub fn topology(&self) -> Topology {
+        let forward = self.clone();
+        let fitter = self.clone();
+        let repartition = self.repartition_topic();
+        Topology {
+            name: self.name.clone(),
+            stages: vec![
+                Stage {
+                    name: "forward".into(),
+                    inputs: vec![self.topics.profiles.clone()],
+                    repartitions: vec![repartition.clone()],
+                    watermark: WatermarkSource::EventTime,
+                    globals: vec![],
+                    factory: Box::new(move |_| Box::new(ForwardTask::new(forward.clone()))),
+                },
+                Stage {
+                    name: "fit".into(),
+                    inputs: vec![repartition],
+                    repartitions: vec![],
+                    watermark: WatermarkSource::Markers {
+                        upstream_tasks: self.partitions,
+                    },
+                    globals: vec![],
+                    factory: Box::new(move |_| Box::new(FitTask::new(fitter.clone()))),
+                },
+            ],
+        }
+    }
+}
+
+/// A profile as the fitting task needs it (bincode on the repartition topic).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampledProfile {
+    /// Customer.
+    pub customer_id: String,
+    /// Features.
+    pub features: ProfileFeatures,
+    /// Top categories.
+    pub top_categories: Vec<String>,
+    /// The profile's last event time.
+    pub event_time: EventTime,
+}
+
+impl SampledProfile {
+    /// The sample row of a profile; an error when a feature is not a finite number >= 0.
+    pub fn of(p: CustomerProfile) -> Result<SampledProfile, String> {
+        let values = p.features.to_vec();
+        if let Some((name, v)) = ProfileFeatures::NAMES
+            .iter()
+            .zip(values)
+            .find(|(_, v)| !(v.is_finite() && *v >= 0.0))
+        {
+            return Err(format!("feature {name} is {v}"));
+        }
+        Ok(SampledProfile {
+            customer_id: p.customer_id,
+            features: p.features,
+            top_categories: p.top_categories,
+            event_time: p.last_event_time,
+        })
+    }
+}
+
+/// The `forward` stage of one profiles partition: check, then forward under [`SAMPLE_KEY`].
+pub struct ForwardTask {
+    app: SegmenterApp,
+    pending: Option<SampledProfile>,
+}
+
+impl ForwardTask {
+    fn new(app: SegmenterApp) -> ForwardTask {
+        ForwardTask { app, pending: None }
+    }
+}
+
+impl Task for ForwardTask {
+    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+        // A tombstone (a customer deleted from the table) is not forwarded: the customer
+        // leaves the sample when evicted. Nothing upstream writes tombstones yet.
+        let Some(bytes) = record.value else {
+            return Ok(Admitted::Skip);
+        };
+        let profile: CustomerProfile = self.app.codec.decode(record.topic, bytes).map_err(|e| {
+            Rejection::new(
+                Reason::parse(e.reason()).unwrap_or(Reason::Decode),
+                e.to_string(),
+            )
+        })?;
+        let row = SampledProfile::of(profile).map_err(|m| Rejection::new(Reason::Validation, m))?;
+        let t = row.event_time;
+        self.pending = Some(row);
+        Ok(Admitted::At(t))
+    }
+
+    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
+        if let Some(row) = self.pending.take() {
+            match bincode::serialize(&row) {
+                Ok(bytes) => ctx.emit(
+                    &self.app.repartition_topic(),
+                    Some(SAMPLE_KEY.to_vec()),
+                    bytes,
+                    row.event_time,
+                ),
+                Err(e) => tracing::error!("cannot serialize a sampled profile: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, _watermark: EventTime, _ctx: &mut Ctx) {}
+
+    fn checkpoint(&mut self, _ctx: &mut Ctx) {}
+
+    fn restore(&mut self, _key: &[u8], _value: Option<&[u8]>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The fitting task's schedule, under [`META_KEY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FitMeta {
+    /// The latest refit boundary passed (`i64::MIN`: none yet).
+    boundary: i64,
+    /// The latest profile time seen.
+    max_seen: EventTime,
+    /// The sample changed since the last fit.
+    unfitted: bool,
+}
+
+impl Default for FitMeta {
+    fn default() -> Self {
+        FitMeta {
+            boundary: i64::MIN,
+            max_seen: EventTime::MIN,
+            unfitted: false,
+        }
+    }
+}
+
+type SampleItem = (ProfileFeatures, Vec<String>);
+
+/// The `fit` stage of one partition of the repartition topic (only one receives profiles).
+pub struct FitTask {
+    app: SegmenterApp,
+    sample: ReservoirSample<SampleItem>,
+    meta: FitMeta,
+    model: Option<SegmentModel>,
+    meta_changed: bool,
+    model_changed: bool,
+    /// Customers whose row changed since the last checkpoint.
+    changed: BTreeSet<String>,
+    /// Customers who left the sample since the last checkpoint.
+    evicted: BTreeSet<String>,
+    pending: Option<SampledProfile>,
+}
+
+impl FitTask {
+    fn new(app: SegmenterApp) -> FitTask {
+        let sample = ReservoirSample::new(app.config.fit.sample_capacity, app.config.sample_seed);
+        FitTask {
+            app,
+            sample,
+            meta: FitMeta::default(),
+            model: None,
+            meta_changed: false,
+            model_changed: false,
+            changed: BTreeSet::new(),
+            evicted: BTreeSet::new(),
+            pending: None,
+        }
+    }
+
+    fn enter(&mut self, customer: &str) {
+        self.evicted.remove(customer);
+        self.changed.insert(customer.to_owned());
+    }
+
+    fn leave(&mut self, customer: String) {
+        self.changed.remove(&customer);
+        self.evicted.insert(customer);
+    }
+
+    /// The sample as fit rows, sorted by customer id.
+    fn rows(&self) -> Vec<SampleRow> {
+        let mut rows: Vec<SampleRow> = self
+            .sample
+            .iter()
+            .map(|(c, (f, cats))| (c.to_owned(), f.clone(), cats.clone()))
+            .collect();
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        rows
+    }
+
+    fn refit(&mut self, cutoff: EventTime, ctx: &mut Ctx) {
+        let cfg = &self.app.config;
+        if self.sample.len() < cfg.min_sample_size.max(cfg.fit.k_min) {
+            bump(&self.app.counters.fits_skipped);
+            tracing::info!(
+                sample = self.sample.len(),
+                "refit skipped: sample smaller than min_sample_size"
+            );
+            return;
+        }
+        let rows = self.rows();
+        let previous = self.model.as_ref();
+        let mut result = None;
+        self.app
+            .stopwatch
+            .measure(&mut || result = Some(fit(&rows, previous, cutoff, &cfg.fit)));
+        match result {
+            Some(Ok(outcome)) => self.publish(outcome, cutoff, ctx),
+            Some(Err(e)) => {
+                bump(&self.app.counters.fit_failures);
+                match e.class() {
+                    FitErrorClass::NeedsMoreData => tracing::info!("refit postponed: {e}"),
+                    FitErrorClass::Config => tracing::error!("refit impossible: {e}"),
+                    FitErrorClass::BadData => tracing::warn!("refit failed: {e}"),
+                }
+            }
+            None => tracing::error!("the fit stopwatch did not run the fit"),
+        }
+    }
+
+    fn publish(&mut self, outcome: FitOutcome, cutoff: EventTime, ctx: &mut Ctx) {
+        let topics = &self.app.topics;
+        match self
+            .app
+            .codec
+            .encode(&topics.segment_models, &outcome.model)
+        {
+            Ok(bytes) => ctx.emit(
+                &topics.segment_models,
+                Some(MODEL_KEY.to_vec()),
+                bytes,
+                cutoff,
+            ),
+            Err(e) => {
+                tracing::error!("cannot encode the segment model: {e}");
+                bump(&self.app.counters.fit_failures);
+                return;
+            }
+        }
+        for p in &outcome.profiles {
+            match self.app.codec.encode(&topics.segment_profiles, p) {
+                Ok(bytes) => ctx.emit(
+                    &topics.segment_profiles,
+                    Some(p.segment_id.to_string().into_bytes()),
+                    bytes,
+                    cutoff,
+                ),
+                Err(e) => tracing::error!("cannot encode a segment profile: {e}"),
+            }
+        }
+        METRICS.model_version.set(outcome.model.version);
+        METRICS.segments.set(outcome.k as i64);
+        METRICS.model_quality.set(outcome.quality);
+        bump(&self.app.counters.fits);
+        tracing::info!(
+            version = outcome.model.version,
+            k = outcome.k,
+            quality = outcome.quality,
+            warm = outcome.warm_started,
+            sample = outcome.model.sample_size,
+            cutoff = %cutoff,
+            "segment model published"
+        );
+        self.model = Some(outcome.model);
+        self.model_changed = true;
+        self.meta.unfitted = false;
+        self.meta_changed = true;
+    }
+}
+
+impl Task for FitTask {
+    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+        let row: SampledProfile = bincode::deserialize(record.value.unwrap_or_default())
+            .map_err(|e| Rejection::new(Reason::Decode, format!("sampled profile: {e}")))?;
+        let t = row.event_time;
+        self.pending = Some(row);
+        Ok(Admitted::At(t))
+    }
+
+    fn process(&mut self, _watermark: EventTime, _ctx: &mut Ctx) -> Result<(), Rejection> {
+        let Some(row) = self.pending.take() else {
+            return Ok(());
+        };
+        bump(&self.app.counters.profiles);
+        let customer = row.customer_id;
+        match self
+            .sample
+            .offer(&customer, (row.features, row.top_categories))
+        {
+            ReservoirOffer::Rejected => return Ok(()),
+            ReservoirOffer::Updated | ReservoirOffer::Inserted => self.enter(&customer),
+            ReservoirOffer::Replaced { evicted } => {
+                self.leave(evicted);
+                self.enter(&customer);
+            }
+        }
+        self.meta.max_seen = self.meta.max_seen.max(row.event_time);
+        self.meta.unfitted = true;
+        self.meta_changed = true;
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
+        if watermark == EventTime::MAX {
+            if self.meta.unfitted {
+                let previous = self.model.as_ref().map(|m| m.cutoff_event_time);
+                let cutoff = previous.map_or(self.meta.max_seen, |p| p.max(self.meta.max_seen));
+                self.refit(cutoff, ctx);
+            }
+            return;
+        }
+        let every = self.app.config.refit_every_ms.max(1);
+        let boundary = watermark.0.div_euclid(every).saturating_mul(every);
+        if boundary <= self.meta.boundary {
+            return;
+        }
+        let first = self.meta.boundary == i64::MIN;
+        self.meta.boundary = boundary;
+        self.meta_changed = true;
+        if !first && self.meta.unfitted {
+            self.refit(EventTime(boundary), ctx);
+        }
+    }
+
+    fn checkpoint(&mut self, ctx: &mut Ctx) {
+        // Departures first: replayed in this order, the sample never exceeds its capacity.
+        for customer in std::mem::take(&mut self.evicted) {
+            ctx.changelog.push((customer.into_bytes(), None));
+        }
+        for customer in std::mem::take(&mut self.changed) {
+            if let Some(item) = self.sample.get(&customer) {
+                match bincode::serialize(item) {
+                    Ok(bytes) => ctx.put_state(customer.as_bytes(), bytes),
+                    Err(e) => tracing::error!("cannot serialize a sample row: {e}"),
+                }
+            }
+        }
+        if std::mem::take(&mut self.meta_changed)
+            && let Ok(bytes) = bincode::serialize(&self.meta)
+        {
+            ctx.put_state(META_KEY, bytes);
+        }
+        if std::mem::take(&mut self.model_changed)
+            && let Some(model) = &self.model
+            && let Ok(bytes) = bincode::serialize(model)
+        {
+            ctx.put_state(MODEL_STATE_KEY, bytes);
+        }
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        if key == META_KEY {
+            self.meta = match value {
+                Some(v) => bincode::deserialize(v).map_err(|e| format!("meta: {e}"))?,
+                None => FitMeta::default(),
+            };
+            return Ok(());
+        }
+        if key == MODEL_STATE_KEY {
+            self.model = match value {
+                Some(v) => Some(bincode::deserialize(v).map_err(|e| format!("model: {e}"))?),
+                None => None,
+            };
+            return Ok(());
+        }
+        let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
+        match value {
+            Some(v) => {
+                let item: SampleItem =
+                    bincode::deserialize(v).map_err(|e| format!("sample row {customer}: {e}"))?;
+                self.sample.offer(customer, item);
+            }
+            None => {
+                self.sample.remove(customer);
+            }
+        }
+        Ok(())
+    }
+
+    fn state_size(&self) -> (usize, usize) {
+        let per_row = size_of::<SampleItem>() + size_of::<String>() * 2 + 48;
+        (self.sample.len(), self.sample.len() * per_row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Produced};
+    use fitstream_runtime::watermark::WatermarkConfig;
+
+    use super::*;
+    use crate::synthetic::population;
+
+    const HOUR: i64 = 3_600_000;
+    const START: i64 = 1_767_571_200_000;
+
+    fn app(partitions: i32) -> SegmenterApp {
+        let topics = TopicsConfig {
+            partitions,
+            ..TopicsConfig::default()
+        };
+        SegmenterApp::new(
+            "segmenter",
+            SegmenterConfig::default(),
+            topics,
+            Codec::pinned(),
+        )
+    }
+
+    fn embedded(app: &SegmenterApp) -> Embedded {
+        Embedded::new(
+            app.topology(),
+            EmbeddedConfig {
+                partitions: app.partitions,
+                output_partitions: app.partitions,
+                watermark: WatermarkConfig {
+                    advance_when_idle: false,
+                    ..WatermarkConfig::default()
+                },
+                dead_letter_topic: app.topics.dead_letter.clone(),
+                service: "segmenter".into(),
+            },
+        )
+    }
+
+    fn profile(id: &str, features: ProfileFeatures, t: i64) -> CustomerProfile {
+        CustomerProfile {
+            customer_id: id.to_owned(),
+            first_event_time: EventTime(t),
+            last_event_time: EventTime(t),
+            last_purchase_time: None,
+            orders: 0,
+            spend: Default::default(),
+            units: 0,
+            sessions: 0,
+            product_views: 0,
+            carts: 0,
+            cart_removals: 0,
+            top_categories: vec!["skincare".into()],
+            features,
+        }
+    }
+
+    fn models(out: &[Produced], app: &SegmenterApp) -> Vec<SegmentModel> {
+        out.iter()
+            .filter(|p| p.topic == app.topics.segment_models)
+            .map(|p| {
+                app.codec
+                    .decode(&p.topic, p.value.as_deref().unwrap_or_default())
+                    .expect("a model")
+            })
+            .collect()
+    }
+
+    /// Profiles of 600 synthetic customers over three hours, through `partitions` partitions.
+    fn run(partitions: i32) -> (SegmenterApp, Vec<Produced>) {
+        let app = app(partitions);
+        let mut e = embedded(&app);
+        let customers = population(600, 3, 1.0);
+        for (i, c) in customers.iter().enumerate() {
+            let t = START + (i as i64) * 3 * HOUR / 600;
+            let p = profile(&c.customer_id, c.features.clone(), t);
+            let bytes = app.codec.encode(&app.topics.profiles, &p).expect("encodes");
+            e.push(&app.topics.profiles, Some(c.customer_id.as_bytes()), &bytes);
+        }
+        e.finish();
+        (app.clone(), e.drain())
+    }
+
+    #[test]
+    fn one_task_fits_at_boundaries_and_at_the_end_whatever_the_partitions() {
+        let (app, out) = run(4);
+        let m = models(&out, &app);
+        // Boundaries: the first one passed starts the schedule; +1 h and +2 h fit; the end fits.
+        let cutoffs: Vec<i64> = m.iter().map(|m| m.cutoff_event_time.0 - START).collect();
+        assert_eq!(
+            m.iter().map(|m| m.version).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(cutoffs[..2], [HOUR, 2 * HOUR]);
+        assert!(cutoffs[2] > 2 * HOUR);
+        assert!(m.iter().all(|m| m.segments.len() >= 3));
+        assert_eq!(m[2].sample_size, 600);
+        let profiles = out
+            .iter()
+            .filter(|p| p.topic == app.topics.segment_profiles)
+            .count();
+        assert!(profiles >= m.iter().map(|m| m.segments.len()).sum::<usize>());
+        assert!(out.iter().all(|p| p.topic != app.topics.dead_letter));
+
+        // Only the task of the sample key's partition fitted: versions 1, 2, 3 once each.
+        let fitted_on: BTreeSet<i32> = out
+            .iter()
+            .filter(|p| p.topic == app.topics.segment_models)
+            .map(|p| p.partition)
+            .collect();
+        assert_eq!(fitted_on.len(), 1);
+    }
+
+    #[test]
+    fn bad_profiles_are_dead_lettered() {
+        let app = app(2);
+        let mut e = embedded(&app);
+        let f = ProfileFeatures {
+            monetary: f64::NAN,
+            ..ProfileFeatures::default()
+        };
+        let bytes = app
+            .codec
+            .encode(&app.topics.profiles, &profile("c", f, START))
+            .expect("encodes");
+        e.push(&app.topics.profiles, Some(b"c"), &bytes);
+        e.push(&app.topics.profiles, Some(b"d"), b"not avro");
+        let out = e.drain();
+        let reasons: Vec<&str> = out
+            .iter()
+            .flat_map(|p| &p.headers)
+            .filter(|(k, _)| k == "fitstream.error.reason")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(reasons, vec!["validation", "decode"]);
+    }
+
+    #[test]
+    fn a_restored_fitting_task_publishes_what_the_uninterrupted_one_does() {
+        let app = app(1);
+        let customers = population(300, 5, 1.0);
+        let rows: Vec<Vec<u8>> = customers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                bincode::serialize(&SampledProfile {
+                    customer_id: c.customer_id.clone(),
+                    features: c.features.clone(),
+                    top_categories: c.top_categories.clone(),
+                    event_time: EventTime(START + i as i64 * 60_000),
+                })
+                .expect("serializes")
+            })
+            .collect();
+        let topic = app.repartition_topic();
+        let feed = |task: &mut FitTask, rows: &[Vec<u8>], from: usize, out: &mut Vec<_>| {
+            for (i, v) in rows.iter().enumerate() {
+                let mut ctx = Ctx::default();
+                let r = Record {
+                    topic: &topic,
+                    partition: 0,
+                    offset: (from + i) as i64,
+                    key: Some(SAMPLE_KEY),
+                    value: Some(v),
+                };
+                if let Ok(Admitted::At(t)) = task.admit(&r) {
+                    task.process(t, &mut ctx).expect("processes");
+                    task.advance(t, &mut ctx);
+                }
+                out.extend(ctx.emits);
+            }
+        };
+        let mut whole = FitTask::new(app.clone());
+        let mut expected = Vec::new();
+        feed(&mut whole, &rows, 0, &mut expected);
+        let mut ctx = Ctx::default();
+        whole.advance(EventTime::MAX, &mut ctx);
+        expected.extend(ctx.emits);
+
+        let mut first = FitTask::new(app.clone());
+        let mut got = Vec::new();
+        feed(&mut first, &rows[..170], 0, &mut got);
+        let mut ctx = Ctx::default();
+        first.checkpoint(&mut ctx);
+        let mut restored = FitTask::new(app.clone());
+        for (k, v) in &ctx.changelog {
+            restored.restore(k, v.as_deref()).expect("restores");
+        }
+        feed(&mut restored, &rows[170..], 170, &mut got);
+        let mut ctx = Ctx::default();
+        restored.advance(EventTime::MAX, &mut ctx);
+        got.extend(ctx.emits);
+        assert!(expected.len() > 10);
+        assert_eq!(got, expected);
+    }
+}
