@@ -12,10 +12,12 @@
 pub mod deadletter;
 pub mod dedup;
 pub mod embedded;
+pub mod http;
 pub mod join;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
+pub mod shutdown;
 pub mod task;
 pub mod watermark;
 pub mod window;

@@ -264,3 +264,61 @@ pub fn replay(
     );
     Ok(summary)
 }
+
+/// A service `run` can start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// Build orders and cart abandonment.
+    Planner,
+}
+
+/// The routing table of a configuration: its file, or the bundled one.
+pub fn routing(cfg: &FitstreamConfig) -> anyhow::Result<fitstream_planner::routing::Routing> {
+    Ok(match &cfg.planner.routing {
+        Some(path) => fitstream_planner::routing::Routing::load(path)?,
+        None => fitstream_planner::routing::Routing::bundled(),
+    })
+}
+
+/// `fitstream run`: a service against Kafka until SIGTERM or Ctrl-C.
+pub async fn run_service(
+    cfg: &FitstreamConfig,
+    service: Service,
+    shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bounded: bool,
+) -> anyhow::Result<fitstream_runtime::kafka::driver::DriverStats> {
+    let codec = codec(cfg);
+    let routing = routing(cfg)?;
+    let plants = routing.plant_ids();
+    admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants)).await?;
+    let topology = match service {
+        Service::Planner => {
+            let app =
+                crate::embedded::planner_app(cfg, cfg.planner.clone(), routing, codec.clone());
+            for topic in app.output_topics() {
+                let kind = cfg
+                    .topics
+                    .kind_of(&topic)
+                    .unwrap_or(fitstream_contracts::SchemaKind::BuildOrder);
+                codec.prepare_writer(&topic, kind).await?;
+            }
+            app.topology()
+        }
+    };
+    let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
+    tracing::info!(%addr, "metrics, /healthz and /readyz");
+    let driver = fitstream_runtime::kafka::driver::DriverConfig {
+        kafka: cfg.kafka.clone(),
+        watermark: cfg.watermark.clone(),
+        dead_letter_topic: cfg.topics.dead_letter.clone(),
+        partitions: cfg.topics.partitions,
+        replication_factor: cfg.topics.replication_factor,
+        bounded,
+    };
+    let stats = tokio::task::spawn_blocking(move || {
+        fitstream_runtime::kafka::driver::run(topology, driver, shutdown)
+    })
+    .await??;
+    tracing::info!(records = stats.records, commits = stats.commits, "stopped");
+    Ok(stats)
+}

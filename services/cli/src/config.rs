@@ -37,6 +37,20 @@ pub struct FitstreamConfig {
     pub topics: TopicsConfig,
     /// Metrics endpoint.
     pub metrics: MetricsConfig,
+    /// The planner's windows, priorities and routing file.
+    pub planner: fitstream_planner::PlannerConfig,
+    /// Event-time rules of the processing services.
+    pub watermark: fitstream_runtime::watermark::WatermarkConfig,
+    /// Appended to every service's application name (consumer group `fitstream-planner<suffix>`,
+    /// internal topics, transactional ids): lets several pipelines share one cluster.
+    pub application_suffix: String,
+}
+
+impl FitstreamConfig {
+    /// A service's application name.
+    pub fn application(&self, service: &str) -> String {
+        format!("{service}{}", self.application_suffix)
+    }
 }
 
 /// Why configuration could not be loaded.

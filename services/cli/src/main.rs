@@ -81,6 +81,22 @@ enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+    /// Run a service against Kafka until SIGTERM or Ctrl-C (exactly once, state in changelogs).
+    Run {
+        /// Which service.
+        #[arg(value_enum)]
+        service: commands::Service,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Stop at the end of the input as of start (a replay through Kafka): close every
+        /// window, commit, exit.
+        #[arg(long)]
+        until_end: bool,
+    },
     /// Print a topic as JSON lines, read_committed, decoded.
     Tail {
         /// Topic name.
@@ -120,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Simulate { bootstrap: b, .. }
         | Command::Produce { bootstrap: b, .. }
         | Command::Tail { bootstrap: b, .. } => bootstrap(b),
+        Command::Run { bootstrap: b, .. } => bootstrap(b),
         Command::Replay { .. } => {}
     }
     match cli.command {
@@ -147,6 +164,20 @@ async fn main() -> anyhow::Result<()> {
         Command::Produce { input, format, .. } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
             commands::produce(&cfg, &input, format).map(|_| ())
+        }
+        Command::Run {
+            service,
+            metrics_listen,
+            until_end,
+            ..
+        } => {
+            if let Some(l) = metrics_listen {
+                cfg.metrics.listen = l;
+            }
+            let shutdown = fitstream_runtime::shutdown::on_signals();
+            commands::run_service(&cfg, service, shutdown, until_end)
+                .await
+                .map(|_| ())
         }
         Command::Replay { input, format, out } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));

@@ -22,6 +22,51 @@ use crate::planner::{
 use crate::routing::Routing;
 
 const SNAPSHOT: &[u8] = b"snapshot";
+/// Snapshots are written in chunks well under the broker's message size limit: the state
+/// of a stage grows when one input partition is read far ahead of the other (a backlog).
+const CHUNK: usize = 256 * 1024;
+
+/// Writes a snapshot as chunks `snapshot/<i>`, then `snapshot` = the chunk count.
+fn put_snapshot(ctx: &mut Ctx, bytes: &[u8]) {
+    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        ctx.put_state(format!("snapshot/{i}").as_bytes(), c.to_vec());
+    }
+    ctx.put_state(SNAPSHOT, (chunks.len() as u32).to_be_bytes().to_vec());
+}
+
+/// Collects snapshot chunks during a restore; returns the whole snapshot when its count
+/// entry arrives.
+#[derive(Default)]
+struct SnapshotChunks(std::collections::BTreeMap<u32, Vec<u8>>);
+
+impl SnapshotChunks {
+    fn accept(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Option<Vec<u8>>, String> {
+        if key == SNAPSHOT {
+            let Some(v) = value else { return Ok(None) };
+            let n = u32::from_be_bytes(
+                <[u8; 4]>::try_from(v).map_err(|_| "bad snapshot count".to_owned())?,
+            );
+            let mut whole = Vec::new();
+            for i in 0..n {
+                whole.extend_from_slice(
+                    self.0
+                        .get(&i)
+                        .ok_or_else(|| format!("snapshot chunk {i} missing"))?,
+                );
+            }
+            return Ok(Some(whole));
+        }
+        if let Some(i) = key
+            .strip_prefix(b"snapshot/")
+            .and_then(|i| std::str::from_utf8(i).ok()?.parse::<u32>().ok())
+            && let Some(v) = value
+        {
+            self.0.insert(i, v.to_vec());
+        }
+        Ok(None)
+    }
+}
 
 /// Everything the planner's tasks share.
 #[derive(Clone)]
@@ -140,6 +185,7 @@ pub struct CartTask {
     app: PlannerApp,
     stage: CartStage,
     pending: Option<CartInput>,
+    chunks: SnapshotChunks,
     dirty: bool,
     snapshot_bytes: usize,
 }
@@ -155,6 +201,7 @@ impl CartTask {
             app,
             stage,
             pending: None,
+            chunks: SnapshotChunks::default(),
             dirty: false,
             snapshot_bytes: 0,
         }
@@ -185,6 +232,9 @@ fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
         e.to_string(),
     )
 }
+
+const CLICK_ID: &[u8] = b"dc/";
+const ORDER_ID: &[u8] = b"do/";
 
 impl Task for CartTask {
     fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
@@ -236,16 +286,42 @@ impl Task for CartTask {
             && let Ok(bytes) = bincode::serialize(&self.stage)
         {
             self.snapshot_bytes = bytes.len();
-            ctx.put_state(SNAPSHOT, bytes);
+            put_snapshot(ctx, &bytes);
+        }
+        let (clicks, orders) = self.stage.dedup_mut();
+        for (prefix, memory) in [(CLICK_ID, clicks), (ORDER_ID, orders)] {
+            for (id, t) in memory.take_changes() {
+                let key = [prefix, id.as_bytes()].concat();
+                ctx.changelog
+                    .push((key, t.map(|t| t.0.to_be_bytes().to_vec())));
+            }
         }
     }
 
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key == SNAPSHOT
-            && let Some(v) = value
-        {
-            let snapshot: CartStage = bincode::deserialize(v).map_err(|e| e.to_string())?;
-            self.stage.restore_from(snapshot);
+        if key.starts_with(SNAPSHOT) {
+            if let Some(whole) = self.chunks.accept(key, value)? {
+                let snapshot: CartStage =
+                    bincode::deserialize(&whole).map_err(|e| e.to_string())?;
+                self.stage.restore_from(snapshot);
+            }
+            return Ok(());
+        }
+        let time = |v: Option<&[u8]>| -> Result<Option<EventTime>, String> {
+            v.map(|b| {
+                <[u8; 8]>::try_from(b)
+                    .map(|a| EventTime(i64::from_be_bytes(a)))
+                    .map_err(|_| "bad dedup entry".to_owned())
+            })
+            .transpose()
+        };
+        let (clicks, orders) = self.stage.dedup_mut();
+        if let Some(id) = key.strip_prefix(CLICK_ID) {
+            clicks.restore_entry(&String::from_utf8_lossy(id), time(value)?);
+            clicks.take_changes();
+        } else if let Some(id) = key.strip_prefix(ORDER_ID) {
+            orders.restore_entry(&String::from_utf8_lossy(id), time(value)?);
+            orders.take_changes();
         }
         Ok(())
     }
@@ -260,6 +336,7 @@ pub struct WindowTask {
     app: PlannerApp,
     stage: WindowStage,
     pending: Option<DemandEvent>,
+    chunks: SnapshotChunks,
     dirty: bool,
     snapshot_bytes: usize,
 }
@@ -275,6 +352,7 @@ impl WindowTask {
             app,
             stage,
             pending: None,
+            chunks: SnapshotChunks::default(),
             dirty: false,
             snapshot_bytes: 0,
         }
@@ -314,19 +392,16 @@ impl Task for WindowTask {
 
     fn checkpoint(&mut self, ctx: &mut Ctx) {
         if std::mem::take(&mut self.dirty)
-            && let Ok(bytes) = bincode::serialize(&self.stage)
+            && let Ok(bytes) = self.stage.snapshot()
         {
             self.snapshot_bytes = bytes.len();
-            ctx.put_state(SNAPSHOT, bytes);
+            put_snapshot(ctx, &bytes);
         }
     }
 
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key == SNAPSHOT
-            && let Some(v) = value
-        {
-            let snapshot: WindowStage = bincode::deserialize(v).map_err(|e| e.to_string())?;
-            self.stage.restore_from(snapshot);
+        if let Some(whole) = self.chunks.accept(key, value)? {
+            self.stage.restore_bytes(&whole)?;
         }
         Ok(())
     }

@@ -146,7 +146,8 @@ pub enum DemandEvent {
         /// Category.
         category: Option<String>,
     },
-    /// A cart met a purchase: no longer forecast demand.
+    /// A cart met a purchase: no longer forecast demand of its window, if the purchase came
+    /// before the window closed in event time.
     Converted {
         /// Event id of the add-to-cart.
         cart_id: String,
@@ -154,6 +155,8 @@ pub enum DemandEvent {
         t: EventTime,
         /// Its build key (state Forecast).
         key: BuildKey,
+        /// When the purchase was made.
+        purchase_t: EventTime,
     },
     /// A purchase line: released demand.
     Released {
@@ -238,9 +241,15 @@ fn unassigned() -> Segment {
     (None, "unassigned".to_owned())
 }
 
+/// What the join keeps of an add-to-cart (no prices: state stays small and bincode-safe).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cart {
-    event: ClickEvent,
+    event_id: String,
+    customer_id: String,
+    session_id: String,
+    product_id: String,
+    sku: String,
+    category: Option<String>,
     key: BuildKey,
 }
 
@@ -254,7 +263,10 @@ pub struct CartStage {
     #[serde(skip)]
     counters: Arc<PlannerCounters>,
     join: IntervalJoin<(String, String), Cart, ()>,
+    /// Changelogged entry by entry (24 h of ids is too large for a snapshot per commit).
+    #[serde(skip)]
     clicks_seen: Deduplicator,
+    #[serde(skip)]
     orders_seen: Deduplicator,
     watermark: EventTime,
 }
@@ -285,9 +297,12 @@ impl CartStage {
     /// Puts back state from a snapshot, keeping this stage's configuration.
     pub fn restore_from(&mut self, snapshot: CartStage) {
         self.join = snapshot.join;
-        self.clicks_seen = snapshot.clicks_seen;
-        self.orders_seen = snapshot.orders_seen;
         self.watermark = snapshot.watermark;
+    }
+
+    /// The deduplication memories (clicks, orders), for their entry-by-entry changelog.
+    pub fn dedup_mut(&mut self) -> (&mut Deduplicator, &mut Deduplicator) {
+        (&mut self.clicks_seen, &mut self.orders_seen)
     }
 
     /// Join entries held.
@@ -360,7 +375,12 @@ impl CartStage {
             RequestState::Forecast,
         );
         let cart = Cart {
-            event: event.clone(),
+            event_id: event.event_id.clone(),
+            customer_id: event.customer_id.clone(),
+            session_id: event.session_id.clone(),
+            product_id: product,
+            sku: sku.clone(),
+            category: event.category.clone(),
             key: key.clone(),
         };
         let mut events = Vec::new();
@@ -449,12 +469,15 @@ impl CartStage {
         for e in events {
             match e {
                 JoinEvent::Matched {
-                    left: (t, cart), ..
+                    left: (t, cart),
+                    right: (purchase_t, ()),
+                    ..
                 } => {
                     demand.push(DemandEvent::Converted {
-                        cart_id: cart.event.event_id.clone(),
+                        cart_id: cart.event_id.clone(),
                         t,
                         key: cart.key,
+                        purchase_t,
                     });
                 }
                 JoinEvent::Closed {
@@ -464,7 +487,7 @@ impl CartStage {
                     demand.push(DemandEvent::Outcome {
                         closed_at: t.plus(close),
                         segment: unassigned().1,
-                        category: cart.event.category.unwrap_or_default(),
+                        category: cart.category.unwrap_or_default(),
                         converted: true,
                     });
                 }
@@ -473,7 +496,7 @@ impl CartStage {
                 } => {
                     self.counters.abandonments.fetch_add(1, Ordering::Relaxed);
                     let seg = unassigned();
-                    let e = cart.event;
+                    let e = cart;
                     demand.push(DemandEvent::Outcome {
                         closed_at: t.plus(close),
                         segment: seg.1.clone(),
@@ -483,8 +506,8 @@ impl CartStage {
                     out.push(Output::Abandonment(CartAbandonment {
                         customer_id: e.customer_id,
                         session_id: e.session_id,
-                        product_id: e.product_id.unwrap_or_default(),
-                        sku: e.sku.unwrap_or_default(),
+                        product_id: e.product_id,
+                        sku: e.sku,
                         category: e.category,
                         segment_id: seg.0,
                         segment_label: seg.1,
@@ -525,14 +548,19 @@ struct Demand {
     open_carts: BTreeMap<String, (Segment, Option<String>)>,
 }
 
-/// The `windows` stage of one (plant, SKU) partition.
 #[derive(Serialize, Deserialize)]
+struct WindowSnapshot {
+    demand: Vec<(Window, BuildKey, Demand)>,
+    pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
+    rates: BTreeMap<(String, String), (u64, u64)>,
+    seq: u64,
+    watermark: EventTime,
+}
+
+/// The `windows` stage of one (plant, SKU) partition.
 pub struct WindowStage {
-    #[serde(skip)]
     config: PlannerConfig,
-    #[serde(skip)]
     routing: Arc<Routing>,
-    #[serde(skip)]
     counters: Arc<PlannerCounters>,
     demand: WindowedAggregate<BuildKey, Demand>,
     pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
@@ -560,13 +588,35 @@ impl WindowStage {
         }
     }
 
-    /// Puts back state from a snapshot, keeping this stage's configuration.
-    pub fn restore_from(&mut self, snapshot: WindowStage) {
-        self.demand = snapshot.demand;
-        self.pending_outcomes = snapshot.pending_outcomes;
-        self.rates = snapshot.rates;
-        self.seq = snapshot.seq;
-        self.watermark = snapshot.watermark;
+    /// The state as bytes (bincode).
+    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
+        let snap = WindowSnapshot {
+            demand: self
+                .demand
+                .iter()
+                .map(|(w, k, d)| (w, k.clone(), d.clone()))
+                .collect(),
+            pending_outcomes: self.pending_outcomes.clone(),
+            rates: self.rates.clone(),
+            seq: self.seq,
+            watermark: self.watermark,
+        };
+        bincode::serialize(&snap).map_err(|e| e.to_string())
+    }
+
+    /// Puts back state from [`WindowStage::snapshot`] bytes.
+    pub fn restore_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let snap: WindowSnapshot = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
+        self.demand =
+            WindowedAggregate::new(self.config.build_window.clone(), self.config.build_grace_ms);
+        for (w, k, d) in snap.demand {
+            self.demand.restore(w, k, d);
+        }
+        self.pending_outcomes = snap.pending_outcomes;
+        self.rates = snap.rates;
+        self.seq = snap.seq;
+        self.watermark = snap.watermark;
+        Ok(())
     }
 
     /// Open aggregates and pending outcomes.
@@ -600,8 +650,19 @@ impl WindowStage {
                         .insert(cart_id.clone(), (segment.clone(), category.clone()));
                 })
                 .is_ok(),
-            DemandEvent::Converted { cart_id, t, key } => {
+            DemandEvent::Converted {
+                cart_id,
+                t,
+                key,
+                purchase_t,
+            } => {
+                // Event-time rule: only a purchase before the window's close threshold takes
+                // the cart out of its forecast. (Such a purchase always arrives before the
+                // close; a later one may or may not, depending on how upstream tasks' markers
+                // interleave, so it must not count.)
+                let grace = self.config.build_grace_ms;
                 if let Some(w) = self.window_of(t)
+                    && purchase_t < w.end.plus(grace)
                     && let Some(d) = self.demand.get_mut(w, &key)
                 {
                     d.open_carts.remove(&cart_id);
@@ -657,18 +718,7 @@ impl WindowStage {
         for (window, key, demand) in closed {
             // Learn from outcomes known for certain at this window's close.
             let threshold = window.end.plus(self.config.build_grace_ms);
-            while let Some(entry) = self.pending_outcomes.first_entry() {
-                if entry.key().0 >= threshold {
-                    break;
-                }
-                let (segment, category, converted) = entry.remove();
-                let r = self.rates.entry((segment, category)).or_default();
-                if converted {
-                    r.0 += 1;
-                } else {
-                    r.1 += 1;
-                }
-            }
+            self.fold_outcomes(threshold);
             if let Some(order) = self.build_order(window, &key, &demand) {
                 if key.state == RequestState::Released {
                     self.counters
@@ -680,6 +730,22 @@ impl WindowStage {
                     plant: key.plant.clone(),
                     order,
                 });
+            }
+        }
+    }
+
+    /// Counts pending outcomes that closed before `threshold` into the rates.
+    fn fold_outcomes(&mut self, threshold: EventTime) {
+        while let Some(entry) = self.pending_outcomes.first_entry() {
+            if entry.key().0 >= threshold {
+                break;
+            }
+            let (segment, category, converted) = entry.remove();
+            let r = self.rates.entry((segment, category)).or_default();
+            if converted {
+                r.0 += 1;
+            } else {
+                r.1 += 1;
             }
         }
     }

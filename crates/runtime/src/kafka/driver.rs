@@ -58,6 +58,10 @@ pub struct DriverConfig {
     pub partitions: i32,
     /// Replication factor of internal topics.
     pub replication_factor: i32,
+    /// Bounded run (a replay through Kafka): input partitions end at their end offsets as of
+    /// assignment; at the end every window closes, the last transaction commits and `run`
+    /// returns. Restarted, a bounded run resumes and ends the same way.
+    pub bounded: bool,
 }
 
 /// Counters of a run, for tests and logs.
@@ -234,7 +238,10 @@ pub fn run(
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "range")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000");
+        .set("statistics.interval.ms", "5000")
+        // Small fetches per partition keep co-partitioned inputs close in event time, which
+        // keeps buffered join state (and its snapshots) small during a backlog.
+        .set("max.partition.fetch.bytes", "65536");
     if let Some(id) = &config.kafka.group_instance_id {
         client.set("group.instance.id", id);
     }
@@ -276,6 +283,8 @@ pub fn run(
         partition_counts: HashMap::new(),
         stats: DriverStats::default(),
         service: String::new(),
+        end_offsets: BTreeMap::new(),
+        quiet_since: None,
     };
     driver.service = driver.topology.name.clone();
     let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
@@ -306,15 +315,31 @@ pub fn run(
                 driver.global(m.topic(), m.key(), m.payload())?;
             }
         }
+        let message_seen = matches!(message, Some(Ok(_)));
         match message {
             Some(Ok(m)) => driver.handle(&m)?,
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
+        let all_done = driver.finish_ended();
         driver.tick()?;
         if last_commit.elapsed() >= commit_every {
             driver.commit(&consumer)?;
             last_commit = Instant::now();
+            if all_done && driver.finish_ended() && !driver.in_txn.load(Ordering::SeqCst) {
+                // Everything closed and committed; markers downstream were read too.
+                if driver
+                    .quiet_since
+                    .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
+                {
+                    break;
+                }
+            }
+        }
+        if message_seen {
+            driver.quiet_since = Some(Instant::now());
+        } else if driver.quiet_since.is_none() {
+            driver.quiet_since = Some(Instant::now());
         }
     }
     METRICS.ready.set(0);
@@ -346,9 +371,34 @@ struct Driver {
     partition_counts: HashMap<String, i32>,
     stats: DriverStats,
     service: String,
+    end_offsets: BTreeMap<(String, i32), i64>,
+    quiet_since: Option<Instant>,
 }
 
 impl Driver {
+    /// Bounded runs: finishes the watermark of every event-time task whose input partitions
+    /// are all read to their end offsets. Returns true when every task is finished.
+    fn finish_ended(&mut self) -> bool {
+        if !self.config.bounded || self.slots.is_empty() {
+            return false;
+        }
+        let mut all = true;
+        for ((stage, p), slot) in self.slots.iter_mut() {
+            let st = &self.topology.stages[*stage];
+            if st.watermark == WatermarkSource::EventTime {
+                let ended = st.inputs.iter().all(|t| {
+                    let end = self.end_offsets.get(&(t.clone(), *p)).copied().unwrap_or(0);
+                    self.positions.get(&(t.clone(), *p)).copied().unwrap_or(0) >= end
+                });
+                if ended {
+                    slot.watermarks.finish();
+                }
+            }
+            all &= slot.current == EventTime::MAX;
+        }
+        all
+    }
+
     fn begin(&mut self) -> Result<(), KafkaError> {
         if !self.in_txn.load(Ordering::SeqCst) {
             self.producer.begin_transaction()?;
@@ -382,6 +432,13 @@ impl Driver {
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), KafkaError> {
         self.begin()?;
+        if value.is_some_and(|v| v.len() > 900_000) {
+            tracing::warn!(
+                topic,
+                bytes = value.map(<[u8]>::len),
+                "record close to the message size limit"
+            );
+        }
         loop {
             let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
             if let Some(k) = key {
@@ -409,6 +466,37 @@ impl Driver {
     fn assign(&mut self, assignment: &[(String, i32)]) -> Result<(), KafkaError> {
         self.stats.rebalances += 1;
         let now = now_ms();
+        if self.config.bounded {
+            let probe: BaseConsumer = self
+                .config
+                .kafka
+                .client()
+                .set("group.id", self.topology.group_id())
+                .set("isolation.level", "read_committed")
+                .create()?;
+            let mut tpl = TopicPartitionList::new();
+            for (topic, p) in assignment {
+                tpl.add_partition(topic, *p);
+            }
+            let committed = probe.committed_offsets(tpl, Duration::from_secs(30))?;
+            for e in committed.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    self.positions
+                        .entry((e.topic().to_owned(), e.partition()))
+                        .or_insert(o);
+                }
+            }
+            for (topic, p) in assignment {
+                let st = self
+                    .topology
+                    .stage_of(topic)
+                    .map(|i| &self.topology.stages[i]);
+                if st.is_some_and(|s| s.watermark == WatermarkSource::EventTime) {
+                    let (_, high) = probe.fetch_watermarks(topic, *p, Duration::from_secs(30))?;
+                    self.end_offsets.insert((topic.clone(), *p), high);
+                }
+            }
+        }
         let mut wanted: BTreeMap<(usize, i32), ()> = BTreeMap::new();
         for (topic, p) in assignment {
             if let Some(stage) = self.topology.stage_of(topic) {
@@ -746,7 +834,8 @@ impl Driver {
                 for topic in repartitions {
                     let n = self.partitions_of(&topic)?;
                     for q in 0..n {
-                        self.send(&topic, q, None, None, Some(current.0.max(0)), &headers)?;
+                        // No record timestamp: a watermark may be the end of time, which brokers refuse.
+                        self.send(&topic, q, None, None, None, &headers)?;
                     }
                 }
             }
@@ -812,7 +901,7 @@ fn restore(
         )
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
+        .set("enable.partition.eof", "false")
         .create()?;
     let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
     if high <= low {
@@ -837,9 +926,20 @@ fn restore(
                     break;
                 }
             }
-            Some(Err(RdError::PartitionEOF(_))) => break,
             Some(Err(e)) => return Err(e.into()),
-            None => {}
+            None => {
+                // The end may be a transaction marker, which is never delivered: compare the
+                // position instead.
+                let at = consumer
+                    .position()?
+                    .find_partition(topic, p)
+                    .map(|e| e.offset());
+                if let Some(Offset::Offset(o)) = at
+                    && o >= high
+                {
+                    break;
+                }
+            }
         }
     }
     Ok(n)

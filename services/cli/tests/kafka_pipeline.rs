@@ -1,0 +1,297 @@
+//! The planner on a real broker, through `kill -9`, against the embedded run of the same
+//! input: the read_committed outputs equal the embedded outputs record for record (nothing
+//! lost, nothing duplicated), and every build-order request id appears exactly once.
+//!
+//! Each run uses its own topics, consumer group and internal topics (random suffix).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fitstream::config::FitstreamConfig;
+use fitstream::embedded::{self, to_json_line};
+use fitstream::{commands, inputs};
+use fitstream_contracts::topics::TopicsConfig;
+use fitstream_runtime::embedded::Produced;
+use fitstream_runtime::kafka::reader::read_until_idle;
+use fitstream_runtime::kafka::writer::TopicWriter;
+use fitstream_runtime::kafka::{KafkaConfig, admin};
+use fitstream_simulator::{InputRecord, SimConfig, Simulator};
+use rand::{Rng, SeedableRng};
+
+const PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
+
+fn bootstrap() -> String {
+    std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn config(id: &str, partitions: i32) -> FitstreamConfig {
+    let base = TopicsConfig::default();
+    let p = |name: &str| format!("t-{id}.{name}");
+    FitstreamConfig {
+        kafka: KafkaConfig {
+            bootstrap_servers: bootstrap(),
+            group_instance_id: Some(format!("i-{id}")),
+            ..KafkaConfig::default()
+        },
+        topics: TopicsConfig {
+            clickstream: p(&base.clickstream),
+            purchases: p(&base.purchases),
+            profiles: p(&base.profiles),
+            segment_models: p(&base.segment_models),
+            segment_assignments: p(&base.segment_assignments),
+            segment_profiles: p(&base.segment_profiles),
+            cart_abandonment: p(&base.cart_abandonment),
+            build_orders: p(&base.build_orders),
+            dead_letter: p(&base.dead_letter),
+            partitions,
+            ..base
+        },
+        application_suffix: format!("-{id}"),
+        ..FitstreamConfig::default()
+    }
+}
+
+fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
+    let t = &cfg.topics;
+    let mut env = vec![
+        (
+            "FITSTREAM__KAFKA__BOOTSTRAP_SERVERS",
+            cfg.kafka.bootstrap_servers.clone(),
+        ),
+        (
+            "FITSTREAM__KAFKA__GROUP_INSTANCE_ID",
+            cfg.kafka.group_instance_id.clone().unwrap_or_default(),
+        ),
+        (
+            "FITSTREAM__APPLICATION_SUFFIX",
+            cfg.application_suffix.clone(),
+        ),
+        ("FITSTREAM__TOPICS__CLICKSTREAM", t.clickstream.clone()),
+        ("FITSTREAM__TOPICS__PURCHASES", t.purchases.clone()),
+        (
+            "FITSTREAM__TOPICS__CART_ABANDONMENT",
+            t.cart_abandonment.clone(),
+        ),
+        ("FITSTREAM__TOPICS__BUILD_ORDERS", t.build_orders.clone()),
+        ("FITSTREAM__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
+        ("FITSTREAM__TOPICS__PARTITIONS", t.partitions.to_string()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    env.sort();
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn spawn(cfg: &FitstreamConfig) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fitstream"))
+        .args([
+            "run",
+            "planner",
+            "--until-end",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env_of(cfg))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start fitstream run planner")
+}
+
+/// Output lines comparable across modes: dead letters without their wall-clock time.
+fn normalise(mut line: serde_json::Value) -> String {
+    if let Some(h) = line.get_mut("headers").and_then(|h| h.as_object_mut()) {
+        h.remove("fitstream.error.time");
+        line["timestamp"] = serde_json::Value::Null;
+    }
+    line.to_string()
+}
+
+fn multiset(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, u32> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        *m.entry(l).or_default() += 1;
+    }
+    m
+}
+
+fn read_jsonl(dir: &Path, topic: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(format!("{topic}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_through_kill_9_equals_the_embedded_run() {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let cfg = config(&id, 3);
+    let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
+    admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants))
+        .await
+        .expect("topics");
+
+    // In-order partitions (out-of-order delay 0), duplicates and malformed records included.
+    let sim = SimConfig {
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
+        ..SimConfig::default()
+    };
+    let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
+    assert!(records.len() >= 200_000, "{} records", records.len());
+
+    // The reference: the embedded run of the same records with the same partitioning.
+    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
+    let summary = embedded::run(
+        &cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        records.clone(),
+        &dir,
+        |_| {},
+    )
+    .expect("embedded run");
+    let mut outputs: Vec<String> = cfg
+        .topics
+        .specs(&plants)
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    outputs.retain(|t| {
+        *t != cfg.topics.clickstream
+            && *t != cfg.topics.purchases
+            && cfg.topics.kind_of(t).is_none_or(|k| {
+                matches!(
+                    k,
+                    fitstream_contracts::SchemaKind::BuildOrder
+                        | fitstream_contracts::SchemaKind::CartAbandonment
+                )
+            })
+    });
+    let want = multiset(
+        outputs
+            .iter()
+            .flat_map(|t| read_jsonl(&dir, t))
+            .map(normalise),
+    );
+    println!(
+        "embedded: {} inputs -> {:?}",
+        summary.inputs, summary.outputs
+    );
+
+    // The same records into Kafka.
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    inputs::produce(
+        &mut writer,
+        &commands::codec(&cfg),
+        &cfg.topics,
+        records,
+        |_| {},
+    )
+    .expect("produce");
+
+    // Three kill -9 at random moments, then a run to the end.
+    let seed: u64 = rand::rng().random();
+    println!("kill schedule seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    let kills: u32 = std::env::var("FITSTREAM_TEST_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for kill in 1..=kills {
+        let mut child = spawn(&cfg);
+        let after = Duration::from_millis(rng.random_range(4_000..12_000));
+        std::thread::sleep(after);
+        match child.try_wait().expect("wait") {
+            Some(status) => println!("kill {kill}: process had already ended ({status})"),
+            None => {
+                child.kill().expect("kill -9");
+                let _ = child.wait();
+                println!("kill {kill}: SIGKILL after {:.1} s", after.as_secs_f64());
+            }
+        }
+    }
+    let mut child = spawn(&cfg);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the bounded run did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "last run failed: {status}");
+    println!("kafka runs took {:.1} s", started.elapsed().as_secs_f64());
+
+    // What the factory and marketing see: read_committed.
+    let codec = commands::codec(&cfg);
+    let mut got = Vec::new();
+    let topic_refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    read_until_idle(
+        &cfg.kafka,
+        &topic_refs,
+        Duration::from_secs(10),
+        Duration::from_secs(600),
+        |r| {
+            let p = Produced {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                timestamp: r.timestamp.unwrap_or(0),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            };
+            got.push(normalise(to_json_line(&codec, &cfg, &p)));
+        },
+    )
+    .expect("read outputs");
+    let have = multiset(got);
+    let ids: Vec<String> = have
+        .keys()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["value"]["request_id"].as_str().map(str::to_owned))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    println!(
+        "kafka: {} records on output topics ({} distinct), {} build orders with {} distinct request ids; embedded: {} records",
+        have.values().sum::<u32>(),
+        have.len(),
+        ids.len(),
+        distinct.len(),
+        want.values().sum::<u32>()
+    );
+    assert_eq!(ids.len(), distinct.len(), "a request id appeared twice");
+    assert!(
+        have.values().all(|n| *n == 1) || have == want,
+        "duplicates on the output topics"
+    );
+    if have != want {
+        let dump = |name: &str, m: &BTreeMap<String, u32>| {
+            let text: String = m.keys().map(|k| format!("{k}\n")).collect();
+            std::fs::write(std::env::temp_dir().join(name), text).ok();
+        };
+        dump("fitstream-kafka-have.jsonl", &have);
+        dump("fitstream-kafka-want.jsonl", &want);
+    }
+    let missing: Vec<&String> = want
+        .keys()
+        .filter(|k| !have.contains_key(*k))
+        .take(3)
+        .collect();
+    let extra: Vec<&String> = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        have == want,
+        "differs from the embedded run; missing e.g. {missing:?}; extra e.g. {extra:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
