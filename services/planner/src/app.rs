@@ -376,7 +376,9 @@ impl Task for WindowTask {
     fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
         if let Some(event) = self.pending.take() {
             self.dirty = true;
-            if !self.stage.demand(event) {
+            let t = self.stage.watermark();
+            if !self.stage.demand(event.clone()) {
+                tracing::warn!(watermark = %t, ?event, "demand event after its window closed");
                 ctx.late += 1;
             }
         }

@@ -633,6 +633,11 @@ impl WindowStage {
         self.config.build_window.windows(t).first().copied()
     }
 
+    /// The watermark this stage has seen.
+    pub fn watermark(&self) -> EventTime {
+        self.watermark
+    }
+
     /// One demand event. Returns false when it arrived after its window closed.
     pub fn demand(&mut self, event: DemandEvent) -> bool {
         let wm = self.watermark;

@@ -336,9 +336,7 @@ pub fn run(
                 }
             }
         }
-        if message_seen {
-            driver.quiet_since = Some(Instant::now());
-        } else if driver.quiet_since.is_none() {
+        if message_seen || driver.quiet_since.is_none() {
             driver.quiet_since = Some(Instant::now());
         }
     }
