@@ -53,6 +53,9 @@ async fn fresh(partitions: i32) -> FitstreamConfig {
     for s in &mut specs {
         s.configs
             .insert("max.message.bytes".into(), "4194304".into());
+        // The records carry event times from 2019 (REES46) and early 2026 (simulator):
+        // time-based retention would delete them while the test reads.
+        s.configs.insert("retention.ms".into(), "-1".into());
     }
     let created = admin::ensure_topics(&cfg.kafka, &specs)
         .await

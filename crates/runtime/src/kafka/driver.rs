@@ -168,8 +168,14 @@ pub fn internal_topics(
     use fitstream_contracts::topics::TopicRole;
     let mut specs = Vec::new();
     for stage in &topology.stages {
+        // Append time, not event time: a replay of old history must not have its internal
+        // records deleted by time-based retention (or refused as too far in the past/future).
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_owned(), "compact".to_owned());
+        configs.insert(
+            "message.timestamp.type".to_owned(),
+            "LogAppendTime".to_owned(),
+        );
         specs.push(TopicSpec {
             name: topology.changelog_topic(stage),
             partitions,
@@ -182,6 +188,10 @@ pub fn internal_topics(
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_owned(), "delete".to_owned());
             configs.insert("retention.ms".to_owned(), (24 * 3_600_000).to_string());
+            configs.insert(
+                "message.timestamp.type".to_owned(),
+                "LogAppendTime".to_owned(),
+            );
             specs.push(TopicSpec {
                 name: r.clone(),
                 partitions,
