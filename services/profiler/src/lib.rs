@@ -2,7 +2,7 @@
 //! customer's segment under the current segment model.
 //!
 //! Layout:
-//! - [`state`]: the compact per-customer state (104 bytes), its features and profile, its
+//! - [`state`]: the compact per-customer state (112 bytes), its features and profile, its
 //!   changelog form.
 //! - [`store`]: every customer of a task, with the flags that drive emission and checkpoints.
 //! - [`dedup`]: deduplication by event and order id within 24 h, restorable from the
@@ -19,6 +19,7 @@
 pub mod app;
 pub mod dedup;
 pub mod models;
+pub mod pipeline;
 pub mod state;
 pub mod store;
 

@@ -1,6 +1,6 @@
 //! The compact state behind one customer's profile, and the profile and features it yields.
 //!
-//! A [`CustomerState`] holds counts and sums, never events: 104 bytes whatever the customer's
+//! A [`CustomerState`] holds counts and sums, never events: 112 bytes whatever the customer's
 //! history (a test pins the size). What each feature of [`ProfileFeatures`] needs:
 //!
 //! | feature | from |
@@ -20,8 +20,10 @@
 //!   sessions of the same customer (a very late record) counts its session twice.
 //! - Categories: [`TOP_CATEGORIES`] counters kept by the space-saving algorithm (Metwally et
 //!   al.): a category without a counter takes over the smallest one, plus one. Counts are
-//!   exact while a customer has at most four categories; beyond, a count overestimates by at
-//!   most `categorised / 4`, and the counters always sum to `categorised`.
+//!   exact while a customer has at most five categories; beyond, a count overestimates by at
+//!   most `categorised / 5`, and the counters always sum to `categorised`. On the simulator's
+//!   default run (7 categories) the mean absolute error of category affinity is 0.001 (0.005
+//!   with four counters, 0.0002 with six; five cost 6 bytes more than four).
 //!
 //! Category names are interned per task ([`CategoryInterner`], 16-bit ids); the changelog form
 //! ([`StoredCustomer`]) carries the names, so a restored task interns them afresh and ids
@@ -39,7 +41,7 @@ use serde::{Deserialize, Serialize};
 /// Session ids remembered per customer to count distinct sessions.
 pub const RECENT_SESSIONS: usize = 3;
 /// Category counters per customer (space-saving top-k).
-pub const TOP_CATEGORIES: usize = 4;
+pub const TOP_CATEGORIES: usize = 5;
 
 const DAY_MS: f64 = 86_400_000.0;
 const NO_TIME: i64 = i64::MIN;
@@ -131,7 +133,7 @@ pub fn order_cents(p: &PurchaseEvent) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-/// Counts and sums behind one customer's profile (104 bytes; see the module doc).
+/// Counts and sums behind one customer's profile (112 bytes; see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerState {
     /// First event time (ms).
@@ -515,7 +517,7 @@ mod tests {
 
     #[test]
     fn state_stays_within_its_memory_budget() {
-        assert_eq!(size_of::<CustomerState>(), 104);
+        assert_eq!(size_of::<CustomerState>(), 112);
     }
 
     #[test]

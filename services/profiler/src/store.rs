@@ -3,7 +3,7 @@
 //!
 //! Layout, for memory: `HashMap<Box<str>, Box<CustomerState>>`. The table holds 24-byte
 //! entries (key pointer and length, state pointer), so its unused slots (a hash table is 44% to
-//! 87% full) cost little; the key and the 104-byte state are one exact-size allocation each.
+//! 87% full) cost little; the key and the 112-byte state are one exact-size allocation each.
 //! [`ProfileStore::heap_bytes`] estimates what that asks of the allocator.
 //!
 //! Customers are never deleted: a profile is kept for as long as the service runs (the
