@@ -526,3 +526,332 @@ impl Task for ProfileTask {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use fitstream_contracts::{
+        ClickEventType, CustomerProfile, ModelSegment, ProfileFeatures, PurchaseLine,
+    };
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    const H: i64 = 3_600_000;
+    const T0: i64 = 1_767_571_200_000;
+
+    fn app() -> ProfilerApp {
+        ProfilerApp::new(
+            "profiler",
+            ProfilerConfig::default(),
+            TopicsConfig::default(),
+            Codec::pinned(),
+        )
+    }
+
+    fn click(customer: &str, id: &str, t: i64) -> ClickEvent {
+        ClickEvent {
+            event_id: id.into(),
+            customer_id: customer.into(),
+            session_id: format!("s-{customer}"),
+            event_type: ClickEventType::ProductView,
+            product_id: Some("p".into()),
+            sku: None,
+            options: Default::default(),
+            category: Some("skincare".into()),
+            price: None,
+            query: None,
+            channel: "web".into(),
+            region: "eu".into(),
+            event_time: EventTime(t),
+        }
+    }
+
+    fn order(customer: &str, id: &str, t: i64) -> PurchaseEvent {
+        PurchaseEvent {
+            order_id: id.into(),
+            customer_id: customer.into(),
+            session_id: format!("s-{customer}"),
+            event_time: EventTime(t),
+            region: "eu".into(),
+            currency: "EUR".into(),
+            lines: vec![PurchaseLine {
+                product_id: "p".into(),
+                sku: "p".into(),
+                options: Default::default(),
+                category: None,
+                quantity: 1,
+                unit_price: Decimal::new(1000, 2),
+            }],
+        }
+    }
+
+    /// Two segments in an unscaled space: 1 at the origin, 2 at `orders` orders.
+    fn model(version: i64, cutoff: i64, orders: f64) -> SegmentModel {
+        let mut far = vec![0.0; 10];
+        far[1] = orders;
+        SegmentModel {
+            version,
+            cutoff_event_time: EventTime(cutoff),
+            feature_names: ProfileFeatures::NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            log1p_features: vec![],
+            means: vec![0.0; 10],
+            scales: vec![1.0; 10],
+            segments: vec![
+                ModelSegment {
+                    segment_id: 1,
+                    label: "browsers".into(),
+                    centroid: vec![0.0; 10],
+                },
+                ModelSegment {
+                    segment_id: 2,
+                    label: "buyers".into(),
+                    centroid: far,
+                },
+            ],
+            quality_metric: "silhouette".into(),
+            quality_score: 0.5,
+            next_segment_id: 3,
+            sample_size: 10,
+        }
+    }
+
+    struct Driven {
+        task: ProfileTask,
+        app: ProfilerApp,
+        watermark: EventTime,
+    }
+
+    impl Driven {
+        fn new() -> Driven {
+            let app = app();
+            Driven {
+                task: ProfileTask::new(app.clone()),
+                app,
+                watermark: EventTime::MIN,
+            }
+        }
+
+        /// Admits and processes; the watermark follows the record when it moves forward.
+        fn push(&mut self, topic: &str, bytes: &[u8]) -> (Result<(), Rejection>, Ctx) {
+            let mut ctx = Ctx::default();
+            let record = Record {
+                topic,
+                partition: 0,
+                offset: 0,
+                key: None,
+                value: Some(bytes),
+            };
+            let result = match self.task.admit(&record) {
+                Ok(Admitted::At(t)) => {
+                    let r = self.task.process(self.watermark, &mut ctx);
+                    if t > self.watermark {
+                        self.watermark = t;
+                        self.task.advance(t, &mut ctx);
+                    }
+                    r
+                }
+                Ok(Admitted::Skip) => Ok(()),
+                Err(r) => Err(r),
+            };
+            (result, ctx)
+        }
+
+        fn click(&mut self, c: &ClickEvent) -> (Result<(), Rejection>, Ctx) {
+            let bytes = self
+                .app
+                .codec
+                .encode(&self.app.topics.clickstream, c)
+                .expect("encodes");
+            let topic = self.app.topics.clickstream.clone();
+            self.push(&topic, &bytes)
+        }
+
+        fn order(&mut self, o: &PurchaseEvent) -> (Result<(), Rejection>, Ctx) {
+            let bytes = self
+                .app
+                .codec
+                .encode(&self.app.topics.purchases, o)
+                .expect("encodes");
+            let topic = self.app.topics.purchases.clone();
+            self.push(&topic, &bytes)
+        }
+
+        fn model(&mut self, m: &SegmentModel) -> Ctx {
+            let bytes = self
+                .app
+                .codec
+                .encode(&self.app.topics.segment_models, m)
+                .expect("encodes");
+            let mut ctx = Ctx::default();
+            let topic = self.app.topics.segment_models.clone();
+            self.task
+                .global(&topic, Some(b"current"), Some(&bytes), &mut ctx);
+            ctx
+        }
+
+        fn profiles(&self, ctx: &Ctx) -> Vec<CustomerProfile> {
+            ctx.emits
+                .iter()
+                .filter(|e| e.topic == self.app.topics.profiles)
+                .map(|e| {
+                    self.app
+                        .codec
+                        .decode(&e.topic, e.value.as_deref().unwrap_or_default())
+                        .expect("a profile")
+                })
+                .collect()
+        }
+
+        fn assignments(&self, ctx: &Ctx) -> Vec<SegmentAssignment> {
+            ctx.emits
+                .iter()
+                .filter(|e| e.topic == self.app.topics.segment_assignments)
+                .map(|e| {
+                    self.app
+                        .codec
+                        .decode(&e.topic, e.value.as_deref().unwrap_or_default())
+                        .expect("an assignment")
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_record_at_the_dedup_horizon_counts_and_an_older_one_is_late() {
+        let mut d = Driven::new();
+        assert!(d.click(&click("a", "e1", T0 + 24 * H)).0.is_ok());
+        assert!(
+            d.click(&click("a", "e2", T0)).0.is_ok(),
+            "exactly 24 h behind"
+        );
+        let (r, _) = d.click(&click("a", "e3", T0 - 1));
+        assert_eq!(r.map_err(|r| r.reason), Err(Reason::Late));
+        assert_eq!(d.app.counters.snapshot().late, 1);
+        assert_eq!(d.app.counters.snapshot().clicks, 2);
+    }
+
+    #[test]
+    fn duplicates_within_the_retention_are_dropped_and_counted() {
+        let mut d = Driven::new();
+        d.click(&click("a", "x", T0)).0.expect("accepted");
+        let (r, ctx) = d.click(&click("a", "x", T0));
+        assert!(r.is_ok());
+        assert_eq!(ctx.duplicates, 1);
+        // An order id equal to an event id is not a duplicate of it.
+        let (_, ctx) = d.order(&order("a", "x", T0));
+        assert_eq!(ctx.duplicates, 0);
+        let s = d.app.counters.snapshot();
+        assert_eq!((s.clicks, s.purchases, s.duplicates), (1, 1, 1));
+    }
+
+    #[test]
+    fn profiles_come_out_once_per_interval_in_customer_order() {
+        let mut d = Driven::new();
+        let (_, first) = d.click(&click("b", "e1", T0));
+        assert_eq!(
+            d.profiles(&first).len(),
+            1,
+            "the first watermark opens an interval"
+        );
+        let mut quiet = Vec::new();
+        for (i, c) in ["c", "a", "c"].iter().enumerate() {
+            let (_, ctx) = d.click(&click(
+                c,
+                &format!("e{}", i + 2),
+                T0 + 1_000 * (i as i64 + 1),
+            ));
+            quiet.extend(d.profiles(&ctx));
+        }
+        assert!(quiet.is_empty(), "nothing until the next minute");
+        let (_, ctx) = d.click(&click("b", "e9", T0 + 60_000));
+        let ids: Vec<String> = d
+            .profiles(&ctx)
+            .into_iter()
+            .map(|p| p.customer_id)
+            .collect();
+        assert_eq!(ids, vec!["a", "b", "c"]);
+        let mut end = Ctx::default();
+        d.task.advance(EventTime::MAX, &mut end);
+        assert!(d.profiles(&end).is_empty(), "nothing changed since");
+    }
+
+    #[test]
+    fn assignments_follow_the_as_of_model_and_every_new_model() {
+        let mut d = Driven::new();
+        let (r, ctx) = d.click(&click("a", "e1", T0));
+        r.expect("accepted");
+        assert_eq!(d.profiles(&ctx).len(), 1);
+        assert!(d.assignments(&ctx).is_empty(), "no model yet");
+        // v1 arrives: everybody is assigned, from its cutoff on.
+        let ctx = d.model(&model(1, T0 + H, 1.0));
+        let a = d.assignments(&ctx);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].segment_id, a[0].previous_segment_id), (1, None));
+        assert_eq!(a[0].event_time, EventTime(T0 + H));
+        assert_eq!(
+            d.model(&model(1, T0 + H, 1.0)).emits.len(),
+            0,
+            "known model"
+        );
+
+        // One order: closer to segment 2 of v1 (at one order). The order opens a new
+        // interval, so its own profile is flushed with it, and moved, once.
+        let (r, ctx) = d.order(&order("a", "o1", T0 + 2 * H));
+        r.expect("accepted");
+        let a = d.assignments(&ctx);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].segment_id, a[0].previous_segment_id), (2, Some(1)));
+        assert_eq!(a[0].model_version, 1);
+        assert_eq!(a[0].event_time, EventTime(T0 + 2 * H));
+        let (_, ctx) = d.click(&click("a", "e2", T0 + 2 * H + 60_000));
+        assert_eq!(d.profiles(&ctx).len(), 1);
+        assert!(d.assignments(&ctx).is_empty(), "same segment: nothing");
+
+        // v2 puts segment 2 at 10 orders: "a" (1 order) goes back to 1 on arrival.
+        let ctx = d.model(&model(2, T0 + 3 * H, 10.0));
+        let a = d.assignments(&ctx);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].segment_id, a[0].model_version), (1, 2));
+        assert_eq!(a[0].event_time, EventTime(T0 + 3 * H));
+
+        // Nine more orders, all before v2's cutoff: the profile is flushed at t < cutoff, and
+        // still placed with v2 (never an older version after v2 moved everybody): segment 2
+        // of v1 would keep "a" where it is, v2's takes it at 10 orders.
+        let mut moved = Vec::new();
+        for i in 0..9 {
+            let (r, ctx) = d.order(&order("a", &format!("o{}", i + 2), T0 + 2 * H + 120_000));
+            r.expect("accepted");
+            moved.extend(d.assignments(&ctx));
+        }
+        let (_, ctx) = d.click(&click("a", "e3", T0 + 2 * H + 180_000));
+        moved.extend(d.assignments(&ctx));
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert_eq!((moved[0].segment_id, moved[0].model_version), (2, 2));
+        assert!(moved[0].event_time < EventTime(T0 + 3 * H));
+        assert_eq!(d.app.counters.snapshot().models, 2);
+    }
+
+    #[test]
+    fn unusable_models_are_counted_and_ignored() {
+        let mut d = Driven::new();
+        let mut broken = model(1, T0, 1.0);
+        broken.segments.clear();
+        assert!(d.model(&broken).emits.is_empty());
+        let mut ctx = Ctx::default();
+        let topic = d.app.topics.segment_models.clone();
+        d.task.global(&topic, None, Some(b"junk"), &mut ctx);
+        assert_eq!(d.app.counters.snapshot().models_refused, 2);
+    }
+
+    #[test]
+    fn reserved_customer_ids_are_refused() {
+        let mut d = Driven::new();
+        for id in ["\0meta", "__fitstream.watermarks"] {
+            let (r, _) = d.click(&click(id, "e", T0));
+            assert_eq!(r.map_err(|r| r.reason), Err(Reason::Validation), "{id:?}");
+        }
+    }
+}

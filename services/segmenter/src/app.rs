@@ -31,8 +31,9 @@
 //! boundary.
 //!
 //! Each fit publishes the [`SegmentModel`] on the segment-models topic (key `current`) and
-//! one [`SegmentProfile`] per segment, retired ones included, on the segment-profiles topic
-//! (key = segment id in decimal), with the cutoff as event time. Gauges
+//! one [`SegmentProfile`](fitstream_contracts::SegmentProfile) per segment, retired ones
+//! included, on the segment-profiles topic (key = segment id in decimal), with the cutoff as
+//! event time. Gauges
 //! `fitstream_model_version`, `fitstream_segments` and `fitstream_model_quality` follow.
 //!
 //! # Fit duration
