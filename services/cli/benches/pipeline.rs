@@ -20,7 +20,9 @@ use fitstream_contracts::topics::TopicsConfig;
 use fitstream_runtime::kafka::driver::{self, DriverConfig};
 use fitstream_runtime::kafka::writer::TopicWriter;
 use fitstream_runtime::kafka::{KafkaConfig, admin};
-use fitstream_runtime::task::{Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource};
+use fitstream_runtime::task::{
+    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+};
 use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
@@ -31,7 +33,10 @@ struct Copy {
 
 impl Task for Copy {
     fn admit(&mut self, r: &Record<'_>) -> Result<Admitted, Rejection> {
-        self.pending = Some((r.key.map(<[u8]>::to_vec), r.value.unwrap_or_default().to_vec()));
+        self.pending = Some((
+            r.key.map(<[u8]>::to_vec),
+            r.value.unwrap_or_default().to_vec(),
+        ));
         Ok(Admitted::At(EventTime(0)))
     }
     fn process(&mut self, _: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
@@ -59,13 +64,20 @@ fn driver_config(cfg: &FitstreamConfig) -> DriverConfig {
 }
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("FITSTREAM_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let bootstrap = std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let n: usize = std::env::var("FITSTREAM_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let bootstrap =
+        std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let base = TopicsConfig::default();
     let p = |name: &str| format!("b-{id}.{name}");
     let cfg = FitstreamConfig {
-        kafka: KafkaConfig { bootstrap_servers: bootstrap, ..KafkaConfig::default() },
+        kafka: KafkaConfig {
+            bootstrap_servers: bootstrap,
+            ..KafkaConfig::default()
+        },
         topics: TopicsConfig {
             clickstream: p(&base.clickstream),
             purchases: p(&base.purchases),
@@ -82,18 +94,36 @@ fn main() -> anyhow::Result<()> {
     let plants: Vec<String> = ["berlin", "lyon", "porto"].map(String::from).to_vec();
     let mut specs = cfg.topics.specs(&plants);
     let copy_topic = p("passthrough-out");
-    specs.push(fitstream_contracts::topics::TopicSpec { name: copy_topic.clone(), ..specs[0].clone() });
+    specs.push(fitstream_contracts::topics::TopicSpec {
+        name: copy_topic.clone(),
+        ..specs[0].clone()
+    });
     for s in &mut specs {
         s.configs.insert("retention.ms".into(), "-1".into());
     }
     rt.block_on(admin::ensure_topics(&cfg.kafka, &specs))?;
 
-    let records: Vec<InputRecord> = Simulator::new(SimConfig { out_of_order_max_ms: 0, late_fraction: 0.0, ..SimConfig::default() })?
-        .take(n)
-        .collect();
+    let records: Vec<InputRecord> = Simulator::new(SimConfig {
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
+        ..SimConfig::default()
+    })?
+    .take(n)
+    .collect();
     let mut writer = TopicWriter::new(&cfg.kafka)?;
-    inputs::produce(&mut writer, &commands::codec(&cfg), &cfg.topics, records.clone(), |_| {})?;
-    println!("input: {} records on {} and {} (3 partitions each)", records.len(), cfg.topics.clickstream, cfg.topics.purchases);
+    inputs::produce(
+        &mut writer,
+        &commands::codec(&cfg),
+        &cfg.topics,
+        records.clone(),
+        |_| {},
+    )?;
+    println!(
+        "input: {} records on {} and {} (3 partitions each)",
+        records.len(),
+        cfg.topics.clickstream,
+        cfg.topics.purchases
+    );
 
     // 1. Passthrough.
     let to = copy_topic.clone();
@@ -105,20 +135,41 @@ fn main() -> anyhow::Result<()> {
             repartitions: vec![],
             watermark: WatermarkSource::EventTime,
             globals: vec![],
-            factory: Box::new(move |_| Box::new(Copy { to: to.clone(), pending: None })),
+            factory: Box::new(move |_| {
+                Box::new(Copy {
+                    to: to.clone(),
+                    pending: None,
+                })
+            }),
         }],
     };
     let started = Instant::now();
-    let stats = driver::run(topology, driver_config(&cfg), Arc::new(AtomicBool::new(false)))?;
+    let stats = driver::run(
+        topology,
+        driver_config(&cfg),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let copy_secs = started.elapsed().as_secs_f64();
     let copy_rate = records.len() as f64 / copy_secs;
-    println!("passthrough (read, copy, write, commit; exactly once): {:.1} s, {copy_rate:.0} records/s, {} transactions", copy_secs, stats.commits);
+    println!(
+        "passthrough (read, copy, write, commit; exactly once): {:.1} s, {copy_rate:.0} records/s, {} transactions",
+        copy_secs, stats.commits
+    );
 
     // 2. Planner on Kafka.
     let codec = commands::codec(&cfg);
-    let app = embedded::planner_app(&cfg, cfg.planner.clone(), fitstream_planner::routing::Routing::bundled(), codec.clone());
+    let app = embedded::planner_app(
+        &cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        codec.clone(),
+    );
     let started = Instant::now();
-    let stats = driver::run(app.topology(), driver_config(&cfg), Arc::new(AtomicBool::new(false)))?;
+    let stats = driver::run(
+        app.topology(),
+        driver_config(&cfg),
+        Arc::new(AtomicBool::new(false)),
+    )?;
     let planner_secs = started.elapsed().as_secs_f64();
     let planner_rate = records.len() as f64 / planner_secs;
     println!(
@@ -127,12 +178,22 @@ fn main() -> anyhow::Result<()> {
         stats.commits,
         app.counters.snapshot().build_orders
     );
-    println!("ratio planner / passthrough: {:.2}", planner_rate / copy_rate);
+    println!(
+        "ratio planner / passthrough: {:.2}",
+        planner_rate / copy_rate
+    );
 
     // 4. Operators alone, embedded, this thread only.
     let dir = std::env::temp_dir().join(format!("fitstream-bench-{id}"));
     let started = Instant::now();
-    let summary = embedded::run(&cfg, cfg.planner.clone(), fitstream_planner::routing::Routing::bundled(), records.clone(), &dir, |_| {})?;
+    let summary = embedded::run(
+        &cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        records.clone(),
+        &dir,
+        |_| {},
+    )?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "planner operators alone (embedded, decode + join + windows + encode + JSON lines, one core): {:.2} s, {:.0} records/s per core ({} build orders)",

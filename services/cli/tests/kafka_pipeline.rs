@@ -99,6 +99,42 @@ fn spawn(cfg: &FitstreamConfig) -> Child {
         .expect("start fitstream run planner")
 }
 
+/// A second instance with dynamic membership (it leaves the group when it stops).
+fn spawn_dynamic(cfg: &FitstreamConfig) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fitstream"))
+        .args([
+            "run",
+            "planner",
+            "--until-end",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env_of(cfg))
+        .env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start a second fitstream run planner")
+}
+
+/// What happens to the planner processes during the run.
+enum Scenario {
+    /// `kill -9` this many times at random moments, then run to the end.
+    Kills(u32),
+    /// A second instance joins, works a while, then stops gracefully (SIGTERM).
+    SecondInstance,
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the process did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Output lines comparable across modes: dead letters without their wall-clock time.
 fn normalise(mut line: serde_json::Value) -> String {
     if let Some(h) = line.get_mut("headers").and_then(|h| h.as_object_mut()) {
@@ -126,15 +162,20 @@ fn read_jsonl(dir: &Path, topic: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planner_on_kafka_equals_the_embedded_run() {
-    pipeline(0).await;
+    pipeline(Scenario::Kills(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_joining_and_leaving_changes_nothing() {
+    pipeline(Scenario::SecondInstance).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn planner_through_kill_9_equals_the_embedded_run() {
-    pipeline(3).await;
+    pipeline(Scenario::Kills(3)).await;
 }
 
-async fn pipeline(kills: u32) {
+async fn pipeline(scenario: Scenario) {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let cfg = config(&id, 3);
     let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
@@ -206,34 +247,49 @@ async fn pipeline(kills: u32) {
     )
     .expect("produce");
 
-    // Three kill -9 at random moments, then a run to the end.
     let seed: u64 = rand::rng().random();
-    println!("kill schedule seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let started = Instant::now();
-    for kill in 1..=kills {
-        let mut child = spawn(&cfg);
-        let after = Duration::from_millis(rng.random_range(4_000..12_000));
-        std::thread::sleep(after);
-        match child.try_wait().expect("wait") {
-            Some(status) => println!("kill {kill}: process had already ended ({status})"),
-            None => {
-                child.kill().expect("kill -9");
-                let _ = child.wait();
-                println!("kill {kill}: SIGKILL after {:.1} s", after.as_secs_f64());
+    match scenario {
+        Scenario::Kills(kills) => {
+            println!("kill schedule seed {seed}");
+            for kill in 1..=kills {
+                let mut child = spawn(&cfg);
+                let after = Duration::from_millis(rng.random_range(4_000..12_000));
+                std::thread::sleep(after);
+                match child.try_wait().expect("wait") {
+                    Some(status) => println!("kill {kill}: process had already ended ({status})"),
+                    None => {
+                        child.kill().expect("kill -9");
+                        let _ = child.wait();
+                        println!("kill {kill}: SIGKILL after {:.1} s", after.as_secs_f64());
+                    }
+                }
             }
+            let mut child = spawn(&cfg);
+            let status = wait_for(&mut child, Duration::from_secs(900));
+            assert!(status.success(), "last run failed: {status}");
+        }
+        Scenario::SecondInstance => {
+            let mut first = spawn(&cfg);
+            std::thread::sleep(Duration::from_secs(4));
+            let mut second = spawn_dynamic(&cfg);
+            std::thread::sleep(Duration::from_secs(8));
+            let term = Command::new("kill")
+                .args(["-TERM", &second.id().to_string()])
+                .status()
+                .expect("kill -TERM");
+            assert!(term.success());
+            let status = wait_for(&mut second, Duration::from_secs(120));
+            println!("second instance joined at 4 s and stopped at 12 s ({status})");
+            assert!(
+                status.success(),
+                "the second instance did not drain cleanly: {status}"
+            );
+            let status = wait_for(&mut first, Duration::from_secs(900));
+            assert!(status.success(), "the first instance failed: {status}");
         }
     }
-    let mut child = spawn(&cfg);
-    let deadline = Instant::now() + Duration::from_secs(900);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the bounded run did not end");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert!(status.success(), "last run failed: {status}");
     println!("kafka runs took {:.1} s", started.elapsed().as_secs_f64());
 
     // What the factory and marketing see: read_committed.
