@@ -13,6 +13,11 @@
 //! been forgotten), so the task refuses it as late before asking this memory (see
 //! [`crate::app`]); hence no id is ever added to a minute that already has tombstones.
 //!
+//! Memory stays bounded without checkpoints too (the embedded driver checkpoints only at the
+//! end): ids not yet written are kept by minute and dropped when their minute expires, and
+//! the runtime memory's own change log ([`Deduplicator::take_changes`], which this module
+//! does not use) is emptied at every expiry.
+//!
 //! Restore collects entries first (a later entry of a key wins, a tombstone removes it) and
 //! applies them at the first use after the restore ([`DedupLog::settle`]), because the changelog
 //! is read key by key and the runtime memory cannot forget an id on a tombstone.
@@ -34,8 +39,8 @@ type Batch = Vec<(String, i64)>;
 pub struct DedupLog {
     memory: Deduplicator,
     retention_ms: i64,
-    /// Ids first seen since the last checkpoint.
-    fresh: Vec<(String, EventTime)>,
+    /// Ids first seen since the last checkpoint, by minute.
+    fresh: BTreeMap<i64, Batch>,
     /// Changelog entries alive: minute start -> sequences.
     entries: BTreeMap<i64, Vec<u64>>,
     /// Tombstones to write at the next checkpoint.
@@ -43,6 +48,10 @@ pub struct DedupLog {
     next_seq: u64,
     /// Entries read during a restore, applied by [`DedupLog::settle`].
     restoring: HashMap<Vec<u8>, Batch>,
+}
+
+fn bucket_of(t: EventTime) -> i64 {
+    t.0.div_euclid(BUCKET_MS).saturating_mul(BUCKET_MS)
 }
 
 fn key(bucket: i64, seq: u64) -> Vec<u8> {
@@ -65,7 +74,7 @@ impl DedupLog {
         DedupLog {
             memory: Deduplicator::new(retention_ms),
             retention_ms,
-            fresh: Vec::new(),
+            fresh: BTreeMap::new(),
             entries: BTreeMap::new(),
             expired: Vec::new(),
             next_seq: 0,
@@ -82,7 +91,10 @@ impl DedupLog {
     pub fn first_time(&mut self, id: &str, t: EventTime) -> bool {
         self.settle();
         if self.memory.first_time(id, t) {
-            self.fresh.push((id.to_owned(), t));
+            self.fresh
+                .entry(bucket_of(t))
+                .or_default()
+                .push((id.to_owned(), t.0));
             true
         } else {
             false
@@ -93,7 +105,15 @@ impl DedupLog {
     pub fn expire(&mut self, watermark: EventTime) {
         self.settle();
         self.memory.expire(watermark);
+        drop(self.memory.take_changes());
         let horizon = watermark.minus(self.retention_ms).0;
+        // Never written and already forgotten: nothing to write, nothing to tombstone.
+        while let Some((&bucket, _)) = self.fresh.first_key_value() {
+            if bucket.saturating_add(BUCKET_MS) > horizon {
+                break;
+            }
+            self.fresh.pop_first();
+        }
         while let Some((&bucket, _)) = self.entries.first_key_value() {
             if bucket.saturating_add(BUCKET_MS) > horizon {
                 break;
@@ -108,13 +128,10 @@ impl DedupLog {
     /// Changelog entries since the last checkpoint: new batches, then tombstones.
     pub fn checkpoint(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         self.settle();
-        let mut by_bucket: BTreeMap<i64, Batch> = BTreeMap::new();
-        for (id, t) in self.fresh.drain(..) {
-            let bucket = t.0.div_euclid(BUCKET_MS) * BUCKET_MS;
-            by_bucket.entry(bucket).or_default().push((id, t.0));
-        }
-        let mut out = Vec::with_capacity(by_bucket.len() + self.expired.len());
-        for (bucket, batch) in by_bucket {
+        drop(self.memory.take_changes());
+        let fresh = std::mem::take(&mut self.fresh);
+        let mut out = Vec::with_capacity(fresh.len() + self.expired.len());
+        for (bucket, batch) in fresh {
             let seq = self.next_seq;
             self.next_seq += 1;
             match bincode::serialize(&batch) {
@@ -188,7 +205,13 @@ impl DedupLog {
             + 2 * 16;
         let ids: usize = self.memory.iter().map(|(id, _)| 2 * id.len()).sum();
         let entries: usize = self.entries.values().map(|v| 64 + v.capacity() * 8).sum();
-        self.memory.len() * per_id + ids + entries
+        let fresh: usize = self
+            .fresh
+            .values()
+            .flatten()
+            .map(|(id, _)| size_of::<(String, i64)>() + id.len())
+            .sum();
+        self.memory.len() * per_id + ids + entries + fresh
     }
 }
 
@@ -227,6 +250,21 @@ mod tests {
         assert_eq!(next.len(), 1);
         assert_ne!(next[0].0, log[0].0, "sequences continue after a restore");
         assert_ne!(next[0].0, log[1].0, "sequences continue after a restore");
+    }
+
+    #[test]
+    fn unwritten_ids_are_dropped_when_they_expire() {
+        let mut d = DedupLog::new(H);
+        for i in 0..1_000 {
+            let t = EventTime(i * 60_000);
+            assert!(d.first_time(&format!("id-{i}"), t));
+            d.expire(t);
+        }
+        // An hour of minutes is remembered and waits to be written; the rest is gone.
+        assert!(d.fresh.len() <= 62, "{} minutes kept", d.fresh.len());
+        assert!(d.len() <= 62);
+        let written = d.checkpoint();
+        assert!(written.len() <= 62 && written.iter().all(|(_, v)| v.is_some()));
     }
 
     #[test]
