@@ -242,7 +242,7 @@ pub fn replay(
         fitstream_planner::routing::Routing::bundled(),
         records,
         out,
-        |n| bar.set_position(n),
+        |s| bar.set_position(s.inputs),
     )?;
     bar.finish_and_clear();
     println!(
@@ -257,6 +257,10 @@ pub fn replay(
     for (reason, n) in &summary.dead_letters {
         println!("  dead letters ({reason:<10})              {n:>7}");
     }
+    print!(
+        "{}",
+        segment_table(&summary.segments, summary.model_version)
+    );
     let p = &summary.planner;
     println!(
         "  carts: {} converted, {} abandoned; released units {}; duplicates {}; late {}; unrouted lines {}",
@@ -270,6 +274,12 @@ pub fn replay(
 pub enum Service {
     /// Build orders and cart abandonment.
     Planner,
+    /// Customer profiles and segment assignments.
+    Profiler,
+    /// Segment models and segment profiles (run one instance).
+    Segmenter,
+    /// All three in one process (handy on a laptop).
+    All,
 }
 
 /// The routing table of a configuration: its file, or the bundled one.
@@ -291,20 +301,48 @@ pub async fn run_service(
     let routing = routing(cfg)?;
     let plants = routing.plant_ids();
     admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants)).await?;
-    let topology = match service {
-        Service::Planner => {
-            let app =
-                crate::embedded::planner_app(cfg, cfg.planner.clone(), routing, codec.clone());
-            for topic in app.output_topics() {
-                let kind = cfg
-                    .topics
-                    .kind_of(&topic)
-                    .unwrap_or(fitstream_contracts::SchemaKind::BuildOrder);
+    let mut topologies = Vec::new();
+    let wanted: Vec<Service> = match service {
+        Service::All => vec![Service::Planner, Service::Profiler, Service::Segmenter],
+        one => vec![one],
+    };
+    for service in wanted {
+        let (topology, outputs) = match service {
+            Service::Planner => {
+                let app = crate::embedded::planner_app(
+                    cfg,
+                    cfg.planner.clone(),
+                    routing.clone(),
+                    codec.clone(),
+                );
+                (app.topology(), app.output_topics())
+            }
+            Service::Profiler => {
+                let app = fitstream_profiler::app::ProfilerApp::new(
+                    cfg.application("profiler"),
+                    cfg.profiler.clone(),
+                    cfg.topics.clone(),
+                    codec.clone(),
+                );
+                (app.topology(), app.output_topics())
+            }
+            Service::Segmenter | Service::All => {
+                let app = fitstream_segmenter::app::SegmenterApp::new(
+                    cfg.application("segmenter"),
+                    cfg.segmenter.clone(),
+                    cfg.topics.clone(),
+                    codec.clone(),
+                );
+                (app.topology(), app.output_topics())
+            }
+        };
+        for topic in outputs {
+            if let Some(kind) = cfg.topics.kind_of(&topic) {
                 codec.prepare_writer(&topic, kind).await?;
             }
-            app.topology()
         }
-    };
+        topologies.push(topology);
+    }
     let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
     tracing::info!(%addr, "metrics, /healthz and /readyz");
     let driver = fitstream_runtime::kafka::driver::DriverConfig {
@@ -315,10 +353,214 @@ pub async fn run_service(
         replication_factor: cfg.topics.replication_factor,
         bounded,
     };
-    let stats = tokio::task::spawn_blocking(move || {
-        fitstream_runtime::kafka::driver::run(topology, driver, shutdown)
-    })
-    .await??;
+    let handles: Vec<_> = topologies
+        .into_iter()
+        .map(|topology| {
+            let driver = driver.clone();
+            let shutdown = shutdown.clone();
+            tokio::task::spawn_blocking(move || {
+                fitstream_runtime::kafka::driver::run(topology, driver, shutdown)
+            })
+        })
+        .collect();
+    let mut stats = fitstream_runtime::kafka::driver::DriverStats::default();
+    for h in handles {
+        let s = match h.await? {
+            Ok(s) => s,
+            Err(e) => {
+                // One failed service stops the others: the process exits non-zero and restarts.
+                shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Err(e.into());
+            }
+        };
+        stats.records += s.records;
+        stats.commits += s.commits;
+    }
     tracing::info!(records = stats.records, commits = stats.commits, "stopped");
     Ok(stats)
+}
+
+/// The segments of a model as a table a marketer can read: centroids in original units.
+pub fn segment_table(segments: &[fitstream_contracts::SegmentProfile], version: i64) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    if segments.is_empty() {
+        let _ = writeln!(t, "  no segment model yet");
+        return t;
+    }
+    let _ = writeln!(
+        t,
+        "  segments (model v{version}, centroids in original units):"
+    );
+    let _ = writeln!(
+        t,
+        "  {:>3}  {:<22} {:>6}  {:>8} {:>6} {:>8} {:>7} {:>8} {:>9} {:>7}  top categories",
+        "id", "label", "size", "recency", "orders", "spend", "AOV", "sessions", "abandon", "conv"
+    );
+    for s in segments {
+        let _ = writeln!(
+            t,
+            "  {:>3}  {:<22} {:>6}  {:>7.1}d {:>6.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}% {:>6.0}%  {}",
+            s.segment_id,
+            s.label,
+            s.size,
+            s.recency_days,
+            s.orders,
+            s.spend,
+            s.avg_order_value,
+            s.sessions,
+            (s.cart_abandonment_rate * 100.0).max(0.0),
+            (s.conversion_rate * 100.0).max(0.0),
+            s.top_categories.join(", ")
+        );
+    }
+    t
+}
+
+/// The terminal view of a running pipeline.
+pub fn view(s: &crate::embedded::Summary, elapsed: Duration, title: &str) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let _ = writeln!(
+        t,
+        "fitstream {title}: the whole pipeline in one process (planner, profiler, segmenter)"
+    );
+    let _ = writeln!(
+        t,
+        "  records {:>9}   {:>8.0} records/s   event time {}",
+        s.inputs,
+        s.inputs as f64 / secs,
+        fitstream_contracts::EventTime(s.last_output_time)
+    );
+    let dead: Vec<String> = s
+        .dead_letters
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let _ = writeln!(
+        t,
+        "  dead letters: {}   late {}   duplicates {}",
+        if dead.is_empty() {
+            "none".to_owned()
+        } else {
+            dead.join(", ")
+        },
+        s.planner.late,
+        s.planner.duplicates
+    );
+    let _ = writeln!(
+        t,
+        "  carts: {} converted, {} abandoned   released units {}   build orders {}",
+        s.planner.conversions,
+        s.planner.abandonments,
+        s.planner.released_units,
+        s.planner.build_orders
+    );
+    t.push_str(&segment_table(&s.segments, s.model_version));
+    let _ = writeln!(t, "  latest build orders per plant:");
+    for (plant, o) in &s.latest_orders {
+        let _ = writeln!(
+            t,
+            "    {plant:<8} {:<9} {:<24} qty {:>8} {}  window {}..{}  priority {}",
+            o.request_state.symbol(),
+            o.material_definition_id,
+            o.quantity,
+            o.unit_of_measure,
+            o.window_start,
+            o.window_end,
+            o.priority
+        );
+    }
+    t
+}
+
+/// `fitstream demo`: the simulator feeding the whole pipeline embedded, with a live view.
+pub fn demo(
+    cfg: &FitstreamConfig,
+    sim: SimConfig,
+    out: &Path,
+) -> anyhow::Result<crate::embedded::Summary> {
+    let simulator = Simulator::new(sim)?;
+    let tty = std::io::stdout().is_terminal();
+    let every = if tty {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(2)
+    };
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let draw = |s: &crate::embedded::Summary, last: &mut Instant, force: bool| {
+        if !force && last.elapsed() < every {
+            return;
+        }
+        *last = Instant::now();
+        if tty {
+            print!("\x1b[2J\x1b[H{}", view(s, started.elapsed(), "demo"));
+        } else {
+            println!(
+                "demo: {} records, {:.0}/s, event time {}, build orders {}, abandonments {}, segments {}, dead letters {}",
+                s.inputs,
+                s.inputs as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                fitstream_contracts::EventTime(s.last_output_time),
+                s.planner.build_orders,
+                s.planner.abandonments,
+                s.segments.len(),
+                s.dead_letters.values().sum::<u64>()
+            );
+        }
+        let _ = std::io::stdout().flush();
+    };
+    let summary = crate::embedded::run(
+        cfg,
+        cfg.planner.clone(),
+        routing(cfg)?,
+        simulator,
+        out,
+        |s| draw(s, &mut last, false),
+    )?;
+    if tty {
+        print!("\x1b[2J\x1b[H");
+    }
+    print!("{}", view(&summary, started.elapsed(), "demo"));
+    println!("outputs: {}/<topic>.jsonl", out.display());
+    Ok(summary)
+}
+
+/// `fitstream segments`: simulated customers with known personas through the profiler and
+/// the segmenter (embedded); prints the adjusted Rand index between the final segments and
+/// the personas, and the segment table with the personas inside each segment.
+pub fn segments(cfg: &FitstreamConfig, sim: SimConfig) -> anyhow::Result<f64> {
+    let options = fitstream_profiler::pipeline::EvaluateOptions {
+        partitions: cfg.topics.partitions,
+        topics: cfg.topics.clone(),
+        profiler: cfg.profiler.clone(),
+        segmenter: cfg.segmenter.clone(),
+    };
+    let started = Instant::now();
+    let e = fitstream_profiler::pipeline::evaluate(&sim, &options)?;
+    let profiles: Vec<fitstream_contracts::SegmentProfile> =
+        e.segments.iter().map(|r| r.profile.clone()).collect();
+    print!("{}", segment_table(&profiles, e.model_version));
+    println!("  personas per segment:");
+    for r in &e.segments {
+        let personas: Vec<String> = r.personas.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        println!(
+            "  {:>3}  {:<22} {}",
+            r.segment_id,
+            r.label,
+            personas.join(", ")
+        );
+    }
+    println!(
+        "adjusted Rand index (segments vs personas): {:.3} over {} customers; {} inputs, {} models, {} {:.3}, {:.1} s",
+        e.ari,
+        e.customers,
+        e.inputs,
+        e.models,
+        e.quality_metric,
+        e.quality_score,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(e.ari)
 }

@@ -39,6 +39,10 @@ pub struct FitstreamConfig {
     pub metrics: MetricsConfig,
     /// The planner's windows, priorities and routing file.
     pub planner: fitstream_planner::PlannerConfig,
+    /// The profiler's dedup horizon, emission and assignment settings.
+    pub profiler: fitstream_profiler::app::ProfilerConfig,
+    /// The segmenter's fit and refit settings.
+    pub segmenter: fitstream_segmenter::app::SegmenterConfig,
     /// Event-time rules of the processing services.
     pub watermark: fitstream_runtime::watermark::WatermarkConfig,
     /// Appended to every service's application name (consumer group `fitstream-planner<suffix>`,

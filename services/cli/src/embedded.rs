@@ -25,6 +25,15 @@ use crate::{inputs, jsonl};
 /// What a run produced.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Summary {
+    /// The segments of the last model (retired ones left out), by id.
+    pub segments: Vec<fitstream_contracts::SegmentProfile>,
+    /// Version of the last model.
+    pub model_version: i64,
+    /// The latest build orders per plant (for views).
+    #[serde(skip)]
+    pub latest_orders: BTreeMap<String, fitstream_contracts::BuildOrder>,
+    /// The operator watermark (event time) last seen in outputs.
+    pub last_output_time: i64,
     /// Input records read.
     pub inputs: u64,
     /// Records written per output topic.
@@ -89,7 +98,7 @@ pub fn run(
     routing: Routing,
     records: impl IntoIterator<Item = InputRecord>,
     out: &Path,
-    mut progress: impl FnMut(u64),
+    mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
     std::fs::create_dir_all(out)?;
     let codec = Codec::pinned();
@@ -102,23 +111,51 @@ pub fn run(
     }
     let counters = app.counters.clone();
     let service = app.name.clone();
+    let profiler = fitstream_profiler::app::ProfilerApp::new(
+        cfg.application("profiler"),
+        cfg.profiler.clone(),
+        cfg.topics.clone(),
+        codec.clone(),
+    );
+    let segmenter = fitstream_segmenter::app::SegmenterApp::new(
+        cfg.application("segmenter"),
+        cfg.segmenter.clone(),
+        cfg.topics.clone(),
+        codec.clone(),
+    );
+    known.extend([
+        cfg.topics.profiles.clone(),
+        cfg.topics.segment_models.clone(),
+        cfg.topics.segment_assignments.clone(),
+        cfg.topics.segment_profiles.clone(),
+    ]);
+    for topic in &known {
+        let _ = std::fs::remove_file(out.join(format!("{topic}.jsonl")));
+    }
     // A history file may be silent for days and resume (the REES46 excerpt jumps 24 days):
     // without a wall clock to compare with, the future-skew rule would reject the whole
     // resumption, so replays check only the absolute bounds of validation (2000..2100).
-    let mut engine = Embedded::new(
-        app.topology(),
+    let embedded_config = EmbeddedConfig {
+        partitions: cfg.topics.partitions,
+        output_partitions: cfg.topics.partitions,
+        watermark: WatermarkConfig {
+            advance_when_idle: false,
+            max_future_skew_ms: i64::MAX / 4,
+            ..WatermarkConfig::default()
+        },
+        dead_letter_topic: cfg.topics.dead_letter.clone(),
+        service,
+    };
+    let mut segmentation = fitstream_profiler::pipeline::SegmentationPipeline::new(
+        &profiler,
+        &segmenter,
         EmbeddedConfig {
-            partitions: cfg.topics.partitions,
-            output_partitions: cfg.topics.partitions,
-            watermark: WatermarkConfig {
-                advance_when_idle: false,
-                max_future_skew_ms: i64::MAX / 4,
-                ..WatermarkConfig::default()
-            },
-            dead_letter_topic: cfg.topics.dead_letter.clone(),
-            service,
+            service: profiler.name.clone(),
+            ..embedded_config.clone()
         },
     );
+    let mut engine = Embedded::new(app.topology(), embedded_config);
+    let mut segments: BTreeMap<i32, fitstream_contracts::SegmentProfile> = BTreeMap::new();
     let mut files: BTreeMap<String, BufWriter<File>> = BTreeMap::new();
     let mut summary = Summary::default();
     let mut write = |produced: Vec<Produced>, summary: &mut Summary| -> anyhow::Result<()> {
@@ -135,6 +172,29 @@ pub fn run(
                     .or_default() += 1;
             }
             *summary.outputs.entry(p.topic.clone()).or_default() += 1;
+            summary.last_output_time = summary.last_output_time.max(p.timestamp);
+            if p.topic == cfg.topics.segment_profiles
+                && let Ok(sp) = codec.decode::<fitstream_contracts::SegmentProfile>(
+                    &p.topic,
+                    p.value.as_deref().unwrap_or_default(),
+                )
+            {
+                if sp.retired {
+                    segments.remove(&sp.segment_id);
+                } else {
+                    summary.model_version = summary.model_version.max(sp.model_version);
+                    segments.insert(sp.segment_id, sp);
+                }
+                summary.segments = segments.values().cloned().collect();
+            }
+            if let Some(plant) = cfg.topics.plant_of(&p.topic)
+                && let Ok(o) = codec.decode::<fitstream_contracts::BuildOrder>(
+                    &p.topic,
+                    p.value.as_deref().unwrap_or_default(),
+                )
+            {
+                summary.latest_orders.insert(plant, o);
+            }
             let line = to_json_line(&codec, cfg, &p);
             if !files.contains_key(&p.topic) {
                 files.insert(
@@ -150,20 +210,25 @@ pub fn run(
     };
     for record in records {
         summary.inputs += 1;
-        progress(summary.inputs);
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        engine.push(
-            &r.topic,
-            r.key.as_deref(),
-            r.value.as_deref().unwrap_or_default(),
-        );
+        let value = r.value.as_deref().unwrap_or_default();
+        engine.push(&r.topic, r.key.as_deref(), value);
+        segmentation.push(&r.topic, r.key.as_deref(), value);
         write(engine.drain(), &mut summary)?;
+        write(segmentation.drain(), &mut summary)?;
+        if summary.inputs % 5_000 == 0 {
+            summary.planner = counters.snapshot();
+            progress(&summary);
+        }
     }
     engine.finish();
+    segmentation.finish();
     write(engine.drain(), &mut summary)?;
+    write(segmentation.drain(), &mut summary)?;
     for f in files.values_mut() {
         f.flush()?;
     }
     summary.planner = counters.snapshot();
+    progress(&summary);
     Ok(summary)
 }

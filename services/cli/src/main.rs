@@ -69,6 +69,32 @@ enum Command {
         #[arg(long)]
         bootstrap: Option<String>,
     },
+    /// Simulated customers through the whole pipeline in this process, with a live view; no
+    /// broker needed. Outputs to OUT/<topic>.jsonl.
+    Demo {
+        /// Seconds of event time to simulate (default: 2 days).
+        #[arg(long, default_value_t = 172_800)]
+        seconds: u64,
+        /// Events per second of event time.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Seed: the same seed gives the same run.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Segment simulated customers with known personas and print how well segments match
+    /// them (adjusted Rand index) with the segment table.
+    Segments {
+        /// Seconds of event time to simulate (default: 3 days).
+        #[arg(long, default_value_t = 259_200)]
+        seconds: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Replay a history file through the embedded pipeline (no broker); outputs to OUT/<topic>.jsonl.
     Replay {
         /// The file (REES46 CSV or fitstream JSON lines).
@@ -137,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Produce { bootstrap: b, .. }
         | Command::Tail { bootstrap: b, .. } => bootstrap(b),
         Command::Run { bootstrap: b, .. } => bootstrap(b),
-        Command::Replay { .. } => {}
+        Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => {}
     }
     match cli.command {
         Command::Topics { action, plants, .. } if action == "create" => {
@@ -178,6 +204,28 @@ async fn main() -> anyhow::Result<()> {
             commands::run_service(&cfg, service, shutdown, until_end)
                 .await
                 .map(|_| ())
+        }
+        Command::Segments { seconds, seed } => {
+            let sim = fitstream_simulator::SimConfig {
+                seconds,
+                seed,
+                ..Default::default()
+            };
+            commands::segments(&cfg, sim).map(|_| ())
+        }
+        Command::Demo {
+            seconds,
+            rate,
+            seed,
+            out,
+        } => {
+            let sim = fitstream_simulator::SimConfig {
+                seconds,
+                rate,
+                seed,
+                ..Default::default()
+            };
+            commands::demo(&cfg, sim, &out).map(|_| ())
         }
         Command::Replay { input, format, out } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
