@@ -4,8 +4,10 @@
 //! - [`config`]: the configuration file, `FITSTREAM__...` environment variables and flags.
 //! - [`inputs`]: input records (simulated or replayed) written to Kafka.
 //! - [`jsonl`]: records as JSON lines `{"topic","partition","key","timestamp","value"}`.
+//! - [`cli`]: the command line and its dispatch.
 //! - [`commands`]: one function per subcommand.
 
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod embedded;

@@ -1,0 +1,241 @@
+//! The command line: subcommands, flags and their dispatch to [`crate::commands`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::commands::{self, InputFormat, SimTarget};
+use clap::{Parser, Subcommand};
+
+/// fitstream links customer behaviour to production: segments for marketing, build orders for
+/// the factory, from clickstream and purchases on Kafka.
+#[derive(Parser)]
+#[command(name = "fitstream", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML); also `FITSTREAM_CONFIG`. Environment variables
+    /// `FITSTREAM__<SECTION>__<KEY>` override it; flags override both.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or describe every topic of the product with its settings.
+    Topics {
+        /// create | describe
+        #[arg(value_parser = ["create", "describe"])]
+        action: String,
+        /// Kafka bootstrap servers (overrides configuration).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Plants whose build-order topics to include.
+        #[arg(long, value_delimiter = ',', default_values_t = commands::DEFAULT_PLANTS.map(String::from))]
+        plants: Vec<String>,
+    },
+    /// Simulate customer behaviour into Kafka (--bootstrap) or a JSON-lines file (--out).
+    Simulate {
+        /// Events per second of event time.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of event time to simulate.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Seed: the same seed gives the same records.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Number of customers.
+        #[arg(long)]
+        customers: Option<usize>,
+        /// Kafka bootstrap servers.
+        #[arg(long, conflicts_with = "out")]
+        bootstrap: Option<String>,
+        /// JSON-lines output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// CSV file for the ground truth (customer_id,persona).
+        #[arg(long)]
+        truth: Option<PathBuf>,
+    },
+    /// Write a history file (REES46 CSV or JSON lines) to the input topics.
+    Produce {
+        /// The file.
+        #[arg(long)]
+        input: PathBuf,
+        /// Its format (guessed from the extension when absent).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+    },
+    /// Simulated customers through the whole pipeline in this process, with a live view; no
+    /// broker needed. Outputs to OUT/<topic>.jsonl.
+    Demo {
+        /// Seconds of event time to simulate (default: 2 days).
+        #[arg(long, default_value_t = 172_800)]
+        seconds: u64,
+        /// Events per second of event time.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Seed: the same seed gives the same run.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Segment simulated customers with known personas and print how well segments match
+    /// them (adjusted Rand index) with the segment table.
+    Segments {
+        /// Seconds of event time to simulate (default: 3 days).
+        #[arg(long, default_value_t = 259_200)]
+        seconds: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Replay a history file through the embedded pipeline (no broker); outputs to OUT/<topic>.jsonl.
+    Replay {
+        /// The file (REES46 CSV or fitstream JSON lines).
+        #[arg(long)]
+        input: PathBuf,
+        /// Its format (guessed from the extension when absent).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Output directory.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+    /// Run a service against Kafka until SIGTERM or Ctrl-C (exactly once, state in changelogs).
+    Run {
+        /// Which service.
+        #[arg(value_enum)]
+        service: commands::Service,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long)]
+        metrics_listen: Option<String>,
+        /// Stop at the end of the input as of start (a replay through Kafka): close every
+        /// window, commit, exit.
+        #[arg(long)]
+        until_end: bool,
+    },
+    /// Print a topic as JSON lines, read_committed, decoded.
+    Tail {
+        /// Topic name.
+        topic: String,
+        /// Kafka bootstrap servers.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// Read from the beginning (the default; kept for familiarity).
+        #[arg(long, default_value_t = true)]
+        from_beginning: bool,
+        /// Stop after this many seconds without a record.
+        #[arg(long)]
+        until_idle: Option<u64>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line and runs the subcommand.
+pub async fn run() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut cfg = crate::config::load(cli.config.as_deref())?;
+    let mut bootstrap = |b: &Option<String>| {
+        if let Some(b) = b {
+            cfg.kafka.bootstrap_servers = b.clone();
+        }
+    };
+    match &cli.command {
+        Command::Topics { bootstrap: b, .. }
+        | Command::Simulate { bootstrap: b, .. }
+        | Command::Produce { bootstrap: b, .. }
+        | Command::Tail { bootstrap: b, .. } => bootstrap(b),
+        Command::Run { bootstrap: b, .. } => bootstrap(b),
+        Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => {}
+    }
+    match cli.command {
+        Command::Topics { action, plants, .. } if action == "create" => {
+            commands::topics_create(&cfg, &plants).await
+        }
+        Command::Topics { plants, .. } => commands::topics_describe(&cfg, &plants).await,
+        Command::Simulate {
+            rate,
+            seconds,
+            seed,
+            customers,
+            out,
+            truth,
+            ..
+        } => {
+            let mut sim = fitstream_simulator::SimConfig::default();
+            sim.rate = rate.unwrap_or(sim.rate);
+            sim.seconds = seconds.unwrap_or(sim.seconds);
+            sim.seed = seed.unwrap_or(sim.seed);
+            sim.customers = customers.unwrap_or(sim.customers);
+            let target = out.map(SimTarget::File).unwrap_or(SimTarget::Kafka);
+            commands::simulate(&cfg, sim, target, truth.as_deref()).map(|_| ())
+        }
+        Command::Produce { input, format, .. } => {
+            let format = format.unwrap_or_else(|| InputFormat::guess(&input));
+            commands::produce(&cfg, &input, format).map(|_| ())
+        }
+        Command::Run {
+            service,
+            metrics_listen,
+            until_end,
+            ..
+        } => {
+            if let Some(l) = metrics_listen {
+                cfg.metrics.listen = l;
+            }
+            let shutdown = fitstream_runtime::shutdown::on_signals();
+            commands::run_service(&cfg, service, shutdown, until_end)
+                .await
+                .map(|_| ())
+        }
+        Command::Segments { seconds, seed } => {
+            let sim = fitstream_simulator::SimConfig {
+                seconds,
+                seed,
+                ..Default::default()
+            };
+            commands::segments(&cfg, sim).map(|_| ())
+        }
+        Command::Demo {
+            seconds,
+            rate,
+            seed,
+            out,
+        } => {
+            let sim = fitstream_simulator::SimConfig {
+                seconds,
+                rate,
+                seed,
+                ..Default::default()
+            };
+            commands::demo(&cfg, sim, &out).map(|_| ())
+        }
+        Command::Replay { input, format, out } => {
+            let format = format.unwrap_or_else(|| InputFormat::guess(&input));
+            commands::replay(&cfg, &input, format, &out).map(|_| ())
+        }
+        Command::Tail {
+            topic,
+            until_idle,
+            out,
+            ..
+        } => commands::tail(
+            &cfg,
+            &topic,
+            until_idle.map(Duration::from_secs),
+            out.as_deref(),
+        )
+        .map(|_| ()),
+    }
+}
