@@ -9,6 +9,7 @@
 //! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
 //! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
 
+pub mod asof;
 pub mod deadletter;
 pub mod dedup;
 pub mod embedded;
