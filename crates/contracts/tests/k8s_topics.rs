@@ -34,7 +34,9 @@ fn declared(text: &str) -> BTreeMap<String, Declared> {
                 section = t.trim_end_matches(':');
                 continue;
             }
-            let Some((k, v)) = t.split_once(": ") else { continue };
+            let Some((k, v)) = t.split_once(": ") else {
+                continue;
+            };
             let v = v.trim().trim_matches('"');
             match (section, indent, k) {
                 ("metadata", 2, "name") => name = Some(v.to_owned()),
@@ -53,16 +55,32 @@ fn declared(text: &str) -> BTreeMap<String, Declared> {
 
 #[test]
 fn kafka_topic_manifests_match_the_provisioning_code() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../k8s/base/topics.yaml"))
-        .expect("k8s/base/topics.yaml");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../k8s/base/topics.yaml"
+    ))
+    .expect("k8s/base/topics.yaml");
     let manifests = declared(&text);
     let plants: Vec<String> = ["berlin", "lyon", "porto"].map(String::from).to_vec();
     let code: BTreeMap<String, Declared> = TopicsConfig::default()
         .specs(&plants)
         .into_iter()
-        .map(|s| (s.name, Declared { partitions: s.partitions, replicas: s.replication_factor, config: s.configs }))
+        .map(|s| {
+            (
+                s.name,
+                Declared {
+                    partitions: s.partitions,
+                    replicas: s.replication_factor,
+                    config: s.configs,
+                },
+            )
+        })
         .collect();
-    assert_eq!(manifests.keys().collect::<Vec<_>>(), code.keys().collect::<Vec<_>>(), "the same topics");
+    assert_eq!(
+        manifests.keys().collect::<Vec<_>>(),
+        code.keys().collect::<Vec<_>>(),
+        "the same topics"
+    );
     for (name, want) in &code {
         assert_eq!(&manifests[name], want, "{name}");
     }
