@@ -95,6 +95,24 @@ pub struct TopicSpec {
 }
 
 impl TopicsConfig {
+    /// The same settings with every topic name prefixed (`<prefix>.<name>`): separate
+    /// pipelines or tests on one cluster.
+    pub fn with_prefix(&self, prefix: &str) -> TopicsConfig {
+        let p = |name: &str| format!("{prefix}.{name}");
+        TopicsConfig {
+            clickstream: p(&self.clickstream),
+            purchases: p(&self.purchases),
+            profiles: p(&self.profiles),
+            segment_models: p(&self.segment_models),
+            segment_assignments: p(&self.segment_assignments),
+            segment_profiles: p(&self.segment_profiles),
+            cart_abandonment: p(&self.cart_abandonment),
+            build_orders: p(&self.build_orders),
+            dead_letter: p(&self.dead_letter),
+            ..self.clone()
+        }
+    }
+
     /// The build-orders topic of a plant.
     pub fn build_orders_topic(&self, plant: &str) -> String {
         self.build_orders.replace("{plant}", plant)
@@ -213,6 +231,15 @@ mod tests {
         assert_eq!(t.kind_of(&name), Some(SchemaKind::BuildOrder));
         let specs = t.specs(&["berlin".into()]);
         assert_eq!(specs.len(), 9);
+        let prefixed = t.with_prefix("x");
+        assert_eq!(
+            prefixed.build_orders_topic("berlin"),
+            "x.factory.berlin.build-orders.v1"
+        );
+        assert_eq!(
+            prefixed.kind_of("x.iob.clickstream.v1"),
+            Some(SchemaKind::ClickEvent)
+        );
         for s in &specs {
             let compacted = s.configs["cleanup.policy"] == "compact";
             assert_eq!(compacted, s.role == TopicRole::Table, "{}", s.name);

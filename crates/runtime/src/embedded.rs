@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 
 use fitstream_contracts::EventTime;
 
-use crate::deadletter::{DeadLetter, Reason, Source};
+use crate::deadletter::{DeadLetter, Reason};
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
-use crate::task::{Admitted, Ctx, Record, Rejection, Topology, WatermarkSource};
-use crate::watermark::{Admission, WatermarkConfig, Watermarks};
+use crate::task::{Ctx, Record, Topology, WatermarkSource};
+use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// A record the topology produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,50 +186,22 @@ impl Embedded {
             key,
             value,
         };
-        let wm_source = format!("{topic}/{partition}");
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
         let mut ctx = Ctx::default();
-        let result = match slot.task.admit(&record) {
-            Ok(Admitted::Skip) => Ok(()),
-            Ok(Admitted::At(t)) => {
-                let by_event_time =
-                    self.topology.stages[stage].watermark == WatermarkSource::EventTime;
-                if by_event_time
-                    && let Admission::TooFarAhead {
-                        partition_watermark,
-                    } = slot.watermarks.admit(&wm_source, t)
-                {
-                    Err(Rejection::new(
-                        Reason::Validation,
-                        format!(
-                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
-                        ),
-                    ))
-                } else {
-                    if by_event_time {
-                        slot.watermarks.observe(wm_source, t, 0);
-                    }
-                    slot.task.process(slot.current, &mut ctx)
-                }
-            }
-            Err(r) => Err(r),
-        };
+        let by_event_time = self.topology.stages[stage].watermark == WatermarkSource::EventTime;
+        let result = crate::task::deliver(
+            slot.task.as_mut(),
+            &mut slot.watermarks,
+            by_event_time,
+            &record,
+            slot.current,
+            0,
+            &mut ctx,
+        );
         if let Err(r) = result {
-            let dl = DeadLetter {
-                key: key.map(<[u8]>::to_vec),
-                value: value.map(<[u8]>::to_vec),
-                reason: r.reason,
-                message: r.message,
-                source: Source {
-                    topic: topic.to_owned(),
-                    partition,
-                    offset,
-                },
-                service: self.config.service.clone(),
-                failed_at_ms: 0,
-            };
+            let dl = r.dead_letter(&record, &self.config.service, 0);
             self.dead_letter(dl);
         }
         self.account(&ctx);

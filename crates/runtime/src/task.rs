@@ -15,7 +15,8 @@
 
 use fitstream_contracts::EventTime;
 
-use crate::deadletter::Reason;
+use crate::deadletter::{DeadLetter, Reason, Source};
+use crate::watermark::{Admission, Watermarks};
 
 /// Header of a watermark marker on a repartition topic (decimal milliseconds).
 pub const WATERMARK_HEADER: &str = "fitstream.watermark";
@@ -256,4 +257,59 @@ pub fn parse_marker<'h>(
         }
     }
     Some((source?, EventTime(wm?)))
+}
+
+/// One record through a task, as both drivers do it: admit (decode, validate), the
+/// future-skew rule and the watermark for event-time stages, then process. A rejection is the
+/// record's dead letter.
+#[allow(clippy::too_many_arguments)] // the driver's state for one record, passed once
+pub fn deliver(
+    task: &mut dyn Task,
+    watermarks: &mut Watermarks<String>,
+    by_event_time: bool,
+    record: &Record<'_>,
+    current: EventTime,
+    now_ms: i64,
+    ctx: &mut Ctx,
+) -> Result<(), Rejection> {
+    match task.admit(record)? {
+        Admitted::Skip => Ok(()),
+        Admitted::At(t) => {
+            let source = format!("{}/{}", record.topic, record.partition);
+            if by_event_time {
+                if let Admission::TooFarAhead {
+                    partition_watermark,
+                } = watermarks.admit(&source, t)
+                {
+                    return Err(Rejection::new(
+                        Reason::Validation,
+                        format!(
+                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
+                        ),
+                    ));
+                }
+                watermarks.observe(source, t, now_ms);
+            }
+            task.process(current, ctx)
+        }
+    }
+}
+
+impl Rejection {
+    /// The dead letter of `record` for this rejection.
+    pub fn dead_letter(self, record: &Record<'_>, service: &str, failed_at_ms: i64) -> DeadLetter {
+        DeadLetter {
+            key: record.key.map(<[u8]>::to_vec),
+            value: record.value.map(<[u8]>::to_vec),
+            reason: self.reason,
+            message: self.message,
+            source: Source {
+                topic: record.topic.to_owned(),
+                partition: record.partition,
+                offset: record.offset,
+            },
+            service: service.to_owned(),
+            failed_at_ms,
+        }
+    }
 }

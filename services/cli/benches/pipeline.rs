@@ -71,7 +71,6 @@ fn main() -> anyhow::Result<()> {
     let bootstrap =
         std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
-    let base = TopicsConfig::default();
     let p = |name: &str| format!("b-{id}.{name}");
     let cfg = FitstreamConfig {
         kafka: KafkaConfig {
@@ -79,13 +78,8 @@ fn main() -> anyhow::Result<()> {
             ..KafkaConfig::default()
         },
         topics: TopicsConfig {
-            clickstream: p(&base.clickstream),
-            purchases: p(&base.purchases),
-            cart_abandonment: p(&base.cart_abandonment),
-            build_orders: p(&base.build_orders),
-            dead_letter: p(&base.dead_letter),
             partitions: 3,
-            ..base
+            ..TopicsConfig::default().with_prefix(&format!("b-{id}"))
         },
         application_suffix: format!("-{id}"),
         ..FitstreamConfig::default()

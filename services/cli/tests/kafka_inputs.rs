@@ -22,19 +22,9 @@ fn bootstrap() -> String {
 /// A configuration whose topics are unique to one test.
 async fn fresh(partitions: i32) -> FitstreamConfig {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let base = TopicsConfig::default();
     let topics = TopicsConfig {
-        clickstream: format!("t-{id}.{}", base.clickstream),
-        purchases: format!("t-{id}.{}", base.purchases),
-        profiles: format!("t-{id}.{}", base.profiles),
-        segment_models: format!("t-{id}.{}", base.segment_models),
-        segment_assignments: format!("t-{id}.{}", base.segment_assignments),
-        segment_profiles: format!("t-{id}.{}", base.segment_profiles),
-        cart_abandonment: format!("t-{id}.{}", base.cart_abandonment),
-        build_orders: format!("t-{id}.{}", base.build_orders),
-        dead_letter: format!("t-{id}.{}", base.dead_letter),
         partitions,
-        ..base
+        ..TopicsConfig::default().with_prefix(&format!("t-{id}"))
     };
     let mut kafka = KafkaConfig {
         bootstrap_servers: bootstrap(),

@@ -39,11 +39,11 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::{KafkaConfig, KafkaError, admin};
-use crate::deadletter::{DeadLetter, Reason, Source};
+use crate::deadletter::{DeadLetter, Reason};
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
-use crate::task::{self, Admitted, Ctx, Emit, Record, Rejection, Topology, WatermarkSource};
-use crate::watermark::{Admission, WatermarkConfig, Watermarks};
+use crate::task::{self, Ctx, Emit, Record, Topology, WatermarkSource};
+use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// Settings of the Kafka driver.
 #[derive(Clone, Debug)]
@@ -79,6 +79,8 @@ pub struct DriverStats {
 
 #[derive(Default)]
 struct RebalanceState {
+    /// The producer failed inside a callback: the driver must restart.
+    broken: Option<String>,
     revoked: bool,
     assigned: Option<Vec<(String, i32)>>,
 }
@@ -112,6 +114,9 @@ impl ConsumerContext for DriverContext {
             if self.in_txn.swap(false, Ordering::SeqCst) {
                 if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
                     tracing::error!("abort on revocation failed: {e}");
+                    if let Ok(mut s) = self.state.lock() {
+                        s.broken = Some(e.to_string());
+                    }
                 }
                 METRICS.transactions.with_label_values(&["aborted"]).inc();
             }
@@ -211,7 +216,27 @@ pub fn run(
     config: DriverConfig,
     shutdown: Arc<AtomicBool>,
 ) -> Result<DriverStats, KafkaError> {
-    let specs = internal_topics(&topology, config.partitions, config.replication_factor);
+    // Crash-only: a broken producer or a fenced transaction restarts the driver in this
+    // process (state and offsets come back from Kafka); a few failures in a row end it.
+    let mut failures = 0;
+    loop {
+        match run_once(&topology, &config, &shutdown) {
+            Err(KafkaError::Client(e)) if failures < 5 && !shutdown.load(Ordering::SeqCst) => {
+                failures += 1;
+                tracing::warn!("restarting the {} driver after: {e}", topology.name);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn run_once(
+    topology: &Topology,
+    config: &DriverConfig,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<DriverStats, KafkaError> {
+    let specs = internal_topics(topology, config.partitions, config.replication_factor);
     futures::executor::block_on(admin::ensure_topics(&config.kafka, &specs))?;
     let group = topology.group_id();
     let instance = config
@@ -261,7 +286,7 @@ pub fn run(
     consumer.subscribe(&topic_refs)?;
 
     // Global tables: read whole by every instance, outside the group.
-    let globals: Vec<String> = driver_globals(&topology);
+    let globals: Vec<String> = driver_globals(topology);
     let global_consumer: Option<BaseConsumer> = if globals.is_empty() {
         None
     } else {
@@ -285,7 +310,7 @@ pub fn run(
     let mut driver = Driver {
         global_log: Vec::new(),
         topology,
-        config,
+        config: config.clone(),
         producer,
         in_txn,
         slots: BTreeMap::new(),
@@ -306,10 +331,20 @@ pub fn run(
             break;
         }
         let message = consumer.poll(Duration::from_millis(10));
-        let (revoked, assigned) = match state.lock() {
-            Ok(mut s) => (std::mem::take(&mut s.revoked), s.assigned.take()),
-            Err(_) => (false, None),
+        let (revoked, assigned, broken) = match state.lock() {
+            Ok(mut s) => (
+                std::mem::take(&mut s.revoked),
+                s.assigned.take(),
+                s.broken.take(),
+            ),
+            Err(_) => (false, None, None),
         };
+        if let Some(e) = broken {
+            return Err(KafkaError::Client(RdError::MessageProduction(
+                RDKafkaErrorCode::InvalidTransactionalState,
+            )))
+            .inspect_err(|_| tracing::error!("producer broken during a rebalance: {e}"));
+        }
         if revoked {
             driver.stats.rebalances += 1;
             driver.slots.clear();
@@ -368,9 +403,9 @@ fn driver_globals(topology: &Topology) -> Vec<String> {
 
 type GlobalRecord = (String, Option<Vec<u8>>, Option<Vec<u8>>);
 
-struct Driver {
+struct Driver<'t> {
     global_log: Vec<GlobalRecord>,
-    topology: Topology,
+    topology: &'t Topology,
     config: DriverConfig,
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     in_txn: Arc<AtomicBool>,
@@ -383,7 +418,7 @@ struct Driver {
     quiet_since: Option<Instant>,
 }
 
-impl Driver {
+impl Driver<'_> {
     /// Bounded runs: finishes the watermark of every event-time task whose input partitions
     /// are all read to their end offsets. Returns true when every task is finished.
     fn finish_ended(&mut self) -> bool {
@@ -642,48 +677,21 @@ impl Driver {
         };
         let mut ctx = Ctx::default();
         let by_event_time = self.topology.stages[stage].watermark == WatermarkSource::EventTime;
-        let source = format!("{topic}/{partition}");
-        let result = match slot.task.admit(&record) {
-            Ok(Admitted::Skip) => Ok(()),
-            Ok(Admitted::At(t)) => {
-                if by_event_time
-                    && let Admission::TooFarAhead {
-                        partition_watermark,
-                    } = slot.watermarks.admit(&source, t)
-                {
-                    Err(Rejection::new(
-                        Reason::Validation,
-                        format!(
-                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
-                        ),
-                    ))
-                } else {
-                    if by_event_time {
-                        slot.watermarks.observe(source, t, now_ms());
-                    }
-                    slot.task.process(slot.current, &mut ctx)
-                }
-            }
-            Err(r) => Err(r),
-        };
+        let result = task::deliver(
+            slot.task.as_mut(),
+            &mut slot.watermarks,
+            by_event_time,
+            &record,
+            slot.current,
+            now_ms(),
+            &mut ctx,
+        );
         METRICS
             .processing_seconds
             .with_label_values(&[&self.topology.stages[stage].name])
             .observe(started.elapsed().as_secs_f64());
         if let Err(r) = result {
-            let dl = DeadLetter {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                reason: r.reason,
-                message: r.message,
-                source: Source {
-                    topic: topic.clone(),
-                    partition,
-                    offset: m.offset(),
-                },
-                service: self.service.clone(),
-                failed_at_ms: now_ms(),
-            };
+            let dl = r.dead_letter(&record, &self.service, now_ms());
             self.dead_letter(&dl)?;
         }
         self.route(stage, partition, ctx)
