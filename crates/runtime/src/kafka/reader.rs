@@ -38,7 +38,8 @@ pub fn read_until_idle(
     limit: Duration,
     mut each: impl FnMut(ConsumedRecord),
 ) -> Result<u64, KafkaError> {
-    let group = format!("fitstream-reader-{}", std::process::id());
+    // A group of its own per read: readers in one process must not share partitions.
+    let group = format!("fitstream-reader-{}", uuid::Uuid::new_v4().simple());
     let consumer: BaseConsumer = config
         .client()
         .set("group.id", &group)
