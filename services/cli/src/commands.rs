@@ -327,12 +327,14 @@ pub async fn run_service(
                 (app.topology(), app.output_topics())
             }
             Service::Segmenter | Service::All => {
-                let app = fitstream_segmenter::app::SegmenterApp::new(
+                let mut app = fitstream_segmenter::app::SegmenterApp::new(
                     cfg.application("segmenter"),
                     cfg.segmenter.clone(),
                     cfg.topics.clone(),
                     codec.clone(),
                 );
+                // A service reads the clock for its fit-duration metric (tasks never do).
+                app.stopwatch = std::sync::Arc::new(fitstream_segmenter::app::FitSecondsHistogram);
                 (app.topology(), app.output_topics())
             }
         };

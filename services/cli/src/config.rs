@@ -100,8 +100,6 @@ mod tests {
             "[kafka]\nbootstrap_servers = \"file:9092\"\ncommit_interval_ms = 250\n[topics]\npartitions = 12\n",
         )
         .expect("write");
-        // SAFETY-free: set_var is unsafe in edition 2024 only for multithreaded use; this test
-        // runs the env part in a child-free way by using a unique variable name.
         let cfg = load(Some(&path)).expect("load");
         assert_eq!(cfg.kafka.bootstrap_servers, "file:9092");
         assert_eq!(cfg.kafka.commit_interval_ms, 250);
@@ -109,5 +107,23 @@ mod tests {
         assert_eq!(cfg.topics.clickstream, "iob.clickstream.v1");
         std::fs::write(&path, "[kafka]\nbootstrap_server = \"typo\"\n").expect("write");
         assert!(load(Some(&path)).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn the_kubernetes_configuration_files_load() {
+        for file in [
+            "k8s/base/config/fitstream.toml",
+            "k8s/overlays/prod/config/fitstream.toml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(file);
+            let cfg = load(Some(&path)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(
+                cfg.kafka.properties["security.protocol"], "SASL_SSL",
+                "{file}"
+            );
+            assert!(cfg.planner.routing.is_some(), "{file}");
+        }
     }
 }
