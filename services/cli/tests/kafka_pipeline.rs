@@ -359,3 +359,153 @@ async fn pipeline(scenario: Scenario) {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+fn spawn_service(cfg: &FitstreamConfig, service: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_fitstream"))
+        .args([
+            "run",
+            service,
+            "--until-end",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env_of(cfg))
+        .env("FITSTREAM__TOPICS__PROFILES", &cfg.topics.profiles)
+        .env(
+            "FITSTREAM__TOPICS__SEGMENT_MODELS",
+            &cfg.topics.segment_models,
+        )
+        .env(
+            "FITSTREAM__TOPICS__SEGMENT_ASSIGNMENTS",
+            &cfg.topics.segment_assignments,
+        )
+        .env(
+            "FITSTREAM__TOPICS__SEGMENT_PROFILES",
+            &cfg.topics.segment_profiles,
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start fitstream run")
+}
+
+/// The profiler on Kafka, killed once with `kill -9` and restored from its changelog, leaves
+/// the same latest profile per customer on the compacted topic as the embedded run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let cfg = config(&id, 3);
+    let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
+    let mut specs = cfg.topics.specs(&plants);
+    for s in &mut specs {
+        s.configs.insert("retention.ms".into(), "-1".into());
+    }
+    admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("topics");
+    let sim = SimConfig {
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
+        seconds: 86_400,
+        ..SimConfig::default()
+    };
+    let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
+
+    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
+    embedded::run(
+        &cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        records.clone(),
+        &dir,
+        |_| {},
+    )
+    .expect("embedded run");
+    // A compacted topic's contract: the latest profile per customer.
+    let latest = |lines: Vec<serde_json::Value>| -> BTreeMap<String, String> {
+        lines
+            .into_iter()
+            .map(|l| {
+                (
+                    l["key"].as_str().unwrap_or_default().to_owned(),
+                    l["value"].to_string(),
+                )
+            })
+            .collect()
+    };
+    let want = latest(read_jsonl(&dir, &cfg.topics.profiles));
+
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    inputs::produce(
+        &mut writer,
+        &commands::codec(&cfg),
+        &cfg.topics,
+        records,
+        |_| {},
+    )
+    .expect("produce");
+
+    let mut child = spawn_service(&cfg, "profiler");
+    std::thread::sleep(Duration::from_millis(
+        rand::rng().random_range(3_000..7_000),
+    ));
+    if child.try_wait().expect("wait").is_none() {
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        println!("profiler: SIGKILL mid-run");
+    }
+    let mut child = spawn_service(&cfg, "profiler");
+    assert!(
+        wait_for(&mut child, Duration::from_secs(900)).success(),
+        "profiler failed"
+    );
+
+    let codec = commands::codec(&cfg);
+    let read = |topic: &str| {
+        let mut got = Vec::new();
+        read_until_idle(
+            &cfg.kafka,
+            &[topic],
+            Duration::from_secs(10),
+            Duration::from_secs(600),
+            |r| {
+                let p = Produced {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    timestamp: r.timestamp.unwrap_or(0),
+                    headers: Vec::new(),
+                };
+                got.push(to_json_line(&codec, &cfg, &p));
+            },
+        )
+        .expect("read");
+        got
+    };
+    let records = read(&cfg.topics.profiles);
+    let emitted = records.len();
+    let have = latest(records);
+    println!(
+        "profiles: kafka {emitted} records for {} customers, embedded {} customers",
+        have.len(),
+        want.len()
+    );
+    assert!(!want.is_empty());
+    let differing = want
+        .iter()
+        .filter(|(k, v)| have.get(*k) != Some(*v))
+        .count();
+    assert_eq!(have.len(), want.len(), "customers with a profile");
+    if let Some((k, v)) = want.iter().find(|(k, v)| have.get(*k) != Some(*v)) {
+        println!(
+            "first difference, {k}:\n  embedded {v}\n  kafka    {:?}",
+            have.get(k)
+        );
+    }
+    assert_eq!(
+        differing, 0,
+        "latest profiles that differ from the embedded run"
+    );
+
+    std::fs::remove_dir_all(&dir).ok();
+}
