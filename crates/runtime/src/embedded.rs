@@ -33,6 +33,24 @@ pub struct Produced {
     pub headers: Vec<(String, String)>,
 }
 
+impl Produced {
+    /// A record as read back from Kafka, in the same shape (to compare the two drivers).
+    pub fn from_consumed(r: crate::kafka::reader::ConsumedRecord) -> Produced {
+        Produced {
+            topic: r.topic,
+            partition: r.partition,
+            key: r.key,
+            value: r.value,
+            timestamp: r.timestamp.unwrap_or(0),
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                .collect(),
+        }
+    }
+}
+
 /// Settings of an embedded run.
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {

@@ -43,6 +43,21 @@ fn config(id: &str, partitions: i32) -> FitstreamConfig {
     }
 }
 
+/// A configuration with its own topics, created with time-based retention off: the records
+/// carry event times from early 2026, which retention would delete mid-test.
+async fn fresh(id: &str) -> FitstreamConfig {
+    let cfg = config(id, 3);
+    let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
+    let mut specs = cfg.topics.specs(&plants);
+    for s in &mut specs {
+        s.configs.insert("retention.ms".into(), "-1".into());
+    }
+    admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("topics");
+    cfg
+}
+
 fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
     let t = &cfg.topics;
     let mut env = vec![
@@ -66,6 +81,19 @@ fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
         ),
         ("FITSTREAM__TOPICS__BUILD_ORDERS", t.build_orders.clone()),
         ("FITSTREAM__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
+        ("FITSTREAM__TOPICS__PROFILES", t.profiles.clone()),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_MODELS",
+            t.segment_models.clone(),
+        ),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_ASSIGNMENTS",
+            t.segment_assignments.clone(),
+        ),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_PROFILES",
+            t.segment_profiles.clone(),
+        ),
         ("FITSTREAM__TOPICS__PARTITIONS", t.partitions.to_string()),
         ("RUST_LOG", "warn".to_owned()),
     ];
@@ -73,36 +101,31 @@ fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-fn spawn(cfg: &FitstreamConfig) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fitstream"))
-        .args([
-            "run",
-            "planner",
-            "--until-end",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .envs(env_of(cfg))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fitstream run planner")
+/// Membership of a spawned instance in the consumer group.
+#[derive(Clone, Copy, PartialEq)]
+enum Membership {
+    /// `group.instance.id` from the configuration: a restart takes its partitions back.
+    Static,
+    /// No instance id: the instance leaves the group when it stops.
+    Dynamic,
 }
 
-/// A second instance with dynamic membership (it leaves the group when it stops).
-fn spawn_dynamic(cfg: &FitstreamConfig) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fitstream"))
+fn spawn(cfg: &FitstreamConfig, service: &str, membership: Membership) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fitstream"));
+    command
         .args([
             "run",
-            "planner",
+            service,
             "--until-end",
             "--metrics-listen",
             "127.0.0.1:0",
         ])
         .envs(env_of(cfg))
-        .env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start a second fitstream run planner")
+        .stdout(Stdio::null());
+    if membership == Membership::Dynamic {
+        command.env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID");
+    }
+    command.spawn().expect("start fitstream run")
 }
 
 /// What happens to the planner processes during the run.
@@ -166,16 +189,8 @@ async fn planner_through_kill_9_equals_the_embedded_run() {
 
 async fn pipeline(scenario: Scenario) {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let cfg = config(&id, 3);
+    let cfg = fresh(&id).await;
     let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
-    // Event times from early 2026: time-based retention would delete the records mid-test.
-    let mut specs = cfg.topics.specs(&plants);
-    for s in &mut specs {
-        s.configs.insert("retention.ms".into(), "-1".into());
-    }
-    admin::ensure_topics(&cfg.kafka, &specs)
-        .await
-        .expect("topics");
 
     // In-order partitions (out-of-order delay 0), duplicates and malformed records included.
     let sim = SimConfig {
@@ -251,7 +266,7 @@ async fn pipeline(scenario: Scenario) {
         Scenario::Kills(kills) => {
             println!("kill schedule seed {seed}");
             for kill in 1..=kills {
-                let mut child = spawn(&cfg);
+                let mut child = spawn(&cfg, "planner", Membership::Static);
                 let after = Duration::from_millis(rng.random_range(4_000..12_000));
                 std::thread::sleep(after);
                 match child.try_wait().expect("wait") {
@@ -263,14 +278,14 @@ async fn pipeline(scenario: Scenario) {
                     }
                 }
             }
-            let mut child = spawn(&cfg);
+            let mut child = spawn(&cfg, "planner", Membership::Static);
             let status = wait_for(&mut child, Duration::from_secs(900));
             assert!(status.success(), "last run failed: {status}");
         }
         Scenario::SecondInstance => {
-            let mut first = spawn(&cfg);
+            let mut first = spawn(&cfg, "planner", Membership::Static);
             std::thread::sleep(Duration::from_secs(4));
-            let mut second = spawn_dynamic(&cfg);
+            let mut second = spawn(&cfg, "planner", Membership::Dynamic);
             std::thread::sleep(Duration::from_secs(8));
             let term = Command::new("kill")
                 .args(["-TERM", &second.id().to_string()])
@@ -299,18 +314,7 @@ async fn pipeline(scenario: Scenario) {
         Duration::from_secs(10),
         Duration::from_secs(600),
         |r| {
-            let p = Produced {
-                topic: r.topic.clone(),
-                partition: r.partition,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                timestamp: r.timestamp.unwrap_or(0),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                    .collect(),
-            };
+            let p = Produced::from_consumed(r);
             got.push(normalise(to_json_line(&codec, &cfg, &p)));
         },
     )
@@ -360,48 +364,12 @@ async fn pipeline(scenario: Scenario) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn spawn_service(cfg: &FitstreamConfig, service: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_fitstream"))
-        .args([
-            "run",
-            service,
-            "--until-end",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .envs(env_of(cfg))
-        .env("FITSTREAM__TOPICS__PROFILES", &cfg.topics.profiles)
-        .env(
-            "FITSTREAM__TOPICS__SEGMENT_MODELS",
-            &cfg.topics.segment_models,
-        )
-        .env(
-            "FITSTREAM__TOPICS__SEGMENT_ASSIGNMENTS",
-            &cfg.topics.segment_assignments,
-        )
-        .env(
-            "FITSTREAM__TOPICS__SEGMENT_PROFILES",
-            &cfg.topics.segment_profiles,
-        )
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start fitstream run")
-}
-
 /// The profiler on Kafka, killed once with `kill -9` and restored from its changelog, leaves
 /// the same latest profile per customer on the compacted topic as the embedded run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let cfg = config(&id, 3);
-    let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
-    let mut specs = cfg.topics.specs(&plants);
-    for s in &mut specs {
-        s.configs.insert("retention.ms".into(), "-1".into());
-    }
-    admin::ensure_topics(&cfg.kafka, &specs)
-        .await
-        .expect("topics");
+    let cfg = fresh(&id).await;
     let sim = SimConfig {
         out_of_order_max_ms: 0,
         late_fraction: 0.0,
@@ -444,7 +412,7 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     )
     .expect("produce");
 
-    let mut child = spawn_service(&cfg, "profiler");
+    let mut child = spawn(&cfg, "profiler", Membership::Static);
     std::thread::sleep(Duration::from_millis(
         rand::rng().random_range(3_000..7_000),
     ));
@@ -453,7 +421,7 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
         let _ = child.wait();
         println!("profiler: SIGKILL mid-run");
     }
-    let mut child = spawn_service(&cfg, "profiler");
+    let mut child = spawn(&cfg, "profiler", Membership::Static);
     assert!(
         wait_for(&mut child, Duration::from_secs(900)).success(),
         "profiler failed"
@@ -468,14 +436,7 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
             Duration::from_secs(10),
             Duration::from_secs(600),
             |r| {
-                let p = Produced {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    timestamp: r.timestamp.unwrap_or(0),
-                    headers: Vec::new(),
-                };
+                let p = Produced::from_consumed(r);
                 got.push(to_json_line(&codec, &cfg, &p));
             },
         )
