@@ -11,6 +11,12 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 # Two cores: two compile jobs, two test threads.
 jobs="${FITSTREAM_TEST_JOBS:-2}"
 
+# librdkafka is built with TLS (SASL_SSL clusters): it needs OpenSSL's headers.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  echo "installing libssl-dev and pkg-config (Debian packages) for librdkafka's TLS"
+  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config
+fi
+
 started_broker=0
 if ! bash deploy/kafka.sh status >/dev/null 2>&1; then
   bash deploy/kafka.sh start
