@@ -6,11 +6,16 @@
 //! when the table's watermark reaches `t`, or when the stream's watermark passes `t + grace`,
 //! whichever comes first, and then joins with what is there. A left join emits `None` when no
 //! version is found; records are emitted in event-time order of release.
+//!
+//! State for a changelog: the waiting records and the table watermark serialise with the
+//! join (small: bounded by the grace); the versions, which grow with the keys, are kept out
+//! of it and written key by key ([`AsOfJoin::take_changed`], [`AsOfJoin::restore_versions`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
 use fitstream_contracts::EventTime;
+use serde::{Deserialize, Serialize};
 
 /// A joined stream record: key, event time, the record, and the table version valid then.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,12 +31,20 @@ pub struct AsOf<K, S, V> {
 }
 
 /// An as-of join of a stream (`S`) with a versioned table (`V`), both keyed by `K`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(bound(
+    serialize = "K: Serialize + Eq + Hash, S: Serialize",
+    deserialize = "K: Deserialize<'de> + Eq + Hash, S: Deserialize<'de>"
+))]
 pub struct AsOfJoin<K, S, V> {
     grace_ms: i64,
     retention_ms: i64,
+    #[serde(skip)]
     versions: HashMap<K, BTreeMap<EventTime, V>>,
+    #[serde(skip)]
+    changed: HashSet<K>,
     table_watermark: EventTime,
+    stream_watermark: EventTime,
     pending: BTreeMap<(EventTime, u64), (K, S)>,
     seq: u64,
 }
@@ -45,15 +58,69 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
             grace_ms,
             retention_ms,
             versions: HashMap::new(),
+            changed: HashSet::new(),
             table_watermark: EventTime::MIN,
+            stream_watermark: EventTime::MIN,
             pending: BTreeMap::new(),
             seq: 0,
         }
     }
 
-    /// A table version: `value` is valid for `key` from `t` on.
+    /// A table version: `value` is valid for `key` from `t` on. The key's versions older than
+    /// the retention behind both sides' watermarks go (a table read ahead of the stream keeps
+    /// what the stream still needs), but the latest one before that horizon stays: it is
+    /// still valid after it.
     pub fn table(&mut self, key: K, t: EventTime, value: V) {
-        self.versions.entry(key).or_default().insert(t, value);
+        let horizon = self
+            .table_watermark
+            .max(t)
+            .min(self.stream_watermark)
+            .minus(self.retention_ms);
+        let versions = self.versions.entry(key.clone()).or_default();
+        versions.insert(t, value);
+        let keep_from = versions.range(..=horizon).next_back().map(|(t, _)| *t);
+        if let Some(k) = keep_from {
+            *versions = versions.split_off(&k);
+        }
+        self.changed.insert(key);
+    }
+
+    /// Keys whose versions changed since the last call, with their versions now.
+    pub fn take_changed(&mut self) -> Vec<(K, Vec<(EventTime, V)>)> {
+        let keys: Vec<K> = self.changed.drain().collect();
+        keys.into_iter()
+            .map(|k| {
+                let v = self
+                    .versions
+                    .get(&k)
+                    .map(|m| m.iter().map(|(t, v)| (*t, v.clone())).collect())
+                    .unwrap_or_default();
+                (k, v)
+            })
+            .collect()
+    }
+
+    /// Every key's versions, taken out (a restore merging two halves of the state).
+    pub fn take_changed_all(&mut self) -> Vec<(K, Vec<(EventTime, V)>)> {
+        self.changed.clear();
+        std::mem::take(&mut self.versions)
+            .into_iter()
+            .map(|(k, m)| (k, m.into_iter().collect()))
+            .collect()
+    }
+
+    /// Puts back a key's versions from the changelog.
+    pub fn restore_versions(&mut self, key: K, versions: Vec<(EventTime, V)>) {
+        if versions.is_empty() {
+            self.versions.remove(&key);
+        } else {
+            self.versions.insert(key, versions.into_iter().collect());
+        }
+    }
+
+    /// The table's watermark.
+    pub fn table_watermark(&self) -> EventTime {
+        self.table_watermark
     }
 
     /// The version of `key` valid at `t`.
@@ -65,22 +132,13 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
             .map(|(_, v)| v)
     }
 
-    /// The table's watermark moved: releases waiting records it now covers, and expires old
-    /// versions.
+    /// The table's watermark moved: releases the waiting records it now covers.
     pub fn table_advance(&mut self, watermark: EventTime, out: &mut Vec<AsOf<K, S, V>>) {
         if watermark <= self.table_watermark {
             return;
         }
         self.table_watermark = watermark;
         self.release(|t| t <= watermark, out);
-        let horizon = watermark.minus(self.retention_ms);
-        for versions in self.versions.values_mut() {
-            // Keep the latest version at or before the horizon: it is valid after it.
-            let keep_from = versions.range(..=horizon).next_back().map(|(t, _)| *t);
-            if let Some(k) = keep_from {
-                *versions = versions.split_off(&k);
-            }
-        }
     }
 
     /// A stream record: joined now when the table has caught up with `t`, else it waits.
@@ -102,6 +160,7 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
     /// The stream's watermark moved: records waiting longer than the grace join with what is
     /// there.
     pub fn stream_advance(&mut self, watermark: EventTime, out: &mut Vec<AsOf<K, S, V>>) {
+        self.stream_watermark = self.stream_watermark.max(watermark);
         let grace = self.grace_ms;
         self.release(|t| watermark >= t.plus(grace), out);
     }
@@ -121,6 +180,11 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
                 version,
             });
         }
+    }
+
+    /// The event time of the earliest waiting stream record.
+    pub fn earliest_waiting(&self) -> Option<EventTime> {
+        self.pending.first_key_value().map(|((t, _), _)| *t)
     }
 
     /// Waiting stream records and table versions held.
@@ -216,16 +280,38 @@ mod tests {
     #[test]
     fn retention_keeps_the_version_still_valid_at_the_horizon() {
         let mut j: J = AsOfJoin::new(0, 1_000);
-        let mut out = Vec::new();
         j.table("c", EventTime(100), 1);
         j.table("c", EventTime(200), 2);
+        // The table is far ahead of the stream: nothing the stream may need goes.
         j.table("c", EventTime(5_000), 3);
-        j.table_advance(EventTime(5_000), &mut out);
+        assert_eq!(j.len().1, 3);
+        j.stream_advance(EventTime(5_000), &mut Vec::new());
+        j.table("c", EventTime(5_001), 4);
         assert_eq!(
             j.len().1,
-            2,
+            3,
             "v1 is gone; v2 is still valid at the horizon 4000"
         );
         assert_eq!(j.lookup(&"c", EventTime(4_500)), Some(&2));
+        let changed = j.take_changed();
+        assert_eq!(
+            changed,
+            vec![(
+                "c",
+                vec![
+                    (EventTime(200), 2),
+                    (EventTime(5_000), 3),
+                    (EventTime(5_001), 4)
+                ]
+            )]
+        );
+        assert!(j.take_changed().is_empty());
+        let mut restored: J = AsOfJoin::new(0, 1_000);
+        for (k, v) in changed {
+            restored.restore_versions(k, v);
+        }
+        assert_eq!(restored.lookup(&"c", EventTime(4_500)), Some(&2));
+        assert_eq!(restored.lookup(&"c", EventTime(5_000)), Some(&3));
+        assert_eq!(restored.lookup(&"c", EventTime(6_000)), Some(&4));
     }
 }

@@ -88,7 +88,11 @@ impl Embedded {
         let mut slots = BTreeMap::new();
         for (i, stage) in topology.stages.iter().enumerate() {
             for p in 0..config.partitions {
-                let mut watermarks = Watermarks::new(config.watermark.clone());
+                let rules = match &stage.watermark {
+                    WatermarkSource::EventTime => config.watermark.clone(),
+                    WatermarkSource::Markers { .. } => config.watermark.clone().without_idleness(),
+                };
+                let mut watermarks = Watermarks::new(rules);
                 match &stage.watermark {
                     WatermarkSource::EventTime => {
                         for t in &stage.inputs {
@@ -292,10 +296,11 @@ impl Embedded {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
-        if slot.current > slot.marker_sent && !self.topology.stages[stage].repartitions.is_empty() {
-            slot.marker_sent = slot.current;
+        let output = slot.task.output_watermark(slot.current);
+        if output > slot.marker_sent && !self.topology.stages[stage].repartitions.is_empty() {
+            slot.marker_sent = output;
             let source = format!("{}/{partition}", self.topology.stages[stage].name);
-            let current = slot.current;
+            let current = output;
             let targets = self.topology.stages[stage].repartitions.clone();
             for topic in targets {
                 if let Some(down) = self.topology.stage_of(&topic) {

@@ -125,6 +125,12 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
         u.plus(self.window.before_ms + self.window.after_ms + self.window.grace_ms)
     }
 
+    /// Whether a left record at `t` would be late at `watermark` (what [`IntervalJoin::left`]
+    /// refuses), for callers that check before holding a record back.
+    pub fn is_closed_left(&self, t: EventTime, watermark: EventTime) -> bool {
+        watermark > self.left_close_time(t)
+    }
+
     /// A left record arrives while the watermark is `watermark`.
     pub fn left(
         &mut self,

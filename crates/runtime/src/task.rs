@@ -64,6 +64,10 @@ pub enum Admitted {
     At(EventTime),
     /// Nothing to do (a duplicate, or a record the stage ignores), counted as processed.
     Skip,
+    /// A record of a co-partitioned table input (`Stage::tables`) valid from this event time:
+    /// `process` is called; it moves no watermark and is never late (the task keeps versions
+    /// and tracks how far the table has come).
+    Table(EventTime),
 }
 
 /// A record a task emits.
@@ -145,6 +149,12 @@ pub trait Task: Send {
     /// a task created later first receives every record seen so far).
     fn global(&mut self, _topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, _ctx: &mut Ctx) {
     }
+    /// The watermark that goes downstream (markers) when the task's own is `watermark`: the
+    /// same by default; a task holding records back (waiting for a table) holds it at the
+    /// earliest of them, so downstream windows wait for what it will still emit.
+    fn output_watermark(&self, watermark: EventTime) -> EventTime {
+        watermark
+    }
     /// State entries and approximate bytes, for metrics.
     fn state_size(&self) -> (usize, usize) {
         (0, 0)
@@ -170,8 +180,12 @@ pub type TaskFactory = Box<dyn Fn(i32) -> Box<dyn Task> + Send + Sync>;
 pub struct Stage {
     /// Name (used in changelog topic names and marker sources).
     pub name: String,
-    /// Co-partitioned input topics.
+    /// Co-partitioned input topics; their event times make the watermark of an `EventTime`
+    /// stage.
     pub inputs: Vec<String>,
+    /// Co-partitioned table inputs (e.g. segment assignments for an as-of join): read like
+    /// inputs, but outside the watermark; a bounded run reads them to their end too.
+    pub tables: Vec<String>,
     /// Repartition topics this stage writes to (watermark markers go there too).
     pub repartitions: Vec<String>,
     /// Where its watermark comes from.
@@ -206,7 +220,7 @@ impl Topology {
     pub fn input_topics(&self) -> Vec<String> {
         self.stages
             .iter()
-            .flat_map(|s| s.inputs.iter().cloned())
+            .flat_map(|s| s.inputs.iter().chain(&s.tables).cloned())
             .collect()
     }
 
@@ -214,7 +228,7 @@ impl Topology {
     pub fn stage_of(&self, topic: &str) -> Option<usize> {
         self.stages
             .iter()
-            .position(|s| s.inputs.iter().any(|t| t == topic))
+            .position(|s| s.inputs.iter().chain(&s.tables).any(|t| t == topic))
     }
 
     /// Whether `topic` is a repartition topic of this topology.
@@ -239,24 +253,42 @@ pub fn marker_headers(source: &str, watermark: EventTime) -> Vec<(String, Vec<u8
     ]
 }
 
-/// Reads a marker from headers.
+/// The value of [`WATERMARK_HEADER`] in an idle marker.
+pub const IDLE: &str = "idle";
+
+/// An idle marker: the upstream task has no records and no time of its own (every input
+/// idle, nothing seen yet), so downstream leaves it out of the minimum until its next
+/// marker, as Flink propagates an idle watermark status.
+pub fn idle_marker_headers(source: &str) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (WATERMARK_HEADER.to_owned(), IDLE.as_bytes().to_vec()),
+        (
+            WATERMARK_SOURCE_HEADER.to_owned(),
+            source.as_bytes().to_vec(),
+        ),
+    ]
+}
+
+/// Reads a marker from headers: the source, and its watermark (None: idle).
 pub fn parse_marker<'h>(
     headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
-) -> Option<(String, EventTime)> {
+) -> Option<(String, Option<EventTime>)> {
     let mut wm = None;
     let mut source = None;
     for (k, v) in headers {
         match k {
             WATERMARK_HEADER => {
-                wm = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
+                wm = match std::str::from_utf8(v).ok() {
+                    Some(IDLE) => Some(None),
+                    Some(s) => s.parse::<i64>().ok().map(|ms| Some(EventTime(ms))),
+                    None => None,
+                }
             }
             WATERMARK_SOURCE_HEADER => source = std::str::from_utf8(v).ok().map(str::to_owned),
             _ => {}
         }
     }
-    Some((source?, EventTime(wm?)))
+    Some((source?, wm?))
 }
 
 /// One record through a task, as both drivers do it: admit (decode, validate), the
@@ -274,6 +306,7 @@ pub fn deliver(
 ) -> Result<(), Rejection> {
     match task.admit(record)? {
         Admitted::Skip => Ok(()),
+        Admitted::Table(_) => task.process(current, ctx),
         Admitted::At(t) => {
             let source = format!("{}/{}", record.topic, record.partition);
             if by_event_time {

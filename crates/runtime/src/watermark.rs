@@ -47,6 +47,20 @@ impl Default for WatermarkConfig {
 struct PartitionClock {
     max_event_time: Option<EventTime>,
     last_record_wall_ms: i64,
+    /// Declared idle by its source (an upstream task's idle marker) until its next record.
+    declared_idle: bool,
+}
+
+impl WatermarkConfig {
+    /// The same rules without idleness, for watermarks made of upstream tasks' markers: a
+    /// live upstream task always sends markers (its own idleness already moves its time), so
+    /// one that sends none is behind or restarting, and skipping it would make its records
+    /// late.
+    pub fn without_idleness(mut self) -> Self {
+        self.idle_timeout_ms = i64::MAX;
+        self.advance_when_idle = false;
+        self
+    }
 }
 
 /// Whether a record's event time is acceptable on its partition.
@@ -91,6 +105,7 @@ impl<P: Ord + Clone> Watermarks<P> {
         self.partitions.entry(partition).or_insert(PartitionClock {
             max_event_time: None,
             last_record_wall_ms: now_ms,
+            declared_idle: false,
         });
     }
 
@@ -125,6 +140,7 @@ impl<P: Ord + Clone> Watermarks<P> {
         let clock = self.partitions.entry(partition).or_insert(PartitionClock {
             max_event_time: None,
             last_record_wall_ms: now_ms,
+            declared_idle: false,
         });
         clock.max_event_time = Some(
             clock
@@ -132,6 +148,35 @@ impl<P: Ord + Clone> Watermarks<P> {
                 .map_or(event_time, |m| m.max(event_time)),
         );
         clock.last_record_wall_ms = now_ms;
+        clock.declared_idle = false;
+    }
+
+    /// `partition` declares itself idle (it has nothing and no time of its own): it leaves
+    /// the minimum until its next record.
+    pub fn declare_idle(&mut self, partition: &P) {
+        if let Some(c) = self.partitions.get_mut(partition) {
+            c.declared_idle = true;
+        }
+    }
+
+    /// The partitions that are idle at wall time `now_ms` (they do not hold the watermark back).
+    pub fn idle(&self, now_ms: i64) -> Vec<P> {
+        self.partitions
+            .iter()
+            .filter(|(_, c)| {
+                c.declared_idle
+                    || now_ms.saturating_sub(c.last_record_wall_ms) >= self.config.idle_timeout_ms
+            })
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// `partition` has records waiting (its consumer knows of a backlog) at wall time `now_ms`:
+    /// it is not idle, however long since its last record.
+    pub fn backlogged(&mut self, partition: &P, now_ms: i64) {
+        if let Some(c) = self.partitions.get_mut(partition) {
+            c.last_record_wall_ms = c.last_record_wall_ms.max(now_ms);
+        }
     }
 
     /// Max event time per partition (for snapshots).
@@ -158,7 +203,7 @@ impl<P: Ord + Clone> Watermarks<P> {
         let active = self
             .partitions
             .values()
-            .filter(|c| now_ms - c.last_record_wall_ms < idle);
+            .filter(|c| !c.declared_idle && now_ms.saturating_sub(c.last_record_wall_ms) < idle);
         let min_active = active
             .map(|c| c.max_event_time.map_or(EventTime::MIN, |t| t.minus(ooo)))
             .min();
@@ -246,6 +291,34 @@ mod tests {
         w.observe(1, EventTime(25_000), 30_002);
         w.observe(0, EventTime(40_000), 30_002);
         assert_eq!(w.current(30_002), EventTime(25_000));
+    }
+
+    #[test]
+    fn a_backlogged_partition_is_never_idle() {
+        let mut w = wm();
+        w.observe(0, EventTime(10_000), 0);
+        w.observe(1, EventTime(1_000), 0);
+        w.observe(0, EventTime(50_000), 40_000);
+        // Partition 1 has records waiting behind partition 0's: still in the min at 40 s.
+        w.backlogged(&1, 39_000);
+        assert_eq!(w.current(40_000), EventTime(1_000));
+        // The backlog is gone: idle 30 s after the last time it was seen.
+        assert_eq!(w.current(68_999), EventTime(1_000));
+        assert_eq!(w.current(69_000), EventTime(50_000));
+        assert_eq!(w.idle(69_000), vec![1]);
+    }
+
+    #[test]
+    fn a_watermark_of_upstream_markers_waits_for_a_silent_upstream_task() {
+        let mut w = Watermarks::new(WatermarkConfig::default().without_idleness());
+        w.assign("carts/0", 0);
+        w.assign("carts/1", 0);
+        w.observe("carts/0", EventTime(3_600_000), 1_000);
+        // carts/1 is slow to send its first marker: nothing closes on carts/0's time alone.
+        assert_eq!(w.current(600_000), EventTime::MIN);
+        w.observe("carts/1", EventTime(60_000), 600_001);
+        assert_eq!(w.current(600_001), EventTime(60_000));
+        assert!(w.idle(i64::MAX / 2).is_empty());
     }
 
     #[test]

@@ -126,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         stages: vec![Stage {
             name: "copy".into(),
             inputs: vec![cfg.topics.clickstream.clone(), cfg.topics.purchases.clone()],
+            tables: Vec::new(),
             repartitions: vec![],
             watermark: WatermarkSource::EventTime,
             globals: vec![],

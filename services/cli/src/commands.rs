@@ -233,17 +233,14 @@ pub fn replay(
     format: InputFormat,
     out: &Path,
 ) -> anyhow::Result<crate::embedded::Summary> {
-    let records = read_inputs(input, format)?;
+    let mut truth = crate::reconcile::InputTruth::default();
+    let records = read_inputs(input, format)?.inspect(|r| truth.observe(r));
     let bar = progress_bar(None, "replaying");
     let started = Instant::now();
-    let summary = crate::embedded::run(
-        cfg,
-        fitstream_planner::PlannerConfig::default(),
-        fitstream_planner::routing::Routing::bundled(),
-        records,
-        out,
-        |s| bar.set_position(s.inputs),
-    )?;
+    let summary =
+        crate::embedded::run(cfg, cfg.planner.clone(), routing(cfg)?, records, out, |s| {
+            bar.set_position(s.inputs)
+        })?;
     bar.finish_and_clear();
     println!(
         "replayed {} records in {:.1} s into {}",
@@ -265,6 +262,12 @@ pub fn replay(
     println!(
         "  carts: {} converted, {} abandoned; released units {}; duplicates {}; late {}; unrouted lines {}",
         p.conversions, p.abandonments, p.released_units, p.duplicates, p.late, p.unrouted
+    );
+    let reconciliation = crate::reconcile::reconcile(cfg, &truth, &summary, out)?;
+    print!("{reconciliation}");
+    anyhow::ensure!(
+        reconciliation.holds(),
+        "the outputs do not reconcile with the input"
     );
     Ok(summary)
 }

@@ -81,9 +81,11 @@ pub fn load(file: Option<&Path>) -> Result<FitstreamConfig, ConfigError> {
             .try_parsing(true),
     );
     let built = builder.build().map_err(|e| ConfigError(e.to_string()))?;
-    built
+    let config: FitstreamConfig = built
         .try_deserialize()
-        .map_err(|e| ConfigError(e.to_string()))
+        .map_err(|e| ConfigError(e.to_string()))?;
+    config.planner.check().map_err(ConfigError)?;
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -91,6 +91,18 @@ pub fn to_json_line(codec: &Codec, cfg: &FitstreamConfig, p: &Produced) -> serde
     )
 }
 
+/// The planner reads the segment assignments as a table (the buyer's segment, as of the
+/// purchase).
+fn feed_assignments(engine: &mut Embedded, topic: &str, produced: &[Produced]) {
+    for p in produced.iter().filter(|p| p.topic == topic) {
+        engine.push(
+            &p.topic,
+            p.key.as_deref(),
+            p.value.as_deref().unwrap_or_default(),
+        );
+    }
+}
+
 /// Runs `records` through the embedded pipeline, writing `out/<topic>.jsonl`.
 pub fn run(
     cfg: &FitstreamConfig,
@@ -212,19 +224,25 @@ pub fn run(
         summary.inputs += 1;
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
         let value = r.value.as_deref().unwrap_or_default();
-        engine.push(&r.topic, r.key.as_deref(), value);
+        // The profiler first: the assignments it emits reach the planner's segment table
+        // before the planner's watermark moves on with the same record.
         segmentation.push(&r.topic, r.key.as_deref(), value);
+        let segmented = segmentation.drain();
+        feed_assignments(&mut engine, &cfg.topics.segment_assignments, &segmented);
+        write(segmented, &mut summary)?;
+        engine.push(&r.topic, r.key.as_deref(), value);
         write(engine.drain(), &mut summary)?;
-        write(segmentation.drain(), &mut summary)?;
         if summary.inputs % 5_000 == 0 {
             summary.planner = counters.snapshot();
             progress(&summary);
         }
     }
-    engine.finish();
     segmentation.finish();
+    let segmented = segmentation.drain();
+    feed_assignments(&mut engine, &cfg.topics.segment_assignments, &segmented);
+    write(segmented, &mut summary)?;
+    engine.finish();
     write(engine.drain(), &mut summary)?;
-    write(segmentation.drain(), &mut summary)?;
     for f in files.values_mut() {
         f.flush()?;
     }

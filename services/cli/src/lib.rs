@@ -13,3 +13,4 @@ pub mod config;
 pub mod embedded;
 pub mod inputs;
 pub mod jsonl;
+pub mod reconcile;

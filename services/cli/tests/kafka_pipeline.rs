@@ -16,7 +16,7 @@ use fitstream::{commands, inputs};
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_runtime::embedded::Produced;
 use fitstream_runtime::kafka::reader::read_until_idle;
-use fitstream_runtime::kafka::writer::TopicWriter;
+use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
 use fitstream_runtime::kafka::{KafkaConfig, admin};
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 use rand::{Rng, SeedableRng};
@@ -95,7 +95,10 @@ fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
             t.segment_profiles.clone(),
         ),
         ("FITSTREAM__TOPICS__PARTITIONS", t.partitions.to_string()),
-        ("RUST_LOG", "warn".to_owned()),
+        (
+            "RUST_LOG",
+            std::env::var("FITSTREAM_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        ),
     ];
     env.sort();
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -111,16 +114,25 @@ enum Membership {
 }
 
 fn spawn(cfg: &FitstreamConfig, service: &str, membership: Membership) -> Child {
+    spawn_with(cfg, service, membership, true, &[])
+}
+
+/// `fitstream run <service>`, bounded (`--until-end`) or not, with extra environment.
+fn spawn_with(
+    cfg: &FitstreamConfig,
+    service: &str,
+    membership: Membership,
+    bounded: bool,
+    env: &[(&str, &str)],
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_fitstream"));
+    command.args(["run", service, "--metrics-listen", "127.0.0.1:0"]);
+    if bounded {
+        command.arg("--until-end");
+    }
     command
-        .args([
-            "run",
-            service,
-            "--until-end",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
         .envs(env_of(cfg))
+        .envs(env.iter().copied())
         .stdout(Stdio::null());
     if membership == Membership::Dynamic {
         command.env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID");
@@ -248,8 +260,36 @@ async fn pipeline(scenario: Scenario) {
         summary.inputs, summary.outputs
     );
 
-    // The same records into Kafka.
+    // The planner reads the buyers' segments from the assignments topic, which the profiler
+    // writes: here the embedded run's assignments, on the partitions the embedded run used.
     let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    let codec = commands::codec(&cfg);
+    let assignments = read_jsonl(&dir, &cfg.topics.segment_assignments);
+    assert!(
+        !assignments.is_empty(),
+        "the embedded run assigned segments"
+    );
+    for line in &assignments {
+        let a: fitstream_contracts::SegmentAssignment =
+            serde_json::from_value(line["value"].clone()).expect("an assignment");
+        writer
+            .send(&OutRecord {
+                topic: cfg.topics.segment_assignments.clone(),
+                key: Some(a.customer_id.clone().into_bytes()),
+                value: Some(
+                    codec
+                        .encode(&cfg.topics.segment_assignments, &a)
+                        .expect("encode"),
+                ),
+                timestamp: Some(a.event_time.0),
+                headers: Vec::new(),
+                partition: line["partition"].as_i64().map(|p| p as i32),
+            })
+            .expect("send");
+    }
+    println!("{} segment assignments produced", assignments.len());
+
+    // The same records into Kafka.
     inputs::produce(
         &mut writer,
         &commands::codec(&cfg),
@@ -305,7 +345,6 @@ async fn pipeline(scenario: Scenario) {
     println!("kafka runs took {:.1} s", started.elapsed().as_secs_f64());
 
     // What the factory and marketing see: read_committed.
-    let codec = commands::codec(&cfg);
     let mut got = Vec::new();
     let topic_refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
     read_until_idle(
@@ -469,4 +508,116 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     );
 
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A window closes on a quiet stream, with no end of input: one purchase just before the end
+/// of its build window, then silence. Once the inputs are idle (2 s of wall clock here), time
+/// moves with the wall clock; partitions that never had a record declare themselves idle
+/// downstream; the build order comes out, exactly once, while the planner keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_closes_on_a_quiet_stream() {
+    use fitstream_contracts::records::{PurchaseEvent, PurchaseLine};
+
+    const T: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z, a window start
+    const MIN: i64 = 60_000;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let cfg = fresh(&id).await;
+    let codec = commands::codec(&cfg);
+    let order = PurchaseEvent {
+        order_id: "o-quiet".into(),
+        customer_id: "quiet-1".into(),
+        session_id: "s-quiet".into(),
+        event_time: fitstream_contracts::EventTime(T + 15 * MIN - 2_000),
+        region: "eu-west".into(),
+        currency: "EUR".into(),
+        lines: vec![PurchaseLine {
+            product_id: "p-50".into(),
+            sku: "p-50".into(),
+            options: Default::default(),
+            category: Some("fragrance".into()),
+            quantity: 3,
+            unit_price: rust_decimal::Decimal::new(2_500, 2),
+        }],
+    };
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    writer
+        .send(&OutRecord {
+            topic: cfg.topics.purchases.clone(),
+            key: Some(b"quiet-1".to_vec()),
+            value: Some(codec.encode(&cfg.topics.purchases, &order).expect("encode")),
+            timestamp: Some(order.event_time.0),
+            headers: Vec::new(),
+            partition: None,
+        })
+        .expect("send");
+    writer.flush().expect("flush");
+
+    let started = Instant::now();
+    let mut planner = spawn_with(
+        &cfg,
+        "planner",
+        Membership::Static,
+        false,
+        &[
+            ("FITSTREAM__WATERMARK__IDLE_TIMEOUT_MS", "2000"),
+            ("FITSTREAM__PLANNER__BUILD_GRACE_MS", "1000"),
+            ("FITSTREAM__PLANNER__SEGMENT_GRACE_MS", "1000"),
+        ],
+    );
+    let lyon = cfg.topics.build_orders_topic("lyon");
+    let read_all = || {
+        let mut lines = Vec::new();
+        let topics = [
+            lyon.as_str(),
+            cfg.topics.build_orders_topic("berlin").leak(),
+            cfg.topics.build_orders_topic("porto").leak(),
+            cfg.topics.cart_abandonment.as_str(),
+            cfg.topics.dead_letter.as_str(),
+        ];
+        read_until_idle(
+            &cfg.kafka,
+            &topics,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            |r| lines.push(to_json_line(&codec, &cfg, &Produced::from_consumed(r))),
+        )
+        .expect("read");
+        lines
+    };
+    let mut got = Vec::new();
+    while got.is_empty() && started.elapsed() < Duration::from_secs(120) {
+        assert!(
+            planner.try_wait().expect("wait").is_none(),
+            "the planner stopped"
+        );
+        got = read_all();
+    }
+    println!(
+        "build order after {:.1} s of a quiet stream",
+        started.elapsed().as_secs_f64()
+    );
+    // Still running: quiet is not the end. Then a clean stop, and nothing more came out.
+    assert!(planner.try_wait().expect("wait").is_none());
+    let term = Command::new("kill")
+        .args(["-TERM", &planner.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    assert!(wait_for(&mut planner, Duration::from_secs(60)).success());
+    let got = read_all();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let v = &got[0];
+    assert_eq!(v["topic"], serde_json::json!(lyon));
+    assert_eq!(v["key"], "p-50");
+    let o = &v["value"];
+    assert_eq!(o["request_state"], "Released");
+    assert_eq!(o["quantity"], "3.000");
+    assert_eq!(o["order_count"], 1);
+    assert_eq!(o["window_start"], T);
+    assert_eq!(o["window_end"], T + 15 * MIN);
+    assert_eq!(o["location"]["site"], "lyon");
+    assert_eq!(
+        o["segment_mix"],
+        serde_json::json!([{"segment_id": null, "segment_label": "unassigned", "quantity": "3.000"}])
+    );
 }

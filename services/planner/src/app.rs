@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
+use fitstream_contracts::records::{ClickEvent, PurchaseEvent, SegmentAssignment};
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, EventTime};
 use fitstream_runtime::deadletter::Reason;
@@ -119,6 +119,7 @@ impl PlannerApp {
                         self.topics.clickstream.clone(),
                         self.topics.purchases.clone(),
                     ],
+                    tables: vec![self.topics.segment_assignments.clone()],
                     repartitions: vec![repartition.clone()],
                     watermark: WatermarkSource::EventTime,
                     globals: vec![],
@@ -127,6 +128,7 @@ impl PlannerApp {
                 Stage {
                     name: "windows".into(),
                     inputs: vec![repartition],
+                    tables: Vec::new(),
                     repartitions: vec![],
                     watermark: WatermarkSource::Markers {
                         upstream_tasks: self.partitions,
@@ -178,6 +180,7 @@ impl PlannerApp {
 enum CartInput {
     Click(ClickEvent),
     Purchase(PurchaseEvent),
+    Assignment(SegmentAssignment),
 }
 
 /// The `carts` stage of one partition.
@@ -235,11 +238,19 @@ fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
 
 const CLICK_ID: &[u8] = b"dc/";
 const ORDER_ID: &[u8] = b"do/";
+/// A customer's segment versions (the as-of join's table), one changelog entry per customer.
+const SEGMENTS: &[u8] = b"sg/";
 
 impl Task for CartTask {
     fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
+        if record.topic == self.app.topics.segment_assignments {
+            let a: SegmentAssignment = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let t = a.event_time;
+            self.pending = Some(CartInput::Assignment(a));
+            return Ok(Admitted::Table(t));
+        }
         let (input, t) = if record.topic == self.app.topics.clickstream {
             let c: ClickEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
             let t = c.event_time;
@@ -261,6 +272,10 @@ impl Task for CartTask {
         let r = match input {
             CartInput::Click(c) => self.stage.click(c, &mut demand, &mut outputs),
             CartInput::Purchase(p) => self.stage.purchase(p, &mut demand, &mut outputs),
+            CartInput::Assignment(a) => {
+                self.stage.assignment(a, &mut demand, &mut outputs);
+                Ok(())
+            }
         };
         self.dirty = true;
         self.emit(demand, outputs, ctx);
@@ -288,6 +303,15 @@ impl Task for CartTask {
             self.snapshot_bytes = bytes.len();
             put_snapshot(ctx, &bytes);
         }
+        for (customer, versions) in self.stage.take_segment_changes() {
+            let key = [SEGMENTS, customer.as_bytes()].concat();
+            let value = if versions.is_empty() {
+                None
+            } else {
+                bincode::serialize(&versions).ok()
+            };
+            ctx.changelog.push((key, value));
+        }
         let (clicks, orders) = self.stage.dedup_mut();
         for (prefix, memory) in [(CLICK_ID, clicks), (ORDER_ID, orders)] {
             for (id, t) in memory.take_changes() {
@@ -305,6 +329,17 @@ impl Task for CartTask {
                     bincode::deserialize(&whole).map_err(|e| e.to_string())?;
                 self.stage.restore_from(snapshot);
             }
+            return Ok(());
+        }
+        if let Some(customer) = key.strip_prefix(SEGMENTS) {
+            let versions = value
+                .map(bincode::deserialize)
+                .transpose()
+                .map_err(|e| format!("segment versions: {e}"))?
+                .unwrap_or_default();
+            self.stage
+                .restore_segments(String::from_utf8_lossy(customer).into_owned(), versions);
+            self.stage.take_segment_changes();
             return Ok(());
         }
         let time = |v: Option<&[u8]>| -> Result<Option<EventTime>, String> {
@@ -328,6 +363,10 @@ impl Task for CartTask {
 
     fn state_size(&self) -> (usize, usize) {
         (self.stage.len(), self.snapshot_bytes)
+    }
+
+    fn output_watermark(&self, watermark: EventTime) -> EventTime {
+        self.stage.output_watermark(watermark)
     }
 }
 

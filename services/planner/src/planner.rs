@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
+use fitstream_runtime::asof::{AsOf, AsOfJoin};
 use fitstream_runtime::dedup::Deduplicator;
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
 use fitstream_runtime::window::{Window, WindowSpec, WindowedAggregate};
@@ -59,6 +60,12 @@ pub struct PlannerConfig {
     pub forecast_priority: i32,
     /// Memory of event ids and order ids for deduplication, ms of event time.
     pub dedup_retention_ms: i64,
+    /// How long (event time) a cart or purchase waits for the segment-assignment table to
+    /// reach its time before it joins with what is there, ms (default 1 min). At most the
+    /// build-window grace, so that a waiting purchase is never late for its window.
+    pub segment_grace_ms: i64,
+    /// How long a customer's older segment versions are kept, ms (default 24 h).
+    pub segment_retention_ms: i64,
     /// Routing file; the bundled `deploy/plants.toml` when absent.
     pub routing: Option<std::path::PathBuf>,
 }
@@ -77,8 +84,30 @@ impl Default for PlannerConfig {
             released_priority: 600,
             forecast_priority: 200,
             dedup_retention_ms: Deduplicator::DEFAULT_RETENTION_MS,
+            segment_grace_ms: 60_000,
+            segment_retention_ms: 24 * 3_600_000,
             routing: None,
         }
+    }
+}
+
+impl PlannerConfig {
+    /// Settings that cannot work together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.segment_grace_ms < 0 || self.segment_grace_ms > self.build_grace_ms {
+            return Err(format!(
+                "planner.segment_grace_ms ({}) must be between 0 and planner.build_grace_ms ({}): \
+                 a purchase waiting for its segment longer than its window's grace would be late",
+                self.segment_grace_ms, self.build_grace_ms
+            ));
+        }
+        if self.segment_grace_ms > self.cart_window_ms + self.cart_grace_ms {
+            return Err(format!(
+                "planner.segment_grace_ms ({}) must be at most the cart window plus its grace",
+                self.segment_grace_ms
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +159,10 @@ impl BuildKey {
 /// A customer segment: id (None = unassigned) and label.
 pub type Segment = (Option<i32>, String);
 
+/// A version of a customer's segment in the planner's table: the segment and the version of
+/// the model that placed the customer there.
+pub type SegmentVersion = (Segment, i64);
+
 /// What the `carts` stage tells the `windows` stage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum DemandEvent {
@@ -143,6 +176,8 @@ pub enum DemandEvent {
         key: BuildKey,
         /// Buyer's segment.
         segment: Segment,
+        /// Version of the model that placed the buyer in it.
+        model_version: Option<i64>,
         /// Category.
         category: Option<String>,
     },
@@ -170,6 +205,8 @@ pub enum DemandEvent {
         units: i64,
         /// Buyer's segment.
         segment: Segment,
+        /// Version of the model that placed the buyer in it.
+        model_version: Option<i64>,
     },
     /// A cart's join closed (broadcast): converted or abandoned.
     Outcome {
@@ -244,6 +281,7 @@ fn unassigned() -> Segment {
 /// What the join keeps of an add-to-cart (no prices: state stays small and bincode-safe).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cart {
+    segment: Segment,
     event_id: String,
     customer_id: String,
     session_id: String,
@@ -251,6 +289,21 @@ struct Cart {
     sku: String,
     category: Option<String>,
     key: BuildKey,
+}
+
+/// A purchase line as the stage keeps it while the order waits for the segment table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Line {
+    key: BuildKey,
+    sku: String,
+    units: i64,
+}
+
+/// An admitted cart or purchase waiting for the buyer's segment (the as-of join).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Held {
+    Cart(Box<Cart>),
+    Order { order_id: String, lines: Vec<Line> },
 }
 
 /// The `carts` stage of one customer partition.
@@ -263,6 +316,11 @@ pub struct CartStage {
     #[serde(skip)]
     counters: Arc<PlannerCounters>,
     join: IntervalJoin<(String, String), Cart, ()>,
+    /// Carts and purchases joined as of their event time with the segment assignments
+    /// (customer -> segment versions; the versions are changelogged key by key).
+    segments: AsOfJoin<String, Held, SegmentVersion>,
+    /// The latest assignment time seen (the table's watermark is 1 ms before it).
+    table_max: EventTime,
     /// Changelogged entry by entry (24 h of ids is too large for a snapshot per commit).
     #[serde(skip)]
     clicks_seen: Deduplicator,
@@ -285,6 +343,8 @@ impl CartStage {
         };
         CartStage {
             join: IntervalJoin::new(JoinKind::Left, join_window),
+            segments: AsOfJoin::new(config.segment_grace_ms, config.segment_retention_ms),
+            table_max: EventTime::MIN,
             clicks_seen: Deduplicator::new(config.dedup_retention_ms),
             orders_seen: Deduplicator::new(config.dedup_retention_ms),
             watermark: EventTime::MIN,
@@ -298,6 +358,35 @@ impl CartStage {
     pub fn restore_from(&mut self, snapshot: CartStage) {
         self.join = snapshot.join;
         self.watermark = snapshot.watermark;
+        self.table_max = snapshot.table_max;
+        // Versions are changelogged key by key: keep those restored so far.
+        let mut segments = snapshot.segments;
+        for (k, v) in self.segments.take_changed_all() {
+            segments.restore_versions(k, v);
+        }
+        self.segments = segments;
+    }
+
+    /// What this stage may still emit demand for: the earliest cart or purchase waiting for
+    /// its segment, else `watermark`.
+    pub fn output_watermark(&self, watermark: EventTime) -> EventTime {
+        self.segments
+            .earliest_waiting()
+            .map_or(watermark, |t| t.min(watermark))
+    }
+
+    /// Segment versions changed since the last call (customer, versions; none = forget).
+    pub fn take_segment_changes(&mut self) -> Vec<(String, Vec<(EventTime, SegmentVersion)>)> {
+        self.segments.take_changed()
+    }
+
+    /// Puts back one customer's segment versions from the changelog.
+    pub fn restore_segments(
+        &mut self,
+        customer: String,
+        versions: Vec<(EventTime, SegmentVersion)>,
+    ) {
+        self.segments.restore_versions(customer, versions);
     }
 
     /// The deduplication memories (clicks, orders), for their entry-by-entry changelog.
@@ -308,7 +397,8 @@ impl CartStage {
     /// Join entries held.
     pub fn len(&self) -> usize {
         let (l, r) = self.join.len();
-        l + r + self.clicks_seen.len() + self.orders_seen.len()
+        let (waiting, versions) = self.segments.len();
+        l + r + waiting + versions + self.clicks_seen.len() + self.orders_seen.len()
     }
 
     /// Whether no state is held.
@@ -374,40 +464,34 @@ impl CartStage {
             &event.options,
             RequestState::Forecast,
         );
-        let cart = Cart {
-            event_id: event.event_id.clone(),
-            customer_id: event.customer_id.clone(),
-            session_id: event.session_id.clone(),
-            product_id: product,
-            sku: sku.clone(),
-            category: event.category.clone(),
-            key: key.clone(),
-        };
-        let mut events = Vec::new();
-        if let Err(late) = self.join.left(
-            (event.customer_id.clone(), sku),
-            t,
-            cart,
-            self.watermark,
-            &mut events,
-        ) {
+        // Closed on arrival: refused now, while the input can still be dead-lettered.
+        if self.join.is_closed_left(t, self.watermark) {
             self.counters.late.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Late(format!(
-                "add-to-cart at {} is closed at watermark {} (window {} min + grace {} min)",
-                late.event_time,
-                late.watermark,
+                "add-to-cart at {t} is closed at watermark {} (window {} min + grace {} min)",
+                self.watermark,
                 self.config.cart_window_ms / 60_000,
                 self.config.cart_grace_ms / 60_000
             )));
         }
-        demand.push(DemandEvent::Cart {
-            cart_id: event.event_id.clone(),
-            t,
-            key,
+        let cart = Cart {
             segment: unassigned(),
+            event_id: event.event_id.clone(),
+            customer_id: event.customer_id.clone(),
+            session_id: event.session_id.clone(),
+            product_id: product,
+            sku,
             category: event.category,
-        });
-        self.handle(events, demand, out);
+            key,
+        };
+        let mut joined = Vec::new();
+        self.segments.stream(
+            event.customer_id,
+            t,
+            Held::Cart(Box::new(cart)),
+            &mut joined,
+        );
+        self.joined(joined, demand, out);
         Ok(())
     }
 
@@ -430,33 +514,109 @@ impl CartStage {
             self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Duplicate);
         }
-        let mut events = Vec::new();
-        for line in &order.lines {
-            let key = self.key(
-                &line.sku,
-                &line.product_id,
-                line.category.as_deref(),
-                &line.options,
-                RequestState::Released,
-            );
-            demand.push(DemandEvent::Released {
-                order_id: order.order_id.clone(),
-                t,
-                key,
+        let lines = order
+            .lines
+            .iter()
+            .map(|line| Line {
+                key: self.key(
+                    &line.sku,
+                    &line.product_id,
+                    line.category.as_deref(),
+                    &line.options,
+                    RequestState::Released,
+                ),
+                sku: line.sku.clone(),
                 units: i64::from(line.quantity),
-                segment: unassigned(),
-            });
-            // A right record the join finds closed has no cart left to convert: fine.
-            let _ = self.join.right(
-                (order.customer_id.clone(), line.sku.clone()),
-                t,
-                (),
-                self.watermark,
-                &mut events,
-            );
+            })
+            .collect();
+        let held = Held::Order {
+            order_id: order.order_id,
+            lines,
+        };
+        let mut joined = Vec::new();
+        self.segments
+            .stream(order.customer_id, t, held, &mut joined);
+        self.joined(joined, demand, out);
+        Ok(())
+    }
+
+    /// A segment assignment: a version of the customer's segment from its event time on.
+    /// Assignments of one partition come in event-time order (the profiler stamps them so),
+    /// so the table is complete up to 1 ms before the latest one.
+    pub fn assignment(
+        &mut self,
+        a: SegmentAssignment,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        self.table_max = self.table_max.max(a.event_time);
+        self.segments.table(
+            a.customer_id,
+            a.event_time,
+            ((Some(a.segment_id), a.segment_label), a.model_version),
+        );
+        let mut joined = Vec::new();
+        self.segments
+            .table_advance(self.table_max.minus(1), &mut joined);
+        self.joined(joined, demand, out);
+    }
+
+    /// Carts and purchases that have their segment go on: into the cart join, and downstream.
+    fn joined(
+        &mut self,
+        joined: Vec<AsOf<String, Held, SegmentVersion>>,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        let mut events = Vec::new();
+        for j in joined {
+            let (segment, model_version) = match j.version {
+                Some((segment, version)) => (segment, Some(version)),
+                None => (unassigned(), None),
+            };
+            let t = j.t;
+            match j.record {
+                Held::Cart(cart) => {
+                    let mut cart = *cart;
+                    cart.segment = segment.clone();
+                    demand.push(DemandEvent::Cart {
+                        cart_id: cart.event_id.clone(),
+                        t,
+                        key: cart.key.clone(),
+                        segment,
+                        model_version,
+                        category: cart.category.clone(),
+                    });
+                    let key = (j.key, cart.sku.clone());
+                    if let Err(late) = self.join.left(key, t, cart, self.watermark, &mut events) {
+                        // Not possible while the segment grace is within the join's: counted.
+                        tracing::warn!(t = %late.event_time, "cart closed while it waited for its segment");
+                        self.counters.late.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Held::Order { order_id, lines } => {
+                    for line in lines {
+                        demand.push(DemandEvent::Released {
+                            order_id: order_id.clone(),
+                            t,
+                            key: line.key,
+                            units: line.units,
+                            segment: segment.clone(),
+                            model_version,
+                        });
+                        // A right record the join finds closed has no cart left to convert.
+                        let _ = self.join.right(
+                            (j.key.clone(), line.sku),
+                            t,
+                            (),
+                            self.watermark,
+                            &mut events,
+                        );
+                    }
+                }
+            }
         }
         self.handle(events, demand, out);
-        Ok(())
     }
 
     fn handle(
@@ -486,7 +646,7 @@ impl CartStage {
                     self.counters.conversions.fetch_add(1, Ordering::Relaxed);
                     demand.push(DemandEvent::Outcome {
                         closed_at: t.plus(close),
-                        segment: unassigned().1,
+                        segment: cart.segment.1,
                         category: cart.category.unwrap_or_default(),
                         converted: true,
                     });
@@ -495,7 +655,7 @@ impl CartStage {
                     left: (t, cart), ..
                 } => {
                     self.counters.abandonments.fetch_add(1, Ordering::Relaxed);
-                    let seg = unassigned();
+                    let seg = cart.segment.clone();
                     let e = cart;
                     demand.push(DemandEvent::Outcome {
                         closed_at: t.plus(close),
@@ -530,6 +690,10 @@ impl CartStage {
         if watermark <= self.watermark {
             return;
         }
+        // Those that waited a grace for their segment go on first, at the old watermark.
+        let mut joined = Vec::new();
+        self.segments.stream_advance(watermark, &mut joined);
+        self.joined(joined, demand, out);
         self.watermark = watermark;
         let mut events = Vec::new();
         self.join.advance(watermark, &mut events);
@@ -546,6 +710,8 @@ struct Demand {
     mix: BTreeMap<Segment, i64>,
     /// Carts not converted (yet): cart id -> (segment, category).
     open_carts: BTreeMap<String, (Segment, Option<String>)>,
+    /// The newest segment-model version behind the segments of this demand.
+    model_version: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -647,12 +813,14 @@ impl WindowStage {
                 t,
                 key,
                 segment,
+                model_version,
                 category,
             } => self
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.open_carts
                         .insert(cart_id.clone(), (segment.clone(), category.clone()));
+                    d.model_version = d.model_version.max(model_version);
                 })
                 .is_ok(),
             DemandEvent::Converted {
@@ -680,12 +848,14 @@ impl WindowStage {
                 key,
                 units,
                 segment,
+                model_version,
             } => self
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.units += units;
                     d.orders.insert(order_id.clone());
                     *d.mix.entry(segment.clone()).or_default() += units;
+                    d.model_version = d.model_version.max(model_version);
                 })
                 .is_ok(),
             DemandEvent::Outcome {
@@ -824,7 +994,7 @@ impl WindowStage {
                 .collect(),
             window_start: window.start,
             window_end: window.end,
-            model_version: None,
+            model_version: d.model_version,
         })
     }
 }
@@ -898,12 +1068,20 @@ impl Planner {
         r
     }
 
+    /// A segment assignment (the table of the buyer's segment).
+    pub fn assignment(&mut self, a: SegmentAssignment, out: &mut Vec<Output>) {
+        let mut demand = Vec::new();
+        self.carts.assignment(a, &mut demand, out);
+        self.forward(demand);
+    }
+
     /// The watermark moved.
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Output>) {
         let mut demand = Vec::new();
         self.carts.advance(watermark, &mut demand, out);
         self.forward(demand);
-        self.windows.advance(watermark, out);
+        let downstream = self.carts.output_watermark(watermark);
+        self.windows.advance(downstream, out);
     }
 }
 #[cfg(test)]

@@ -28,10 +28,14 @@
 //!   reassigned everybody (below), so that a late record cannot move a customer back to an
 //!   older model.
 //! - A new newest model version moves every customer in state: each is reassigned with it on
-//!   arrival (`global`), with event time max(cutoff, last event). Quiet customers thus follow
-//!   the current model too, as marketing expects.
+//!   arrival (`global`), with event time max(cutoff, last event, start of the current emission
+//!   interval). Quiet customers thus follow the current model too, as marketing expects.
 //! - A [`SegmentAssignment`] is emitted only when the segment id changes (with the previous
 //!   id and the distance); `fitstream_assignments_changed_total` counts them.
+//! - Its event time (valid from) is the time above, but never earlier than the task's
+//!   previous assignment: a partition of the assignments topic is in event-time order, so a
+//!   reader knows the table is complete up to just before its latest record (the planner's
+//!   as-of join of buyers with their segment relies on it).
 //!
 //! # State and restore
 //! At each checkpoint the changelog gets, per customer changed since the previous checkpoint,
@@ -209,6 +213,7 @@ impl ProfilerApp {
                     self.topics.clickstream.clone(),
                     self.topics.purchases.clone(),
                 ],
+                tables: Vec::new(),
                 repartitions: vec![],
                 watermark: WatermarkSource::EventTime,
                 globals: vec![self.topics.segment_models.clone()],
@@ -225,6 +230,10 @@ struct Meta {
     flushed_interval: i64,
     /// The newest model version that reassigned every customer (0: none yet).
     reassigned_version: i64,
+    /// Event time of the latest assignment emitted: assignments of a task are stamped in
+    /// non-decreasing event time, so a reader of one partition knows the table is complete up
+    /// to just before its latest record (the planner's as-of join relies on it).
+    assigned_until: i64,
 }
 
 impl Default for Meta {
@@ -232,6 +241,7 @@ impl Default for Meta {
         Meta {
             flushed_interval: i64::MIN,
             reassigned_version: 0,
+            assigned_until: i64::MIN,
         }
     }
 }
@@ -307,6 +317,11 @@ impl ProfileTask {
         }
         state.set_segment(Some(placed.segment_id));
         self.store.mark_changed(customer);
+        let event_time = event_time.max(EventTime(self.meta.assigned_until));
+        if event_time.0 > self.meta.assigned_until {
+            self.meta.assigned_until = event_time.0;
+            self.meta_changed = true;
+        }
         let assignment = SegmentAssignment {
             customer_id: customer.to_owned(),
             segment_id: placed.segment_id,
@@ -350,6 +365,15 @@ impl ProfileTask {
         }
     }
 
+    /// The start of the emission interval of the last flush: where the task's event time is
+    /// (a model that arrives now takes effect from there).
+    fn flushed_at(&self) -> EventTime {
+        match self.meta.flushed_interval {
+            i64::MIN | i64::MAX => EventTime::MIN,
+            i => EventTime(i.saturating_mul(self.app.config.emit_interval_ms.max(1))),
+        }
+    }
+
     /// Reassigns every customer with a new newest model.
     fn reassign_all(&mut self, model: &KnownModel, ctx: &mut Ctx) {
         for id in self.store.ids() {
@@ -357,7 +381,10 @@ impl ProfileTask {
                 continue;
             };
             let placed = model.place(&state.features());
-            let t = model.cutoff.max(state.last_event_time());
+            let t = model
+                .cutoff
+                .max(state.last_event_time())
+                .max(self.flushed_at());
             self.apply(&id, placed, t, ctx);
         }
     }
@@ -653,6 +680,7 @@ mod tests {
                     }
                     r
                 }
+                Ok(Admitted::Table(_)) => self.task.process(self.watermark, &mut ctx),
                 Ok(Admitted::Skip) => Ok(()),
                 Err(r) => Err(r),
             };
@@ -819,7 +847,8 @@ mod tests {
 
         // Nine more orders, all before v2's cutoff: the profile is flushed at t < cutoff, and
         // still placed with v2 (never an older version after v2 moved everybody): segment 2
-        // of v1 would keep "a" where it is, v2's takes it at 10 orders.
+        // of v1 would keep "a" where it is, v2's takes it at 10 orders. Its event time is not
+        // before the previous assignment's: the topic's partitions stay in event-time order.
         let mut moved = Vec::new();
         for i in 0..9 {
             let (r, ctx) = d.order(&order("a", &format!("o{}", i + 2), T0 + 2 * H + 120_000));
@@ -830,7 +859,7 @@ mod tests {
         moved.extend(d.assignments(&ctx));
         assert_eq!(moved.len(), 1, "{moved:?}");
         assert_eq!((moved[0].segment_id, moved[0].model_version), (2, 2));
-        assert!(moved[0].event_time < EventTime(T0 + 3 * H));
+        assert_eq!(moved[0].event_time, EventTime(T0 + 3 * H));
         assert_eq!(d.app.counters.snapshot().models, 2);
     }
 

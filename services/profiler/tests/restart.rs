@@ -20,8 +20,8 @@ use fitstream_profiler::app::{ProfileTask, ProfilerApp, ProfilerConfig};
 use fitstream_profiler::pipeline::{SegmentationPipeline, encode_input};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::embedded::EmbeddedConfig;
-use fitstream_runtime::task::{Admitted, Ctx, Emit, Record, Task};
-use fitstream_runtime::watermark::{Admission, WatermarkConfig, Watermarks};
+use fitstream_runtime::task::{Ctx, Emit, Record, Task};
+use fitstream_runtime::watermark::{WatermarkConfig, Watermarks};
 use fitstream_segmenter::app::{SegmenterApp, SegmenterConfig};
 use fitstream_simulator::{SimConfig, Simulator};
 
@@ -174,20 +174,16 @@ impl Harness {
                     key: key.as_deref(),
                     value: Some(value),
                 };
-                let source = format!("{topic}/0");
-                let result = match self.task.admit(&record) {
-                    Ok(Admitted::Skip) => Ok(()),
-                    Ok(Admitted::At(t)) => match self.watermarks.admit(&source, t) {
-                        Admission::TooFarAhead { .. } => Err(Reason::Validation),
-                        Admission::Accept => {
-                            self.watermarks.observe(source, t, 0);
-                            self.task
-                                .process(self.current, &mut ctx)
-                                .map_err(|r| r.reason)
-                        }
-                    },
-                    Err(r) => Err(r.reason),
-                };
+                let result = fitstream_runtime::task::deliver(
+                    &mut self.task,
+                    &mut self.watermarks,
+                    true,
+                    &record,
+                    self.current,
+                    0,
+                    &mut ctx,
+                )
+                .map_err(|r| r.reason);
                 if let Err(reason) = result {
                     out.dead.push((i, reason));
                 }

@@ -240,6 +240,7 @@ impl SegmenterApp {
                 Stage {
                     name: "forward".into(),
                     inputs: vec![self.topics.profiles.clone()],
+                    tables: Vec::new(),
                     repartitions: vec![repartition.clone()],
                     watermark: WatermarkSource::EventTime,
                     globals: vec![],
@@ -248,6 +249,7 @@ impl SegmenterApp {
                 Stage {
                     name: "fit".into(),
                     inputs: vec![repartition],
+                    tables: Vec::new(),
                     repartitions: vec![],
                     watermark: WatermarkSource::Markers {
                         upstream_tasks: self.partitions,

@@ -22,7 +22,7 @@
 //! - Shutdown: when the token is set, the open transaction is committed and the consumer
 //!   closes, leaving the group.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,21 +85,34 @@ struct RebalanceState {
     assigned: Option<Vec<(String, i32)>>,
 }
 
+/// Per input partition, the end a read_committed consumer can reach (last stable offset), as
+/// of librdkafka's latest statistics.
+type Ends = Arc<Mutex<HashMap<(String, i32), i64>>>;
+
 struct DriverContext {
     state: Arc<Mutex<RebalanceState>>,
+    ends: Ends,
+    /// Stream inputs of stages that read a table: paused as soon as they are assigned, until
+    /// the task's table partitions are read to their end (`Driver::pace_tables`).
+    table_streams: Vec<String>,
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     in_txn: Arc<AtomicBool>,
 }
 
 impl ClientContext for DriverContext {
     fn stats(&self, statistics: Statistics) {
+        let Ok(mut ends) = self.ends.lock() else {
+            return;
+        };
         for (topic, t) in statistics.topics {
             for (p, part) in t.partitions {
-                if p >= 0 && part.consumer_lag >= 0 {
-                    METRICS
-                        .consumer_lag
-                        .with_label_values(&[&topic, &p.to_string()])
-                        .set(part.consumer_lag);
+                let end = if part.ls_offset >= 0 {
+                    part.ls_offset
+                } else {
+                    part.hi_offset
+                };
+                if p >= 0 && end >= 0 {
+                    ends.insert((topic.clone(), p), end);
                 }
             }
         }
@@ -127,7 +140,20 @@ impl ConsumerContext for DriverContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut pause = TopicPartitionList::new();
+            for e in tpl.elements() {
+                if self.table_streams.iter().any(|t| t == e.topic()) {
+                    pause.add_partition(e.topic(), e.partition());
+                }
+            }
+            if pause.count() > 0
+                && let Err(e) = consumer.pause(&pause)
+            {
+                tracing::warn!("pausing stream inputs until their tables are read: {e}");
+            }
+        }
         if let Rebalance::Assign(tpl) = rebalance
             && let Ok(mut s) = self.state.lock()
         {
@@ -146,6 +172,10 @@ struct Slot {
     watermarks: Watermarks<String>,
     current: EventTime,
     marker_sent: EventTime,
+    /// Inputs that were idle at the last tick (logged when the set changes).
+    idle: Vec<String>,
+    /// An idle marker went downstream since the last regular one.
+    idle_marker_sent: bool,
 }
 
 /// The driver's own changelog entry: per-source max event times, so that a restored task's
@@ -260,8 +290,17 @@ fn run_once(
     producer.init_transactions(Duration::from_secs(60))?;
     let in_txn = Arc::new(AtomicBool::new(false));
     let state = Arc::new(Mutex::new(RebalanceState::default()));
+    let ends: Ends = Arc::default();
+    let table_streams: Vec<String> = topology
+        .stages
+        .iter()
+        .filter(|s| !s.tables.is_empty())
+        .flat_map(|s| s.inputs.iter().cloned())
+        .collect();
     let context = DriverContext {
         state: state.clone(),
+        ends: ends.clone(),
+        table_streams,
         producer: producer.clone(),
         in_txn: in_txn.clone(),
     };
@@ -273,7 +312,8 @@ fn run_once(
         .set("isolation.level", "read_committed")
         .set("partition.assignment.strategy", "range")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000")
+        // Statistics carry each partition's end offset: consumer lag, and backlog vs idleness.
+        .set("statistics.interval.ms", "1000")
         // Small fetches per partition keep co-partitioned inputs close in event time, which
         // keeps buffered join state (and its snapshots) small during a backlog.
         .set("max.partition.fetch.bytes", "65536");
@@ -319,6 +359,12 @@ fn run_once(
         stats: DriverStats::default(),
         service: String::new(),
         end_offsets: BTreeMap::new(),
+        starts: BTreeMap::new(),
+        table_ends: BTreeMap::new(),
+        paused: BTreeSet::new(),
+        rewind: BTreeMap::new(),
+        last_table_check: Instant::now(),
+        last_backlog_check: Instant::now(),
         quiet_since: None,
     };
     driver.service = driver.topology.name.clone();
@@ -349,10 +395,19 @@ fn run_once(
             driver.stats.rebalances += 1;
             driver.slots.clear();
             driver.positions.clear();
+            driver.paused.clear();
+            driver.rewind.clear();
             METRICS.ready.set(0);
         }
         if let Some(assignment) = assigned {
+            // Every stream input of a table stage was paused on assignment.
+            for (topic, p) in &assignment {
+                if consumer.context().table_streams.contains(topic) {
+                    driver.paused.insert((topic.clone(), *p));
+                }
+            }
             driver.assign(&assignment)?;
+            driver.pace_tables(&consumer, &ends, true)?;
             METRICS.ready.set(1);
         }
         if let Some(g) = &global_consumer {
@@ -367,6 +422,8 @@ fn run_once(
             None => {}
         }
         let all_done = driver.finish_ended();
+        driver.refresh_backlog(&ends);
+        driver.pace_tables(&consumer, &ends, false)?;
         driver.tick()?;
         if last_commit.elapsed() >= commit_every {
             driver.commit(&consumer)?;
@@ -415,6 +472,18 @@ struct Driver<'t> {
     stats: DriverStats,
     service: String,
     end_offsets: BTreeMap<(String, i32), i64>,
+    /// Low watermark of event-time input partitions at assignment (where a partition
+    /// without a committed offset starts).
+    starts: BTreeMap<(String, i32), i64>,
+    /// End offsets of table partitions at assignment (before any statistics).
+    table_ends: BTreeMap<(String, i32), i64>,
+    /// Stream partitions paused while their task's table is behind.
+    paused: BTreeSet<(String, i32)>,
+    /// Paused partitions' first record delivered anyway (fetched before the pause): read
+    /// again from there on resume.
+    rewind: BTreeMap<(String, i32), i64>,
+    last_table_check: Instant,
+    last_backlog_check: Instant,
     quiet_since: Option<Instant>,
 }
 
@@ -429,7 +498,7 @@ impl Driver<'_> {
         for ((stage, p), slot) in self.slots.iter_mut() {
             let st = &self.topology.stages[*stage];
             if st.watermark == WatermarkSource::EventTime {
-                let ended = st.inputs.iter().all(|t| {
+                let ended = st.inputs.iter().chain(&st.tables).all(|t| {
                     let end = self.end_offsets.get(&(t.clone(), *p)).copied().unwrap_or(0);
                     self.positions.get(&(t.clone(), *p)).copied().unwrap_or(0) >= end
                 });
@@ -509,33 +578,42 @@ impl Driver<'_> {
     fn assign(&mut self, assignment: &[(String, i32)]) -> Result<(), KafkaError> {
         self.stats.rebalances += 1;
         let now = now_ms();
-        if self.config.bounded {
-            let probe: BaseConsumer = self
-                .config
-                .kafka
-                .client()
-                .set("group.id", self.topology.group_id())
-                .set("isolation.level", "read_committed")
-                .create()?;
-            let mut tpl = TopicPartitionList::new();
-            for (topic, p) in assignment {
-                tpl.add_partition(topic, *p);
+        // Where each partition resumes (committed offset, else the start): with the broker's
+        // end offsets this tells a backlog from a quiet partition (`refresh_backlog`).
+        let probe: BaseConsumer = self
+            .config
+            .kafka
+            .client()
+            .set("group.id", self.topology.group_id())
+            .set("isolation.level", "read_committed")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in assignment {
+            tpl.add_partition(topic, *p);
+        }
+        let committed = probe.committed_offsets(tpl, Duration::from_secs(30))?;
+        for e in committed.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                self.positions
+                    .entry((e.topic().to_owned(), e.partition()))
+                    .or_insert(o);
             }
-            let committed = probe.committed_offsets(tpl, Duration::from_secs(30))?;
-            for e in committed.elements() {
-                if let Offset::Offset(o) = e.offset() {
-                    self.positions
-                        .entry((e.topic().to_owned(), e.partition()))
-                        .or_insert(o);
+        }
+        for (topic, p) in assignment {
+            let st = self
+                .topology
+                .stage_of(topic)
+                .map(|i| &self.topology.stages[i]);
+            let by_event_time = st.is_some_and(|s| {
+                s.watermark == WatermarkSource::EventTime || s.tables.contains(topic)
+            });
+            if by_event_time {
+                let (low, high) = probe.fetch_watermarks(topic, *p, Duration::from_secs(30))?;
+                self.starts.insert((topic.clone(), *p), low);
+                if st.is_some_and(|s| s.tables.contains(topic)) {
+                    self.table_ends.insert((topic.clone(), *p), high);
                 }
-            }
-            for (topic, p) in assignment {
-                let st = self
-                    .topology
-                    .stage_of(topic)
-                    .map(|i| &self.topology.stages[i]);
-                if st.is_some_and(|s| s.watermark == WatermarkSource::EventTime) {
-                    let (_, high) = probe.fetch_watermarks(topic, *p, Duration::from_secs(30))?;
+                if self.config.bounded {
                     self.end_offsets.insert((topic.clone(), *p), high);
                 }
             }
@@ -549,7 +627,11 @@ impl Driver<'_> {
         for (stage_idx, p) in wanted.into_keys() {
             let started = Instant::now();
             let stage = &self.topology.stages[stage_idx];
-            let mut watermarks = Watermarks::new(self.config.watermark.clone());
+            let rules = match &stage.watermark {
+                WatermarkSource::EventTime => self.config.watermark.clone(),
+                WatermarkSource::Markers { .. } => self.config.watermark.clone().without_idleness(),
+            };
+            let mut watermarks = Watermarks::new(rules);
             match &stage.watermark {
                 WatermarkSource::EventTime => {
                     for t in &stage.inputs {
@@ -573,6 +655,8 @@ impl Driver<'_> {
                 watermarks,
                 current: EventTime::MIN,
                 marker_sent: EventTime::MIN,
+                idle: Vec::new(),
+                idle_marker_sent: false,
             };
             let changelog = self.topology.changelog_topic(stage);
             let restored = restore(&self.config.kafka, &changelog, p, |key, value| {
@@ -652,6 +736,13 @@ impl Driver<'_> {
         let Some(stage) = self.topology.stage_of(&topic) else {
             return Ok(());
         };
+        if self.paused.contains(&(topic.clone(), partition)) {
+            // Fetched before the pause took effect: not processed now, read again on resume.
+            self.rewind
+                .entry((topic.clone(), partition))
+                .or_insert(m.offset());
+            return Ok(());
+        }
         self.positions
             .insert((topic.clone(), partition), m.offset() + 1);
         self.stats.records += 1;
@@ -663,9 +754,16 @@ impl Driver<'_> {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return Ok(());
         };
-        if let Some((source, wm)) = marker {
-            slot.watermarks.observe(source, wm, now_ms());
-            return Ok(());
+        match marker {
+            Some((source, Some(wm))) => {
+                slot.watermarks.observe(source, wm, now_ms());
+                return Ok(());
+            }
+            Some((source, None)) => {
+                slot.watermarks.declare_idle(&source);
+                return Ok(());
+            }
+            None => {}
         }
         let started = Instant::now();
         let record = Record {
@@ -784,6 +882,102 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Consumer lag per input partition (its last stable offset, from librdkafka's statistics,
+    /// minus the driver's position), and idleness for quiet partitions only, not slow ones: an
+    /// event-time input partition more than one record behind has records waiting (behind
+    /// other partitions' in the consumer's queue, or not fetched yet), so it stays in the
+    /// watermark however long since its last record. One record of slack: on a transactional
+    /// topic the last offset is a commit marker, which is never delivered.
+    fn refresh_backlog(&mut self, ends: &Ends) {
+        if self.last_backlog_check.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last_backlog_check = Instant::now();
+        let Ok(ends) = ends.lock() else {
+            return;
+        };
+        let now = now_ms();
+        for ((stage, p), slot) in self.slots.iter_mut() {
+            let st = &self.topology.stages[*stage];
+            for topic in &st.inputs {
+                let key = (topic.clone(), *p);
+                let position = self.positions.get(&key).or_else(|| self.starts.get(&key));
+                let (Some(position), Some(end)) = (position, ends.get(&key)) else {
+                    continue;
+                };
+                let lag = (end - position).max(0);
+                METRICS
+                    .consumer_lag
+                    .with_label_values(&[topic, &p.to_string()])
+                    .set(lag);
+                if lag > 1 && st.watermark == WatermarkSource::EventTime {
+                    slot.watermarks.backlogged(&format!("{topic}/{p}"), now);
+                }
+            }
+        }
+    }
+
+    /// Tables first, as Kafka Streams bootstraps its tables: a task whose table partitions
+    /// have records waiting (more than one past the position; one is a commit marker's
+    /// slack) does not read its streams, so a stream record never gives up waiting for a
+    /// table version that is already in Kafka. Streams resume when the tables are read.
+    fn pace_tables(
+        &mut self,
+        consumer: &BaseConsumer<DriverContext>,
+        ends: &Ends,
+        now: bool,
+    ) -> Result<(), KafkaError> {
+        if !now && self.last_table_check.elapsed() < Duration::from_millis(50) {
+            return Ok(());
+        }
+        self.last_table_check = Instant::now();
+        let ends = ends.lock().map(|e| e.clone()).unwrap_or_default();
+        let mut pause = TopicPartitionList::new();
+        let mut resume = TopicPartitionList::new();
+        for (stage, p) in self.slots.keys() {
+            let st = &self.topology.stages[*stage];
+            if st.tables.is_empty() {
+                continue;
+            }
+            let behind = st.tables.iter().any(|t| {
+                let key = (t.clone(), *p);
+                let end = ends
+                    .get(&key)
+                    .copied()
+                    .max(self.table_ends.get(&key).copied());
+                let position = self.positions.get(&key).or_else(|| self.starts.get(&key));
+                matches!((end, position), (Some(end), Some(pos)) if end - pos > 1)
+            });
+            for input in &st.inputs {
+                let key = (input.clone(), *p);
+                let paused = self.paused.contains(&key);
+                if behind && !paused {
+                    pause.add_partition(input, *p);
+                    self.paused.insert(key);
+                } else if !behind && paused {
+                    if let Some(offset) = self.rewind.remove(&key) {
+                        consumer.seek(
+                            input,
+                            *p,
+                            Offset::Offset(offset),
+                            Duration::from_secs(10),
+                        )?;
+                    }
+                    resume.add_partition(input, *p);
+                    self.paused.remove(&key);
+                }
+            }
+        }
+        if pause.count() > 0 {
+            consumer.pause(&pause)?;
+        }
+        if resume.count() > 0 {
+            tracing::debug!(partitions = resume.count(), "tables read: streams resume");
+            consumer.resume(&resume)?;
+        }
+        Ok(())
+    }
+
     fn tick(&mut self) -> Result<(), KafkaError> {
         let now = now_ms();
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
@@ -792,6 +986,17 @@ impl Driver<'_> {
                 continue;
             };
             let wm = slot.watermarks.current(now);
+            let idle = slot.watermarks.idle(now);
+            if idle != slot.idle {
+                tracing::info!(
+                    stage = %self.topology.stages[stage].name,
+                    partition = p,
+                    ?idle,
+                    watermark = %wm,
+                    "idle inputs changed"
+                );
+                slot.idle = idle;
+            }
             if wm > slot.current {
                 slot.current = wm;
                 METRICS
@@ -820,12 +1025,23 @@ impl Driver<'_> {
             let Some(slot) = self.slots.get_mut(&(stage, p)) else {
                 continue;
             };
-            let current = slot.current;
+            let current = slot.task.output_watermark(slot.current);
             let send_marker = !repartitions.is_empty() && current > slot.marker_sent;
             if send_marker {
                 slot.marker_sent = current;
+                slot.idle_marker_sent = false;
             }
-            if !self.in_txn.load(Ordering::SeqCst) && !send_marker {
+            // No time of its own and nothing to read (every input idle, none backlogged):
+            // downstream must not wait for this task.
+            let inputs = self.topology.stages[stage].inputs.len();
+            let send_idle = !repartitions.is_empty()
+                && slot.current == EventTime::MIN
+                && !slot.idle_marker_sent
+                && slot.idle.len() == inputs;
+            if send_idle {
+                slot.idle_marker_sent = true;
+            }
+            if !self.in_txn.load(Ordering::SeqCst) && !send_marker && !send_idle {
                 continue;
             }
             let mut ctx = Ctx::default();
@@ -845,8 +1061,12 @@ impl Driver<'_> {
                 ctx.changelog.push((WM_KEY.to_vec(), Some(v)));
             }
             self.route(stage, p, ctx)?;
-            if send_marker {
-                let headers = task::marker_headers(&source, current);
+            if send_marker || send_idle {
+                let headers = if send_marker {
+                    task::marker_headers(&source, current)
+                } else {
+                    task::idle_marker_headers(&source)
+                };
                 for topic in repartitions {
                     let n = self.partitions_of(&topic)?;
                     for q in 0..n {
