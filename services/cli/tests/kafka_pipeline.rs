@@ -46,11 +46,21 @@ fn config(id: &str, partitions: i32) -> FitstreamConfig {
 /// A configuration with its own topics, created with time-based retention off: the records
 /// carry event times from early 2026, which retention would delete mid-test.
 async fn fresh(id: &str) -> FitstreamConfig {
+    fresh_with(id, false).await
+}
+
+/// [`fresh`]; with `every_assignment`, the segment-assignments topic is not compacted (a
+/// test that checks every change: compaction may legitimately drop superseded values before
+/// they are read, and records dated early 2026 are old enough for it).
+async fn fresh_with(id: &str, every_assignment: bool) -> FitstreamConfig {
     let cfg = config(id, 3);
     let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
     let mut specs = cfg.topics.specs(&plants);
     for s in &mut specs {
         s.configs.insert("retention.ms".into(), "-1".into());
+        if every_assignment && s.name == cfg.topics.segment_assignments {
+            s.configs.insert("cleanup.policy".into(), "delete".into());
+        }
     }
     admin::ensure_topics(&cfg.kafka, &specs)
         .await
@@ -138,6 +148,16 @@ fn spawn_with(
         command.env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID");
     }
     command.spawn().expect("start fitstream run")
+}
+
+/// A child process killed when the test ends, passed or not.
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// What happens to the planner processes during the run.
@@ -619,5 +639,195 @@ async fn a_window_closes_on_a_quiet_stream() {
     assert_eq!(
         o["segment_mix"],
         serde_json::json!([{"segment_id": null, "segment_label": "unassigned", "quantity": "3.000"}])
+    );
+}
+
+/// Segmentation through Kafka, as deployed: the profiler and the segmenter as two processes.
+/// Profiles flow to the segmenter, models back to the profiler (a global table), and the
+/// profiler's assignments out. Checked on what came out (read_committed):
+/// - models: versions 1, 2, 3, ... in order, cutoffs increasing, and a segment profile for
+///   every segment of every model;
+/// - assignments: each names a segment of the model version it names; per customer they form
+///   one unbroken chain (each one's previous segment is the one before it, the first has
+///   none), so none was lost or duplicated; newer models moved customers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_models_and_assignments_flow_through_kafka() {
+    use fitstream_contracts::{SegmentAssignment, SegmentModel, SegmentProfile};
+
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let cfg = fresh_with(&id, true).await;
+    let sim = SimConfig {
+        seconds: 86_400,
+        ..SimConfig::default()
+    };
+    let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    let codec = commands::codec(&cfg);
+    inputs::produce(&mut writer, &codec, &cfg.topics, records, |_| {}).expect("produce");
+
+    let started = Instant::now();
+    let mut profiler = Stopped(spawn_with(&cfg, "profiler", Membership::Static, false, &[]));
+    let mut segmenter = Stopped(spawn_with(
+        &cfg,
+        "segmenter",
+        Membership::Static,
+        false,
+        &[],
+    ));
+    let read = |topic: &str| -> Vec<Vec<u8>> {
+        let mut values = Vec::new();
+        read_until_idle(
+            &cfg.kafka,
+            &[topic],
+            Duration::from_secs(3),
+            Duration::from_secs(120),
+            |r| values.push(r.value.clone().unwrap_or_default()),
+        )
+        .expect("read");
+        values
+    };
+    // A day of event time refits every hour: wait for a good part of them to come back as
+    // reassignments.
+    let decode_models = |values: Vec<Vec<u8>>| -> Vec<SegmentModel> {
+        values
+            .iter()
+            .map(|v| {
+                codec
+                    .decode(&cfg.topics.segment_models, v)
+                    .expect("a model")
+            })
+            .collect()
+    };
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not enough models and reassignments after 10 minutes"
+        );
+        assert!(
+            profiler.0.try_wait().expect("wait").is_none(),
+            "profiler stopped"
+        );
+        assert!(
+            segmenter.0.try_wait().expect("wait").is_none(),
+            "segmenter stopped"
+        );
+        let models = decode_models(read(&cfg.topics.segment_models));
+        let moved = read(&cfg.topics.segment_assignments)
+            .iter()
+            .filter_map(|v| {
+                codec
+                    .decode::<SegmentAssignment>(&cfg.topics.segment_assignments, v)
+                    .ok()
+            })
+            .filter(|a| a.model_version >= 5)
+            .count();
+        println!(
+            "after {:.0} s: {} models, {moved} assignments by version 5 or later",
+            started.elapsed().as_secs_f64(),
+            models.len()
+        );
+        if models.len() >= 5 && moved > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for child in [&mut profiler.0, &mut segmenter.0] {
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(term.success());
+        assert!(wait_for(child, Duration::from_secs(60)).success());
+    }
+
+    let models = decode_models(read(&cfg.topics.segment_models));
+    let versions: Vec<i64> = models.iter().map(|m| m.version).collect();
+    assert_eq!(versions, (1..=models.len() as i64).collect::<Vec<_>>());
+    assert!(
+        models
+            .windows(2)
+            .all(|w| w[0].cutoff_event_time < w[1].cutoff_event_time)
+    );
+    let segments: std::collections::HashSet<(i64, i32)> = models
+        .iter()
+        .flat_map(|m| m.segments.iter().map(move |s| (m.version, s.segment_id)))
+        .collect();
+    let profiles: std::collections::HashSet<(i64, i32)> = read(&cfg.topics.segment_profiles)
+        .iter()
+        .map(|v| {
+            let p: SegmentProfile = codec
+                .decode(&cfg.topics.segment_profiles, v)
+                .expect("a segment profile");
+            (p.model_version, p.segment_id)
+        })
+        .collect();
+    assert!(
+        segments.is_subset(&profiles),
+        "a segment of a model without its segment profile"
+    );
+
+    let assignments: Vec<SegmentAssignment> = read(&cfg.topics.segment_assignments)
+        .iter()
+        .map(|v| {
+            codec
+                .decode(&cfg.topics.segment_assignments, v)
+                .expect("an assignment")
+        })
+        .collect();
+    let mut last: BTreeMap<String, i32> = BTreeMap::new();
+    let mut broken = 0;
+    if let Some(first) = assignments.iter().find(|a| {
+        let chain: Vec<&SegmentAssignment> = assignments
+            .iter()
+            .filter(|b| b.customer_id == a.customer_id)
+            .collect();
+        chain
+            .first()
+            .is_some_and(|f| f.previous_segment_id.is_some())
+            || chain
+                .windows(2)
+                .any(|w| w[1].previous_segment_id != Some(w[0].segment_id))
+    }) {
+        for a in assignments
+            .iter()
+            .filter(|b| b.customer_id == first.customer_id)
+        {
+            println!(
+                "  {} v{} {:?} -> {} at {} (topic {})",
+                a.customer_id,
+                a.model_version,
+                a.previous_segment_id,
+                a.segment_id,
+                a.event_time,
+                cfg.topics.segment_assignments
+            );
+        }
+    }
+    for a in &assignments {
+        assert!(
+            segments.contains(&(a.model_version, a.segment_id)),
+            "{a:?} names a segment its model does not have"
+        );
+        assert!(a.distance >= 0.0);
+        if a.previous_segment_id != last.get(&a.customer_id).copied() {
+            broken += 1;
+        }
+        last.insert(a.customer_id.clone(), a.segment_id);
+    }
+    let by_model: BTreeMap<i64, usize> = assignments.iter().fold(BTreeMap::new(), |mut m, a| {
+        *m.entry(a.model_version).or_default() += 1;
+        m
+    });
+    println!(
+        "{} models in {:.0} s; {} assignments for {} customers, by model version {by_model:?}",
+        models.len(),
+        started.elapsed().as_secs_f64(),
+        assignments.len(),
+        last.len()
+    );
+    assert_eq!(broken, 0, "assignment chains with a gap or a repeat");
+    assert!(
+        by_model.keys().any(|v| *v > 1),
+        "no customer moved by a newer model"
     );
 }

@@ -331,6 +331,13 @@ impl ProfileTask {
             previous_segment_id: previous,
             event_time,
         };
+        tracing::debug!(
+            customer,
+            ?previous,
+            segment = placed.segment_id,
+            version = placed.version,
+            "segment assignment"
+        );
         let topic = &self.app.topics.segment_assignments;
         match self.app.codec.encode(topic, &assignment) {
             Ok(bytes) => {

@@ -544,6 +544,12 @@ impl Driver<'_> {
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), KafkaError> {
         self.begin()?;
+        tracing::trace!(
+            topic,
+            partition,
+            key = ?key.map(String::from_utf8_lossy),
+            "send"
+        );
         if value.is_some_and(|v| v.len() > 900_000) {
             tracing::warn!(
                 topic,
