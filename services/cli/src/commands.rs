@@ -12,7 +12,7 @@ use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
 use crate::config::FitstreamConfig;
-use crate::{inputs, jsonl};
+use crate::inputs;
 
 /// Plants whose build-order topics `topics create` provisions by default.
 pub const DEFAULT_PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
@@ -196,18 +196,9 @@ pub fn tail(
             .map(|i| i + Duration::from_secs(60))
             .unwrap_or(idle),
         |r| {
-            let value = match r.value.as_deref() {
-            Some(bytes) => jsonl::decode_value(&codec, &cfg.topics, &r.topic, bytes)
-                .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string(), "value_hex": hex::encode(bytes) })),
-            None => serde_json::Value::Null,
-        };
-            let line = jsonl::line(
-                &r.topic,
-                Some(r.partition),
-                r.key.as_deref(),
-                r.timestamp,
-                value,
-            );
+            // The same JSON line as `replay` writes (dead letters with their headers).
+            let produced = fitstream_runtime::embedded::Produced::from_consumed(r);
+            let line = crate::embedded::to_json_line(&codec, cfg, &produced);
             if let Err(e) = writeln!(sink, "{line}") {
                 failed = Some(e);
             }

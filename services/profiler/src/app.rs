@@ -20,7 +20,9 @@
 //! profile, then its assignment when the segment changed. Output is a function of the input
 //! and the watermark only, never of commit timing; emitting at checkpoints would make the
 //! number of profile versions depend on the commit interval (and the embedded driver does not
-//! route what a checkpoint emits). Customers come out in id order.
+//! route what a checkpoint emits). Customers come out in order of their last event (then id), so a
+//! partition of the profiles topic stays in event-time order even when one flush spans hours
+//! (a backlog): its readers' watermarks (the segmenter's) see no record far ahead.
 //!
 //! # Assignment (as-of join with the model table)
 //! - A profile flushed at event time `t` (its last event) is assigned with the latest model
@@ -351,7 +353,16 @@ impl ProfileTask {
 
     /// Emits every flagged customer's profile, and its assignment when it changed.
     fn flush(&mut self, ctx: &mut Ctx) {
-        for id in self.store.take_pending() {
+        // In event-time order (then id): a flush after a jump of the watermark spans more
+        // than its interval, and the profiles topic stays ordered for its readers' watermarks.
+        let mut pending: Vec<(EventTime, Box<str>)> = self
+            .store
+            .take_pending()
+            .into_iter()
+            .filter_map(|id| Some((self.store.get(&id)?.last_event_time(), id)))
+            .collect();
+        pending.sort();
+        for (_, id) in pending {
             let Some(state) = self.store.get(&id) else {
                 continue;
             };
@@ -783,7 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn profiles_come_out_once_per_interval_in_customer_order() {
+    fn profiles_come_out_once_per_interval_in_event_time_order() {
         let mut d = Driven::new();
         let (_, first) = d.click(&click("b", "e1", T0));
         assert_eq!(
@@ -807,7 +818,8 @@ mod tests {
             .into_iter()
             .map(|p| p.customer_id)
             .collect();
-        assert_eq!(ids, vec!["a", "b", "c"]);
+        // By last event: a (T0+2s), c (T0+3s), b (T0+60s).
+        assert_eq!(ids, vec!["a", "c", "b"]);
         let mut end = Ctx::default();
         d.task.advance(EventTime::MAX, &mut end);
         assert!(d.profiles(&end).is_empty(), "nothing changed since");

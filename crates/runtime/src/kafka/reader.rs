@@ -29,8 +29,9 @@ pub struct ConsumedRecord {
 }
 
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
-/// calling `each` per record, until no record arrived for `idle` after the first one (or
-/// `limit` passed); joining the group and the first fetch may take longer than `idle`.
+/// calling `each` per record, until no record arrived for `idle` since the last one or since
+/// the group assigned the partitions (or `limit` passed): joining the group may take longer
+/// than `idle`, an empty topic ends `idle` after it.
 pub fn read_until_idle(
     config: &KafkaConfig,
     topics: &[&str],
@@ -81,7 +82,11 @@ pub fn read_until_idle(
                 });
             }
             Some(Err(e)) => return Err(e.into()),
-            None => {}
+            None => {
+                if last.is_none() && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                    last = Some(Instant::now());
+                }
+            }
         }
     }
     Ok(count)
