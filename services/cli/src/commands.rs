@@ -185,16 +185,14 @@ pub fn tail(
         Some(p) => Box::new(BufWriter::new(File::create(p)?)),
         None => Box::new(std::io::stdout().lock()),
     };
+    // Without --until-idle, follow the topic until Ctrl-C.
     let idle = until_idle.unwrap_or(Duration::from_secs(u64::MAX / 4));
     let mut failed = None;
     let n = reader::read_until_idle(
         &cfg.kafka,
         &[topic],
         idle,
-        // An empty topic: give up a minute after the idle time.
-        until_idle
-            .map(|i| i + Duration::from_secs(60))
-            .unwrap_or(idle),
+        Duration::from_secs(u64::MAX / 4),
         |r| {
             // The same JSON line as `replay` writes (dead letters with their headers).
             let produced = fitstream_runtime::embedded::Produced::from_consumed(r);

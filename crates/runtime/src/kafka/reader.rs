@@ -30,8 +30,9 @@ pub struct ConsumedRecord {
 
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
 /// calling `each` per record, until no record arrived for `idle` since the last one or since
-/// the group assigned the partitions (or `limit` passed): joining the group may take longer
-/// than `idle`, an empty topic ends `idle` after it.
+/// the group assigned the partitions (or `limit` passed, or nothing was assigned a minute
+/// after `idle`): joining the group may take longer than `idle`, an empty topic ends `idle`
+/// after it.
 pub fn read_until_idle(
     config: &KafkaConfig,
     topics: &[&str],
@@ -82,11 +83,14 @@ pub fn read_until_idle(
                 });
             }
             Some(Err(e)) => return Err(e.into()),
-            None => {
-                if last.is_none() && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+            None if last.is_none() => {
+                if consumer.assignment().is_ok_and(|a| a.count() > 0) {
                     last = Some(Instant::now());
+                } else if started.elapsed() > idle.saturating_add(Duration::from_secs(60)) {
+                    break; // never assigned anything
                 }
             }
+            None => {}
         }
     }
     Ok(count)
