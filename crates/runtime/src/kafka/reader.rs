@@ -29,10 +29,11 @@ pub struct ConsumedRecord {
 }
 
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
-/// calling `each` per record, until no record arrived for `idle` since the last one or since
-/// the group assigned the partitions (or `limit` passed, or nothing was assigned a minute
-/// after `idle`): joining the group may take longer than `idle`, an empty topic ends `idle`
-/// after it.
+/// calling `each` per record, until no record arrived for `idle` after the last one, or
+/// `limit` passed. Joining the group and the first fetch may take longer than `idle`: before
+/// the first record, a read whose partitions are all empty ends `idle` after they are
+/// assigned, and one whose partitions hold nothing readable (only aborted transactions)
+/// a minute after that.
 pub fn read_until_idle(
     config: &KafkaConfig,
     topics: &[&str],
@@ -53,8 +54,20 @@ pub fn read_until_idle(
     consumer.subscribe(topics)?;
     let started = Instant::now();
     let mut last: Option<Instant> = None;
+    // When the partitions were assigned, and whether any of them holds records.
+    let mut assigned: Option<(Instant, bool)> = None;
     let mut count = 0;
-    while last.is_none_or(|l| l.elapsed() < idle) && started.elapsed() < limit {
+    let wait_after_assignment = idle.saturating_add(Duration::from_secs(60));
+    loop {
+        let done = match (last, assigned) {
+            (Some(l), _) => l.elapsed() >= idle,
+            (None, Some((at, false))) => at.elapsed() >= idle,
+            (None, Some((at, true))) => at.elapsed() >= wait_after_assignment,
+            (None, None) => started.elapsed() >= wait_after_assignment,
+        };
+        if done || started.elapsed() >= limit {
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 last = Some(Instant::now());
@@ -83,11 +96,20 @@ pub fn read_until_idle(
                 });
             }
             Some(Err(e)) => return Err(e.into()),
-            None if last.is_none() => {
-                if consumer.assignment().is_ok_and(|a| a.count() > 0) {
-                    last = Some(Instant::now());
-                } else if started.elapsed() > idle.saturating_add(Duration::from_secs(60)) {
-                    break; // never assigned anything
+            None if last.is_none() && assigned.is_none() => {
+                if let Ok(tpl) = consumer.assignment()
+                    && tpl.count() > 0
+                {
+                    let mut any = false;
+                    for e in tpl.elements() {
+                        let (low, high) = consumer.fetch_watermarks(
+                            e.topic(),
+                            e.partition(),
+                            Duration::from_secs(10),
+                        )?;
+                        any |= high > low;
+                    }
+                    assigned = Some((Instant::now(), any));
                 }
             }
             None => {}
