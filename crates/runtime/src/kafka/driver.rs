@@ -85,9 +85,20 @@ struct RebalanceState {
     assigned: Option<Vec<(String, i32)>>,
 }
 
-/// Per input partition, the end a read_committed consumer can reach (last stable offset), as
-/// of librdkafka's latest statistics.
-type Ends = Arc<Mutex<HashMap<(String, i32), i64>>>;
+/// Per input partition, as of librdkafka's latest statistics: the end a read_committed
+/// consumer can reach (last stable offset), and the fetcher's next offset (past records it
+/// fetched, and past aborted records and commit markers, which are never delivered).
+type Ends = Arc<Mutex<HashMap<(String, i32), PartitionEnd>>>;
+
+#[derive(Clone, Copy, Debug)]
+struct PartitionEnd {
+    end: i64,
+    fetched: i64,
+}
+
+/// How long a partition whose fetcher is at the end may show a lag without delivering
+/// anything before the lag counts as records that will never come (aborted transactions).
+const UNDELIVERABLE_AFTER: Duration = Duration::from_secs(5);
 
 struct DriverContext {
     state: Arc<Mutex<RebalanceState>>,
@@ -112,7 +123,8 @@ impl ClientContext for DriverContext {
                     part.hi_offset
                 };
                 if p >= 0 && end >= 0 {
-                    ends.insert((topic.clone(), p), end);
+                    let fetched = part.next_offset;
+                    ends.insert((topic.clone(), p), PartitionEnd { end, fetched });
                 }
             }
         }
@@ -361,6 +373,7 @@ fn run_once(
         end_offsets: BTreeMap::new(),
         starts: BTreeMap::new(),
         table_ends: BTreeMap::new(),
+        progress: HashMap::new(),
         paused: BTreeSet::new(),
         rewind: BTreeMap::new(),
         last_table_check: Instant::now(),
@@ -477,6 +490,8 @@ struct Driver<'t> {
     starts: BTreeMap<(String, i32), i64>,
     /// End offsets of table partitions at assignment (before any statistics).
     table_ends: BTreeMap<(String, i32), i64>,
+    /// Per input partition: the position last seen, and since when.
+    progress: HashMap<(String, i32), (i64, Instant)>,
     /// Stream partitions paused while their task's table is behind.
     paused: BTreeSet<(String, i32)>,
     /// Paused partitions' first record delivered anyway (fetched before the pause): read
@@ -888,6 +903,29 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Records of `key` (an input partition) not processed yet that will come: its lag, and
+    /// zero when the lag is only records that are never delivered (the fetcher is past the
+    /// end and nothing came for [`UNDELIVERABLE_AFTER`]: aborted transactions, markers).
+    fn waiting(&mut self, key: &(String, i32), end: Option<PartitionEnd>) -> Option<i64> {
+        let position = *self.positions.get(key).or_else(|| self.starts.get(key))?;
+        let table_end = self.table_ends.get(key).copied();
+        let end_offset = end.map(|e| e.end).max(table_end)?;
+        let now = Instant::now();
+        let since = match self.progress.get(key) {
+            Some((p, at)) if *p == position => *at,
+            _ => {
+                self.progress.insert(key.clone(), (position, now));
+                now
+            }
+        };
+        let lag = (end_offset - position).max(0);
+        let at_end = end.is_some_and(|e| e.fetched >= e.end);
+        if lag > 1 && at_end && now.duration_since(since) >= UNDELIVERABLE_AFTER {
+            return Some(0);
+        }
+        Some(lag)
+    }
+
     /// Consumer lag per input partition (its last stable offset, from librdkafka's statistics,
     /// minus the driver's position), and idleness for quiet partitions only, not slow ones: an
     /// event-time input partition more than one record behind has records waiting (behind
@@ -899,24 +937,25 @@ impl Driver<'_> {
             return;
         }
         self.last_backlog_check = Instant::now();
-        let Ok(ends) = ends.lock() else {
-            return;
-        };
+        let ends = ends.lock().map(|e| e.clone()).unwrap_or_default();
         let now = now_ms();
-        for ((stage, p), slot) in self.slots.iter_mut() {
-            let st = &self.topology.stages[*stage];
-            for topic in &st.inputs {
-                let key = (topic.clone(), *p);
-                let position = self.positions.get(&key).or_else(|| self.starts.get(&key));
-                let (Some(position), Some(end)) = (position, ends.get(&key)) else {
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            let st = &self.topology.stages[stage];
+            let by_event_time = st.watermark == WatermarkSource::EventTime;
+            for topic in st.inputs.clone() {
+                let key = (topic.clone(), p);
+                let Some(lag) = self.waiting(&key, ends.get(&key).copied()) else {
                     continue;
                 };
-                let lag = (end - position).max(0);
                 METRICS
                     .consumer_lag
-                    .with_label_values(&[topic, &p.to_string()])
+                    .with_label_values(&[&topic, &p.to_string()])
                     .set(lag);
-                if lag > 1 && st.watermark == WatermarkSource::EventTime {
+                if lag > 1
+                    && by_event_time
+                    && let Some(slot) = self.slots.get_mut(&(stage, p))
+                {
                     slot.watermarks.backlogged(&format!("{topic}/{p}"), now);
                 }
             }
@@ -940,22 +979,21 @@ impl Driver<'_> {
         let ends = ends.lock().map(|e| e.clone()).unwrap_or_default();
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
-        for (stage, p) in self.slots.keys() {
-            let st = &self.topology.stages[*stage];
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            let st = &self.topology.stages[stage];
             if st.tables.is_empty() {
                 continue;
             }
-            let behind = st.tables.iter().any(|t| {
-                let key = (t.clone(), *p);
-                let end = ends
-                    .get(&key)
-                    .copied()
-                    .max(self.table_ends.get(&key).copied());
-                let position = self.positions.get(&key).or_else(|| self.starts.get(&key));
-                matches!((end, position), (Some(end), Some(pos)) if end - pos > 1)
+            let (tables, inputs) = (st.tables.clone(), st.inputs.clone());
+            let behind = tables.iter().any(|t| {
+                let key = (t.clone(), p);
+                self.waiting(&key, ends.get(&key).copied())
+                    .is_some_and(|lag| lag > 1)
             });
-            for input in &st.inputs {
-                let key = (input.clone(), *p);
+            for input in &inputs {
+                let key = (input.clone(), p);
+                let p = &p;
                 let paused = self.paused.contains(&key);
                 if behind && !paused {
                     pause.add_partition(input, *p);
