@@ -64,6 +64,16 @@ pub struct ConfigError(String);
 
 /// Loads the file (if any) and the environment.
 pub fn load(file: Option<&Path>) -> Result<FitstreamConfig, ConfigError> {
+    load_with(file, None)
+}
+
+/// [`load`] with the environment variables given (tests), or the process's when `None`.
+/// Values stay strings until each field's type reads them: parsing them on sight as numbers
+/// would turn a suffix or topic name like `-72e8217` into `-inf`.
+fn load_with(
+    file: Option<&Path>,
+    env: Option<std::collections::HashMap<String, String>>,
+) -> Result<FitstreamConfig, ConfigError> {
     let file: Option<PathBuf> = file
         .map(Path::to_path_buf)
         .or_else(|| std::env::var_os("FITSTREAM_CONFIG").map(PathBuf::from));
@@ -78,7 +88,7 @@ pub fn load(file: Option<&Path>) -> Result<FitstreamConfig, ConfigError> {
         config::Environment::with_prefix("FITSTREAM")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true),
+            .source(env),
     );
     let built = builder.build().map_err(|e| ConfigError(e.to_string()))?;
     let config: FitstreamConfig = built
@@ -109,6 +119,26 @@ mod tests {
         assert_eq!(cfg.topics.clickstream, "iob.clickstream.v1");
         std::fs::write(&path, "[kafka]\nbootstrap_server = \"typo\"\n").expect("write");
         assert!(load(Some(&path)).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn environment_values_keep_their_text_and_numbers_still_parse() {
+        let env = [
+            ("FITSTREAM__APPLICATION_SUFFIX", "-72e821747664"),
+            ("FITSTREAM__TOPICS__CLICKSTREAM", "1e5"),
+            ("FITSTREAM__TOPICS__PARTITIONS", "3"),
+            ("FITSTREAM__WATERMARK__IDLE_TIMEOUT_MS", "2000"),
+            ("FITSTREAM__WATERMARK__ADVANCE_WHEN_IDLE", "false"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let cfg = load_with(None, Some(env)).expect("load");
+        assert_eq!(cfg.application_suffix, "-72e821747664");
+        assert_eq!(cfg.topics.clickstream, "1e5");
+        assert_eq!(cfg.topics.partitions, 3);
+        assert_eq!(cfg.watermark.idle_timeout_ms, 2000);
+        assert!(!cfg.watermark.advance_when_idle);
     }
 
     #[test]
