@@ -64,7 +64,45 @@ pub async fn ensure_topics(
             }
         }
     }
+    // Created is not yet visible: producers right after this look the partitions up.
+    let created: Vec<&TopicSpec> = specs
+        .iter()
+        .zip(&out)
+        .filter(|(_, (_, p))| *p == Provisioned::Created)
+        .map(|(s, _)| s)
+        .collect();
+    wait_visible(config, &created).await?;
     Ok(out)
+}
+
+/// Waits until the metadata shows every partition of `specs` with a leader.
+async fn wait_visible(config: &KafkaConfig, specs: &[&TopicSpec]) -> Result<(), KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let consumer: BaseConsumer = config.client().create()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+        let ready = specs.iter().all(|s| {
+            md.topics().iter().any(|t| {
+                t.name() == s.name
+                    && t.error().is_none()
+                    && t.partitions().len() as i32 == s.partitions
+                    && t.partitions().iter().all(|p| p.leader() >= 0)
+            })
+        });
+        if ready {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaError::Timeout(
+                "created topics not visible in metadata after 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The partition count of a topic (0 when it does not exist).
