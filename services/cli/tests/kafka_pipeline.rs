@@ -196,6 +196,44 @@ fn multiset(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, u32> {
     m
 }
 
+/// A compacted topic's contract: the latest value per key.
+fn latest(lines: Vec<serde_json::Value>) -> BTreeMap<String, String> {
+    lines
+        .into_iter()
+        .map(|l| (l["key"].to_string(), l["value"].to_string()))
+        .collect()
+}
+
+/// SIGTERM, then the exit status within `limit`.
+fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    wait_for(child, limit)
+}
+
+/// The reference: `records` through the embedded pipeline, outputs under a directory of
+/// this run's own.
+fn reference(
+    cfg: &FitstreamConfig,
+    id: &str,
+    records: &[InputRecord],
+) -> (std::path::PathBuf, embedded::Summary) {
+    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
+    let summary = embedded::run(
+        cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        records.to_vec(),
+        &dir,
+        |_| {},
+    )
+    .expect("embedded run");
+    (dir, summary)
+}
+
 fn read_jsonl(dir: &Path, topic: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join(format!("{topic}.jsonl")))
         .unwrap_or_default()
@@ -234,16 +272,7 @@ async fn pipeline(scenario: Scenario) {
     assert!(records.len() >= 200_000, "{} records", records.len());
 
     // The reference: the embedded run of the same records with the same partitioning.
-    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
-    let summary = embedded::run(
-        &cfg,
-        cfg.planner.clone(),
-        fitstream_planner::routing::Routing::bundled(),
-        records.clone(),
-        &dir,
-        |_| {},
-    )
-    .expect("embedded run");
+    let (dir, summary) = reference(&cfg, &id, &records);
     let mut outputs: Vec<String> = cfg
         .topics
         .specs(&plants)
@@ -347,12 +376,7 @@ async fn pipeline(scenario: Scenario) {
             std::thread::sleep(Duration::from_secs(4));
             let mut second = spawn(&cfg, "planner", Membership::Dynamic);
             std::thread::sleep(Duration::from_secs(8));
-            let term = Command::new("kill")
-                .args(["-TERM", &second.id().to_string()])
-                .status()
-                .expect("kill -TERM");
-            assert!(term.success());
-            let status = wait_for(&mut second, Duration::from_secs(120));
+            let status = terminate(&mut second, Duration::from_secs(120));
             println!("second instance joined at 4 s and stopped at 12 s ({status})");
             assert!(
                 status.success(),
@@ -437,28 +461,7 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     };
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
 
-    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
-    embedded::run(
-        &cfg,
-        cfg.planner.clone(),
-        fitstream_planner::routing::Routing::bundled(),
-        records.clone(),
-        &dir,
-        |_| {},
-    )
-    .expect("embedded run");
-    // A compacted topic's contract: the latest profile per customer.
-    let latest = |lines: Vec<serde_json::Value>| -> BTreeMap<String, String> {
-        lines
-            .into_iter()
-            .map(|l| {
-                (
-                    l["key"].as_str().unwrap_or_default().to_owned(),
-                    l["value"].to_string(),
-                )
-            })
-            .collect()
-    };
+    let (dir, _) = reference(&cfg, &id, &records);
     let want = latest(read_jsonl(&dir, &cfg.topics.profiles));
 
     let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
@@ -618,12 +621,7 @@ async fn a_window_closes_on_a_quiet_stream() {
     );
     // Still running: quiet is not the end. Then a clean stop, and nothing more came out.
     assert!(planner.try_wait().expect("wait").is_none());
-    let term = Command::new("kill")
-        .args(["-TERM", &planner.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(term.success());
-    assert!(wait_for(&mut planner, Duration::from_secs(60)).success());
+    assert!(terminate(&mut planner, Duration::from_secs(60)).success());
     let got = read_all();
     assert_eq!(got.len(), 1, "{got:?}");
     let v = &got[0];
@@ -734,12 +732,7 @@ async fn profiles_models_and_assignments_flow_through_kafka() {
         std::thread::sleep(Duration::from_secs(2));
     }
     for child in [&mut profiler.0, &mut segmenter.0] {
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill -TERM");
-        assert!(term.success());
-        assert!(wait_for(child, Duration::from_secs(60)).success());
+        assert!(terminate(child, Duration::from_secs(60)).success());
     }
 
     let models = decode_models(read(&cfg.topics.segment_models));
@@ -941,12 +934,6 @@ async fn produce_run_all_and_tail_match_replay() {
         ]);
     }
 
-    let latest = |lines: Vec<serde_json::Value>| -> BTreeMap<String, String> {
-        lines
-            .into_iter()
-            .map(|l| (l["key"].to_string(), l["value"].to_string()))
-            .collect()
-    };
     let both = |topic: &str| (read_jsonl(&replayed, topic), read_jsonl(&tailed, topic));
     let (r, k) = both(&cfg.topics.profiles);
     let (r, k) = (latest(r), latest(k));

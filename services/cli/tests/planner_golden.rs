@@ -78,21 +78,16 @@ impl Scenario {
         self.engine.push(topic, Some(key.as_bytes()), &bytes);
     }
 
+    /// A click with no product (the sample page view), of `customer` at `t`.
     fn click(&mut self, customer: &str, id: &str, kind: ClickEventType, t: i64) -> ClickEvent {
         ClickEvent {
             event_id: id.into(),
             customer_id: customer.into(),
             session_id: format!("s-{customer}"),
             event_type: kind,
-            product_id: None,
-            sku: None,
-            options: Options::new(),
-            category: None,
-            price: None,
-            query: None,
-            channel: "web".into(),
             region: "eu-west".into(),
             event_time: EventTime(t),
+            ..fitstream_contracts::samples::bare_click()
         }
     }
 

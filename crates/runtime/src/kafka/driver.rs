@@ -410,6 +410,7 @@ fn run_once(
             driver.positions.clear();
             driver.paused.clear();
             driver.rewind.clear();
+            driver.progress.clear();
             METRICS.ready.set(0);
         }
         if let Some(assignment) = assigned {
@@ -559,12 +560,6 @@ impl Driver<'_> {
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), KafkaError> {
         self.begin()?;
-        tracing::trace!(
-            topic,
-            partition,
-            key = ?key.map(String::from_utf8_lossy),
-            "send"
-        );
         if value.is_some_and(|v| v.len() > 900_000) {
             tracing::warn!(
                 topic,
@@ -937,7 +932,9 @@ impl Driver<'_> {
             return;
         }
         self.last_backlog_check = Instant::now();
-        let ends = ends.lock().map(|e| e.clone()).unwrap_or_default();
+        let Ok(ends) = ends.lock() else {
+            return;
+        };
         let now = now_ms();
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         for (stage, p) in keys {
@@ -976,7 +973,9 @@ impl Driver<'_> {
             return Ok(());
         }
         self.last_table_check = Instant::now();
-        let ends = ends.lock().map(|e| e.clone()).unwrap_or_default();
+        let Ok(ends) = ends.lock() else {
+            return Ok(());
+        };
         let mut pause = TopicPartitionList::new();
         let mut resume = TopicPartitionList::new();
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
