@@ -34,6 +34,11 @@ pub struct Produced {
 }
 
 impl Produced {
+    /// The watermark of a progress marker (see [`Ctx::emit_progress`]); None for a record.
+    pub fn progress(&self) -> Option<EventTime> {
+        crate::task::progress_of(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())))
+    }
+
     /// A record as read back from Kafka, in the same shape (to compare the two drivers).
     pub fn from_consumed(r: crate::kafka::reader::ConsumedRecord) -> Produced {
         Produced {
@@ -146,6 +151,23 @@ impl Embedded {
                 let mut ctx = Ctx::default();
                 if let Some(slot) = self.slots.get_mut(&(stage, p)) {
                     slot.task.global(topic, key, value, &mut ctx);
+                }
+                self.account(&ctx);
+                self.route(stage, p, ctx);
+            }
+        }
+    }
+
+    /// Feeds a progress marker of a global table to every task of the stages that read it.
+    pub fn push_global_progress(&mut self, topic: &str, watermark: EventTime) {
+        let stages: Vec<usize> = (0..self.topology.stages.len())
+            .filter(|i| self.topology.stages[*i].globals.iter().any(|g| g == topic))
+            .collect();
+        for stage in stages {
+            for p in 0..self.config.partitions {
+                let mut ctx = Ctx::default();
+                if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                    slot.task.global_progress(topic, watermark, &mut ctx);
                 }
                 self.account(&ctx);
                 self.route(stage, p, ctx);
@@ -315,7 +337,7 @@ impl Embedded {
         }
     }
 
-    fn route(&mut self, _stage: usize, _partition: i32, ctx: Ctx) {
+    fn route(&mut self, stage: usize, task_partition: i32, ctx: Ctx) {
         for e in ctx.emits {
             if self.topology.is_repartition(&e.topic) {
                 let value = e.value.clone().unwrap_or_default();
@@ -338,13 +360,22 @@ impl Embedded {
                     .as_deref()
                     .map(|k| partition_for(k, self.config.output_partitions))
                     .unwrap_or(0);
+                let headers = if e.progress {
+                    let source = format!("{}/{task_partition}", self.topology.stages[stage].name);
+                    crate::task::marker_headers(&source, e.event_time)
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 self.out.push(Produced {
                     topic: e.topic,
                     partition,
                     key: e.key,
                     value: e.value,
                     timestamp: e.event_time.0,
-                    headers: Vec::new(),
+                    headers,
                 });
             }
         }

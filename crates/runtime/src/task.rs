@@ -83,6 +83,10 @@ pub struct Emit {
     pub event_time: EventTime,
     /// When set, every partition of the topic gets a copy (broadcast to downstream tasks).
     pub broadcast: bool,
+    /// When set, the record is a progress marker on an output topic: no value, no record
+    /// timestamp (a watermark may be the end of time, which brokers refuse), and the marker
+    /// headers with `event_time` as the watermark (see [`Ctx::emit_progress`]).
+    pub progress: bool,
 }
 
 /// Where a task's work goes during one call.
@@ -113,6 +117,23 @@ impl Ctx {
             value: Some(value),
             event_time,
             broadcast: false,
+            progress: false,
+        });
+    }
+
+    /// Emits a progress marker to an output topic that other services read as a global table:
+    /// "this task has published everything it will publish for event times up to
+    /// `watermark`". The record has `key` (compacted topics refuse records without one), no
+    /// value (a tombstone, so readers that decode values skip it) and the watermark marker
+    /// headers; readers get it through [`Task::global_progress`], never as a table entry.
+    pub fn emit_progress(&mut self, topic: &str, key: Vec<u8>, watermark: EventTime) {
+        self.emits.push(Emit {
+            topic: topic.to_owned(),
+            key: Some(key),
+            value: None,
+            event_time: watermark,
+            broadcast: false,
+            progress: true,
         });
     }
 
@@ -124,6 +145,7 @@ impl Ctx {
             value: Some(value),
             event_time,
             broadcast: true,
+            progress: false,
         });
     }
 
@@ -149,6 +171,9 @@ pub trait Task: Send {
     /// a task created later first receives every record seen so far).
     fn global(&mut self, _topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, _ctx: &mut Ctx) {
     }
+    /// A progress marker on a global table (see [`Ctx::emit_progress`]): its writer has
+    /// published everything up to `watermark` of event time.
+    fn global_progress(&mut self, _topic: &str, _watermark: EventTime, _ctx: &mut Ctx) {}
     /// The watermark that goes downstream (markers) when the task's own is `watermark`: the
     /// same by default; a task holding records back (waiting for a table) holds it at the
     /// earliest of them, so downstream windows wait for what it will still emit.
@@ -267,6 +292,11 @@ pub fn idle_marker_headers(source: &str) -> Vec<(String, Vec<u8>)> {
             source.as_bytes().to_vec(),
         ),
     ]
+}
+
+/// The watermark of a progress marker (a marker with a watermark), from a record's headers.
+pub fn progress_of<'h>(headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> Option<EventTime> {
+    parse_marker(headers).and_then(|(_, wm)| wm)
 }
 
 /// Reads a marker from headers: the source, and its watermark (None: idle).

@@ -93,9 +93,14 @@ impl SegmentationPipeline {
             }
             for p in self.segmenter.drain() {
                 if p.topic == self.topics.segment_models {
+                    moved = true;
+                    if let Some(wm) = p.progress() {
+                        // A control record between the services, not an output.
+                        self.profiler.push_global_progress(&p.topic, wm);
+                        continue;
+                    }
                     self.profiler
                         .push_global(&p.topic, p.key.as_deref(), p.value.as_deref());
-                    moved = true;
                 }
                 self.out.push(p);
             }

@@ -16,25 +16,41 @@
 //! changelog when it moves.
 //!
 //! # Sample
-//! The fitting task keeps a [`ReservoirSample`] of the latest profile of at most
-//! `fit.sample_capacity` customers. Rows are sorted by customer id before each fit, so the
-//! model does not depend on slot order (which a restore changes).
+//! The fitting task keeps a [`ReservoirSample`] (bottom-k by a seeded hash of the customer
+//! id) of the latest profile of at most `fit.sample_capacity` customers. Which customers it
+//! holds depends only on the set of customers seen, not on how many versions of each came nor
+//! in which order. Rows are sorted by customer id before each fit, so the model does not
+//! depend on slot order (which a restore changes).
 //!
-//! # Refits at event-time boundaries
-//! When the watermark passes a multiple of `refit_every_ms` (default one hour of event time),
-//! and the sample changed since the last fit and holds at least `min_sample_size` customers,
-//! the task fits ([`fit()`](crate::fit())) with the previous model as warm start and
-//! `cutoff_event_time` = that boundary; and once more when the watermark reaches the end of
-//! time (end of a replay), with cutoff = the latest profile time. The first boundary the
-//! watermark passes only starts the schedule (a model of the first few minutes would be fitted
-//! on almost nobody). A fit that fails keeps the previous model and is retried at the next
-//! boundary.
+//! # Refits at event-time boundaries, the same in both run modes
+//! Profiles are not applied on arrival: they are held by (event time, arrival) and applied in
+//! that order when the watermark passes them. Boundaries are multiples of `refit_every_ms`
+//! (default one hour of event time); the schedule starts at the first boundary at or after the
+//! first profile. Each boundary `B` the watermark reaches is handled in order, after every
+//! profile before `B` and before any at or after it: when the sample changed since the last
+//! fit and holds at least `min_sample_size` customers, the task fits
+//! ([`fit()`](crate::fit())) with the previous model as warm start and `cutoff_event_time = B`.
+//! At the end of time (end of a replay) the remaining profiles are applied, the boundaries
+//! they pass are handled, and a last fit has cutoff = the latest profile time. A fit that fails
+//! keeps the previous model and is retried at the next boundary.
+//!
+//! So the models depend on the profiles and their event times only, never on how the
+//! watermark stepped (a replay moves it record by record, Kafka in jumps) nor on how the
+//! partitions of the profiles topic interleaved (tested).
 //!
 //! Each fit publishes the [`SegmentModel`] on the segment-models topic (key `current`) and
 //! one [`SegmentProfile`](fitstream_contracts::SegmentProfile) per segment, retired ones
 //! included, on the segment-profiles topic (key = segment id in decimal), with the cutoff as
 //! event time. Gauges
 //! `fitstream_model_version`, `fitstream_segments` and `fitstream_model_quality` follow.
+//!
+//! # Progress
+//! Readers that join with the model as of event time (the profiler) must know when no model
+//! with an earlier cutoff can come any more. The fitting task reports its watermark on the
+//! segment-models topic each time it enters a new step of `progress_every_ms` (default one
+//! minute) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
+//! [`PROGRESS_KEY`], no value, after the models it covers. Only the task of the sample key's
+//! partition reports (the other tasks of the stage never get a profile).
 //!
 //! # Fit duration
 //! Tasks never read a clock. The app carries a [`FitStopwatch`] that wraps each fit: the
@@ -44,14 +60,14 @@
 //!
 //! # State and restore
 //! The fitting task's changelog: per sampled customer, key = customer id and value = bincode
-//! of its features and top categories (a tombstone when it leaves the sample); `\0meta`
-//! (schedule and latest profile time) and `\0model` (the model in use, for warm start, version
-//! and ids). A restore offers the rows to a fresh sample. While the sample is not full this
-//! gives exactly the uninterrupted run's sample; once full, which later profiles enter depends
-//! on the reservoir's random generator, whose state [`ReservoirSample`] does not expose, so a
-//! restored run samples as uniformly but not the same customers.
+//! of its features and top categories (a tombstone when it leaves the sample); per held
+//! profile, [`HELD_PREFIX`] + event time + arrival number (a tombstone once applied); `\0meta`
+//! (schedule, latest profile time, progress) and `\0model` (the model in use, for warm start,
+//! version and ids). A restore offers the rows to a fresh sample, which gives exactly the
+//! uninterrupted run's sample (a bottom-k sample never takes back a customer it dropped), so a
+//! restored task publishes what the uninterrupted one does (tested).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -60,6 +76,7 @@ use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, CustomerProfile, EventTime, ProfileFeatures, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::metrics::METRICS;
+use fitstream_runtime::partition::partition_for;
 use fitstream_runtime::task::{
     Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
@@ -77,6 +94,10 @@ pub const MODEL_KEY: &[u8] = b"current";
 pub const META_KEY: &[u8] = b"\0meta";
 /// Changelog key of the model in use.
 pub const MODEL_STATE_KEY: &[u8] = b"\0model";
+/// Changelog key prefix of a profile held until the watermark passes it.
+pub const HELD_PREFIX: &[u8] = b"\0held";
+/// Key of the fitting task's progress markers on the segment-models topic.
+pub const PROGRESS_KEY: &[u8] = b"__fitstream.progress";
 
 /// Settings of the segmenter.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,8 +109,11 @@ pub struct SegmenterConfig {
     pub refit_every_ms: i64,
     /// Fewest customers in the sample for a fit (at least `fit.k_min` in any case).
     pub min_sample_size: usize,
-    /// Seed of the reservoir sample.
+    /// Seed of the sample's priorities.
     pub sample_seed: u64,
+    /// The fitting task reports its progress (a marker on the segment-models topic) each time
+    /// its watermark enters a new step of this many milliseconds of event time.
+    pub progress_every_ms: i64,
 }
 
 impl Default for SegmenterConfig {
@@ -99,6 +123,7 @@ impl Default for SegmenterConfig {
             refit_every_ms: 3_600_000,
             min_sample_size: 100,
             sample_seed: 7,
+            progress_every_ms: 60_000,
         }
     }
 }
@@ -255,7 +280,7 @@ impl SegmenterApp {
                         upstream_tasks: self.partitions,
                     },
                     globals: vec![],
-                    factory: Box::new(move |_| Box::new(FitTask::new(fitter.clone()))),
+                    factory: Box::new(move |p| Box::new(FitTask::new(fitter.clone(), p))),
                 },
             ],
         }
@@ -353,12 +378,17 @@ impl Task for ForwardTask {
 /// The fitting task's schedule, under [`META_KEY`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct FitMeta {
-    /// The latest refit boundary passed (`i64::MIN`: none yet).
+    /// The latest refit boundary passed, or the start of the schedule (`i64::MIN`: no
+    /// profile applied yet).
     boundary: i64,
-    /// The latest profile time seen.
+    /// The latest profile time applied.
     max_seen: EventTime,
     /// The sample changed since the last fit.
     unfitted: bool,
+    /// Arrival number of the next held profile.
+    next_seq: u64,
+    /// The latest progress step reported (`i64::MIN`: none; `i64::MAX`: the end of time).
+    progress_sent: i64,
 }
 
 impl Default for FitMeta {
@@ -367,11 +397,42 @@ impl Default for FitMeta {
             boundary: i64::MIN,
             max_seen: EventTime::MIN,
             unfitted: false,
+            next_seq: 0,
+            progress_sent: i64::MIN,
         }
     }
 }
 
 type SampleItem = (ProfileFeatures, Vec<String>);
+
+/// The changelog key of a held profile: [`HELD_PREFIX`], then its event time and arrival
+/// number, big-endian (the event time with its sign bit flipped, so keys sort by time).
+fn held_key((t, seq): (EventTime, u64)) -> Vec<u8> {
+    let mut key = HELD_PREFIX.to_vec();
+    key.extend_from_slice(&((t.0 as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn parse_held_key(key: &[u8]) -> Option<(EventTime, u64)> {
+    let rest = key.strip_prefix(HELD_PREFIX)?;
+    let t: [u8; 8] = rest.get(..8)?.try_into().ok()?;
+    let seq: [u8; 8] = rest.get(8..)?.try_into().ok()?;
+    Some((
+        EventTime((u64::from_be_bytes(t) ^ (1 << 63)) as i64),
+        u64::from_be_bytes(seq),
+    ))
+}
+
+/// The first multiple of `every` at or after `t`.
+fn boundary_at_or_after(t: i64, every: i64) -> i64 {
+    let floor = t.div_euclid(every).saturating_mul(every);
+    if floor < t {
+        floor.saturating_add(every)
+    } else {
+        floor
+    }
+}
 
 /// The `fit` stage of one partition of the repartition topic (only one receives profiles).
 pub struct FitTask {
@@ -385,12 +446,21 @@ pub struct FitTask {
     changed: BTreeSet<String>,
     /// Customers who left the sample since the last checkpoint.
     evicted: BTreeSet<String>,
+    /// Profiles received and not applied yet, by (event time, arrival number): applied in
+    /// that order when the watermark passes them.
+    held: BTreeMap<(EventTime, u64), SampledProfile>,
+    /// Held profiles added or applied since the last checkpoint.
+    held_dirty: BTreeSet<(EventTime, u64)>,
+    /// Whether this task's partition is the one [`SAMPLE_KEY`] goes to: it alone fits, and
+    /// it alone reports progress.
+    fitter: bool,
     pending: Option<SampledProfile>,
 }
 
 impl FitTask {
-    fn new(app: SegmenterApp) -> FitTask {
+    fn new(app: SegmenterApp, partition: i32) -> FitTask {
         let sample = ReservoirSample::new(app.config.fit.sample_capacity, app.config.sample_seed);
+        let fitter = partition == partition_for(SAMPLE_KEY, app.partitions);
         FitTask {
             app,
             sample,
@@ -400,6 +470,9 @@ impl FitTask {
             model_changed: false,
             changed: BTreeSet::new(),
             evicted: BTreeSet::new(),
+            held: BTreeMap::new(),
+            held_dirty: BTreeSet::new(),
+            fitter,
             pending: None,
         }
     }
@@ -423,6 +496,56 @@ impl FitTask {
             .collect();
         rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         rows
+    }
+
+    /// Applies a held profile to the sample; the first one starts the refit schedule at the
+    /// first boundary at or after it.
+    fn apply(&mut self, row: SampledProfile) {
+        let every = self.app.config.refit_every_ms.max(1);
+        let t = row.event_time;
+        if self.meta.boundary == i64::MIN {
+            self.meta.boundary = boundary_at_or_after(t.0, every);
+        }
+        self.meta.max_seen = self.meta.max_seen.max(t);
+        self.meta_changed = true;
+        let customer = row.customer_id;
+        match self
+            .sample
+            .offer(&customer, (row.features, row.top_categories))
+        {
+            ReservoirOffer::Rejected => return,
+            ReservoirOffer::Updated | ReservoirOffer::Inserted => self.enter(&customer),
+            ReservoirOffer::Replaced { evicted } => {
+                self.leave(evicted);
+                self.enter(&customer);
+            }
+        }
+        self.meta.unfitted = true;
+    }
+
+    /// Reports progress on the segment-models topic when the watermark entered a new step of
+    /// `progress_every_ms` (and at the end of time): every model with a cutoff up to the
+    /// watermark has been published.
+    fn report_progress(&mut self, watermark: EventTime, ctx: &mut Ctx) {
+        if !self.fitter {
+            return;
+        }
+        let step = if watermark == EventTime::MAX {
+            i64::MAX
+        } else {
+            watermark
+                .0
+                .div_euclid(self.app.config.progress_every_ms.max(1))
+        };
+        if step > self.meta.progress_sent {
+            self.meta.progress_sent = step;
+            self.meta_changed = true;
+            ctx.emit_progress(
+                &self.app.topics.segment_models,
+                PROGRESS_KEY.to_vec(),
+                watermark,
+            );
+        }
     }
 
     fn refit(&mut self, cutoff: EventTime, ctx: &mut Ctx) {
@@ -519,44 +642,58 @@ impl Task for FitTask {
             return Ok(());
         };
         bump(&self.app.counters.profiles);
-        let customer = row.customer_id;
-        match self
-            .sample
-            .offer(&customer, (row.features, row.top_categories))
-        {
-            ReservoirOffer::Rejected => return Ok(()),
-            ReservoirOffer::Updated | ReservoirOffer::Inserted => self.enter(&customer),
-            ReservoirOffer::Replaced { evicted } => {
-                self.leave(evicted);
-                self.enter(&customer);
-            }
-        }
-        self.meta.max_seen = self.meta.max_seen.max(row.event_time);
-        self.meta.unfitted = true;
+        let key = (row.event_time, self.meta.next_seq);
+        self.meta.next_seq += 1;
         self.meta_changed = true;
+        self.held.insert(key, row);
+        self.held_dirty.insert(key);
         Ok(())
     }
 
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
-        if watermark == EventTime::MAX {
-            if self.meta.unfitted {
-                let previous = self.model.as_ref().map(|m| m.cutoff_event_time);
-                let cutoff = previous.map_or(self.meta.max_seen, |p| p.max(self.meta.max_seen));
-                self.refit(cutoff, ctx);
-            }
-            return;
-        }
         let every = self.app.config.refit_every_ms.max(1);
-        let boundary = watermark.0.div_euclid(every).saturating_mul(every);
-        if boundary <= self.meta.boundary {
-            return;
+        let end = watermark == EventTime::MAX;
+        loop {
+            let next_row = self.held.first_key_value().map(|(k, _)| k.0.0);
+            if self.meta.boundary != i64::MIN {
+                // Boundaries come before the profiles at or after them; at the end of time,
+                // only those the profiles reach (the last fit follows below).
+                let limit = match next_row {
+                    Some(t) if end => t,
+                    Some(t) => t.min(watermark.0),
+                    None if end => i64::MIN,
+                    None => watermark.0,
+                };
+                let mut next = self.meta.boundary.saturating_add(every);
+                if next <= limit {
+                    if !self.meta.unfitted {
+                        // Nothing to fit at any boundary up to the limit: jump to the last.
+                        next = limit.div_euclid(every).saturating_mul(every);
+                    }
+                    self.meta.boundary = next;
+                    self.meta_changed = true;
+                    if self.meta.unfitted {
+                        self.refit(EventTime(next), ctx);
+                    }
+                    continue;
+                }
+            }
+            match next_row {
+                Some(t) if end || t < watermark.0 => {
+                    if let Some((key, row)) = self.held.pop_first() {
+                        self.held_dirty.insert(key);
+                        self.apply(row);
+                    }
+                }
+                _ => break,
+            }
         }
-        let first = self.meta.boundary == i64::MIN;
-        self.meta.boundary = boundary;
-        self.meta_changed = true;
-        if !first && self.meta.unfitted {
-            self.refit(EventTime(boundary), ctx);
+        if end && self.meta.unfitted {
+            let previous = self.model.as_ref().map(|m| m.cutoff_event_time);
+            let cutoff = previous.map_or(self.meta.max_seen, |p| p.max(self.meta.max_seen));
+            self.refit(cutoff, ctx);
         }
+        self.report_progress(watermark, ctx);
     }
 
     fn checkpoint(&mut self, ctx: &mut Ctx) {
@@ -570,6 +707,13 @@ impl Task for FitTask {
                     Ok(bytes) => ctx.put_state(customer.as_bytes(), bytes),
                     Err(e) => tracing::error!("cannot serialize a sample row: {e}"),
                 }
+            }
+        }
+        for key in std::mem::take(&mut self.held_dirty) {
+            match self.held.get(&key).map(bincode::serialize) {
+                Some(Ok(bytes)) => ctx.put_state(&held_key(key), bytes),
+                Some(Err(e)) => tracing::error!("cannot serialize a held profile: {e}"),
+                None => ctx.changelog.push((held_key(key), None)),
             }
         }
         if std::mem::take(&mut self.meta_changed)
@@ -600,6 +744,19 @@ impl Task for FitTask {
             };
             return Ok(());
         }
+        if let Some(held) = parse_held_key(key) {
+            match value {
+                Some(v) => {
+                    let row: SampledProfile =
+                        bincode::deserialize(v).map_err(|e| format!("held profile: {e}"))?;
+                    self.held.insert(held, row);
+                }
+                None => {
+                    self.held.remove(&held);
+                }
+            }
+            return Ok(());
+        }
         let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
         match value {
             Some(v) => {
@@ -616,7 +773,8 @@ impl Task for FitTask {
 
     fn state_size(&self) -> (usize, usize) {
         let per_row = size_of::<SampleItem>() + size_of::<String>() * 2 + 48;
-        (self.sample.len(), self.sample.len() * per_row)
+        let entries = self.sample.len() + self.held.len();
+        (entries, entries * per_row)
     }
 }
 
@@ -624,6 +782,8 @@ impl Task for FitTask {
 mod tests {
     use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Produced};
     use fitstream_runtime::watermark::WatermarkConfig;
+
+    use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::synthetic::population;
@@ -680,7 +840,7 @@ mod tests {
 
     fn models(out: &[Produced], app: &SegmenterApp) -> Vec<SegmentModel> {
         out.iter()
-            .filter(|p| p.topic == app.topics.segment_models)
+            .filter(|p| p.topic == app.topics.segment_models && p.progress().is_none())
             .map(|p| {
                 app.codec
                     .decode(&p.topic, p.value.as_deref().unwrap_or_default())
@@ -732,6 +892,26 @@ mod tests {
             .map(|p| p.partition)
             .collect();
         assert_eq!(fitted_on.len(), 1);
+
+        // It reported its progress once per minute of event time, each marker after every
+        // model whose cutoff it covers, and last the end of time.
+        let mut published = 0;
+        let mut progress = Vec::new();
+        for p in out.iter().filter(|p| p.topic == app.topics.segment_models) {
+            match p.progress() {
+                Some(wm) => {
+                    let due = m.iter().filter(|m| m.cutoff_event_time <= wm).count();
+                    assert!(published >= due, "{published} models out at {wm}, {due} due");
+                    assert_eq!(p.key.as_deref(), Some(PROGRESS_KEY));
+                    assert_eq!(p.value, None);
+                    progress.push(wm);
+                }
+                None => published += 1,
+            }
+        }
+        assert!(progress.windows(2).all(|w| w[0].0 / 60_000 < w[1].0 / 60_000));
+        assert_eq!(progress.last(), Some(&EventTime::MAX));
+        assert!(progress.len() > 100, "{} progress markers", progress.len());
     }
 
     #[test]
@@ -756,6 +936,105 @@ mod tests {
             .map(|(_, v)| v.as_str())
             .collect();
         assert_eq!(reasons, vec!["validation", "decode"]);
+    }
+
+    /// Feeds serialized rows to a task, advancing the watermark to `wm(i)` after row `i`
+    /// (when it returns Some), then to the end of time; returns every emit but progress.
+    fn fit_run(
+        app: &SegmenterApp,
+        rows: &[SampledProfile],
+        wm: impl Fn(usize) -> Option<i64>,
+    ) -> Vec<fitstream_runtime::task::Emit> {
+        let topic = app.repartition_topic();
+        let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
+        let mut ctx = Ctx::default();
+        for (i, row) in rows.iter().enumerate() {
+            let v = bincode::serialize(row).expect("serializes");
+            let r = Record {
+                topic: &topic,
+                partition: 0,
+                offset: i as i64,
+                key: Some(SAMPLE_KEY),
+                value: Some(&v),
+            };
+            if let Ok(Admitted::At(_)) = task.admit(&r) {
+                task.process(EventTime::MIN, &mut ctx).expect("processes");
+            }
+            if let Some(w) = wm(i) {
+                task.advance(EventTime(w), &mut ctx);
+            }
+        }
+        task.advance(EventTime::MAX, &mut ctx);
+        ctx.emits.retain(|e| !e.progress);
+        ctx.emits
+    }
+
+    #[test]
+    fn models_depend_on_the_profiles_not_on_watermark_steps_or_arrival_order() {
+        let mut config = SegmenterConfig::default();
+        config.fit.sample_capacity = 150;
+        let app = SegmenterApp {
+            config,
+            ..app(1)
+        };
+        // 300 customers over six hours, each with an early version of its profile and the
+        // real one 20 minutes later: twice the sample's capacity, so customers are evicted.
+        let customers = population(300, 5, 1.0);
+        let mut rows = Vec::new();
+        for (i, c) in customers.iter().enumerate() {
+            let t = START + i as i64 * 6 * HOUR / 300;
+            let early = ProfileFeatures {
+                frequency: c.features.frequency * 0.5,
+                ..c.features.clone()
+            };
+            for (features, at) in [(early, t), (c.features.clone(), t + HOUR / 3)] {
+                rows.push(SampledProfile {
+                    customer_id: c.customer_id.clone(),
+                    features,
+                    top_categories: c.top_categories.clone(),
+                    event_time: EventTime(at),
+                });
+            }
+        }
+        rows.sort_by_key(|r| r.event_time);
+        // In order, the watermark following every profile.
+        let stepwise = fit_run(&app, &rows, |i| Some(rows[i].event_time.0));
+        // Interleaved differently within each half hour (as two partitions of the profiles
+        // topic may arrive), the watermark moving in jumps of three hours.
+        let half = HOUR / 2;
+        let mut shuffled = rows.clone();
+        shuffled.sort_by_key(|r| {
+            let window = (r.event_time.0 - START) / half;
+            let mut h = Sha256::new();
+            h.update(r.customer_id.as_bytes());
+            (window, h.finalize().to_vec())
+        });
+        let jumps = fit_run(&app, &shuffled, |i| {
+            let t = shuffled[i].event_time.0;
+            let window_start = START + (t - START) / half * half;
+            ((t - START) % (3 * HOUR) > 3 * HOUR - half).then_some(window_start)
+        });
+        let models = |emits: &[fitstream_runtime::task::Emit]| -> Vec<SegmentModel> {
+            emits
+                .iter()
+                .filter(|e| e.topic == app.topics.segment_models)
+                .map(|e| {
+                    app.codec
+                        .decode(&e.topic, e.value.as_deref().unwrap_or_default())
+                        .expect("a model")
+                })
+                .collect()
+        };
+        let m = models(&stepwise);
+        assert!(m.len() >= 5, "{} models", m.len());
+        assert!(m.iter().all(|m| m.sample_size <= 150));
+        let summary = |m: &[SegmentModel]| -> Vec<(i64, EventTime, i64)> {
+            m.iter()
+                .map(|m| (m.version, m.cutoff_event_time, m.sample_size))
+                .collect()
+        };
+        assert_eq!(summary(&m), summary(&models(&jumps)));
+        assert!(stepwise == jumps, "same versions and cutoffs, other contents");
     }
 
     #[test]
@@ -793,19 +1072,19 @@ mod tests {
                 out.extend(ctx.emits);
             }
         };
-        let mut whole = FitTask::new(app.clone());
+        let mut whole = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         let mut expected = Vec::new();
         feed(&mut whole, &rows, 0, &mut expected);
         let mut ctx = Ctx::default();
         whole.advance(EventTime::MAX, &mut ctx);
         expected.extend(ctx.emits);
 
-        let mut first = FitTask::new(app.clone());
+        let mut first = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         let mut got = Vec::new();
         feed(&mut first, &rows[..170], 0, &mut got);
         let mut ctx = Ctx::default();
         first.checkpoint(&mut ctx);
-        let mut restored = FitTask::new(app.clone());
+        let mut restored = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         for (k, v) in &ctx.changelog {
             restored.restore(k, v.as_deref()).expect("restores");
         }

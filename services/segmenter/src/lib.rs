@@ -10,7 +10,7 @@
 //! - [`transform`]: `log1p` on heavy-tailed features, then standard scaling frozen per model
 //!   version ([`Scaler`]).
 //! - [`reservoir`]: the bounded, seeded, per-customer sample the model is fitted on
-//!   ([`ReservoirSample`], Algorithm R).
+//!   ([`ReservoirSample`], bottom-k by a seeded hash of the customer id).
 //! - [`fit`](mod@fit): KMeans over a range of k chosen by a quality score, warm start from the
 //!   previous model, stable ids, labels, segment profiles ([`fit()`], [`FitConfig`],
 //!   [`FitOutcome`]).

@@ -1,29 +1,28 @@
-//! A bounded, seeded reservoir sample of customers (Vitter's Algorithm R), keyed by customer.
+//! A bounded, seeded sample of customers, keyed by customer: a bottom-k sample.
 //!
-//! The segmenter reads every profile update from the compacted profile topic but fits on a
-//! bounded sample. Algorithm R keeps a uniform sample of the items offered so far in `capacity`
-//! slots: item number `i` (0-based) is kept with probability `capacity / (i + 1)`, replacing a
-//! slot chosen uniformly at random.
+//! The segmenter reads every profile update from the profiles topic but fits on a bounded
+//! sample. Each customer gets a priority, a seeded hash of its id (the first 8 bytes of
+//! SHA-256 over the seed and the id); the sample holds the `capacity` customers of smallest
+//! priority among those offered (Cohen and Kaplan's bottom-k sketch, a reservoir sample by
+//! random keys). The hash is a uniform random key per customer, so the sample is a uniform
+//! sample of the customers seen, whatever how often each one is updated.
 //!
-//! Keyed by customer: an update of a customer who is in the sample replaces that customer's
-//! earlier version in place (a map customer -> slot), so the sample always holds the latest
-//! profile of each sampled customer and never two versions of one customer. Such an update does
-//! not count as a new item and draws no random number.
+//! Why not Vitter's Algorithm R: its sample depends on how many offers were made and in which
+//! order. The number of profile versions a customer gets, and how two partitions of the
+//! profiles topic interleave, differ between a replay and a run on Kafka; a bottom-k sample
+//! depends only on the *set* of customers seen, so both run modes fit on the same customers.
 //!
-//! Known bias, accepted: an update of a customer who is *not* in the sample (never admitted,
-//! or evicted) counts as a new item, because remembering every customer ever seen would make
-//! the memory unbounded. Customers whose profile changes often therefore get more chances to
-//! enter than quiet ones; the sample leans towards active customers, which are the ones
-//! marketing acts on. After a restart the segmenter re-reads the compacted topic, where each
-//! customer appears once, and the sample is uniform again.
+//! Keyed by customer: an update of a sampled customer replaces its item in place. A customer
+//! that was evicted (or rejected) never gets back in: the priorities of the sample only go
+//! down. A restore that offers the changelog's rows (the sampled customers) therefore gives
+//! exactly the sample of the uninterrupted run.
 //!
-//! Deterministic: the same seed and the same sequence of offers give the same sample, in the
-//! same slot order (a ChaCha8 generator, which is portable across platforms).
+//! Deterministic and portable: SHA-256 gives the same priorities on every platform and Rust
+//! version (unlike the standard library's hasher).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
 
 /// What [`ReservoirSample::offer`] did with an item.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,12 +31,12 @@ pub enum ReservoirOffer {
     Updated,
     /// The sample was not full; the item was added.
     Inserted,
-    /// The item replaced another customer's, which left the sample.
+    /// The item replaced another customer's (the one of highest priority), which left.
     Replaced {
         /// The customer who left the sample.
         evicted: String,
     },
-    /// The item was not kept.
+    /// The item was not kept: the sample is full of customers of lower priority.
     Rejected,
 }
 
@@ -48,27 +47,45 @@ pub struct ReservoirSample<T> {
     items: Vec<T>,
     /// Customer of each slot (parallel to `items`).
     keys: Vec<String>,
+    /// Priority of each slot (parallel to `items`).
+    priorities: Vec<u64>,
     /// Customer -> slot, to replace a customer's item in place.
     index: HashMap<String, usize>,
+    /// (priority, slot): the last one is evicted first.
+    order: BTreeSet<(u64, usize)>,
     /// Most slots.
     capacity: usize,
-    /// New items offered so far (not counting in-place updates): Algorithm R's `i + 1`.
+    /// Seed of the priorities.
+    seed: u64,
+    /// New customers offered so far (in-place updates not counted).
     seen: u64,
-    /// Draws the slot to replace.
-    rng: ChaCha8Rng,
 }
 
 impl<T> ReservoirSample<T> {
-    /// An empty sample of at most `capacity` customers; `seed` makes it reproducible.
+    /// An empty sample of at most `capacity` customers; `seed` chooses the priorities.
     pub fn new(capacity: usize, seed: u64) -> ReservoirSample<T> {
+        let reserve = capacity.min(1 << 20);
         ReservoirSample {
-            items: Vec::with_capacity(capacity.min(1 << 20)),
-            keys: Vec::with_capacity(capacity.min(1 << 20)),
-            index: HashMap::with_capacity(capacity.min(1 << 20)),
+            items: Vec::with_capacity(reserve),
+            keys: Vec::with_capacity(reserve),
+            priorities: Vec::with_capacity(reserve),
+            index: HashMap::with_capacity(reserve),
+            order: BTreeSet::new(),
             capacity,
+            seed,
             seen: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
         }
+    }
+
+    /// The priority of `customer` under this sample's seed (smaller is kept first).
+    pub fn priority(&self, customer: &str) -> u64 {
+        let mut h = Sha256::new();
+        h.update(self.seed.to_be_bytes());
+        h.update(customer.as_bytes());
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
     }
 
     /// Offers the latest item of `customer`.
@@ -78,22 +95,25 @@ impl<T> ReservoirSample<T> {
             return ReservoirOffer::Updated;
         }
         self.seen += 1;
+        let priority = self.priority(customer);
         if self.items.len() < self.capacity {
-            self.index.insert(customer.to_owned(), self.items.len());
+            let slot = self.items.len();
+            self.index.insert(customer.to_owned(), slot);
             self.items.push(item);
             self.keys.push(customer.to_owned());
+            self.priorities.push(priority);
+            self.order.insert((priority, slot));
             return ReservoirOffer::Inserted;
         }
-        if self.capacity == 0 {
-            return ReservoirOffer::Rejected;
-        }
-        let j = self.rng.random_range(0..self.seen);
-        match usize::try_from(j) {
-            Ok(slot) if slot < self.capacity => {
+        match self.order.last().copied() {
+            Some((highest, slot)) if (priority, customer) < (highest, self.keys[slot].as_str()) => {
+                self.order.remove(&(highest, slot));
+                self.order.insert((priority, slot));
                 let evicted = std::mem::replace(&mut self.keys[slot], customer.to_owned());
                 self.index.remove(&evicted);
                 self.index.insert(customer.to_owned(), slot);
                 self.items[slot] = item;
+                self.priorities[slot] = priority;
                 ReservoirOffer::Replaced { evicted }
             }
             _ => ReservoirOffer::Rejected,
@@ -103,8 +123,16 @@ impl<T> ReservoirSample<T> {
     /// Removes a customer (e.g. on a tombstone in the profile topic); returns its item.
     pub fn remove(&mut self, customer: &str) -> Option<T> {
         let slot = self.index.remove(customer)?;
+        let last = self.items.len() - 1;
+        self.order.remove(&(self.priorities[slot], slot));
+        if slot != last {
+            // The last slot moves into the freed one.
+            self.order.remove(&(self.priorities[last], last));
+            self.order.insert((self.priorities[last], slot));
+        }
         let item = self.items.swap_remove(slot);
         self.keys.swap_remove(slot);
+        self.priorities.swap_remove(slot);
         if let Some(moved) = self.keys.get(slot) {
             self.index.insert(moved.clone(), slot);
         }
@@ -248,6 +276,45 @@ mod tests {
             "first half {first}, second half {last}"
         );
         assert!(hits.iter().all(|&h| h < 50));
+    }
+
+    #[test]
+    fn the_sample_depends_only_on_the_set_of_customers_offered() {
+        let ids: Vec<String> = (0..2_000).map(|i| format!("c{i}")).collect();
+        let sampled = |s: &ReservoirSample<usize>| {
+            let mut keys: Vec<String> = s.iter().map(|(k, _)| k.to_owned()).collect();
+            keys.sort();
+            keys
+        };
+        let mut once = ReservoirSample::new(100, 9);
+        for (i, id) in ids.iter().enumerate() {
+            once.offer(id, i);
+        }
+        // Reversed, and every customer offered three times, interleaved.
+        let mut shuffled = ReservoirSample::new(100, 9);
+        for round in 0..3 {
+            for (i, id) in ids.iter().enumerate().rev() {
+                shuffled.offer(id, i + round);
+            }
+        }
+        assert_eq!(sampled(&once), sampled(&shuffled));
+        // The kept customers are those of the 100 smallest priorities.
+        let mut priorities: Vec<(u64, &String)> =
+            ids.iter().map(|id| (once.priority(id), id)).collect();
+        priorities.sort();
+        let mut smallest: Vec<String> =
+            priorities[..100].iter().map(|(_, id)| (*id).clone()).collect();
+        smallest.sort();
+        assert_eq!(sampled(&once), smallest);
+        // Offering the sampled rows to a fresh sample (a restore) gives the same sample.
+        let mut restored = ReservoirSample::new(100, 9);
+        for (k, v) in once.iter() {
+            restored.offer(k, *v);
+        }
+        for id in &ids {
+            restored.offer(id, 0);
+        }
+        assert_eq!(sampled(&restored), sampled(&once));
     }
 
     #[test]

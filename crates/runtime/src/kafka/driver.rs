@@ -361,6 +361,7 @@ fn run_once(
 
     let mut driver = Driver {
         global_log: Vec::new(),
+        global_progress: BTreeMap::new(),
         topology,
         config: config.clone(),
         producer,
@@ -426,7 +427,13 @@ fn run_once(
         }
         if let Some(g) = &global_consumer {
             while let Some(Ok(m)) = g.poll(Duration::ZERO) {
-                driver.global(m.topic(), m.key(), m.payload())?;
+                let progress = m.headers().and_then(|h| {
+                    task::progress_of(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
+                });
+                match progress {
+                    Some(wm) => driver.global_progress(m.topic(), wm)?,
+                    None => driver.global(m.topic(), m.key(), m.payload())?,
+                }
             }
         }
         let message_seen = matches!(message, Some(Ok(_)));
@@ -476,6 +483,8 @@ type GlobalRecord = (String, Option<Vec<u8>>, Option<Vec<u8>>);
 
 struct Driver<'t> {
     global_log: Vec<GlobalRecord>,
+    /// The latest progress marker of each global topic (replayed to a new task after the log).
+    global_progress: BTreeMap<String, EventTime>,
     topology: &'t Topology,
     config: DriverConfig,
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
@@ -705,6 +714,11 @@ impl Driver<'_> {
                         .global(topic, key.as_deref(), value.as_deref(), &mut ctx);
                 }
             }
+            for (topic, wm) in &self.global_progress {
+                if stage.globals.iter().any(|g| g == topic) {
+                    slot.task.global_progress(topic, *wm, &mut ctx);
+                }
+            }
             self.slots.insert((stage_idx, p), slot);
             if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
                 self.begin()?;
@@ -737,6 +751,29 @@ impl Driver<'_> {
             let mut ctx = Ctx::default();
             if let Some(slot) = self.slots.get_mut(&(stage, p)) {
                 slot.task.global(topic, key, value, &mut ctx);
+            }
+            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+                self.begin()?;
+            }
+            self.route(stage, p, ctx)?;
+        }
+        Ok(())
+    }
+
+    fn global_progress(&mut self, topic: &str, watermark: EventTime) -> Result<(), KafkaError> {
+        self.global_progress.insert(topic.to_owned(), watermark);
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            if !self.topology.stages[stage]
+                .globals
+                .iter()
+                .any(|g| g == topic)
+            {
+                continue;
+            }
+            let mut ctx = Ctx::default();
+            if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                slot.task.global_progress(topic, watermark, &mut ctx);
             }
             if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
                 self.begin()?;
@@ -860,9 +897,17 @@ impl Driver<'_> {
             value,
             event_time,
             broadcast,
+            progress,
         } in ctx.emits
         {
             let n = self.partitions_of(&topic)?;
+            if progress {
+                let source = format!("{}/{partition}", self.topology.stages[stage].name);
+                let headers = task::marker_headers(&source, event_time);
+                let p = key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0);
+                self.send(&topic, p, key.as_deref(), None, None, &headers)?;
+                continue;
+            }
             let targets: Vec<i32> = if broadcast {
                 (0..n).collect()
             } else {
