@@ -295,7 +295,9 @@ pub fn idle_marker_headers(source: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The watermark of a progress marker (a marker with a watermark), from a record's headers.
-pub fn progress_of<'h>(headers: impl IntoIterator<Item = (&'h str, &'h [u8])>) -> Option<EventTime> {
+pub fn progress_of<'h>(
+    headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+) -> Option<EventTime> {
     parse_marker(headers).and_then(|(_, wm)| wm)
 }
 

@@ -50,12 +50,13 @@
 //! Delivery: exactly once comes from the driver (outputs, changelog and offsets in one
 //! transaction); this task is deterministic given its input, watermarks and model records.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
 use fitstream_contracts::topics::TopicsConfig;
-use fitstream_contracts::{Codec, EventTime, SegmentAssignment, SegmentModel};
+use fitstream_contracts::{Codec, EventTime, ProfileFeatures, SegmentAssignment, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::task::{
@@ -236,6 +237,8 @@ struct Meta {
     /// non-decreasing event time, so a reader of one partition knows the table is complete up
     /// to just before its latest record (the planner's as-of join relies on it).
     assigned_until: i64,
+    /// Arrival number of the next held record.
+    next_seq: u64,
 }
 
 impl Default for Meta {
@@ -244,13 +247,49 @@ impl Default for Meta {
             flushed_interval: i64::MIN,
             reassigned_version: 0,
             assigned_until: i64::MIN,
+            next_seq: 0,
         }
     }
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
 enum Input {
     Click(ClickEvent),
     Purchase(PurchaseEvent),
+}
+
+impl Input {
+    fn customer(&self) -> &str {
+        match self {
+            Input::Click(c) => &c.customer_id,
+            Input::Purchase(p) => &p.customer_id,
+        }
+    }
+}
+
+/// Changelog key prefix of a record held until the watermark passes it.
+pub const HELD_PREFIX: &[u8] = b"\0held/";
+/// Changelog key prefix of a profile waiting for its placement.
+pub const PLACE_PREFIX: &[u8] = b"\0place/";
+/// Changelog key prefix of the features a customer was last placed with.
+pub const BASE_PREFIX: &[u8] = b"\0base/";
+
+/// An event time as 8 bytes that sort like it (big-endian, sign bit flipped).
+fn time_bytes(t: EventTime) -> [u8; 8] {
+    ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_of(bytes: &[u8]) -> Option<EventTime> {
+    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(EventTime((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
+}
+
+fn held_key((t, seq): (EventTime, u64)) -> Vec<u8> {
+    [HELD_PREFIX, &time_bytes(t), &seq.to_be_bytes()].concat()
+}
+
+fn place_key((t, customer): &(EventTime, Box<str>)) -> Vec<u8> {
+    [PLACE_PREFIX, &time_bytes(*t), customer.as_bytes()].concat()
 }
 
 fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
@@ -269,6 +308,22 @@ pub struct ProfileTask {
     meta: Meta,
     meta_changed: bool,
     pending: Option<Input>,
+    /// Records admitted and not applied yet, by (event time, arrival): applied in that order
+    /// when the watermark passes them.
+    held: BTreeMap<(EventTime, u64), Input>,
+    held_dirty: BTreeSet<(EventTime, u64)>,
+    /// Profiles emitted and not placed yet, by (last event time, customer), with their
+    /// features: placed in that order once the segmenter's progress passes them.
+    queue: BTreeMap<(EventTime, Box<str>), ProfileFeatures>,
+    queue_dirty: BTreeSet<(EventTime, Box<str>)>,
+    /// Entries of each customer in `queue`.
+    queued: HashMap<Box<str>, u32>,
+    /// The features each customer was last placed with, for the customers whose state moved
+    /// on since (None: never placed). A customer not in it was placed with its current state.
+    base: HashMap<Box<str>, Option<ProfileFeatures>>,
+    base_dirty: BTreeSet<Box<str>>,
+    /// The segmenter's progress: every model with a cutoff up to it is known.
+    progress: EventTime,
 }
 
 impl ProfileTask {
@@ -281,6 +336,14 @@ impl ProfileTask {
             meta: Meta::default(),
             meta_changed: false,
             pending: None,
+            held: BTreeMap::new(),
+            held_dirty: BTreeSet::new(),
+            queue: BTreeMap::new(),
+            queue_dirty: BTreeSet::new(),
+            queued: HashMap::new(),
+            base: HashMap::new(),
+            base_dirty: BTreeSet::new(),
+            progress: EventTime::MIN,
             app,
         }
     }
@@ -300,11 +363,14 @@ impl ProfileTask {
         let floor = self.meta.reassigned_version;
         match self.models.as_of(t, false) {
             Some(m) if m.version >= floor => Some(m.clone()),
-            _ => self
+            // Behind a version that already moved everybody (or one no longer kept).
+            _ if floor > 0 => self
                 .models
                 .version(floor)
                 .or_else(|| self.models.newest())
                 .cloned(),
+            // Before the first model: no segment yet.
+            _ => None,
         }
     }
 
@@ -351,7 +417,23 @@ impl ProfileTask {
         }
     }
 
-    /// Emits every flagged customer's profile, and its assignment when it changed.
+    /// Applies a held record to its customer's state. The first change after a placement
+    /// keeps the features it was placed with (`base`), for a model that takes effect before
+    /// the next placement.
+    fn apply_record(&mut self, input: Input) {
+        let customer = input.customer();
+        if !self.base.contains_key(customer) {
+            let placed = self.store.get(customer).map(|s| s.features());
+            self.base.insert(customer.into(), placed);
+            self.base_dirty.insert(customer.into());
+        }
+        match input {
+            Input::Click(c) => self.store.click(&c),
+            Input::Purchase(p) => self.store.purchase(&p),
+        }
+    }
+
+    /// Emits every flagged customer's profile and queues it for placement.
     fn flush(&mut self, ctx: &mut Ctx) {
         // In event-time order (then id): a flush after a jump of the watermark spans more
         // than its interval, and the profiles topic stays ordered for its readers' watermarks.
@@ -376,38 +458,91 @@ impl ProfileTask {
                 }
                 Err(e) => tracing::error!("cannot encode a customer profile: {e}"),
             }
-            if let Some(model) = self.model_for(t) {
-                let placed = model.place(&profile.features);
-                self.apply(&id, placed, t, ctx);
+            let key = (t, id);
+            if self.queue.insert(key.clone(), profile.features).is_none() {
+                *self.queued.entry(key.1.clone()).or_default() += 1;
+            }
+            self.queue_dirty.insert(key);
+        }
+    }
+
+    /// The features `customer` was last placed with (None: never placed).
+    fn placed_features(&self, customer: &str) -> Option<ProfileFeatures> {
+        match self.base.get(customer) {
+            Some(placed) => placed.clone(),
+            None => self.store.get(customer).map(|s| s.features()),
+        }
+    }
+
+    /// Places what the segmenter's progress allows, in event-time order: each queued profile
+    /// with the model valid at its time, and each new model version, at its cutoff, for
+    /// every customer with the features they had then.
+    fn place(&mut self, ctx: &mut Ctx) {
+        // A model is published once the segmenter's watermark passed its cutoff, after every
+        // earlier version: receiving it is progress too.
+        let progress = self
+            .progress
+            .max(self.models.latest_cutoff().unwrap_or(EventTime::MIN));
+        loop {
+            let next_entry = self.queue.first_key_value().map(|((t, _), _)| *t);
+            let next_model = self
+                .models
+                .next_after(self.meta.reassigned_version)
+                .cloned();
+            match (next_model, next_entry) {
+                (Some(m), entry) if entry.is_none_or(|t| m.cutoff <= t) && m.cutoff <= progress => {
+                    self.reassign_all(&m, ctx);
+                    self.meta.reassigned_version = m.version;
+                    self.meta_changed = true;
+                }
+                (_, Some(t)) if t <= progress => self.place_first(ctx),
+                _ => break,
             }
         }
     }
 
-    /// The start of the emission interval of the last flush: where the task's event time is
-    /// (a model that arrives now takes effect from there).
-    fn flushed_at(&self) -> EventTime {
-        match self.meta.flushed_interval {
-            i64::MIN | i64::MAX => EventTime::MIN,
-            i => EventTime(i.saturating_mul(self.app.config.emit_interval_ms.max(1))),
+    /// Places the first queued profile.
+    fn place_first(&mut self, ctx: &mut Ctx) {
+        let Some(((t, id), features)) = self.queue.pop_first() else {
+            return;
+        };
+        self.queue_dirty.insert((t, id.clone()));
+        let left = match self.queued.get_mut(&id) {
+            Some(n) => {
+                *n = n.saturating_sub(1);
+                *n
+            }
+            None => 0,
+        };
+        if left == 0 {
+            self.queued.remove(&id);
         }
-    }
-
-    /// Reassigns every customer with a new newest model.
-    fn reassign_all(&mut self, model: &KnownModel, ctx: &mut Ctx) {
-        for id in self.store.ids() {
-            let Some(state) = self.store.get(&id) else {
-                continue;
-            };
-            let placed = model.place(&state.features());
-            let t = model
-                .cutoff
-                .max(state.last_event_time())
-                .max(self.flushed_at());
+        // Placed with these features; the current state is them unless it moved on.
+        let moved_on = left > 0 || self.store.get(&id).is_some_and(|s| s.is_pending());
+        if moved_on {
+            self.base.insert(id.clone(), Some(features.clone()));
+        } else {
+            self.base.remove(&id);
+        }
+        self.base_dirty.insert(id.clone());
+        if let Some(model) = self.model_for(t) {
+            let placed = model.place(&features);
             self.apply(&id, placed, t, ctx);
         }
     }
 
-    fn model_record(&mut self, value: &[u8], ctx: &mut Ctx) {
+    /// Reassigns every placed customer with a new model version, at its cutoff.
+    fn reassign_all(&mut self, model: &KnownModel, ctx: &mut Ctx) {
+        for id in self.store.ids() {
+            let Some(features) = self.placed_features(&id) else {
+                continue;
+            };
+            let placed = model.place(&features);
+            self.apply(&id, placed, model.cutoff, ctx);
+        }
+    }
+
+    fn model_record(&mut self, value: &[u8]) {
         let topic = &self.app.topics.segment_models;
         let model: SegmentModel = match self.app.codec.decode(topic, value) {
             Ok(m) => m,
@@ -418,17 +553,7 @@ impl ProfileTask {
             }
         };
         match self.models.insert(&model) {
-            Ok(ModelArrival::Newest) => {
-                bump(&self.app.counters.models);
-                if model.version > self.meta.reassigned_version
-                    && let Some(m) = self.models.version(model.version).cloned()
-                {
-                    self.reassign_all(&m, ctx);
-                    self.meta.reassigned_version = model.version;
-                    self.meta_changed = true;
-                }
-            }
-            Ok(ModelArrival::Older) => bump(&self.app.counters.models),
+            Ok(ModelArrival::Newest | ModelArrival::Older) => bump(&self.app.counters.models),
             Ok(ModelArrival::Known) => {}
             Err(e) => {
                 tracing::warn!(version = model.version, "segment model unusable: {e}");
@@ -486,33 +611,50 @@ impl Task for ProfileTask {
             bump(&self.app.counters.duplicates);
             return Ok(());
         }
-        match input {
-            Input::Click(c) => {
-                self.store.click(&c);
-                bump(&self.app.counters.clicks);
-            }
-            Input::Purchase(p) => {
-                self.store.purchase(&p);
-                bump(&self.app.counters.purchases);
-            }
-        }
+        bump(match input {
+            Input::Click(_) => &self.app.counters.clicks,
+            Input::Purchase(_) => &self.app.counters.purchases,
+        });
+        let key = (t, self.meta.next_seq);
+        self.meta.next_seq += 1;
+        self.meta_changed = true;
+        self.held.insert(key, input);
+        self.held_dirty.insert(key);
         Ok(())
     }
 
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
         self.dedup.expire(watermark);
-        let interval = if watermark == EventTime::MAX {
+        let every = self.app.config.emit_interval_ms.max(1);
+        let end = watermark == EventTime::MAX;
+        // Held records in event-time order; entering a new interval flushes the previous
+        // ones first, so a flush holds exactly the records before its interval's start.
+        while let Some((&(t, _), _)) = self.held.first_key_value() {
+            if !(end || t < watermark) {
+                break;
+            }
+            let interval = t.0.div_euclid(every);
+            if interval > self.meta.flushed_interval {
+                self.flush(ctx);
+                self.meta.flushed_interval = interval;
+                self.meta_changed = true;
+            }
+            if let Some((key, input)) = self.held.pop_first() {
+                self.held_dirty.insert(key);
+                self.apply_record(input);
+            }
+        }
+        let interval = if end {
             i64::MAX
         } else {
-            watermark
-                .0
-                .div_euclid(self.app.config.emit_interval_ms.max(1))
+            watermark.0.div_euclid(every)
         };
         if interval > self.meta.flushed_interval {
             self.flush(ctx);
             self.meta.flushed_interval = interval;
             self.meta_changed = true;
         }
+        self.place(ctx);
     }
 
     fn checkpoint(&mut self, ctx: &mut Ctx) {
@@ -523,6 +665,28 @@ impl Task for ProfileTask {
             }
         }
         ctx.changelog.extend(self.dedup.checkpoint());
+        for key in std::mem::take(&mut self.held_dirty) {
+            match self.held.get(&key).map(bincode::serialize) {
+                Some(Ok(bytes)) => ctx.put_state(&held_key(key), bytes),
+                Some(Err(e)) => tracing::error!("cannot serialize a held record: {e}"),
+                None => ctx.changelog.push((held_key(key), None)),
+            }
+        }
+        for key in std::mem::take(&mut self.queue_dirty) {
+            match self.queue.get(&key).map(bincode::serialize) {
+                Some(Ok(bytes)) => ctx.put_state(&place_key(&key), bytes),
+                Some(Err(e)) => tracing::error!("cannot serialize a queued profile: {e}"),
+                None => ctx.changelog.push((place_key(&key), None)),
+            }
+        }
+        for id in std::mem::take(&mut self.base_dirty) {
+            let key = [BASE_PREFIX, id.as_bytes()].concat();
+            match self.base.get(&id).map(bincode::serialize) {
+                Some(Ok(bytes)) => ctx.put_state(&key, bytes),
+                Some(Err(e)) => tracing::error!("cannot serialize placed features: {e}"),
+                None => ctx.changelog.push((key, None)),
+            }
+        }
         if std::mem::take(&mut self.meta_changed)
             && let Ok(bytes) = bincode::serialize(&self.meta)
         {
@@ -540,6 +704,70 @@ impl Task for ProfileTask {
         }
         if DedupLog::owns(key) {
             return self.dedup.restore(key, value);
+        }
+        if let Some(rest) = key.strip_prefix(HELD_PREFIX) {
+            let t = time_of(rest).ok_or("malformed held key")?;
+            let seq: [u8; 8] = rest
+                .get(8..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or("malformed held key")?;
+            let k = (t, u64::from_be_bytes(seq));
+            match value {
+                Some(v) => {
+                    let input: Input =
+                        bincode::deserialize(v).map_err(|e| format!("held record: {e}"))?;
+                    self.held.insert(k, input);
+                }
+                None => {
+                    self.held.remove(&k);
+                }
+            }
+            return Ok(());
+        }
+        if let Some(rest) = key.strip_prefix(PLACE_PREFIX) {
+            let t = time_of(rest).ok_or("malformed placement key")?;
+            let id: Box<str> = std::str::from_utf8(&rest[8..])
+                .map_err(|e| format!("placement key: {e}"))?
+                .into();
+            let k = (t, id.clone());
+            let before = self.queue.contains_key(&k);
+            match value {
+                Some(v) => {
+                    let f: ProfileFeatures =
+                        bincode::deserialize(v).map_err(|e| format!("queued profile: {e}"))?;
+                    self.queue.insert(k, f);
+                    if !before {
+                        *self.queued.entry(id).or_default() += 1;
+                    }
+                }
+                None => {
+                    if self.queue.remove(&k).is_some()
+                        && let Some(n) = self.queued.get_mut(&id)
+                    {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.queued.remove(&id);
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if let Some(rest) = key.strip_prefix(BASE_PREFIX) {
+            let id: Box<str> = std::str::from_utf8(rest)
+                .map_err(|e| format!("base key: {e}"))?
+                .into();
+            match value {
+                Some(v) => {
+                    let f: Option<ProfileFeatures> =
+                        bincode::deserialize(v).map_err(|e| format!("placed features: {e}"))?;
+                    self.base.insert(id, f);
+                }
+                None => {
+                    self.base.remove(&id);
+                }
+            }
+            return Ok(());
         }
         let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
         match value {
@@ -560,7 +788,15 @@ impl Task for ProfileTask {
             return;
         }
         if let Some(v) = value {
-            self.model_record(v, ctx);
+            self.model_record(v);
+            self.place(ctx);
+        }
+    }
+
+    fn global_progress(&mut self, topic: &str, watermark: EventTime, ctx: &mut Ctx) {
+        if topic == self.app.topics.segment_models && watermark > self.progress {
+            self.progress = watermark;
+            self.place(ctx);
         }
     }
 
@@ -738,6 +974,13 @@ mod tests {
             ctx
         }
 
+        fn progress(&mut self, t: i64) -> Ctx {
+            let mut ctx = Ctx::default();
+            let topic = self.app.topics.segment_models.clone();
+            self.task.global_progress(&topic, EventTime(t), &mut ctx);
+            ctx
+        }
+
         fn profiles(&self, ctx: &Ctx) -> Vec<CustomerProfile> {
             ctx.emits
                 .iter()
@@ -797,10 +1040,9 @@ mod tests {
     fn profiles_come_out_once_per_interval_in_event_time_order() {
         let mut d = Driven::new();
         let (_, first) = d.click(&click("b", "e1", T0));
-        assert_eq!(
-            d.profiles(&first).len(),
-            1,
-            "the first watermark opens an interval"
+        assert!(
+            d.profiles(&first).is_empty(),
+            "held until the watermark passes it"
         );
         let mut quiet = Vec::new();
         for (i, c) in ["c", "a", "c"].iter().enumerate() {
@@ -818,68 +1060,218 @@ mod tests {
             .into_iter()
             .map(|p| p.customer_id)
             .collect();
-        // By last event: a (T0+2s), c (T0+3s), b (T0+60s).
-        assert_eq!(ids, vec!["a", "c", "b"]);
+        // The minute's records, by last event: b (T0), a (T0+2s), c (T0+3s).
+        assert_eq!(ids, vec!["b", "a", "c"]);
         let mut end = Ctx::default();
         d.task.advance(EventTime::MAX, &mut end);
-        assert!(d.profiles(&end).is_empty(), "nothing changed since");
+        let last: Vec<CustomerProfile> = d.profiles(&end);
+        assert_eq!(last.len(), 1, "the record at the watermark, at the end");
+        assert_eq!(
+            (last[0].customer_id.as_str(), last[0].last_event_time),
+            ("b", EventTime(T0 + 60_000))
+        );
     }
 
     #[test]
-    fn assignments_follow_the_as_of_model_and_every_new_model() {
+    fn assignments_wait_for_the_segmenter_and_follow_the_model_valid_at_their_time() {
         let mut d = Driven::new();
-        let (r, ctx) = d.click(&click("a", "e1", T0));
-        r.expect("accepted");
-        assert_eq!(d.profiles(&ctx).len(), 1);
+        d.click(&click("a", "e1", T0)).0.expect("accepted");
+        let (_, ctx) = d.click(&click("a", "e2", T0 + 60_000));
+        assert_eq!(d.profiles(&ctx).len(), 1, "the first minute is flushed");
         assert!(d.assignments(&ctx).is_empty(), "no model yet");
-        // v1 arrives: everybody is assigned, from its cutoff on.
+        assert!(
+            d.progress(T0 + H / 2).emits.is_empty(),
+            "placed with no model"
+        );
+
+        // v1 (cutoff T0 + 1 h) arrives: everybody placed is assigned, at its cutoff.
         let ctx = d.model(&model(1, T0 + H, 1.0));
         let a = d.assignments(&ctx);
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].segment_id, a[0].previous_segment_id), (1, None));
         assert_eq!(a[0].event_time, EventTime(T0 + H));
-        assert_eq!(
-            d.model(&model(1, T0 + H, 1.0)).emits.len(),
-            0,
-            "known model"
-        );
+        assert!(d.model(&model(1, T0 + H, 1.0)).emits.is_empty(), "known");
 
-        // One order: closer to segment 2 of v1 (at one order). The order opens a new
-        // interval, so its own profile is flushed with it, and moved, once.
-        let (r, ctx) = d.order(&order("a", "o1", T0 + 2 * H));
-        r.expect("accepted");
+        // One order at T0 + 2 h: closer to segment 2 of v1. Its profile is flushed once the
+        // watermark passes it, and waits until the segmenter is there too.
+        d.order(&order("a", "o1", T0 + 2 * H)).0.expect("accepted");
+        let (_, ctx) = d.click(&click("a", "e3", T0 + 2 * H + 60_000));
+        assert_eq!(d.profiles(&ctx).len(), 1);
+        assert!(d.assignments(&ctx).is_empty(), "the segmenter is at 1 h");
+        let ctx = d.progress(T0 + 2 * H);
         let a = d.assignments(&ctx);
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].segment_id, a[0].previous_segment_id), (2, Some(1)));
-        assert_eq!(a[0].model_version, 1);
-        assert_eq!(a[0].event_time, EventTime(T0 + 2 * H));
-        let (_, ctx) = d.click(&click("a", "e2", T0 + 2 * H + 60_000));
-        assert_eq!(d.profiles(&ctx).len(), 1);
-        assert!(d.assignments(&ctx).is_empty(), "same segment: nothing");
+        assert_eq!(
+            (a[0].model_version, a[0].event_time),
+            (1, EventTime(T0 + 2 * H))
+        );
 
-        // v2 puts segment 2 at 10 orders: "a" (1 order) goes back to 1 on arrival.
+        // v2 (cutoff T0 + 3 h) puts segment 2 at 10 orders: "a" goes back to 1 at its cutoff,
+        // placed with the features of its last placed profile (one order), not with the
+        // click the watermark has not passed yet.
         let ctx = d.model(&model(2, T0 + 3 * H, 10.0));
         let a = d.assignments(&ctx);
         assert_eq!(a.len(), 1);
         assert_eq!((a[0].segment_id, a[0].model_version), (1, 2));
         assert_eq!(a[0].event_time, EventTime(T0 + 3 * H));
 
-        // Nine more orders, all before v2's cutoff: the profile is flushed at t < cutoff, and
-        // still placed with v2 (never an older version after v2 moved everybody): segment 2
-        // of v1 would keep "a" where it is, v2's takes it at 10 orders. Its event time is not
-        // before the previous assignment's: the topic's partitions stay in event-time order.
+        // Nine more orders behind v2's cutoff (a partition that lagged): placed with v2,
+        // never an older version after v2 moved everybody, and not before the previous
+        // assignment: the topic's partitions stay in event-time order.
         let mut moved = Vec::new();
         for i in 0..9 {
             let (r, ctx) = d.order(&order("a", &format!("o{}", i + 2), T0 + 2 * H + 120_000));
             r.expect("accepted");
             moved.extend(d.assignments(&ctx));
         }
-        let (_, ctx) = d.click(&click("a", "e3", T0 + 2 * H + 180_000));
+        let (_, ctx) = d.click(&click("a", "e4", T0 + 2 * H + 180_000));
         moved.extend(d.assignments(&ctx));
         assert_eq!(moved.len(), 1, "{moved:?}");
         assert_eq!((moved[0].segment_id, moved[0].model_version), (2, 2));
         assert_eq!(moved[0].event_time, EventTime(T0 + 3 * H));
         assert_eq!(d.app.counters.snapshot().models, 2);
+    }
+
+    /// Every profile and assignment a task emits for `events`, the watermark following
+    /// `watermark(i)` after event `i`, with `models` delivered after the event whose index
+    /// they carry and the segmenter's progress after event `i` from `progress(i)`.
+    fn outputs(
+        events: &[(bool, ClickEvent, PurchaseEvent)],
+        watermark: impl Fn(usize) -> Option<i64>,
+        models: &[(usize, SegmentModel)],
+        progress: impl Fn(usize) -> Option<i64>,
+    ) -> (Vec<(String, i64, Vec<u8>)>, Vec<(String, i64, Vec<u8>)>) {
+        let mut d = Driven::new();
+        let mut emits = Vec::new();
+        for (i, (is_click, c, o)) in events.iter().enumerate() {
+            let (topic, bytes) = if *is_click {
+                let t = d.app.topics.clickstream.clone();
+                let b = d.app.codec.encode(&t, c).expect("encodes");
+                (t, b)
+            } else {
+                let t = d.app.topics.purchases.clone();
+                let b = d.app.codec.encode(&t, o).expect("encodes");
+                (t, b)
+            };
+            let record = Record {
+                topic: &topic,
+                partition: 0,
+                offset: i as i64,
+                key: None,
+                value: Some(&bytes),
+            };
+            let mut ctx = Ctx::default();
+            if let Ok(Admitted::At(_)) = d.task.admit(&record) {
+                d.task.process(d.watermark, &mut ctx).expect("accepted");
+            }
+            if let Some(w) = watermark(i).filter(|w| EventTime(*w) > d.watermark) {
+                d.watermark = EventTime(w);
+                d.task.advance(d.watermark, &mut ctx);
+            }
+            emits.extend(ctx.emits);
+            for (_, m) in models.iter().filter(|(at, _)| *at == i) {
+                emits.extend(d.model(m).emits);
+            }
+            if let Some(p) = progress(i) {
+                emits.extend(d.progress(p).emits);
+            }
+        }
+        let mut ctx = Ctx::default();
+        d.task.advance(EventTime::MAX, &mut ctx);
+        d.task
+            .global_progress(&d.app.topics.segment_models, EventTime::MAX, &mut ctx);
+        emits.extend(ctx.emits);
+        let of = |topic: &str| {
+            emits
+                .iter()
+                .filter(|e| e.topic == topic)
+                .map(|e| {
+                    let key = String::from_utf8_lossy(e.key.as_deref().unwrap_or_default());
+                    (
+                        key.into_owned(),
+                        e.event_time.0,
+                        e.value.clone().unwrap_or_default(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        (
+            of(&d.app.topics.profiles),
+            of(&d.app.topics.segment_assignments),
+        )
+    }
+
+    #[test]
+    fn outputs_depend_on_event_times_not_on_watermark_steps_or_arrival_order() {
+        // 40 customers over five hours: clicks every 50 s round-robin, an order every 7th.
+        let events: Vec<(bool, ClickEvent, PurchaseEvent)> = (0..360)
+            .map(|i| {
+                let customer = format!("c{}", (i * 7) % 40);
+                let t = T0 + i as i64 * 50_000;
+                let id = format!("x{i}");
+                (
+                    i % 7 != 0,
+                    click(&customer, &id, t),
+                    order(&customer, &id, t),
+                )
+            })
+            .collect();
+        let time = |i: usize| events[i].1.event_time.0;
+        let m1 = model(1, T0 + H, 1.0);
+        let m2 = model(2, T0 + 3 * H, 2.0);
+        let first_after = |t: i64| (0..events.len()).find(|&i| time(i) > t).unwrap_or(0);
+        // Step by step: the watermark follows every record, the segmenter two minutes
+        // behind, each model right when the segmenter passes its cutoff.
+        let (p1, a1) = outputs(
+            &events,
+            |i| Some(time(i)),
+            &[
+                (first_after(T0 + H + 120_000), m1.clone()),
+                (first_after(T0 + 3 * H + 120_000), m2.clone()),
+            ],
+            |i| Some(time(i) - 120_000),
+        );
+        // Out of order within each ten minutes (two topics interleaving), the watermark in
+        // jumps of an hour, the segmenter's progress every 90 minutes, the models late.
+        let mut shuffled = events.clone();
+        shuffled.sort_by_key(|(_, c, _)| {
+            let t = c.event_time.0 - T0;
+            (t / 600_000, (t / 50_000 * 7919) % 13)
+        });
+        let stime = |i: usize| shuffled[i].1.event_time.0;
+        let progress =
+            |i: usize| (i % 100 == 99).then_some(T0 + (stime(i) - T0) / 5_400_000 * 5_400_000);
+        // A model comes before the segmenter's first progress past its cutoff.
+        let before_progress = |cutoff: i64| {
+            (0..shuffled.len())
+                .find(|&i| progress(i).is_some_and(|p| p >= cutoff))
+                .unwrap_or(shuffled.len() - 1)
+        };
+        let (p2, a2) = outputs(
+            &shuffled,
+            |i| {
+                let window = (stime(i) - T0) / 600_000;
+                (window % 6 == 5).then_some(T0 + window * 600_000)
+            },
+            &[
+                (before_progress(T0 + H), m1),
+                (before_progress(T0 + 3 * H), m2),
+            ],
+            progress,
+        );
+        assert!(p1.len() > 100, "{} profiles", p1.len());
+        assert!(a1.len() > 10, "{} assignments", a1.len());
+        let first_difference = |a: &[(String, i64, Vec<u8>)], b: &[(String, i64, Vec<u8>)]| {
+            a.iter()
+                .zip(b)
+                .position(|(x, y)| x != y)
+                .map(|i| (i, a[i].0.clone(), a[i].1, b[i].0.clone(), b[i].1))
+        };
+        assert_eq!(p1.len(), p2.len(), "profiles");
+        assert_eq!(first_difference(&p1, &p2), None, "profiles");
+        assert_eq!(a1.len(), a2.len(), "assignments");
+        assert_eq!(first_difference(&a1, &a2), None, "assignments");
     }
 
     #[test]

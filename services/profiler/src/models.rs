@@ -99,6 +99,20 @@ impl ModelTable {
         self.versions.values().max_by_key(|m| m.version)
     }
 
+    /// The lowest version above `version` (the next one to take effect).
+    pub fn next_after(&self, version: i64) -> Option<&Arc<KnownModel>> {
+        self.versions
+            .values()
+            .filter(|m| m.version > version)
+            .min_by_key(|m| m.version)
+    }
+
+    /// The latest cutoff known: every version with an earlier cutoff was published before
+    /// it (one partition, in order), so the table is complete up to it.
+    pub fn latest_cutoff(&self) -> Option<EventTime> {
+        self.versions.keys().next_back().map(|(t, _)| *t)
+    }
+
     /// The version with this number.
     pub fn version(&self, version: i64) -> Option<&Arc<KnownModel>> {
         self.versions.values().find(|m| m.version == version)

@@ -901,7 +901,10 @@ mod tests {
             match p.progress() {
                 Some(wm) => {
                     let due = m.iter().filter(|m| m.cutoff_event_time <= wm).count();
-                    assert!(published >= due, "{published} models out at {wm}, {due} due");
+                    assert!(
+                        published >= due,
+                        "{published} models out at {wm}, {due} due"
+                    );
                     assert_eq!(p.key.as_deref(), Some(PROGRESS_KEY));
                     assert_eq!(p.value, None);
                     progress.push(wm);
@@ -909,7 +912,11 @@ mod tests {
                 None => published += 1,
             }
         }
-        assert!(progress.windows(2).all(|w| w[0].0 / 60_000 < w[1].0 / 60_000));
+        assert!(
+            progress
+                .windows(2)
+                .all(|w| w[0].0 / 60_000 < w[1].0 / 60_000)
+        );
         assert_eq!(progress.last(), Some(&EventTime::MAX));
         assert!(progress.len() > 100, "{} progress markers", progress.len());
     }
@@ -973,10 +980,7 @@ mod tests {
     fn models_depend_on_the_profiles_not_on_watermark_steps_or_arrival_order() {
         let mut config = SegmenterConfig::default();
         config.fit.sample_capacity = 150;
-        let app = SegmenterApp {
-            config,
-            ..app(1)
-        };
+        let app = SegmenterApp { config, ..app(1) };
         // 300 customers over six hours, each with an early version of its profile and the
         // real one 20 minutes later: twice the sample's capacity, so customers are evicted.
         let customers = population(300, 5, 1.0);
@@ -1034,7 +1038,10 @@ mod tests {
                 .collect()
         };
         assert_eq!(summary(&m), summary(&models(&jumps)));
-        assert!(stepwise == jumps, "same versions and cutoffs, other contents");
+        assert!(
+            stepwise == jumps,
+            "same versions and cutoffs, other contents"
+        );
     }
 
     #[test]

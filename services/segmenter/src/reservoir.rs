@@ -302,8 +302,10 @@ mod tests {
         let mut priorities: Vec<(u64, &String)> =
             ids.iter().map(|id| (once.priority(id), id)).collect();
         priorities.sort();
-        let mut smallest: Vec<String> =
-            priorities[..100].iter().map(|(_, id)| (*id).clone()).collect();
+        let mut smallest: Vec<String> = priorities[..100]
+            .iter()
+            .map(|(_, id)| (*id).clone())
+            .collect();
         smallest.sort();
         assert_eq!(sampled(&once), smallest);
         // Offering the sampled rows to a fresh sample (a restore) gives the same sample.
