@@ -196,6 +196,10 @@ pub fn tail(
         |r| {
             // The same JSON line as `replay` writes (dead letters with their headers).
             let produced = fitstream_runtime::embedded::Produced::from_consumed(r);
+            if produced.progress().is_some() {
+                // A progress marker between services (segment models), not a record.
+                return;
+            }
             let line = crate::embedded::to_json_line(&codec, cfg, &produced);
             if let Err(e) = writeln!(sink, "{line}") {
                 failed = Some(e);

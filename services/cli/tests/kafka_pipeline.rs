@@ -49,16 +49,16 @@ async fn fresh(id: &str) -> FitstreamConfig {
     fresh_with(id, false).await
 }
 
-/// [`fresh`]; with `every_assignment`, the segment-assignments topic is not compacted (a
-/// test that checks every change: compaction may legitimately drop superseded values before
-/// they are read, and records dated early 2026 are old enough for it).
-async fn fresh_with(id: &str, every_assignment: bool) -> FitstreamConfig {
+/// [`fresh`]; with `every_version`, no table topic is compacted (a test that checks every
+/// version: compaction may legitimately drop superseded values before they are read, and
+/// records dated early 2026 are old enough for it).
+async fn fresh_with(id: &str, every_version: bool) -> FitstreamConfig {
     let cfg = config(id, 3);
     let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
     let mut specs = cfg.topics.specs(&plants);
     for s in &mut specs {
         s.configs.insert("retention.ms".into(), "-1".into());
-        if every_assignment && s.name == cfg.topics.segment_assignments {
+        if every_version && s.configs.get("cleanup.policy").map(String::as_str) == Some("compact") {
             s.configs.insert("cleanup.policy".into(), "delete".into());
         }
     }
@@ -640,67 +640,193 @@ async fn a_window_closes_on_a_quiet_stream() {
     );
 }
 
-/// Segmentation through Kafka, as deployed: the profiler and the segmenter as two processes.
-/// Profiles flow to the segmenter, models back to the profiler (a global table), and the
-/// profiler's assignments out. Checked on what came out (read_committed):
-/// - models: versions 1, 2, 3, ... in order, cutoffs increasing, and a segment profile for
-///   every segment of every model;
-/// - assignments: each names a segment of the model version it names; per customer they form
-///   one unbroken chain (each one's previous segment is the one before it, the first has
-///   none), so none was lost or duplicated; newer models moved customers.
+/// The profiler and the segmenter of `cfg` on the embedded driver, fed `records` as a replay
+/// feeds them; what they produced (progress markers between them left out).
+fn segmentation_reference(cfg: &FitstreamConfig, records: &[InputRecord]) -> Vec<Produced> {
+    use fitstream_runtime::embedded::EmbeddedConfig;
+    use fitstream_runtime::watermark::WatermarkConfig;
+
+    let codec = commands::codec(cfg);
+    let profiler = fitstream_profiler::app::ProfilerApp::new(
+        cfg.application("profiler"),
+        cfg.profiler.clone(),
+        cfg.topics.clone(),
+        codec.clone(),
+    );
+    let segmenter = fitstream_segmenter::app::SegmenterApp::new(
+        cfg.application("segmenter"),
+        cfg.segmenter.clone(),
+        cfg.topics.clone(),
+        codec.clone(),
+    );
+    let mut pipeline = fitstream_profiler::pipeline::SegmentationPipeline::new(
+        &profiler,
+        &segmenter,
+        EmbeddedConfig {
+            partitions: cfg.topics.partitions,
+            output_partitions: cfg.topics.partitions,
+            watermark: WatermarkConfig {
+                advance_when_idle: false,
+                max_future_skew_ms: i64::MAX / 4,
+                ..WatermarkConfig::default()
+            },
+            dead_letter_topic: cfg.topics.dead_letter.clone(),
+            service: profiler.name.clone(),
+        },
+    );
+    for r in records {
+        let o = inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
+        pipeline.push(
+            &o.topic,
+            o.key.as_deref(),
+            o.value.as_deref().unwrap_or_default(),
+        );
+    }
+    pipeline.finish();
+    pipeline.drain()
+}
+
+/// Segmentation through Kafka, as deployed: the profiler and the segmenter as two processes,
+/// profiles flowing to the segmenter and models back to the profiler (a global table, with
+/// the segmenter's progress markers). The same input gives the same records as the embedded
+/// run, read_committed, compared as multisets of (key, event time, bytes):
+/// - every profile version;
+/// - every model and segment profile, but the embedded run's last fit (at the end of the
+///   input, which a service that keeps running never reaches);
+/// - every assignment before that last fit's cutoff.
+///
+/// And on what came out: model versions 1, 2, 3, ..., a segment profile for every segment of
+/// every model, assignments that name a segment of their model and form one unbroken chain
+/// per customer, customers moved by newer models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn profiles_models_and_assignments_flow_through_kafka() {
-    use fitstream_contracts::{SegmentAssignment, SegmentModel, SegmentProfile};
+async fn profiles_models_and_assignments_equal_the_embedded_run() {
+    use fitstream_contracts::{SegmentAssignment, SegmentModel};
 
     let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
     let cfg = fresh_with(&id, true).await;
+    // In-order partitions (see the planner's test); duplicates and malformed records stay in.
     let sim = SimConfig {
         seconds: 86_400,
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
         ..SimConfig::default()
     };
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
-    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
     let codec = commands::codec(&cfg);
+    let embedded = segmentation_reference(&cfg, &records);
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
     inputs::produce(&mut writer, &codec, &cfg.topics, records, |_| {}).expect("produce");
 
+    let of = |out: &[Produced], topic: &str| -> Vec<Produced> {
+        out.iter()
+            .filter(|p| p.topic == topic && p.progress().is_none())
+            .cloned()
+            .collect()
+    };
+    let decode_models = |out: &[Produced]| -> Vec<SegmentModel> {
+        out.iter()
+            .map(|p| {
+                codec
+                    .decode(
+                        &cfg.topics.segment_models,
+                        p.value.as_deref().unwrap_or_default(),
+                    )
+                    .expect("a model")
+            })
+            .collect()
+    };
+    let decode_assignments = |out: &[Produced]| -> Vec<SegmentAssignment> {
+        out.iter()
+            .map(|p| {
+                codec
+                    .decode(
+                        &cfg.topics.segment_assignments,
+                        p.value.as_deref().unwrap_or_default(),
+                    )
+                    .expect("an assignment")
+            })
+            .collect()
+    };
+    let models = decode_models(&of(&embedded, &cfg.topics.segment_models));
+    let last = models.last().expect("the embedded run fitted").clone();
+    println!(
+        "embedded: {} models, the last at the end of the input (cutoff {})",
+        models.len(),
+        last.cutoff_event_time
+    );
+    // (key, event time, bytes) of what a running service publishes too.
+    let comparable = |out: Vec<Produced>, topic: &str| -> BTreeMap<String, u32> {
+        let keep = |p: &Produced| -> bool {
+            if topic == cfg.topics.segment_models {
+                return decode_models(std::slice::from_ref(p))[0].version < last.version;
+            }
+            if topic == cfg.topics.segment_profiles {
+                return p.timestamp < last.cutoff_event_time.0;
+            }
+            if topic == cfg.topics.segment_assignments {
+                return p.timestamp < last.cutoff_event_time.0;
+            }
+            true
+        };
+        multiset(out.iter().filter(|p| keep(p)).map(|p| {
+            format!(
+                "{} {} {}",
+                String::from_utf8_lossy(p.key.as_deref().unwrap_or_default()),
+                p.timestamp,
+                hex::encode(p.value.as_deref().unwrap_or_default())
+            )
+        }))
+    };
+    let topics = [
+        cfg.topics.profiles.clone(),
+        cfg.topics.segment_models.clone(),
+        cfg.topics.segment_profiles.clone(),
+        cfg.topics.segment_assignments.clone(),
+    ];
+    let expected: Vec<BTreeMap<String, u32>> = topics
+        .iter()
+        .map(|t| comparable(of(&embedded, t), t))
+        .collect();
+    for (t, e) in topics.iter().zip(&expected) {
+        println!("  {t}: {} records expected", e.values().sum::<u32>());
+    }
+
     let started = Instant::now();
-    let mut profiler = Stopped(spawn_with(&cfg, "profiler", Membership::Static, false, &[]));
+    // Idle inputs move the watermarks with the wall clock after 5 s (not 30): the end of the
+    // input is flushed, fitted and placed sooner. It changes no record (a replay has no
+    // idleness).
+    let idle = [("FITSTREAM__WATERMARK__IDLE_TIMEOUT_MS", "5000")];
+    let mut profiler = Stopped(spawn_with(
+        &cfg,
+        "profiler",
+        Membership::Static,
+        false,
+        &idle,
+    ));
     let mut segmenter = Stopped(spawn_with(
         &cfg,
         "segmenter",
         Membership::Static,
         false,
-        &[],
+        &idle,
     ));
-    let read = |topic: &str| -> Vec<Vec<u8>> {
-        let mut values = Vec::new();
+    let read = |topic: &str| -> Vec<Produced> {
+        let mut out = Vec::new();
         read_until_idle(
             &cfg.kafka,
             &[topic],
             Duration::from_secs(3),
             Duration::from_secs(120),
-            |r| values.push(r.value.clone().unwrap_or_default()),
+            |r| out.push(Produced::from_consumed(r)),
         )
         .expect("read");
-        values
+        out.retain(|p| p.progress().is_none());
+        out
     };
-    // A day of event time refits every hour: wait for a good part of them to come back as
-    // reassignments.
-    let decode_models = |values: Vec<Vec<u8>>| -> Vec<SegmentModel> {
-        values
-            .iter()
-            .map(|v| {
-                codec
-                    .decode(&cfg.topics.segment_models, v)
-                    .expect("a model")
-            })
-            .collect()
-    };
+    // Until every topic has what the embedded run says (the service's watermarks pass the
+    // end of the input with the wall clock once it is idle).
+    let mut got: Vec<BTreeMap<String, u32>>;
     loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "not enough models and reassignments after 10 minutes"
-        );
         assert!(
             profiler.0.try_wait().expect("wait").is_none(),
             "profiler stopped"
@@ -709,105 +835,68 @@ async fn profiles_models_and_assignments_flow_through_kafka() {
             segmenter.0.try_wait().expect("wait").is_none(),
             "segmenter stopped"
         );
-        let models = decode_models(read(&cfg.topics.segment_models));
-        let moved = read(&cfg.topics.segment_assignments)
-            .iter()
-            .filter_map(|v| {
-                codec
-                    .decode::<SegmentAssignment>(&cfg.topics.segment_assignments, v)
-                    .ok()
-            })
-            .filter(|a| a.model_version >= models.len() as i64)
-            .count();
+        got = topics.iter().map(|t| comparable(read(t), t)).collect();
+        let counts: Vec<u32> = got.iter().map(|g| g.values().sum()).collect();
         println!(
-            "after {:.0} s: {} models, {moved} assignments by the newest",
-            started.elapsed().as_secs_f64(),
-            models.len()
+            "after {:.0} s: {counts:?} records",
+            started.elapsed().as_secs_f64()
         );
-        // The segmenter refits once per advance of its watermark, at the latest hourly
-        // boundary passed: how many models a day gives depends on how its markers step.
-        if !models.is_empty() && moved > 0 {
+        if got == expected || started.elapsed() > Duration::from_secs(420) {
             break;
         }
-        std::thread::sleep(Duration::from_secs(2));
+        std::thread::sleep(Duration::from_secs(5));
     }
     for child in [&mut profiler.0, &mut segmenter.0] {
         assert!(terminate(child, Duration::from_secs(60)).success());
     }
+    for ((t, e), g) in topics.iter().zip(&expected).zip(&got) {
+        let missing: Vec<&String> = e.keys().filter(|k| g.get(*k) != e.get(*k)).collect();
+        let extra: Vec<&String> = g.keys().filter(|k| e.get(*k) != g.get(*k)).collect();
+        for k in missing.iter().take(3) {
+            println!("  {t}: embedded only: {k:.200}");
+        }
+        for k in extra.iter().take(3) {
+            println!("  {t}: kafka only: {k:.200}");
+        }
+        assert!(e == g, "{t}: {} differ", missing.len() + extra.len());
+    }
 
-    let models = decode_models(read(&cfg.topics.segment_models));
+    let models = decode_models(&read(&cfg.topics.segment_models));
     let versions: Vec<i64> = models.iter().map(|m| m.version).collect();
     assert_eq!(versions, (1..=models.len() as i64).collect::<Vec<_>>());
-    assert!(
-        models
-            .windows(2)
-            .all(|w| w[0].cutoff_event_time < w[1].cutoff_event_time)
-    );
+    assert!(models.len() >= 10, "{} models", models.len());
     let segments: std::collections::HashSet<(i64, i32)> = models
         .iter()
         .flat_map(|m| m.segments.iter().map(move |s| (m.version, s.segment_id)))
         .collect();
     let profiles: std::collections::HashSet<(i64, i32)> = read(&cfg.topics.segment_profiles)
         .iter()
-        .map(|v| {
-            let p: SegmentProfile = codec
-                .decode(&cfg.topics.segment_profiles, v)
+        .map(|p| {
+            let sp: fitstream_contracts::SegmentProfile = codec
+                .decode(
+                    &cfg.topics.segment_profiles,
+                    p.value.as_deref().unwrap_or_default(),
+                )
                 .expect("a segment profile");
-            (p.model_version, p.segment_id)
+            (sp.model_version, sp.segment_id)
         })
         .collect();
     assert!(
         segments.is_subset(&profiles),
         "a segment of a model without its segment profile"
     );
-
-    let assignments: Vec<SegmentAssignment> = read(&cfg.topics.segment_assignments)
-        .iter()
-        .map(|v| {
-            codec
-                .decode(&cfg.topics.segment_assignments, v)
-                .expect("an assignment")
-        })
-        .collect();
-    let mut last: BTreeMap<String, i32> = BTreeMap::new();
+    let assignments = decode_assignments(&read(&cfg.topics.segment_assignments));
+    let mut latest: BTreeMap<String, i32> = BTreeMap::new();
     let mut broken = 0;
-    if let Some(first) = assignments.iter().find(|a| {
-        let chain: Vec<&SegmentAssignment> = assignments
-            .iter()
-            .filter(|b| b.customer_id == a.customer_id)
-            .collect();
-        chain
-            .first()
-            .is_some_and(|f| f.previous_segment_id.is_some())
-            || chain
-                .windows(2)
-                .any(|w| w[1].previous_segment_id != Some(w[0].segment_id))
-    }) {
-        for a in assignments
-            .iter()
-            .filter(|b| b.customer_id == first.customer_id)
-        {
-            println!(
-                "  {} v{} {:?} -> {} at {} (topic {})",
-                a.customer_id,
-                a.model_version,
-                a.previous_segment_id,
-                a.segment_id,
-                a.event_time,
-                cfg.topics.segment_assignments
-            );
-        }
-    }
     for a in &assignments {
         assert!(
             segments.contains(&(a.model_version, a.segment_id)),
             "{a:?} names a segment its model does not have"
         );
-        assert!(a.distance >= 0.0);
-        if a.previous_segment_id != last.get(&a.customer_id).copied() {
+        if a.previous_segment_id != latest.get(&a.customer_id).copied() {
             broken += 1;
         }
-        last.insert(a.customer_id.clone(), a.segment_id);
+        latest.insert(a.customer_id.clone(), a.segment_id);
     }
     let by_model: BTreeMap<i64, usize> = assignments.iter().fold(BTreeMap::new(), |mut m, a| {
         *m.entry(a.model_version).or_default() += 1;
@@ -818,15 +907,13 @@ async fn profiles_models_and_assignments_flow_through_kafka() {
         models.len(),
         started.elapsed().as_secs_f64(),
         assignments.len(),
-        last.len()
+        latest.len()
     );
     assert_eq!(broken, 0, "assignment chains with a gap or a repeat");
-    if models.len() > 1 {
-        assert!(
-            by_model.keys().any(|v| *v > 1),
-            "no customer moved by a newer model"
-        );
-    }
+    assert!(
+        by_model.keys().any(|v| *v > 1),
+        "no customer moved by a newer model"
+    );
 }
 
 /// The command-line contract end to end, through the binary: `replay` of a JSON-lines file

@@ -123,7 +123,7 @@ impl Default for SegmenterConfig {
             refit_every_ms: 3_600_000,
             min_sample_size: 100,
             sample_seed: 7,
-            progress_every_ms: 60_000,
+            progress_every_ms: 10_000,
         }
     }
 }
@@ -893,7 +893,7 @@ mod tests {
             .collect();
         assert_eq!(fitted_on.len(), 1);
 
-        // It reported its progress once per minute of event time, each marker after every
+        // It reported its progress once per ten seconds of event time, each marker after every
         // model whose cutoff it covers, and last the end of time.
         let mut published = 0;
         let mut progress = Vec::new();
