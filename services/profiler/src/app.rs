@@ -1133,6 +1133,9 @@ mod tests {
         assert_eq!(d.app.counters.snapshot().models, 2);
     }
 
+    /// An output: key, event time, bytes.
+    type Out = (String, i64, Vec<u8>);
+
     /// Every profile and assignment a task emits for `events`, the watermark following
     /// `watermark(i)` after event `i`, with `models` delivered after the event whose index
     /// they carry and the segmenter's progress after event `i` from `progress(i)`.
@@ -1141,7 +1144,7 @@ mod tests {
         watermark: impl Fn(usize) -> Option<i64>,
         models: &[(usize, SegmentModel)],
         progress: impl Fn(usize) -> Option<i64>,
-    ) -> (Vec<(String, i64, Vec<u8>)>, Vec<(String, i64, Vec<u8>)>) {
+    ) -> (Vec<Out>, Vec<Out>) {
         let mut d = Driven::new();
         let mut emits = Vec::new();
         for (i, (is_click, c, o)) in events.iter().enumerate() {
@@ -1262,7 +1265,7 @@ mod tests {
         );
         assert!(p1.len() > 100, "{} profiles", p1.len());
         assert!(a1.len() > 10, "{} assignments", a1.len());
-        let first_difference = |a: &[(String, i64, Vec<u8>)], b: &[(String, i64, Vec<u8>)]| {
+        let first_difference = |a: &[Out], b: &[Out]| {
             a.iter()
                 .zip(b)
                 .position(|(x, y)| x != y)
