@@ -11,27 +11,35 @@
 //! 2. `process`: a record older than the watermark minus the deduplication retention (24 h) is
 //!    refused as `late`: its id may have been forgotten, so counting it could count a
 //!    duplicate twice. Then deduplication by event id (clicks) or order id (purchases) within
-//!    the retention ([`crate::dedup`]); a duplicate is dropped and counted. Then the counts of
-//!    the customer's compact state ([`crate::state`]) change and the customer is flagged.
+//!    the retention ([`crate::dedup`]); a duplicate is dropped and counted. The record is then
+//!    *held* by (event time, arrival).
+//! 3. `advance`: held records the watermark has passed are applied to their customers' compact
+//!    state ([`crate::state`]) in event-time order, and the customers are flagged.
 //!
 //! # Emission: once per customer per interval of event time
-//! Flagged customers are emitted when the watermark enters a new `emit_interval_ms` interval
-//! (default one minute of event time) and when it reaches the end of time: each one's
-//! profile, then its assignment when the segment changed. Output is a function of the input
-//! and the watermark only, never of commit timing; emitting at checkpoints would make the
-//! number of profile versions depend on the commit interval (and the embedded driver does not
-//! route what a checkpoint emits). Customers come out in order of their last event (then id), so a
-//! partition of the profiles topic stays in event-time order even when one flush spans hours
-//! (a backlog): its readers' watermarks (the segmenter's) see no record far ahead.
+//! Flagged customers are emitted when the records being applied enter a new `emit_interval_ms`
+//! interval (default one minute of event time), when the watermark does, and at the end of
+//! time: each one's profile, queued for placement. A flush therefore holds exactly the records
+//! before the start of its interval, whatever how the watermark stepped (a replay moves it
+//! record by record, Kafka in batches, and two input topics interleave as they are fetched):
+//! the profile versions are the same in both run modes (tested, and on the broker). Output is
+//! never a function of commit timing. Customers come out in order of their last event (then
+//! id), so a partition of the profiles topic stays in event-time order even when one flush
+//! spans hours (a backlog): its readers' watermarks (the segmenter's) see no record far ahead.
 //!
-//! # Assignment (as-of join with the model table)
-//! - A profile flushed at event time `t` (its last event) is assigned with the latest model
-//!   whose cutoff is <= `t`, but never with a version older than the newest one that already
-//!   reassigned everybody (below), so that a late record cannot move a customer back to an
-//!   older model.
-//! - A new newest model version moves every customer in state: each is reassigned with it on
-//!   arrival (`global`), with event time max(cutoff, last event, start of the current emission
-//!   interval). Quiet customers thus follow the current model too, as marketing expects.
+//! # Assignment (as-of join with the model table, waiting for the segmenter)
+//! A profile of last event `t` can only be placed with the model valid at `t` once no model
+//! with a cutoff up to `t` can still come. The segmenter reports its progress on the
+//! segment-models topic (a marker, [`Task::global_progress`]); a model is progress up to its
+//! cutoff too. Queued profiles and new model versions are then handled in event-time order up
+//! to the progress:
+//! - a queued profile is placed with the latest model whose cutoff is <= `t` (none before the
+//!   first model), but never with a version older than the newest one that already reassigned
+//!   everybody, so that a lagging partition cannot move a customer back to an older model;
+//! - a new model version reassigns every customer at its cutoff, with the features of the
+//!   customer's last placed profile: the state may have moved on (records after the cutoff
+//!   already applied), so the first change after a placement keeps the placed features aside
+//!   (`base`) until the next placement. Quiet customers thus follow the current model too.
 //! - A [`SegmentAssignment`] is emitted only when the segment id changes (with the previous
 //!   id and the distance); `fitstream_assignments_changed_total` counts them.
 //! - Its event time (valid from) is the time above, but never earlier than the task's
@@ -42,13 +50,16 @@
 //! # State and restore
 //! At each checkpoint the changelog gets, per customer changed since the previous checkpoint,
 //! key = customer id and value = bincode of its [`StoredCustomer`]; the deduplication entries
-//! ([`crate::dedup`]); and `\0meta` (last flushed interval, newest reassigning version) when it
-//! changed. Never a snapshot of everything: the state grows with the customers. `restore`
-//! reads them back; the driver then replays the model topic, where versions already applied
-//! change nothing. Restored and uninterrupted runs emit the same records (tested).
+//! ([`crate::dedup`]); the held records ([`HELD_PREFIX`]), queued profiles ([`PLACE_PREFIX`])
+//! and kept-aside features ([`BASE_PREFIX`]) added or removed since, a tombstone for those
+//! gone; and `\0meta` (last flushed interval, newest reassigning version, arrival counter) when
+//! it changed. Never a snapshot of everything: the state grows with the customers. `restore`
+//! reads them back; the driver then replays the model topic and the latest progress, where
+//! versions already applied change nothing. Restored and uninterrupted runs emit the same
+//! records (tested).
 //!
 //! Delivery: exactly once comes from the driver (outputs, changelog and offsets in one
-//! transaction); this task is deterministic given its input, watermarks and model records.
+//! transaction); this task's outputs are a function of its input and the model records.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -267,7 +278,8 @@ impl Input {
     }
 }
 
-/// Changelog key prefix of a record held until the watermark passes it.
+/// Changelog key prefix of a record held until the watermark passes it (JSON: the event
+/// types' serde form needs a self-describing format).
 pub const HELD_PREFIX: &[u8] = b"\0held/";
 /// Changelog key prefix of a profile waiting for its placement.
 pub const PLACE_PREFIX: &[u8] = b"\0place/";
@@ -666,7 +678,7 @@ impl Task for ProfileTask {
         }
         ctx.changelog.extend(self.dedup.checkpoint());
         for key in std::mem::take(&mut self.held_dirty) {
-            match self.held.get(&key).map(bincode::serialize) {
+            match self.held.get(&key).map(serde_json::to_vec) {
                 Some(Ok(bytes)) => ctx.put_state(&held_key(key), bytes),
                 Some(Err(e)) => tracing::error!("cannot serialize a held record: {e}"),
                 None => ctx.changelog.push((held_key(key), None)),
@@ -715,7 +727,7 @@ impl Task for ProfileTask {
             match value {
                 Some(v) => {
                     let input: Input =
-                        bincode::deserialize(v).map_err(|e| format!("held record: {e}"))?;
+                        serde_json::from_slice(v).map_err(|e| format!("held record: {e}"))?;
                     self.held.insert(k, input);
                 }
                 None => {
@@ -1145,8 +1157,23 @@ mod tests {
         models: &[(usize, SegmentModel)],
         progress: impl Fn(usize) -> Option<i64>,
     ) -> (Vec<Out>, Vec<Out>) {
+        outputs_restarted(events, watermark, models, progress, None)
+    }
+
+    /// [`outputs`], the task checkpointed after every event and, after event `restart`,
+    /// replaced by a new one restored from its changelog (then the model records and the
+    /// latest progress, as the driver replays them).
+    fn outputs_restarted(
+        events: &[(bool, ClickEvent, PurchaseEvent)],
+        watermark: impl Fn(usize) -> Option<i64>,
+        models: &[(usize, SegmentModel)],
+        progress: impl Fn(usize) -> Option<i64>,
+        restart: Option<usize>,
+    ) -> (Vec<Out>, Vec<Out>) {
         let mut d = Driven::new();
         let mut emits = Vec::new();
+        let mut changelog: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut latest_progress = None;
         for (i, (is_click, c, o)) in events.iter().enumerate() {
             let (topic, bytes) = if *is_click {
                 let t = d.app.topics.clickstream.clone();
@@ -1178,6 +1205,26 @@ mod tests {
             }
             if let Some(p) = progress(i) {
                 emits.extend(d.progress(p).emits);
+                latest_progress = Some(p);
+            }
+            if restart.is_some() {
+                let mut ctx = Ctx::default();
+                d.task.checkpoint(&mut ctx);
+                changelog.extend(ctx.changelog);
+            }
+            if restart == Some(i) {
+                d.task = ProfileTask::new(d.app.clone());
+                for (k, v) in &changelog {
+                    d.task.restore(k, v.as_deref()).expect("restores");
+                }
+                let mut ctx = Ctx::default();
+                for (_, m) in models.iter().filter(|(at, _)| *at <= i) {
+                    ctx.emits.extend(d.model(m).emits);
+                }
+                if let Some(p) = latest_progress {
+                    ctx.emits.extend(d.progress(p).emits);
+                }
+                assert!(ctx.emits.is_empty(), "a restored task emits nothing anew");
             }
         }
         let mut ctx = Ctx::default();
@@ -1206,7 +1253,7 @@ mod tests {
     }
 
     #[test]
-    fn outputs_depend_on_event_times_not_on_watermark_steps_or_arrival_order() {
+    fn outputs_depend_on_event_times_not_on_watermark_steps_arrival_order_or_restarts() {
         // 40 customers over five hours: clicks every 50 s round-robin, an order every 7th.
         let events: Vec<(bool, ClickEvent, PurchaseEvent)> = (0..360)
             .map(|i| {
@@ -1251,15 +1298,16 @@ mod tests {
                 .find(|&i| progress(i).is_some_and(|p| p >= cutoff))
                 .unwrap_or(shuffled.len() - 1)
         };
+        let jumps = |i: usize| {
+            let window = (stime(i) - T0) / 600_000;
+            (window % 6 == 5).then_some(T0 + window * 600_000)
+        };
         let (p2, a2) = outputs(
             &shuffled,
-            |i| {
-                let window = (stime(i) - T0) / 600_000;
-                (window % 6 == 5).then_some(T0 + window * 600_000)
-            },
+            jumps,
             &[
-                (before_progress(T0 + H), m1),
-                (before_progress(T0 + 3 * H), m2),
+                (before_progress(T0 + H), m1.clone()),
+                (before_progress(T0 + 3 * H), m2.clone()),
             ],
             progress,
         );
@@ -1275,6 +1323,55 @@ mod tests {
         assert_eq!(first_difference(&p1, &p2), None, "profiles");
         assert_eq!(a1.len(), a2.len(), "assignments");
         assert_eq!(first_difference(&a1, &a2), None, "assignments");
+
+        // Restarted from the changelog (held records, queued profiles and kept-aside features
+        // in flight), in either scenario: the same records again.
+        for restart in (0..events.len()).step_by(37) {
+            let (p3, a3) = outputs_restarted(
+                &events,
+                |i| Some(time(i)),
+                &[
+                    (first_after(T0 + H + 120_000), m1.clone()),
+                    (first_after(T0 + 3 * H + 120_000), m2.clone()),
+                ],
+                |i| Some(time(i) - 120_000),
+                Some(restart),
+            );
+            assert_eq!(
+                first_difference(&p1, &p3),
+                None,
+                "profiles, restart {restart}"
+            );
+            assert_eq!(p1.len(), p3.len());
+            assert_eq!(
+                first_difference(&a1, &a3),
+                None,
+                "assignments, restart {restart}"
+            );
+            assert_eq!(a1.len(), a3.len());
+            let (p4, a4) = outputs_restarted(
+                &shuffled,
+                jumps,
+                &[
+                    (before_progress(T0 + H), m1.clone()),
+                    (before_progress(T0 + 3 * H), m2.clone()),
+                ],
+                progress,
+                Some(restart),
+            );
+            assert_eq!(
+                first_difference(&p1, &p4),
+                None,
+                "profiles, jumps, restart {restart}"
+            );
+            assert_eq!(p1.len(), p4.len());
+            assert_eq!(
+                first_difference(&a1, &a4),
+                None,
+                "assignments, jumps, restart {restart}"
+            );
+            assert_eq!(a1.len(), a4.len());
+        }
     }
 
     #[test]
