@@ -47,8 +47,8 @@
 //! # Progress
 //! Readers that join with the model as of event time (the profiler) must know when no model
 //! with an earlier cutoff can come any more. The fitting task reports its watermark on the
-//! segment-models topic each time it enters a new step of `progress_every_ms` (default one
-//! minute) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
+//! segment-models topic each time it enters a new step of `progress_every_ms` (default ten
+//! seconds) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
 //! [`PROGRESS_KEY`], no value, after the models it covers. Only the task of the sample key's
 //! partition reports (the other tasks of the stage never get a profile).
 //!
