@@ -174,6 +174,11 @@ pub trait Task: Send {
     /// A progress marker on a global table (see [`Ctx::emit_progress`]): its writer has
     /// published everything up to `watermark` of event time.
     fn global_progress(&mut self, _topic: &str, _watermark: EventTime, _ctx: &mut Ctx) {}
+    /// Whether a bounded run may end once this task passed the end of time: false while it
+    /// still waits for another service (the profiler for the segmenter's last model).
+    fn settled(&self) -> bool {
+        true
+    }
     /// The watermark that goes downstream (markers) when the task's own is `watermark`: the
     /// same by default; a task holding records back (waiting for a table) holds it at the
     /// earliest of them, so downstream windows wait for what it will still emit.

@@ -60,6 +60,7 @@ fn driver_config(cfg: &FitstreamConfig) -> DriverConfig {
         partitions: cfg.topics.partitions,
         replication_factor: 1,
         bounded: true,
+        chain: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@ use anyhow::Context;
 use fitstream_contracts::Codec;
 use fitstream_contracts::registry::Registry;
 use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
+use fitstream_runtime::task::Topology;
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
 use crate::config::FitstreamConfig;
@@ -218,8 +219,9 @@ pub fn count_lines(path: &Path) -> std::io::Result<u64> {
     Ok(BufReader::new(File::open(path)?).lines().count() as u64)
 }
 
-/// `fitstream replay`: a history file through the embedded pipeline; every output topic to
-/// `out/<topic>.jsonl`, then a summary.
+/// `fitstream replay`: a history file through the embedded pipeline in data-flow order
+/// ([`crate::embedded::run_bounded`]); every output topic to `out/<topic>.jsonl`, then a
+/// summary and the reconciliation of outputs with the input.
 pub fn replay(
     cfg: &FitstreamConfig,
     input: &Path,
@@ -227,13 +229,20 @@ pub fn replay(
     out: &Path,
 ) -> anyhow::Result<crate::embedded::Summary> {
     let mut truth = crate::reconcile::InputTruth::default();
-    let records = read_inputs(input, format)?.inspect(|r| truth.observe(r));
+    for r in read_inputs(input, format)? {
+        truth.observe(&r);
+    }
     let bar = progress_bar(None, "replaying");
     let started = Instant::now();
-    let summary =
-        crate::embedded::run(cfg, cfg.planner.clone(), routing(cfg)?, records, out, |s| {
-            bar.set_position(s.inputs)
-        })?;
+    // In data-flow order, as `run all --until-end` does on Kafka: the same outputs.
+    let summary = crate::embedded::run_bounded(
+        cfg,
+        cfg.planner.clone(),
+        routing(cfg)?,
+        || read_inputs(input, format),
+        out,
+        |s| bar.set_position(s.inputs),
+    )?;
     bar.finish_and_clear();
     println!(
         "replayed {} records in {:.1} s into {}",
@@ -286,23 +295,45 @@ pub fn routing(cfg: &FitstreamConfig) -> anyhow::Result<fitstream_planner::routi
     })
 }
 
-/// `fitstream run`: a service against Kafka until SIGTERM or Ctrl-C.
+/// `fitstream run`: a service against Kafka until SIGTERM or Ctrl-C, or with `bounded` until
+/// its inputs are read to their end.
+///
+/// `all` runs every service in one process. Bounded, it runs them in data-flow order: the
+/// profiler and the segmenter together (a cycle: profiles to the segmenter, models back), the
+/// segmenter taking the end of the profiles once the profiler's are complete and the profiler
+/// ending once the segmenter's last model and progress placed everybody; then the planner, on
+/// the complete segment assignments. The outputs are then those of `replay` on the same input.
 pub async fn run_service(
     cfg: &FitstreamConfig,
     service: Service,
     shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
     bounded: bool,
 ) -> anyhow::Result<fitstream_runtime::kafka::driver::DriverStats> {
+    use fitstream_runtime::kafka::driver::{BoundedChain, DriverConfig, DriverStats};
+
     let codec = codec(cfg);
     let routing = routing(cfg)?;
     let plants = routing.plant_ids();
     admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants)).await?;
-    let mut topologies = Vec::new();
     let wanted: Vec<Service> = match service {
-        Service::All => vec![Service::Planner, Service::Profiler, Service::Segmenter],
+        Service::All => vec![Service::Profiler, Service::Segmenter, Service::Planner],
         one => vec![one],
     };
+    let chained = bounded && service == Service::All;
+    let profiles_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = DriverConfig {
+        kafka: cfg.kafka.clone(),
+        watermark: cfg.watermark.clone(),
+        dead_letter_topic: cfg.topics.dead_letter.clone(),
+        partitions: cfg.topics.partitions,
+        replication_factor: cfg.topics.replication_factor,
+        bounded,
+        chain: BoundedChain::default(),
+    };
+    // Phases run one after the other; the services of a phase together.
+    let mut phases: Vec<Vec<(Topology, DriverConfig)>> = vec![Vec::new()];
     for service in wanted {
+        let mut config = driver.clone();
         let (topology, outputs) = match service {
             Service::Planner => {
                 let app = crate::embedded::planner_app(
@@ -311,15 +342,22 @@ pub async fn run_service(
                     routing.clone(),
                     codec.clone(),
                 );
+                if chained {
+                    phases.push(Vec::new());
+                }
                 (app.topology(), app.output_topics())
             }
             Service::Profiler => {
-                let app = fitstream_profiler::app::ProfilerApp::new(
+                let mut app = fitstream_profiler::app::ProfilerApp::new(
                     cfg.application("profiler"),
                     cfg.profiler.clone(),
                     cfg.topics.clone(),
                     codec.clone(),
                 );
+                if chained {
+                    app.await_segmenter_at_end = true;
+                    config.chain.finished = Some(profiles_complete.clone());
+                }
                 (app.topology(), app.output_topics())
             }
             Service::Segmenter | Service::All => {
@@ -331,6 +369,9 @@ pub async fn run_service(
                 );
                 // A service reads the clock for its fit-duration metric (tasks never do).
                 app.stopwatch = std::sync::Arc::new(fitstream_segmenter::app::FitSecondsHistogram);
+                if chained {
+                    config.chain.inputs_complete = Some(profiles_complete.clone());
+                }
                 (app.topology(), app.output_topics())
             }
         };
@@ -339,40 +380,39 @@ pub async fn run_service(
                 codec.prepare_writer(&topic, kind).await?;
             }
         }
-        topologies.push(topology);
+        if let Some(phase) = phases.last_mut() {
+            phase.push((topology, config));
+        }
     }
     let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
     tracing::info!(%addr, "metrics, /healthz and /readyz");
-    let driver = fitstream_runtime::kafka::driver::DriverConfig {
-        kafka: cfg.kafka.clone(),
-        watermark: cfg.watermark.clone(),
-        dead_letter_topic: cfg.topics.dead_letter.clone(),
-        partitions: cfg.topics.partitions,
-        replication_factor: cfg.topics.replication_factor,
-        bounded,
-    };
-    let handles: Vec<_> = topologies
-        .into_iter()
-        .map(|topology| {
-            let driver = driver.clone();
-            let shutdown = shutdown.clone();
-            tokio::task::spawn_blocking(move || {
-                fitstream_runtime::kafka::driver::run(topology, driver, shutdown)
+    let mut stats = DriverStats::default();
+    for phase in phases {
+        let handles: Vec<_> = phase
+            .into_iter()
+            .map(|(topology, config)| {
+                let shutdown = shutdown.clone();
+                tokio::task::spawn_blocking(move || {
+                    fitstream_runtime::kafka::driver::run(topology, config, shutdown)
+                })
             })
-        })
-        .collect();
-    let mut stats = fitstream_runtime::kafka::driver::DriverStats::default();
-    for h in handles {
-        let s = match h.await? {
-            Ok(s) => s,
-            Err(e) => {
-                // One failed service stops the others: the process exits non-zero and restarts.
-                shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
-                return Err(e.into());
-            }
-        };
-        stats.records += s.records;
-        stats.commits += s.commits;
+            .collect();
+        for h in handles {
+            let s = match h.await? {
+                Ok(s) => s,
+                Err(e) => {
+                    // One failed service stops the others: the process exits non-zero and
+                    // restarts.
+                    shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
+            };
+            stats.records += s.records;
+            stats.commits += s.commits;
+        }
+        if shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
     }
     tracing::info!(records = stats.records, commits = stats.commits, "stopped");
     Ok(stats)

@@ -103,75 +103,56 @@ fn feed_assignments(engine: &mut Embedded, topic: &str, produced: &[Produced]) {
     }
 }
 
-/// Runs `records` through the embedded pipeline, writing `out/<topic>.jsonl`.
-pub fn run(
-    cfg: &FitstreamConfig,
-    planner_cfg: PlannerConfig,
-    routing: Routing,
-    records: impl IntoIterator<Item = InputRecord>,
-    out: &Path,
-    mut progress: impl FnMut(&Summary),
-) -> anyhow::Result<Summary> {
-    std::fs::create_dir_all(out)?;
-    let codec = Codec::pinned();
-    let app = planner_app(cfg, planner_cfg, routing, codec.clone());
-    // Outputs of an earlier run into the same directory would read as this run's.
-    let mut known: Vec<String> = app.output_topics();
-    known.push(cfg.topics.dead_letter.clone());
-    for topic in &known {
-        let _ = std::fs::remove_file(out.join(format!("{topic}.jsonl")));
+/// Writes output records to `out/<topic>.jsonl` and keeps the summary.
+struct Outputs<'a> {
+    cfg: &'a FitstreamConfig,
+    codec: Codec,
+    out: &'a Path,
+    files: BTreeMap<String, BufWriter<File>>,
+    segments: BTreeMap<i32, fitstream_contracts::SegmentProfile>,
+}
+
+impl<'a> Outputs<'a> {
+    /// Removes the outputs of an earlier run into the same directory (they would read as
+    /// this run's).
+    fn new(cfg: &'a FitstreamConfig, codec: Codec, out: &'a Path) -> anyhow::Result<Outputs<'a>> {
+        std::fs::create_dir_all(out)?;
+        let routing_plants: Vec<String> = Vec::new();
+        let mut known: Vec<String> = cfg
+            .topics
+            .specs(&routing_plants)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        if let Ok(entries) = std::fs::read_dir(out) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(topic) = name.strip_suffix(".jsonl")
+                    && cfg.topics.plant_of(topic).is_some()
+                {
+                    known.push(topic.to_owned());
+                }
+            }
+        }
+        for topic in &known {
+            let _ = std::fs::remove_file(out.join(format!("{topic}.jsonl")));
+        }
+        Ok(Outputs {
+            cfg,
+            codec,
+            out,
+            files: BTreeMap::new(),
+            segments: BTreeMap::new(),
+        })
     }
-    let counters = app.counters.clone();
-    let service = app.name.clone();
-    let profiler = fitstream_profiler::app::ProfilerApp::new(
-        cfg.application("profiler"),
-        cfg.profiler.clone(),
-        cfg.topics.clone(),
-        codec.clone(),
-    );
-    let segmenter = fitstream_segmenter::app::SegmenterApp::new(
-        cfg.application("segmenter"),
-        cfg.segmenter.clone(),
-        cfg.topics.clone(),
-        codec.clone(),
-    );
-    known.extend([
-        cfg.topics.profiles.clone(),
-        cfg.topics.segment_models.clone(),
-        cfg.topics.segment_assignments.clone(),
-        cfg.topics.segment_profiles.clone(),
-    ]);
-    for topic in &known {
-        let _ = std::fs::remove_file(out.join(format!("{topic}.jsonl")));
-    }
-    // A history file may be silent for days and resume (the REES46 excerpt jumps 24 days):
-    // without a wall clock to compare with, the future-skew rule would reject the whole
-    // resumption, so replays check only the absolute bounds of validation (2000..2100).
-    let embedded_config = EmbeddedConfig {
-        partitions: cfg.topics.partitions,
-        output_partitions: cfg.topics.partitions,
-        watermark: WatermarkConfig {
-            advance_when_idle: false,
-            max_future_skew_ms: i64::MAX / 4,
-            ..WatermarkConfig::default()
-        },
-        dead_letter_topic: cfg.topics.dead_letter.clone(),
-        service,
-    };
-    let mut segmentation = fitstream_profiler::pipeline::SegmentationPipeline::new(
-        &profiler,
-        &segmenter,
-        EmbeddedConfig {
-            service: profiler.name.clone(),
-            ..embedded_config.clone()
-        },
-    );
-    let mut engine = Embedded::new(app.topology(), embedded_config);
-    let mut segments: BTreeMap<i32, fitstream_contracts::SegmentProfile> = BTreeMap::new();
-    let mut files: BTreeMap<String, BufWriter<File>> = BTreeMap::new();
-    let mut summary = Summary::default();
-    let mut write = |produced: Vec<Produced>, summary: &mut Summary| -> anyhow::Result<()> {
-        for p in produced {
+
+    fn write(&mut self, produced: Vec<Produced>, summary: &mut Summary) -> anyhow::Result<()> {
+        let (cfg, codec) = (self.cfg, &self.codec);
+        for mut p in produced {
+            if cfg.topics.kind_of(&p.topic) == Some(fitstream_contracts::SchemaKind::SegmentModel) {
+                // The models topic has one partition (one key; every reader ordered).
+                p.partition = 0;
+            }
             if p.topic == cfg.topics.dead_letter {
                 let reason = p
                     .headers
@@ -192,12 +173,12 @@ pub fn run(
                 )
             {
                 if sp.retired {
-                    segments.remove(&sp.segment_id);
+                    self.segments.remove(&sp.segment_id);
                 } else {
                     summary.model_version = summary.model_version.max(sp.model_version);
-                    segments.insert(sp.segment_id, sp);
+                    self.segments.insert(sp.segment_id, sp);
                 }
-                summary.segments = segments.values().cloned().collect();
+                summary.segments = self.segments.values().cloned().collect();
             }
             if let Some(plant) = cfg.topics.plant_of(&p.topic)
                 && let Ok(o) = codec.decode::<fitstream_contracts::BuildOrder>(
@@ -207,46 +188,199 @@ pub fn run(
             {
                 summary.latest_orders.insert(plant, o);
             }
-            let line = to_json_line(&codec, cfg, &p);
-            if !files.contains_key(&p.topic) {
-                files.insert(
-                    p.topic.clone(),
-                    BufWriter::new(File::create(out.join(format!("{}.jsonl", p.topic)))?),
-                );
+            let line = to_json_line(codec, cfg, &p);
+            if !self.files.contains_key(&p.topic) {
+                let file = File::create(self.out.join(format!("{}.jsonl", p.topic)))?;
+                self.files.insert(p.topic.clone(), BufWriter::new(file));
             }
-            if let Some(f) = files.get_mut(&p.topic) {
+            if let Some(f) = self.files.get_mut(&p.topic) {
                 writeln!(f, "{line}")?;
             }
         }
         Ok(())
-    };
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        for f in self.files.values_mut() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// The three services of a configuration on the embedded driver.
+struct Services {
+    planner: Embedded,
+    counters: Arc<PlannerCounters>,
+    segmentation: fitstream_profiler::pipeline::SegmentationPipeline,
+}
+
+impl Services {
+    fn new(cfg: &FitstreamConfig, planner_cfg: PlannerConfig, routing: Routing) -> Services {
+        let codec = Codec::pinned();
+        let app = planner_app(cfg, planner_cfg, routing, codec.clone());
+        let profiler = fitstream_profiler::app::ProfilerApp::new(
+            cfg.application("profiler"),
+            cfg.profiler.clone(),
+            cfg.topics.clone(),
+            codec.clone(),
+        );
+        let segmenter = fitstream_segmenter::app::SegmenterApp::new(
+            cfg.application("segmenter"),
+            cfg.segmenter.clone(),
+            cfg.topics.clone(),
+            codec,
+        );
+        // A history file may be silent for days and resume (the REES46 excerpt jumps 24
+        // days): without a wall clock to compare with, the future-skew rule would reject the
+        // whole resumption, so replays check only the absolute bounds of validation
+        // (2000..2100).
+        let embedded_config = EmbeddedConfig {
+            partitions: cfg.topics.partitions,
+            output_partitions: cfg.topics.partitions,
+            watermark: WatermarkConfig {
+                advance_when_idle: false,
+                max_future_skew_ms: i64::MAX / 4,
+                ..WatermarkConfig::default()
+            },
+            dead_letter_topic: cfg.topics.dead_letter.clone(),
+            service: app.name.clone(),
+        };
+        let segmentation = fitstream_profiler::pipeline::SegmentationPipeline::new(
+            &profiler,
+            &segmenter,
+            EmbeddedConfig {
+                service: profiler.name.clone(),
+                ..embedded_config.clone()
+            },
+        );
+        Services {
+            counters: app.counters.clone(),
+            planner: Embedded::new(app.topology(), embedded_config),
+            segmentation,
+        }
+    }
+}
+
+/// Runs `records` through the embedded pipeline as they come (the demo's live view), writing
+/// `out/<topic>.jsonl`: each record through the profiler and the segmenter, whose assignments
+/// reach the planner's segment table, then through the planner. A buyer's segment is as of
+/// what the segmentation has placed by then (the planner waits `segment_grace_ms` for it).
+pub fn run(
+    cfg: &FitstreamConfig,
+    planner_cfg: PlannerConfig,
+    routing: Routing,
+    records: impl IntoIterator<Item = InputRecord>,
+    out: &Path,
+    mut progress: impl FnMut(&Summary),
+) -> anyhow::Result<Summary> {
+    let codec = Codec::pinned();
+    let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
+    let mut services = Services::new(cfg, planner_cfg, routing);
+    let mut summary = Summary::default();
     for record in records {
         summary.inputs += 1;
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
         let value = r.value.as_deref().unwrap_or_default();
         // The profiler first: the assignments it emits reach the planner's segment table
         // before the planner's watermark moves on with the same record.
-        segmentation.push(&r.topic, r.key.as_deref(), value);
-        let segmented = segmentation.drain();
-        feed_assignments(&mut engine, &cfg.topics.segment_assignments, &segmented);
-        write(segmented, &mut summary)?;
-        engine.push(&r.topic, r.key.as_deref(), value);
-        write(engine.drain(), &mut summary)?;
+        services
+            .segmentation
+            .push(&r.topic, r.key.as_deref(), value);
+        let segmented = services.segmentation.drain();
+        feed_assignments(
+            &mut services.planner,
+            &cfg.topics.segment_assignments,
+            &segmented,
+        );
+        outputs.write(segmented, &mut summary)?;
+        services.planner.push(&r.topic, r.key.as_deref(), value);
+        outputs.write(services.planner.drain(), &mut summary)?;
         if summary.inputs % 5_000 == 0 {
-            summary.planner = counters.snapshot();
+            summary.planner = services.counters.snapshot();
             progress(&summary);
         }
     }
-    segmentation.finish();
-    let segmented = segmentation.drain();
-    feed_assignments(&mut engine, &cfg.topics.segment_assignments, &segmented);
-    write(segmented, &mut summary)?;
-    engine.finish();
-    write(engine.drain(), &mut summary)?;
-    for f in files.values_mut() {
-        f.flush()?;
+    services.segmentation.finish();
+    let segmented = services.segmentation.drain();
+    feed_assignments(
+        &mut services.planner,
+        &cfg.topics.segment_assignments,
+        &segmented,
+    );
+    outputs.write(segmented, &mut summary)?;
+    services.planner.finish();
+    outputs.write(services.planner.drain(), &mut summary)?;
+    outputs.flush()?;
+    summary.planner = services.counters.snapshot();
+    progress(&summary);
+    Ok(summary)
+}
+
+/// Runs a bounded input through the embedded pipeline in data-flow order, writing
+/// `out/<topic>.jsonl`: the profiler and the segmenter over the whole input first, then the
+/// planner over it again with every segment assignment in its table. A buyer's segment is
+/// then exactly the one valid at the purchase, and the outputs are those of `run all
+/// --until-end` on Kafka, which runs the services in the same order. `inputs` opens the input
+/// (it is read twice).
+pub fn run_bounded<I: Iterator<Item = InputRecord>>(
+    cfg: &FitstreamConfig,
+    planner_cfg: PlannerConfig,
+    routing: Routing,
+    mut inputs: impl FnMut() -> anyhow::Result<I>,
+    out: &Path,
+    mut progress: impl FnMut(&Summary),
+) -> anyhow::Result<Summary> {
+    let codec = Codec::pinned();
+    let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
+    let mut services = Services::new(cfg, planner_cfg, routing);
+    let mut summary = Summary::default();
+    let mut assignments = Vec::new();
+    let mut keep = |segmented: &[Produced]| {
+        assignments.extend(
+            segmented
+                .iter()
+                .filter(|p| p.topic == cfg.topics.segment_assignments)
+                .cloned(),
+        );
+    };
+    for record in inputs()? {
+        summary.inputs += 1;
+        let r = crate::inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        services.segmentation.push(
+            &r.topic,
+            r.key.as_deref(),
+            r.value.as_deref().unwrap_or_default(),
+        );
+        let segmented = services.segmentation.drain();
+        keep(&segmented);
+        outputs.write(segmented, &mut summary)?;
+        if summary.inputs % 5_000 == 0 {
+            progress(&summary);
+        }
     }
-    summary.planner = counters.snapshot();
+    services.segmentation.finish();
+    let segmented = services.segmentation.drain();
+    keep(&segmented);
+    outputs.write(segmented, &mut summary)?;
+    feed_assignments(
+        &mut services.planner,
+        &cfg.topics.segment_assignments,
+        &assignments,
+    );
+    for record in inputs()? {
+        let r = crate::inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        services.planner.push(
+            &r.topic,
+            r.key.as_deref(),
+            r.value.as_deref().unwrap_or_default(),
+        );
+        outputs.write(services.planner.drain(), &mut summary)?;
+    }
+    services.planner.finish();
+    outputs.write(services.planner.drain(), &mut summary)?;
+    outputs.flush()?;
+    summary.planner = services.counters.snapshot();
     progress(&summary);
     Ok(summary)
 }

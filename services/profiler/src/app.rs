@@ -187,6 +187,9 @@ pub struct ProfilerApp {
     pub counters: Arc<ProfilerCounters>,
     /// Partitions of the inputs.
     pub partitions: i32,
+    /// A bounded run chained with the segmenter (`run all --until-end`): a task has settled
+    /// only once the segmenter reported the end of time and every profile is placed.
+    pub await_segmenter_at_end: bool,
 }
 
 impl ProfilerApp {
@@ -205,6 +208,7 @@ impl ProfilerApp {
             codec,
             counters: Arc::new(ProfilerCounters::default()),
             partitions,
+            await_segmenter_at_end: false,
         }
     }
 
@@ -803,6 +807,11 @@ impl Task for ProfileTask {
             self.model_record(v);
             self.place(ctx);
         }
+    }
+
+    fn settled(&self) -> bool {
+        !self.app.await_segmenter_at_end
+            || (self.progress == EventTime::MAX && self.queue.is_empty())
     }
 
     fn global_progress(&mut self, topic: &str, watermark: EventTime, ctx: &mut Ctx) {

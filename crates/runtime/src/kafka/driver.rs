@@ -62,6 +62,20 @@ pub struct DriverConfig {
     /// assignment; at the end every window closes, the last transaction commits and `run`
     /// returns. Restarted, a bounded run resumes and ends the same way.
     pub bounded: bool,
+    /// How a bounded run follows the other services of its process.
+    pub chain: BoundedChain,
+}
+
+/// Bounded runs of services chained in one process (`run all --until-end`): a service whose
+/// input is another's output takes its end offsets once that one finished, not at assignment.
+#[derive(Clone, Debug, Default)]
+pub struct BoundedChain {
+    /// When set, the input end offsets are taken once this flag is up (the upstream service's
+    /// outputs are complete and committed).
+    pub inputs_complete: Option<Arc<AtomicBool>>,
+    /// Raised when every task passed the end of time and that is committed (the outputs that
+    /// follow from the inputs are complete), before the run waits for its tasks to settle.
+    pub finished: Option<Arc<AtomicBool>>,
 }
 
 /// Counters of a run, for tests and logs.
@@ -380,6 +394,7 @@ fn run_once(
         last_table_check: Instant::now(),
         last_backlog_check: Instant::now(),
         quiet_since: None,
+        ends_taken: config.chain.inputs_complete.is_none(),
     };
     driver.service = driver.topology.name.clone();
     let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
@@ -442,18 +457,32 @@ fn run_once(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
-        let all_done = driver.finish_ended();
+        if !driver.ends_taken
+            && driver
+                .config
+                .chain
+                .inputs_complete
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            driver.take_end_offsets()?;
+        }
+        let all_done = driver.finish_ended(&ends);
         driver.refresh_backlog(&ends);
         driver.pace_tables(&consumer, &ends, false)?;
         driver.tick()?;
         if last_commit.elapsed() >= commit_every {
             driver.commit(&consumer)?;
             last_commit = Instant::now();
-            if all_done && driver.finish_ended() && !driver.in_txn.load(Ordering::SeqCst) {
+            if all_done && driver.finish_ended(&ends) && !driver.in_txn.load(Ordering::SeqCst) {
                 // Everything closed and committed; markers downstream were read too.
+                if let Some(f) = &driver.config.chain.finished {
+                    f.store(true, Ordering::SeqCst);
+                }
                 if driver
                     .quiet_since
                     .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
+                    && driver.slots.values().all(|s| s.task.settled())
                 {
                     break;
                 }
@@ -495,6 +524,8 @@ struct Driver<'t> {
     stats: DriverStats,
     service: String,
     end_offsets: BTreeMap<(String, i32), i64>,
+    /// Whether `end_offsets` are known (chained bounded runs take them when upstream ends).
+    ends_taken: bool,
     /// Low watermark of event-time input partitions at assignment (where a partition
     /// without a committed offset starts).
     starts: BTreeMap<(String, i32), i64>,
@@ -515,25 +546,88 @@ struct Driver<'t> {
 impl Driver<'_> {
     /// Bounded runs: finishes the watermark of every event-time task whose input partitions
     /// are all read to their end offsets. Returns true when every task is finished.
-    fn finish_ended(&mut self) -> bool {
-        if !self.config.bounded || self.slots.is_empty() {
+    fn finish_ended(&mut self, ends: &Ends) -> bool {
+        if !self.config.bounded || self.slots.is_empty() || !self.ends_taken {
             return false;
         }
+        let stats: HashMap<(String, i32), PartitionEnd> = match ends.lock() {
+            Ok(e) => e.clone(),
+            Err(_) => HashMap::new(),
+        };
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         let mut all = true;
-        for ((stage, p), slot) in self.slots.iter_mut() {
-            let st = &self.topology.stages[*stage];
+        for (stage, p) in keys {
+            let st = &self.topology.stages[stage];
             if st.watermark == WatermarkSource::EventTime {
-                let ended = st.inputs.iter().chain(&st.tables).all(|t| {
-                    let end = self.end_offsets.get(&(t.clone(), *p)).copied().unwrap_or(0);
-                    self.positions.get(&(t.clone(), *p)).copied().unwrap_or(0) >= end
-                });
-                if ended {
+                let inputs: Vec<(String, i32)> = st
+                    .inputs
+                    .iter()
+                    .chain(&st.tables)
+                    .map(|t| (t.clone(), p))
+                    .collect();
+                let ended = inputs
+                    .iter()
+                    .all(|key| self.read_to_end(key, stats.get(key).copied()));
+                if ended && let Some(slot) = self.slots.get_mut(&(stage, p)) {
                     slot.watermarks.finish();
                 }
             }
-            all &= slot.current == EventTime::MAX;
+            all &= self
+                .slots
+                .get(&(stage, p))
+                .is_some_and(|s| s.current == EventTime::MAX);
         }
         all
+    }
+
+    /// Whether a bounded input partition is read to its end offset. A transactional topic
+    /// ends with a commit marker, which is never delivered: the fetcher past the end with
+    /// nothing delivered for [`UNDELIVERABLE_AFTER`] is the end too.
+    fn read_to_end(&mut self, key: &(String, i32), stats: Option<PartitionEnd>) -> bool {
+        let end = self.end_offsets.get(key).copied().unwrap_or(0);
+        let Some(position) = self
+            .positions
+            .get(key)
+            .or_else(|| self.starts.get(key))
+            .copied()
+        else {
+            return end == 0;
+        };
+        if position >= end {
+            return true;
+        }
+        let now = Instant::now();
+        let since = match self.progress.get(key) {
+            Some((p, at)) if *p == position => *at,
+            _ => {
+                self.progress.insert(key.clone(), (position, now));
+                now
+            }
+        };
+        stats.is_some_and(|s| s.fetched >= end) && now.duration_since(since) >= UNDELIVERABLE_AFTER
+    }
+
+    /// Chained bounded runs: the end offsets of every event-time input partition, now that the
+    /// upstream service finished.
+    fn take_end_offsets(&mut self) -> Result<(), KafkaError> {
+        let probe: BaseConsumer = self
+            .config
+            .kafka
+            .client()
+            .set("group.id", self.topology.group_id())
+            .set("isolation.level", "read_committed")
+            .create()?;
+        let keys: Vec<(String, i32)> = self.starts.keys().cloned().collect();
+        for (topic, p) in keys {
+            let (_, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(30))?;
+            self.end_offsets.insert((topic, p), high);
+        }
+        tracing::info!(
+            partitions = self.end_offsets.len(),
+            "upstream finished: input end offsets taken"
+        );
+        self.ends_taken = true;
+        Ok(())
     }
 
     fn begin(&mut self) -> Result<(), KafkaError> {
@@ -638,7 +732,7 @@ impl Driver<'_> {
                 if st.is_some_and(|s| s.tables.contains(topic)) {
                     self.table_ends.insert((topic.clone(), *p), high);
                 }
-                if self.config.bounded {
+                if self.config.bounded && self.ends_taken {
                     self.end_offsets.insert((topic.clone(), *p), high);
                 }
             }
