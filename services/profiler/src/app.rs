@@ -822,9 +822,18 @@ impl Task for ProfileTask {
     }
 
     fn state_size(&self) -> (usize, usize) {
+        // In flight (records within the watermark's reach, profiles the segmenter has not
+        // passed yet, features kept aside meanwhile): an estimate per entry.
+        let features = size_of::<ProfileFeatures>();
+        let in_flight = self.held.len() * (size_of::<Input>() + 160)
+            + self.queue.len() * (features + 64)
+            + self.base.len() * (features + 48);
         (
-            self.store.len() + self.dedup.len(),
-            self.store.heap_bytes() + self.store.interner_bytes() + self.dedup.heap_bytes(),
+            self.store.len() + self.dedup.len() + self.held.len() + self.queue.len(),
+            self.store.heap_bytes()
+                + self.store.interner_bytes()
+                + self.dedup.heap_bytes()
+                + in_flight,
         )
     }
 }
