@@ -145,6 +145,19 @@ enum Command {
 /// Parses the command line and runs the subcommand.
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The embedded commands print their own view and summary: service logs only from warnings
+    // on (RUST_LOG overrides); services log from info.
+    let default = match cli.command {
+        Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => "warn",
+        _ => "info",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut cfg = crate::config::load(cli.config.as_deref())?;
     let mut bootstrap = |b: &Option<String>| {
         if let Some(b) = b {
