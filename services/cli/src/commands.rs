@@ -388,21 +388,23 @@ pub async fn run_service(
     tracing::info!(%addr, "metrics, /healthz and /readyz");
     let mut stats = DriverStats::default();
     for phase in phases {
-        let handles: Vec<_> = phase
-            .into_iter()
-            .map(|(topology, config)| {
-                let shutdown = shutdown.clone();
-                tokio::task::spawn_blocking(move || {
-                    fitstream_runtime::kafka::driver::run(topology, config, shutdown)
-                })
-            })
-            .collect();
-        for h in handles {
-            let s = match h.await? {
-                Ok(s) => s,
+        let mut running = tokio::task::JoinSet::new();
+        for (topology, config) in phase {
+            let shutdown = shutdown.clone();
+            running.spawn_blocking(move || {
+                fitstream_runtime::kafka::driver::run(topology, config, shutdown)
+            });
+        }
+        // In the order they end: a failed service stops the others (one may be waiting for
+        // it), and the process exits non-zero and restarts.
+        while let Some(ended) = running.join_next().await {
+            let s = match ended {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
                 Err(e) => {
-                    // One failed service stops the others: the process exits non-zero and
-                    // restarts.
                     shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
                     return Err(e.into());
                 }

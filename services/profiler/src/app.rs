@@ -254,6 +254,9 @@ struct Meta {
     assigned_until: i64,
     /// Arrival number of the next held record.
     next_seq: u64,
+    /// The segmenter's progress: every model with a cutoff up to it is known (kept here, not
+    /// only on the models topic, where its marker is compacted away in time).
+    progress: EventTime,
 }
 
 impl Default for Meta {
@@ -263,6 +266,7 @@ impl Default for Meta {
             reassigned_version: 0,
             assigned_until: i64::MIN,
             next_seq: 0,
+            progress: EventTime::MIN,
         }
     }
 }
@@ -338,8 +342,6 @@ pub struct ProfileTask {
     /// on since (None: never placed). A customer not in it was placed with its current state.
     base: HashMap<Box<str>, Option<ProfileFeatures>>,
     base_dirty: BTreeSet<Box<str>>,
-    /// The segmenter's progress: every model with a cutoff up to it is known.
-    progress: EventTime,
 }
 
 impl ProfileTask {
@@ -359,7 +361,6 @@ impl ProfileTask {
             queued: HashMap::new(),
             base: HashMap::new(),
             base_dirty: BTreeSet::new(),
-            progress: EventTime::MIN,
             app,
         }
     }
@@ -497,6 +498,7 @@ impl ProfileTask {
         // A model is published once the segmenter's watermark passed its cutoff, after every
         // earlier version: receiving it is progress too.
         let progress = self
+            .meta
             .progress
             .max(self.models.latest_cutoff().unwrap_or(EventTime::MIN));
         loop {
@@ -671,6 +673,13 @@ impl Task for ProfileTask {
             self.meta_changed = true;
         }
         self.place(ctx);
+        if end && !self.queue.is_empty() && !self.app.await_segmenter_at_end {
+            tracing::warn!(
+                waiting = self.queue.len(),
+                progress = %self.meta.progress,
+                "end of the input: profiles wait for the segmenter's progress to be placed (`run all --until-end` runs both)"
+            );
+        }
     }
 
     fn checkpoint(&mut self, ctx: &mut Ctx) {
@@ -811,12 +820,13 @@ impl Task for ProfileTask {
 
     fn settled(&self) -> bool {
         !self.app.await_segmenter_at_end
-            || (self.progress == EventTime::MAX && self.queue.is_empty())
+            || (self.meta.progress == EventTime::MAX && self.queue.is_empty())
     }
 
     fn global_progress(&mut self, topic: &str, watermark: EventTime, ctx: &mut Ctx) {
-        if topic == self.app.topics.segment_models && watermark > self.progress {
-            self.progress = watermark;
+        if topic == self.app.topics.segment_models && watermark > self.meta.progress {
+            self.meta.progress = watermark;
+            self.meta_changed = true;
             self.place(ctx);
         }
     }

@@ -47,6 +47,9 @@ impl SegmentationPipeline {
             service: "segmenter".into(),
             ..config.clone()
         };
+        // The segmenter runs alongside: the profiler's placements wait for it to the end.
+        let mut profiler = profiler.clone();
+        profiler.await_segmenter_at_end = true;
         SegmentationPipeline {
             topics: profiler.topics.clone(),
             profiler: Embedded::new(profiler.topology(), config),

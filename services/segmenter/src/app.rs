@@ -32,7 +32,8 @@
 //! ([`fit()`](crate::fit())) with the previous model as warm start and `cutoff_event_time = B`.
 //! At the end of time (end of a replay) the remaining profiles are applied, the boundaries
 //! they pass are handled, and a last fit has cutoff = the latest profile time. A fit that fails
-//! keeps the previous model and is retried at the next boundary.
+//! (or a sample too small) keeps the previous model; the next boundary after new profiles tries
+//! again (a fit is deterministic: the same sample would fail the same way).
 //!
 //! So the models depend on the profiles and their event times only, never on how the
 //! watermark stepped (a replay moves it record by record, Kafka in jumps) nor on how the
@@ -48,7 +49,7 @@
 //! Readers that join with the model as of event time (the profiler) must know when no model
 //! with an earlier cutoff can come any more. The fitting task reports its watermark on the
 //! segment-models topic each time it enters a new step of `progress_every_ms` (default ten
-//! seconds) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
+//! seconds; never past the latest profile received) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
 //! [`PROGRESS_KEY`], no value, after the models it covers. Only the task of the sample key's
 //! partition reports (the other tasks of the stage never get a profile).
 //!
@@ -383,6 +384,8 @@ struct FitMeta {
     boundary: i64,
     /// The latest profile time applied.
     max_seen: EventTime,
+    /// The latest profile time received (held or applied).
+    max_received: EventTime,
     /// The sample changed since the last fit.
     unfitted: bool,
     /// Arrival number of the next held profile.
@@ -396,6 +399,7 @@ impl Default for FitMeta {
         FitMeta {
             boundary: i64::MIN,
             max_seen: EventTime::MIN,
+            max_received: EventTime::MIN,
             unfitted: false,
             next_seq: 0,
             progress_sent: i64::MIN,
@@ -530,6 +534,14 @@ impl FitTask {
         if !self.fitter {
             return;
         }
+        // Never past the latest profile received: a watermark that moved on with the wall
+        // clock (idle inputs) must not promise anything about times no profile reached yet,
+        // such as the cutoff of the last fit at the end of the input (the latest profile).
+        let watermark = if watermark == EventTime::MAX {
+            watermark
+        } else {
+            watermark.min(self.meta.max_received)
+        };
         let step = if watermark == EventTime::MAX {
             i64::MAX
         } else {
@@ -549,6 +561,11 @@ impl FitTask {
     }
 
     fn refit(&mut self, cutoff: EventTime, ctx: &mut Ctx) {
+        // One attempt per change of the sample: a fit is a deterministic function of the
+        // sample and the previous model, so one that failed would fail again until new
+        // profiles come (and a jump of the watermark over days tries once, not per hour).
+        self.meta.unfitted = false;
+        self.meta_changed = true;
         let cfg = &self.app.config;
         if self.sample.len() < cfg.min_sample_size.max(cfg.fit.k_min) {
             bump(&self.app.counters.fits_skipped);
@@ -644,6 +661,7 @@ impl Task for FitTask {
         bump(&self.app.counters.profiles);
         let key = (row.event_time, self.meta.next_seq);
         self.meta.next_seq += 1;
+        self.meta.max_received = self.meta.max_received.max(row.event_time);
         self.meta_changed = true;
         self.held.insert(key, row);
         self.held_dirty.insert(key);
@@ -974,6 +992,63 @@ mod tests {
         task.advance(EventTime::MAX, &mut ctx);
         ctx.emits.retain(|e| !e.progress);
         ctx.emits
+    }
+
+    #[test]
+    fn progress_never_passes_the_latest_profile_and_a_failed_fit_waits_for_new_profiles() {
+        let app = app(1);
+        let topic = app.repartition_topic();
+        let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
+        let mut ctx = Ctx::default();
+        // 50 customers: fewer than min_sample_size (100), every fit is skipped.
+        for (i, c) in population(50, 3, 1.0).iter().enumerate() {
+            let v = bincode::serialize(&SampledProfile {
+                customer_id: c.customer_id.clone(),
+                features: c.features.clone(),
+                top_categories: c.top_categories.clone(),
+                event_time: EventTime(START + i as i64 * 60_000),
+            })
+            .expect("serializes");
+            let r = Record {
+                topic: &topic,
+                partition: 0,
+                offset: i as i64,
+                key: Some(SAMPLE_KEY),
+                value: Some(&v),
+            };
+            task.admit(&r).expect("admits");
+            task.process(EventTime::MIN, &mut ctx).expect("processes");
+        }
+        let last = EventTime(START + 49 * 60_000);
+        // The watermark moves on with the wall clock, two days past the last profile.
+        let skipped = app.counters.snapshot().fits_skipped;
+        task.advance(EventTime(START + 48 * HOUR), &mut ctx);
+        let progress: Vec<EventTime> = ctx
+            .emits
+            .iter()
+            .filter(|e| e.progress)
+            .map(|e| e.event_time)
+            .collect();
+        assert_eq!(
+            progress,
+            vec![last],
+            "progress up to the latest profile only"
+        );
+        assert_eq!(
+            app.counters.snapshot().fits_skipped - skipped,
+            1,
+            "one attempt for one sample, not one per hour"
+        );
+        task.advance(EventTime::MAX, &mut ctx);
+        assert_eq!(app.counters.snapshot().fits_skipped - skipped, 1);
+        assert_eq!(
+            ctx.emits
+                .iter()
+                .filter(|e| e.progress)
+                .last()
+                .map(|e| e.event_time),
+            Some(EventTime::MAX)
+        );
     }
 
     #[test]

@@ -581,8 +581,8 @@ impl Driver<'_> {
     }
 
     /// Whether a bounded input partition is read to its end offset. A transactional topic
-    /// ends with a commit marker, which is never delivered: the fetcher past the end with
-    /// nothing delivered for [`UNDELIVERABLE_AFTER`] is the end too.
+    /// ends with a commit marker, which is never delivered: one offset short, with the fetcher
+    /// past the end and nothing delivered for [`UNDELIVERABLE_AFTER`], is the end too.
     fn read_to_end(&mut self, key: &(String, i32), stats: Option<PartitionEnd>) -> bool {
         let end = self.end_offsets.get(key).copied().unwrap_or(0);
         let Some(position) = self
@@ -595,6 +595,10 @@ impl Driver<'_> {
         };
         if position >= end {
             return true;
+        }
+        // Only the last offset may be a marker; a paused partition is not read at all.
+        if end - position > 1 || self.paused.contains(key) {
+            return false;
         }
         let now = Instant::now();
         let since = match self.progress.get(key) {
@@ -746,9 +750,13 @@ impl Driver<'_> {
         for (stage_idx, p) in wanted.into_keys() {
             let started = Instant::now();
             let stage = &self.topology.stages[stage_idx];
+            // A bounded run's watermarks never move with the wall clock: the end of its input
+            // closes everything, and its outputs do not depend on how fast it ran.
+            let mut base = self.config.watermark.clone();
+            base.advance_when_idle &= !self.config.bounded;
             let rules = match &stage.watermark {
-                WatermarkSource::EventTime => self.config.watermark.clone(),
-                WatermarkSource::Markers { .. } => self.config.watermark.clone().without_idleness(),
+                WatermarkSource::EventTime => base,
+                WatermarkSource::Markers { .. } => base.without_idleness(),
             };
             let mut watermarks = Watermarks::new(rules);
             match &stage.watermark {
