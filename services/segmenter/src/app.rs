@@ -1042,11 +1042,7 @@ mod tests {
         task.advance(EventTime::MAX, &mut ctx);
         assert_eq!(app.counters.snapshot().fits_skipped - skipped, 1);
         assert_eq!(
-            ctx.emits
-                .iter()
-                .filter(|e| e.progress)
-                .last()
-                .map(|e| e.event_time),
+            ctx.emits.iter().rfind(|e| e.progress).map(|e| e.event_time),
             Some(EventTime::MAX)
         );
     }
