@@ -13,7 +13,7 @@ use fitstream_contracts::EventTime;
 use crate::deadletter::{DeadLetter, Reason};
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
-use crate::task::{Ctx, Record, Topology, WatermarkSource};
+use crate::task::{Ctx, Record, Task, Topology, WatermarkSource};
 use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// A record the topology produced.
@@ -143,23 +143,17 @@ impl Embedded {
 
     /// Feeds a record of a global table to every task of the stages that read it.
     pub fn push_global(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>) {
-        let stages: Vec<usize> = (0..self.topology.stages.len())
-            .filter(|i| self.topology.stages[*i].globals.iter().any(|g| g == topic))
-            .collect();
-        for stage in stages {
-            for p in 0..self.config.partitions {
-                let mut ctx = Ctx::default();
-                if let Some(slot) = self.slots.get_mut(&(stage, p)) {
-                    slot.task.global(topic, key, value, &mut ctx);
-                }
-                self.account(&ctx);
-                self.route(stage, p, ctx);
-            }
-        }
+        self.each_global_reader(topic, |task, ctx| task.global(topic, key, value, ctx));
     }
 
     /// Feeds a progress marker of a global table to every task of the stages that read it.
     pub fn push_global_progress(&mut self, topic: &str, watermark: EventTime) {
+        self.each_global_reader(topic, |task, ctx| {
+            task.global_progress(topic, watermark, ctx)
+        });
+    }
+
+    fn each_global_reader(&mut self, topic: &str, mut f: impl FnMut(&mut dyn Task, &mut Ctx)) {
         let stages: Vec<usize> = (0..self.topology.stages.len())
             .filter(|i| self.topology.stages[*i].globals.iter().any(|g| g == topic))
             .collect();
@@ -167,7 +161,7 @@ impl Embedded {
             for p in 0..self.config.partitions {
                 let mut ctx = Ctx::default();
                 if let Some(slot) = self.slots.get_mut(&(stage, p)) {
-                    slot.task.global_progress(topic, watermark, &mut ctx);
+                    f(slot.task.as_mut(), &mut ctx);
                 }
                 self.account(&ctx);
                 self.route(stage, p, ctx);

@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::config::FitstreamConfig;
 use crate::{inputs, jsonl};
+use fitstream_runtime::kafka::writer::OutRecord;
 
 /// What a run produced.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -215,50 +216,69 @@ struct Services {
     segmentation: fitstream_profiler::pipeline::SegmentationPipeline,
 }
 
+/// The embedded driver's settings for `service` of a configuration.
+///
+/// A history file may be silent for days and resume (the REES46 excerpt jumps 24 days):
+/// without a wall clock to compare with, the future-skew rule would reject the whole
+/// resumption, so replays check only the absolute bounds of validation (2000..2100).
+pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig {
+    EmbeddedConfig {
+        partitions: cfg.topics.partitions,
+        output_partitions: cfg.topics.partitions,
+        watermark: WatermarkConfig {
+            advance_when_idle: false,
+            max_future_skew_ms: i64::MAX / 4,
+            ..WatermarkConfig::default()
+        },
+        dead_letter_topic: cfg.topics.dead_letter.clone(),
+        service,
+    }
+}
+
+/// The profiler and the segmenter of a configuration, wired together on the embedded driver.
+pub fn segmentation(cfg: &FitstreamConfig) -> fitstream_profiler::pipeline::SegmentationPipeline {
+    let codec = Codec::pinned();
+    let profiler = fitstream_profiler::app::ProfilerApp::new(
+        cfg.application("profiler"),
+        cfg.profiler.clone(),
+        cfg.topics.clone(),
+        codec.clone(),
+    );
+    let segmenter = fitstream_segmenter::app::SegmenterApp::new(
+        cfg.application("segmenter"),
+        cfg.segmenter.clone(),
+        cfg.topics.clone(),
+        codec,
+    );
+    fitstream_profiler::pipeline::SegmentationPipeline::new(
+        &profiler,
+        &segmenter,
+        embedded_config(cfg, profiler.name.clone()),
+    )
+}
+
 impl Services {
     fn new(cfg: &FitstreamConfig, planner_cfg: PlannerConfig, routing: Routing) -> Services {
-        let codec = Codec::pinned();
-        let app = planner_app(cfg, planner_cfg, routing, codec.clone());
-        let profiler = fitstream_profiler::app::ProfilerApp::new(
-            cfg.application("profiler"),
-            cfg.profiler.clone(),
-            cfg.topics.clone(),
-            codec.clone(),
-        );
-        let segmenter = fitstream_segmenter::app::SegmenterApp::new(
-            cfg.application("segmenter"),
-            cfg.segmenter.clone(),
-            cfg.topics.clone(),
-            codec,
-        );
-        // A history file may be silent for days and resume (the REES46 excerpt jumps 24
-        // days): without a wall clock to compare with, the future-skew rule would reject the
-        // whole resumption, so replays check only the absolute bounds of validation
-        // (2000..2100).
-        let embedded_config = EmbeddedConfig {
-            partitions: cfg.topics.partitions,
-            output_partitions: cfg.topics.partitions,
-            watermark: WatermarkConfig {
-                advance_when_idle: false,
-                max_future_skew_ms: i64::MAX / 4,
-                ..WatermarkConfig::default()
-            },
-            dead_letter_topic: cfg.topics.dead_letter.clone(),
-            service: app.name.clone(),
-        };
-        let segmentation = fitstream_profiler::pipeline::SegmentationPipeline::new(
-            &profiler,
-            &segmenter,
-            EmbeddedConfig {
-                service: profiler.name.clone(),
-                ..embedded_config.clone()
-            },
-        );
+        let app = planner_app(cfg, planner_cfg, routing, Codec::pinned());
         Services {
             counters: app.counters.clone(),
-            planner: Embedded::new(app.topology(), embedded_config),
-            segmentation,
+            planner: Embedded::new(app.topology(), embedded_config(cfg, app.name.clone())),
+            segmentation: segmentation(cfg),
         }
+    }
+
+    /// Feeds an encoded input record to the segmentation (the profiler).
+    fn segment(&mut self, r: &OutRecord) -> Vec<Produced> {
+        let value = r.value.as_deref().unwrap_or_default();
+        self.segmentation.push(&r.topic, r.key.as_deref(), value);
+        self.segmentation.drain()
+    }
+
+    /// Feeds an encoded input record to the planner.
+    fn plan(&mut self, r: &OutRecord) -> Vec<Produced> {
+        let value = r.value.as_deref().unwrap_or_default();
+        self.planner.push(&r.topic, r.key.as_deref(), value);
+        self.planner.drain()
     }
 }
 
@@ -280,22 +300,17 @@ pub fn run(
     let mut summary = Summary::default();
     for record in records {
         summary.inputs += 1;
-        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        let value = r.value.as_deref().unwrap_or_default();
         // The profiler first: the assignments it emits reach the planner's segment table
         // before the planner's watermark moves on with the same record.
-        services
-            .segmentation
-            .push(&r.topic, r.key.as_deref(), value);
-        let segmented = services.segmentation.drain();
+        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        let segmented = services.segment(&r);
         feed_assignments(
             &mut services.planner,
             &cfg.topics.segment_assignments,
             &segmented,
         );
         outputs.write(segmented, &mut summary)?;
-        services.planner.push(&r.topic, r.key.as_deref(), value);
-        outputs.write(services.planner.drain(), &mut summary)?;
+        outputs.write(services.plan(&r), &mut summary)?;
         if summary.inputs % 5_000 == 0 {
             summary.planner = services.counters.snapshot();
             progress(&summary);
@@ -346,13 +361,8 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     };
     for record in inputs()? {
         summary.inputs += 1;
-        let r = crate::inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        services.segmentation.push(
-            &r.topic,
-            r.key.as_deref(),
-            r.value.as_deref().unwrap_or_default(),
-        );
-        let segmented = services.segmentation.drain();
+        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        let segmented = services.segment(&r);
         keep(&segmented);
         outputs.write(segmented, &mut summary)?;
         if summary.inputs % 5_000 == 0 {
@@ -369,13 +379,8 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
         &assignments,
     );
     for record in inputs()? {
-        let r = crate::inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        services.planner.push(
-            &r.topic,
-            r.key.as_deref(),
-            r.value.as_deref().unwrap_or_default(),
-        );
-        outputs.write(services.planner.drain(), &mut summary)?;
+        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        outputs.write(services.plan(&r), &mut summary)?;
     }
     services.planner.finish();
     outputs.write(services.planner.drain(), &mut summary)?;

@@ -643,37 +643,8 @@ async fn a_window_closes_on_a_quiet_stream() {
 /// The profiler and the segmenter of `cfg` on the embedded driver, fed `records` as a replay
 /// feeds them; what they produced (progress markers between them left out).
 fn segmentation_reference(cfg: &FitstreamConfig, records: &[InputRecord]) -> Vec<Produced> {
-    use fitstream_runtime::embedded::EmbeddedConfig;
-    use fitstream_runtime::watermark::WatermarkConfig;
-
     let codec = commands::codec(cfg);
-    let profiler = fitstream_profiler::app::ProfilerApp::new(
-        cfg.application("profiler"),
-        cfg.profiler.clone(),
-        cfg.topics.clone(),
-        codec.clone(),
-    );
-    let segmenter = fitstream_segmenter::app::SegmenterApp::new(
-        cfg.application("segmenter"),
-        cfg.segmenter.clone(),
-        cfg.topics.clone(),
-        codec.clone(),
-    );
-    let mut pipeline = fitstream_profiler::pipeline::SegmentationPipeline::new(
-        &profiler,
-        &segmenter,
-        EmbeddedConfig {
-            partitions: cfg.topics.partitions,
-            output_partitions: cfg.topics.partitions,
-            watermark: WatermarkConfig {
-                advance_when_idle: false,
-                max_future_skew_ms: i64::MAX / 4,
-                ..WatermarkConfig::default()
-            },
-            dead_letter_topic: cfg.topics.dead_letter.clone(),
-            service: profiler.name.clone(),
-        },
-    );
+    let mut pipeline = embedded::segmentation(cfg);
     for r in records {
         let o = inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
         pipeline.push(

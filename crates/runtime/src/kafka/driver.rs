@@ -601,26 +601,25 @@ impl Driver<'_> {
             return false;
         }
         let now = Instant::now();
-        let since = match self.progress.get(key) {
-            Some((p, at)) if *p == position => *at,
-            _ => {
-                self.progress.insert(key.clone(), (position, now));
-                now
-            }
-        };
+        let since = self.unmoved_since(key, position, now);
         stats.is_some_and(|s| s.fetched >= end) && now.duration_since(since) >= UNDELIVERABLE_AFTER
     }
 
-    /// Chained bounded runs: the end offsets of every event-time input partition, now that the
-    /// upstream service finished.
-    fn take_end_offsets(&mut self) -> Result<(), KafkaError> {
-        let probe: BaseConsumer = self
+    /// A consumer of the group's offsets and the partitions' ends, outside the group.
+    fn probe(&self) -> Result<BaseConsumer, KafkaError> {
+        Ok(self
             .config
             .kafka
             .client()
             .set("group.id", self.topology.group_id())
             .set("isolation.level", "read_committed")
-            .create()?;
+            .create()?)
+    }
+
+    /// Chained bounded runs: the end offsets of every event-time input partition, now that the
+    /// upstream service finished.
+    fn take_end_offsets(&mut self) -> Result<(), KafkaError> {
+        let probe = self.probe()?;
         let keys: Vec<(String, i32)> = self.starts.keys().cloned().collect();
         for (topic, p) in keys {
             let (_, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(30))?;
@@ -703,13 +702,7 @@ impl Driver<'_> {
         let now = now_ms();
         // Where each partition resumes (committed offset, else the start): with the broker's
         // end offsets this tells a backlog from a quiet partition (`refresh_backlog`).
-        let probe: BaseConsumer = self
-            .config
-            .kafka
-            .client()
-            .set("group.id", self.topology.group_id())
-            .set("isolation.level", "read_committed")
-            .create()?;
+        let probe = self.probe()?;
         let mut tpl = TopicPartitionList::new();
         for (topic, p) in assignment {
             tpl.add_partition(topic, *p);
@@ -841,29 +834,23 @@ impl Driver<'_> {
             key.map(<[u8]>::to_vec),
             value.map(<[u8]>::to_vec),
         ));
-        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
-        for (stage, p) in keys {
-            if !self.topology.stages[stage]
-                .globals
-                .iter()
-                .any(|g| g == topic)
-            {
-                continue;
-            }
-            let mut ctx = Ctx::default();
-            if let Some(slot) = self.slots.get_mut(&(stage, p)) {
-                slot.task.global(topic, key, value, &mut ctx);
-            }
-            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
-                self.begin()?;
-            }
-            self.route(stage, p, ctx)?;
-        }
-        Ok(())
+        self.each_global_reader(topic, |task, ctx| task.global(topic, key, value, ctx))
     }
 
     fn global_progress(&mut self, topic: &str, watermark: EventTime) -> Result<(), KafkaError> {
         self.global_progress.insert(topic.to_owned(), watermark);
+        self.each_global_reader(topic, |task, ctx| {
+            task.global_progress(topic, watermark, ctx)
+        })
+    }
+
+    /// Runs `f` on every task of the stages that read `topic` as a global table, routing what
+    /// it emits.
+    fn each_global_reader(
+        &mut self,
+        topic: &str,
+        mut f: impl FnMut(&mut dyn task::Task, &mut Ctx),
+    ) -> Result<(), KafkaError> {
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         for (stage, p) in keys {
             if !self.topology.stages[stage]
@@ -875,7 +862,7 @@ impl Driver<'_> {
             }
             let mut ctx = Ctx::default();
             if let Some(slot) = self.slots.get_mut(&(stage, p)) {
-                slot.task.global_progress(topic, watermark, &mut ctx);
+                f(slot.task.as_mut(), &mut ctx);
             }
             if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
                 self.begin()?;
@@ -1045,6 +1032,17 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Since when the driver's position in `key` has been `position`.
+    fn unmoved_since(&mut self, key: &(String, i32), position: i64, now: Instant) -> Instant {
+        match self.progress.get(key) {
+            Some((p, at)) if *p == position => *at,
+            _ => {
+                self.progress.insert(key.clone(), (position, now));
+                now
+            }
+        }
+    }
+
     /// Records of `key` (an input partition) not processed yet that will come: its lag, and
     /// zero when the lag is only records that are never delivered (the fetcher is past the
     /// end and nothing came for [`UNDELIVERABLE_AFTER`]: aborted transactions, markers).
@@ -1053,13 +1051,7 @@ impl Driver<'_> {
         let table_end = self.table_ends.get(key).copied();
         let end_offset = end.map(|e| e.end).max(table_end)?;
         let now = Instant::now();
-        let since = match self.progress.get(key) {
-            Some((p, at)) if *p == position => *at,
-            _ => {
-                self.progress.insert(key.clone(), (position, now));
-                now
-            }
-        };
+        let since = self.unmoved_since(key, position, now);
         let lag = (end_offset - position).max(0);
         let at_end = end.is_some_and(|e| e.fetched >= e.end);
         if lag > 1 && at_end && now.duration_since(since) >= UNDELIVERABLE_AFTER {
