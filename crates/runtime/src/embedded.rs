@@ -63,6 +63,8 @@ pub struct EmbeddedConfig {
     pub partitions: i32,
     /// Partitions of output topics (to report the partition a record would land on).
     pub output_partitions: i32,
+    /// Output topics with another partition count (the segment-models topic has one).
+    pub topic_partitions: BTreeMap<String, i32>,
     /// Watermark rules (replays: `advance_when_idle` off).
     pub watermark: WatermarkConfig,
     /// Dead-letter topic.
@@ -352,7 +354,10 @@ impl Embedded {
                 let partition = e
                     .key
                     .as_deref()
-                    .map(|k| partition_for(k, self.config.output_partitions))
+                    .map(|k| {
+                        let n = self.config.topic_partitions.get(&e.topic);
+                        partition_for(k, n.copied().unwrap_or(self.config.output_partitions))
+                    })
                     .unwrap_or(0);
                 let headers = if e.progress {
                     let source = format!("{}/{task_partition}", self.topology.stages[stage].name);

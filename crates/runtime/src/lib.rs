@@ -7,12 +7,15 @@
 //! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
 //! - [`deadletter`]: the dead-letter record and its headers.
 //! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
+//! - [`held`]: records held by event time until the watermark passes them (event-time order
+//!   inside a task), with their changelog entries.
 //! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
 
 pub mod asof;
 pub mod deadletter;
 pub mod dedup;
 pub mod embedded;
+pub mod held;
 pub mod http;
 pub mod join;
 pub mod kafka;

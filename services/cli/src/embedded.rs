@@ -118,25 +118,13 @@ impl<'a> Outputs<'a> {
     /// this run's).
     fn new(cfg: &'a FitstreamConfig, codec: Codec, out: &'a Path) -> anyhow::Result<Outputs<'a>> {
         std::fs::create_dir_all(out)?;
-        let routing_plants: Vec<String> = Vec::new();
-        let mut known: Vec<String> = cfg
-            .topics
-            .specs(&routing_plants)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        if let Ok(entries) = std::fs::read_dir(out) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(topic) = name.strip_suffix(".jsonl")
-                    && cfg.topics.plant_of(topic).is_some()
-                {
-                    known.push(topic.to_owned());
-                }
+        for e in std::fs::read_dir(out)?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(topic) = name.strip_suffix(".jsonl")
+                && (cfg.topics.kind_of(topic).is_some() || topic == cfg.topics.dead_letter)
+            {
+                std::fs::remove_file(e.path())?;
             }
-        }
-        for topic in &known {
-            let _ = std::fs::remove_file(out.join(format!("{topic}.jsonl")));
         }
         Ok(Outputs {
             cfg,
@@ -149,11 +137,7 @@ impl<'a> Outputs<'a> {
 
     fn write(&mut self, produced: Vec<Produced>, summary: &mut Summary) -> anyhow::Result<()> {
         let (cfg, codec) = (self.cfg, &self.codec);
-        for mut p in produced {
-            if cfg.topics.kind_of(&p.topic) == Some(fitstream_contracts::SchemaKind::SegmentModel) {
-                // The models topic has one partition (one key; every reader ordered).
-                p.partition = 0;
-            }
+        for p in produced {
             if p.topic == cfg.topics.dead_letter {
                 let reason = p
                     .headers
@@ -225,6 +209,13 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
     EmbeddedConfig {
         partitions: cfg.topics.partitions,
         output_partitions: cfg.topics.partitions,
+        topic_partitions: cfg
+            .topics
+            .specs(&[])
+            .into_iter()
+            .filter(|s| s.partitions != cfg.topics.partitions)
+            .map(|s| (s.name, s.partitions))
+            .collect(),
         watermark: WatermarkConfig {
             advance_when_idle: false,
             max_future_skew_ms: i64::MAX / 4,

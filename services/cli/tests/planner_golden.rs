@@ -62,6 +62,7 @@ impl Scenario {
             EmbeddedConfig {
                 partitions: 1,
                 output_partitions: 1,
+                topic_partitions: Default::default(),
                 watermark: WatermarkConfig {
                     advance_when_idle: false,
                     ..WatermarkConfig::default()

@@ -69,6 +69,7 @@ use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, EventTime, ProfileFeatures, SegmentAssignment, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
+use fitstream_runtime::held::{Held, time_key, time_of_key};
 use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::task::{
     Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
@@ -252,8 +253,6 @@ struct Meta {
     /// non-decreasing event time, so a reader of one partition knows the table is complete up
     /// to just before its latest record (the planner's as-of join relies on it).
     assigned_until: i64,
-    /// Arrival number of the next held record.
-    next_seq: u64,
     /// The segmenter's progress: every model with a cutoff up to it is known (kept here, not
     /// only on the models topic, where its marker is compacted away in time).
     progress: EventTime,
@@ -265,7 +264,6 @@ impl Default for Meta {
             flushed_interval: i64::MIN,
             reassigned_version: 0,
             assigned_until: i64::MIN,
-            next_seq: 0,
             progress: EventTime::MIN,
         }
     }
@@ -286,30 +284,15 @@ impl Input {
     }
 }
 
-/// Changelog key prefix of a record held until the watermark passes it (JSON: the event
-/// types' serde form needs a self-describing format).
+/// Changelog key prefix of a record held until the watermark passes it.
 pub const HELD_PREFIX: &[u8] = b"\0held/";
 /// Changelog key prefix of a profile waiting for its placement.
 pub const PLACE_PREFIX: &[u8] = b"\0place/";
 /// Changelog key prefix of the features a customer was last placed with.
 pub const BASE_PREFIX: &[u8] = b"\0base/";
 
-/// An event time as 8 bytes that sort like it (big-endian, sign bit flipped).
-fn time_bytes(t: EventTime) -> [u8; 8] {
-    ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn time_of(bytes: &[u8]) -> Option<EventTime> {
-    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(EventTime((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
-}
-
-fn held_key((t, seq): (EventTime, u64)) -> Vec<u8> {
-    [HELD_PREFIX, &time_bytes(t), &seq.to_be_bytes()].concat()
-}
-
 fn place_key((t, customer): &(EventTime, Box<str>)) -> Vec<u8> {
-    [PLACE_PREFIX, &time_bytes(*t), customer.as_bytes()].concat()
+    [PLACE_PREFIX, &time_key(*t), customer.as_bytes()].concat()
 }
 
 fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
@@ -330,8 +313,7 @@ pub struct ProfileTask {
     pending: Option<Input>,
     /// Records admitted and not applied yet, by (event time, arrival): applied in that order
     /// when the watermark passes them.
-    held: BTreeMap<(EventTime, u64), Input>,
-    held_dirty: BTreeSet<(EventTime, u64)>,
+    held: Held<Input>,
     /// Profiles emitted and not placed yet, by (last event time, customer), with their
     /// features: placed in that order once the segmenter's progress passes them.
     queue: BTreeMap<(EventTime, Box<str>), ProfileFeatures>,
@@ -354,8 +336,7 @@ impl ProfileTask {
             meta: Meta::default(),
             meta_changed: false,
             pending: None,
-            held: BTreeMap::new(),
-            held_dirty: BTreeSet::new(),
+            held: Held::new(HELD_PREFIX),
             queue: BTreeMap::new(),
             queue_dirty: BTreeSet::new(),
             queued: HashMap::new(),
@@ -633,11 +614,7 @@ impl Task for ProfileTask {
             Input::Click(_) => &self.app.counters.clicks,
             Input::Purchase(_) => &self.app.counters.purchases,
         });
-        let key = (t, self.meta.next_seq);
-        self.meta.next_seq += 1;
-        self.meta_changed = true;
-        self.held.insert(key, input);
-        self.held_dirty.insert(key);
+        self.held.hold(t, input);
         Ok(())
     }
 
@@ -647,20 +624,14 @@ impl Task for ProfileTask {
         let end = watermark == EventTime::MAX;
         // Held records in event-time order; entering a new interval flushes the previous
         // ones first, so a flush holds exactly the records before its interval's start.
-        while let Some((&(t, _), _)) = self.held.first_key_value() {
-            if !(end || t < watermark) {
-                break;
-            }
+        while let Some((t, input)) = self.held.pop_before(watermark) {
             let interval = t.0.div_euclid(every);
             if interval > self.meta.flushed_interval {
                 self.flush(ctx);
                 self.meta.flushed_interval = interval;
                 self.meta_changed = true;
             }
-            if let Some((key, input)) = self.held.pop_first() {
-                self.held_dirty.insert(key);
-                self.apply_record(input);
-            }
+            self.apply_record(input);
         }
         let interval = if end {
             i64::MAX
@@ -690,13 +661,7 @@ impl Task for ProfileTask {
             }
         }
         ctx.changelog.extend(self.dedup.checkpoint());
-        for key in std::mem::take(&mut self.held_dirty) {
-            match self.held.get(&key).map(serde_json::to_vec) {
-                Some(Ok(bytes)) => ctx.put_state(&held_key(key), bytes),
-                Some(Err(e)) => tracing::error!("cannot serialize a held record: {e}"),
-                None => ctx.changelog.push((held_key(key), None)),
-            }
-        }
+        self.held.checkpoint(&mut ctx.changelog);
         for key in std::mem::take(&mut self.queue_dirty) {
             match self.queue.get(&key).map(bincode::serialize) {
                 Some(Ok(bytes)) => ctx.put_state(&place_key(&key), bytes),
@@ -730,27 +695,11 @@ impl Task for ProfileTask {
         if DedupLog::owns(key) {
             return self.dedup.restore(key, value);
         }
-        if let Some(rest) = key.strip_prefix(HELD_PREFIX) {
-            let t = time_of(rest).ok_or("malformed held key")?;
-            let seq: [u8; 8] = rest
-                .get(8..)
-                .and_then(|b| b.try_into().ok())
-                .ok_or("malformed held key")?;
-            let k = (t, u64::from_be_bytes(seq));
-            match value {
-                Some(v) => {
-                    let input: Input =
-                        serde_json::from_slice(v).map_err(|e| format!("held record: {e}"))?;
-                    self.held.insert(k, input);
-                }
-                None => {
-                    self.held.remove(&k);
-                }
-            }
-            return Ok(());
+        if self.held.owns(key) {
+            return self.held.restore(key, value);
         }
         if let Some(rest) = key.strip_prefix(PLACE_PREFIX) {
-            let t = time_of(rest).ok_or("malformed placement key")?;
+            let t = time_of_key(rest).ok_or("malformed placement key")?;
             let id: Box<str> = std::str::from_utf8(&rest[8..])
                 .map_err(|e| format!("placement key: {e}"))?
                 .into();

@@ -345,6 +345,7 @@ pub fn run_simulation(
         EmbeddedConfig {
             partitions: options.partitions,
             output_partitions: options.partitions,
+            topic_partitions: Default::default(),
             watermark: WatermarkConfig {
                 advance_when_idle: false,
                 ..WatermarkConfig::default()

@@ -80,6 +80,7 @@ fn script() -> Vec<Step> {
         EmbeddedConfig {
             partitions: 1,
             output_partitions: 1,
+            topic_partitions: Default::default(),
             watermark: watermark_config(),
             dead_letter_topic: topics.dead_letter.clone(),
             service: "profiler".into(),

@@ -68,7 +68,7 @@
 //! uninterrupted run's sample (a bottom-k sample never takes back a customer it dropped), so a
 //! restored task publishes what the uninterrupted one does (tested).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -76,6 +76,7 @@ use std::time::Instant;
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, CustomerProfile, EventTime, ProfileFeatures, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
+use fitstream_runtime::held::Held;
 use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::partition::partition_for;
 use fitstream_runtime::task::{
@@ -96,7 +97,7 @@ pub const META_KEY: &[u8] = b"\0meta";
 /// Changelog key of the model in use.
 pub const MODEL_STATE_KEY: &[u8] = b"\0model";
 /// Changelog key prefix of a profile held until the watermark passes it.
-pub const HELD_PREFIX: &[u8] = b"\0held";
+pub const HELD_PREFIX: &[u8] = b"\0held/";
 /// Key of the fitting task's progress markers on the segment-models topic.
 pub const PROGRESS_KEY: &[u8] = b"__fitstream.progress";
 
@@ -388,8 +389,6 @@ struct FitMeta {
     max_received: EventTime,
     /// The sample changed since the last fit.
     unfitted: bool,
-    /// Arrival number of the next held profile.
-    next_seq: u64,
     /// The latest progress step reported (`i64::MIN`: none; `i64::MAX`: the end of time).
     progress_sent: i64,
 }
@@ -401,32 +400,12 @@ impl Default for FitMeta {
             max_seen: EventTime::MIN,
             max_received: EventTime::MIN,
             unfitted: false,
-            next_seq: 0,
             progress_sent: i64::MIN,
         }
     }
 }
 
 type SampleItem = (ProfileFeatures, Vec<String>);
-
-/// The changelog key of a held profile: [`HELD_PREFIX`], then its event time and arrival
-/// number, big-endian (the event time with its sign bit flipped, so keys sort by time).
-fn held_key((t, seq): (EventTime, u64)) -> Vec<u8> {
-    let mut key = HELD_PREFIX.to_vec();
-    key.extend_from_slice(&((t.0 as u64) ^ (1 << 63)).to_be_bytes());
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn parse_held_key(key: &[u8]) -> Option<(EventTime, u64)> {
-    let rest = key.strip_prefix(HELD_PREFIX)?;
-    let t: [u8; 8] = rest.get(..8)?.try_into().ok()?;
-    let seq: [u8; 8] = rest.get(8..)?.try_into().ok()?;
-    Some((
-        EventTime((u64::from_be_bytes(t) ^ (1 << 63)) as i64),
-        u64::from_be_bytes(seq),
-    ))
-}
 
 /// The first multiple of `every` at or after `t`.
 fn boundary_at_or_after(t: i64, every: i64) -> i64 {
@@ -452,9 +431,7 @@ pub struct FitTask {
     evicted: BTreeSet<String>,
     /// Profiles received and not applied yet, by (event time, arrival number): applied in
     /// that order when the watermark passes them.
-    held: BTreeMap<(EventTime, u64), SampledProfile>,
-    /// Held profiles added or applied since the last checkpoint.
-    held_dirty: BTreeSet<(EventTime, u64)>,
+    held: Held<SampledProfile>,
     /// Whether this task's partition is the one [`SAMPLE_KEY`] goes to: it alone fits, and
     /// it alone reports progress.
     fitter: bool,
@@ -474,8 +451,7 @@ impl FitTask {
             model_changed: false,
             changed: BTreeSet::new(),
             evicted: BTreeSet::new(),
-            held: BTreeMap::new(),
-            held_dirty: BTreeSet::new(),
+            held: Held::new(HELD_PREFIX),
             fitter,
             pending: None,
         }
@@ -659,12 +635,9 @@ impl Task for FitTask {
             return Ok(());
         };
         bump(&self.app.counters.profiles);
-        let key = (row.event_time, self.meta.next_seq);
-        self.meta.next_seq += 1;
         self.meta.max_received = self.meta.max_received.max(row.event_time);
         self.meta_changed = true;
-        self.held.insert(key, row);
-        self.held_dirty.insert(key);
+        self.held.hold(row.event_time, row);
         Ok(())
     }
 
@@ -672,7 +645,7 @@ impl Task for FitTask {
         let every = self.app.config.refit_every_ms.max(1);
         let end = watermark == EventTime::MAX;
         loop {
-            let next_row = self.held.first_key_value().map(|(k, _)| k.0.0);
+            let next_row = self.held.first_time().map(|t| t.0);
             if self.meta.boundary != i64::MIN {
                 // Boundaries come before the profiles at or after them; at the end of time,
                 // only those the profiles reach (the last fit follows below).
@@ -696,14 +669,9 @@ impl Task for FitTask {
                     continue;
                 }
             }
-            match next_row {
-                Some(t) if end || t < watermark.0 => {
-                    if let Some((key, row)) = self.held.pop_first() {
-                        self.held_dirty.insert(key);
-                        self.apply(row);
-                    }
-                }
-                _ => break,
+            match self.held.pop_before(watermark) {
+                Some((_, row)) => self.apply(row),
+                None => break,
             }
         }
         if end && self.meta.unfitted {
@@ -727,13 +695,7 @@ impl Task for FitTask {
                 }
             }
         }
-        for key in std::mem::take(&mut self.held_dirty) {
-            match self.held.get(&key).map(bincode::serialize) {
-                Some(Ok(bytes)) => ctx.put_state(&held_key(key), bytes),
-                Some(Err(e)) => tracing::error!("cannot serialize a held profile: {e}"),
-                None => ctx.changelog.push((held_key(key), None)),
-            }
-        }
+        self.held.checkpoint(&mut ctx.changelog);
         if std::mem::take(&mut self.meta_changed)
             && let Ok(bytes) = bincode::serialize(&self.meta)
         {
@@ -762,18 +724,8 @@ impl Task for FitTask {
             };
             return Ok(());
         }
-        if let Some(held) = parse_held_key(key) {
-            match value {
-                Some(v) => {
-                    let row: SampledProfile =
-                        bincode::deserialize(v).map_err(|e| format!("held profile: {e}"))?;
-                    self.held.insert(held, row);
-                }
-                None => {
-                    self.held.remove(&held);
-                }
-            }
-            return Ok(());
+        if self.held.owns(key) {
+            return self.held.restore(key, value);
         }
         let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
         match value {
@@ -828,6 +780,7 @@ mod tests {
             EmbeddedConfig {
                 partitions: app.partitions,
                 output_partitions: app.partitions,
+                topic_partitions: Default::default(),
                 watermark: WatermarkConfig {
                     advance_when_idle: false,
                     ..WatermarkConfig::default()

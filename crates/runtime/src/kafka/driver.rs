@@ -550,9 +550,8 @@ impl Driver<'_> {
         if !self.config.bounded || self.slots.is_empty() || !self.ends_taken {
             return false;
         }
-        let stats: HashMap<(String, i32), PartitionEnd> = match ends.lock() {
-            Ok(e) => e.clone(),
-            Err(_) => HashMap::new(),
+        let Ok(stats) = ends.lock() else {
+            return false;
         };
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         let mut all = true;
@@ -600,9 +599,7 @@ impl Driver<'_> {
         if end - position > 1 || self.paused.contains(key) {
             return false;
         }
-        let now = Instant::now();
-        let since = self.unmoved_since(key, position, now);
-        stats.is_some_and(|s| s.fetched >= end) && now.duration_since(since) >= UNDELIVERABLE_AFTER
+        self.undeliverable(key, position, end, stats)
     }
 
     /// A consumer of the group's offsets and the partitions' ends, outside the group.
@@ -1032,15 +1029,25 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Since when the driver's position in `key` has been `position`.
-    fn unmoved_since(&mut self, key: &(String, i32), position: i64, now: Instant) -> Instant {
-        match self.progress.get(key) {
+    /// Whether the records of `key` from `position` to `end` will never be delivered: the
+    /// fetcher is past `end` and the driver's position has not moved for
+    /// [`UNDELIVERABLE_AFTER`] (aborted transactions, commit markers).
+    fn undeliverable(
+        &mut self,
+        key: &(String, i32),
+        position: i64,
+        end: i64,
+        stats: Option<PartitionEnd>,
+    ) -> bool {
+        let now = Instant::now();
+        let since = match self.progress.get(key) {
             Some((p, at)) if *p == position => *at,
             _ => {
                 self.progress.insert(key.clone(), (position, now));
                 now
             }
-        }
+        };
+        stats.is_some_and(|s| s.fetched >= end) && now.duration_since(since) >= UNDELIVERABLE_AFTER
     }
 
     /// Records of `key` (an input partition) not processed yet that will come: its lag, and
@@ -1050,11 +1057,10 @@ impl Driver<'_> {
         let position = *self.positions.get(key).or_else(|| self.starts.get(key))?;
         let table_end = self.table_ends.get(key).copied();
         let end_offset = end.map(|e| e.end).max(table_end)?;
-        let now = Instant::now();
-        let since = self.unmoved_since(key, position, now);
         let lag = (end_offset - position).max(0);
-        let at_end = end.is_some_and(|e| e.fetched >= e.end);
-        if lag > 1 && at_end && now.duration_since(since) >= UNDELIVERABLE_AFTER {
+        let stats_end = end.map_or(end_offset, |e| e.end);
+        let undeliverable = self.undeliverable(key, position, stats_end, end);
+        if lag > 1 && undeliverable {
             return Some(0);
         }
         Some(lag)
@@ -1131,21 +1137,15 @@ impl Driver<'_> {
             });
             for input in &inputs {
                 let key = (input.clone(), p);
-                let p = &p;
                 let paused = self.paused.contains(&key);
                 if behind && !paused {
-                    pause.add_partition(input, *p);
+                    pause.add_partition(input, p);
                     self.paused.insert(key);
                 } else if !behind && paused {
                     if let Some(offset) = self.rewind.remove(&key) {
-                        consumer.seek(
-                            input,
-                            *p,
-                            Offset::Offset(offset),
-                            Duration::from_secs(10),
-                        )?;
+                        consumer.seek(input, p, Offset::Offset(offset), Duration::from_secs(10))?;
                     }
-                    resume.add_partition(input, *p);
+                    resume.add_partition(input, p);
                     self.paused.remove(&key);
                 }
             }

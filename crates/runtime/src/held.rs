@@ -1,0 +1,189 @@
+//! Records held by event time until the watermark passes them, with their changelog entries.
+//!
+//! A task whose outputs must not depend on how its watermark stepped, nor on how its input
+//! partitions interleaved, holds what it receives and applies it in (event time, arrival)
+//! order once the watermark is past it (the profiler with its input records, the segmenter
+//! with its profiles). [`Held`] is that buffer:
+//! - [`Held::hold`] adds an item; [`Held::pop_before`] takes the earliest one the watermark
+//!   has passed.
+//! - [`Held::checkpoint`] writes the items added or taken since the previous checkpoint to
+//!   the task's changelog (a tombstone for those taken), under the buffer's key prefix, then
+//!   the event time as 8 bytes that sort like it ([`time_key`]) and the arrival number.
+//!   [`Held::restore`] reads them back; the arrival numbering resumes after the highest one.
+//! - Items are JSON in the changelog: self-describing, so event types whose serde form needs
+//!   it (untagged or optional fields) read back, and floats round-trip exactly.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fitstream_contracts::EventTime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An event time as 8 bytes whose byte order is its order (big-endian, sign bit flipped).
+pub fn time_key(t: EventTime) -> [u8; 8] {
+    ((t.0 as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// The event time of the first 8 bytes written by [`time_key`].
+pub fn time_of_key(bytes: &[u8]) -> Option<EventTime> {
+    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(EventTime((u64::from_be_bytes(b) ^ (1 << 63)) as i64))
+}
+
+/// Items held by (event time, arrival number) until the watermark passes them.
+#[derive(Debug)]
+pub struct Held<T> {
+    prefix: &'static [u8],
+    items: BTreeMap<(EventTime, u64), T>,
+    next: u64,
+    dirty: BTreeSet<(EventTime, u64)>,
+}
+
+impl<T: Serialize + DeserializeOwned> Held<T> {
+    /// An empty buffer whose changelog keys start with `prefix`.
+    pub fn new(prefix: &'static [u8]) -> Held<T> {
+        Held {
+            prefix,
+            items: BTreeMap::new(),
+            next: 0,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Holds `item` of event time `t`, after every item held before at the same time.
+    pub fn hold(&mut self, t: EventTime, item: T) {
+        let key = (t, self.next);
+        self.next += 1;
+        self.items.insert(key, item);
+        self.dirty.insert(key);
+    }
+
+    /// The event time of the earliest item.
+    pub fn first_time(&self) -> Option<EventTime> {
+        self.items.first_key_value().map(|((t, _), _)| *t)
+    }
+
+    /// Takes the earliest item if the watermark has passed it (its time is before
+    /// `watermark`, or the watermark is the end of time).
+    pub fn pop_before(&mut self, watermark: EventTime) -> Option<(EventTime, T)> {
+        let t = self.first_time()?;
+        if t >= watermark && watermark != EventTime::MAX {
+            return None;
+        }
+        let (key, item) = self.items.pop_first()?;
+        self.dirty.insert(key);
+        Some((t, item))
+    }
+
+    /// Items held.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Changelog entries of the items held or taken since the last checkpoint.
+    pub fn checkpoint(&mut self, changelog: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) {
+        for key in std::mem::take(&mut self.dirty) {
+            let value = match self.items.get(&key).map(serde_json::to_vec) {
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(e)) => {
+                    tracing::error!("cannot serialize a held item: {e}");
+                    continue;
+                }
+                None => None,
+            };
+            changelog.push((self.key(key), value));
+        }
+    }
+
+    /// Whether a changelog key is one of this buffer's.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        key.starts_with(self.prefix)
+    }
+
+    /// One changelog entry of this buffer, during a restore.
+    pub fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let rest = key.strip_prefix(self.prefix).ok_or("not a held item")?;
+        let t = time_of_key(rest).ok_or("malformed held key")?;
+        let seq: [u8; 8] = rest
+            .get(8..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or("malformed held key")?;
+        let k = (t, u64::from_be_bytes(seq));
+        self.next = self.next.max(k.1 + 1);
+        match value {
+            Some(v) => {
+                let item = serde_json::from_slice(v).map_err(|e| format!("held item: {e}"))?;
+                self.items.insert(k, item);
+            }
+            None => {
+                self.items.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&self, (t, seq): (EventTime, u64)) -> Vec<u8> {
+        [self.prefix, &time_key(t), &seq.to_be_bytes()].concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_like_times() {
+        let times = [i64::MIN, -5, -1, 0, 1, 1_767_571_200_000, i64::MAX];
+        for w in times.windows(2) {
+            assert!(time_key(EventTime(w[0])) < time_key(EventTime(w[1])));
+        }
+        for t in times {
+            assert_eq!(time_of_key(&time_key(EventTime(t))), Some(EventTime(t)));
+        }
+    }
+
+    #[test]
+    fn items_come_out_in_time_then_arrival_order_once_passed() {
+        let mut h: Held<u8> = Held::new(b"\0h/");
+        h.hold(EventTime(20), b'b');
+        h.hold(EventTime(10), b'a');
+        h.hold(EventTime(20), b'c');
+        assert_eq!(h.pop_before(EventTime(10)), None, "not passed yet");
+        assert_eq!(h.pop_before(EventTime(11)), Some((EventTime(10), b'a')));
+        assert_eq!(h.pop_before(EventTime(20)), None);
+        assert_eq!(h.pop_before(EventTime::MAX), Some((EventTime(20), b'b')));
+        assert_eq!(h.pop_before(EventTime::MAX), Some((EventTime(20), b'c')));
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn a_restore_gives_the_held_items_and_continues_the_arrival_order() {
+        let mut h: Held<String> = Held::new(b"\0h/");
+        let mut changelog = Vec::new();
+        h.hold(EventTime(5), "x".into());
+        h.hold(EventTime(5), "y".into());
+        h.hold(EventTime(1), "gone".into());
+        h.checkpoint(&mut changelog);
+        assert!(h.pop_before(EventTime(2)).is_some());
+        h.checkpoint(&mut changelog);
+        assert_eq!(changelog.len(), 4, "three puts, then a tombstone");
+
+        let mut r: Held<String> = Held::new(b"\0h/");
+        for (k, v) in &changelog {
+            assert!(r.owns(k));
+            r.restore(k, v.as_deref()).expect("restores");
+        }
+        assert!(!r.owns(b"\0other"));
+        assert_eq!(r.len(), 2);
+        r.hold(EventTime(5), "z".into());
+        let order: Vec<String> = std::iter::from_fn(|| r.pop_before(EventTime::MAX))
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(order, ["x", "y", "z"]);
+    }
+}
