@@ -1,0 +1,448 @@
+//! Stage `carts` (partitioned by customer): deduplication, the as-of join with segment
+//! assignments, and the cart -> purchase interval join.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use fitstream_contracts::EventTime;
+use fitstream_contracts::records::*;
+use fitstream_runtime::asof::{AsOf, AsOfJoin};
+use fitstream_runtime::dedup::Deduplicator;
+use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
+use fitstream_runtime::window::Window;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BuildKey, DemandEvent, Output, PlannerConfig, PlannerCounters, Rejected, Segment,
+    SegmentVersion,
+};
+use crate::routing::Routing;
+
+fn unassigned() -> Segment {
+    (None, "unassigned".to_owned())
+}
+
+/// What the join keeps of an add-to-cart (no prices: state stays small and bincode-safe).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Cart {
+    segment: Segment,
+    event_id: String,
+    customer_id: String,
+    session_id: String,
+    product_id: String,
+    sku: String,
+    category: Option<String>,
+    key: BuildKey,
+}
+
+/// A purchase line as the stage keeps it while the order waits for the segment table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Line {
+    key: BuildKey,
+    sku: String,
+    units: i64,
+}
+
+/// An admitted cart or purchase waiting for the buyer's segment (the as-of join).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Held {
+    Cart(Box<Cart>),
+    Order { order_id: String, lines: Vec<Line> },
+}
+
+/// The `carts` stage of one customer partition.
+#[derive(Serialize, Deserialize)]
+pub struct CartStage {
+    #[serde(skip)]
+    config: PlannerConfig,
+    #[serde(skip)]
+    routing: Arc<Routing>,
+    #[serde(skip)]
+    counters: Arc<PlannerCounters>,
+    join: IntervalJoin<(String, String), Cart, ()>,
+    /// Carts and purchases joined as of their event time with the segment assignments
+    /// (customer -> segment versions; the versions are changelogged key by key).
+    segments: AsOfJoin<String, Held, SegmentVersion>,
+    /// The latest assignment time seen (the table's watermark is 1 ms before it).
+    table_max: EventTime,
+    /// Changelogged entry by entry (24 h of ids is too large for a snapshot per commit).
+    #[serde(skip)]
+    clicks_seen: Deduplicator,
+    #[serde(skip)]
+    orders_seen: Deduplicator,
+    watermark: EventTime,
+}
+
+impl CartStage {
+    /// Empty state.
+    pub fn new(
+        config: PlannerConfig,
+        routing: Arc<Routing>,
+        counters: Arc<PlannerCounters>,
+    ) -> CartStage {
+        let join_window = JoinWindow {
+            before_ms: 0,
+            after_ms: config.cart_window_ms,
+            grace_ms: config.cart_grace_ms,
+        };
+        CartStage {
+            join: IntervalJoin::new(JoinKind::Left, join_window),
+            segments: AsOfJoin::new(config.segment_grace_ms, config.segment_retention_ms),
+            table_max: EventTime::MIN,
+            clicks_seen: Deduplicator::new(config.dedup_retention_ms),
+            orders_seen: Deduplicator::new(config.dedup_retention_ms),
+            watermark: EventTime::MIN,
+            config,
+            routing,
+            counters,
+        }
+    }
+
+    /// Puts back state from a snapshot, keeping this stage's configuration.
+    pub fn restore_from(&mut self, snapshot: CartStage) {
+        self.join = snapshot.join;
+        self.watermark = snapshot.watermark;
+        self.table_max = snapshot.table_max;
+        // Versions are changelogged key by key: keep those restored so far.
+        let mut segments = snapshot.segments;
+        for (k, v) in self.segments.take_changed_all() {
+            segments.restore_versions(k, v);
+        }
+        self.segments = segments;
+    }
+
+    /// What this stage may still emit demand for: the earliest cart or purchase waiting for
+    /// its segment, else `watermark`.
+    pub fn output_watermark(&self, watermark: EventTime) -> EventTime {
+        self.segments
+            .earliest_waiting()
+            .map_or(watermark, |t| t.min(watermark))
+    }
+
+    /// Segment versions changed since the last call (customer, versions; none = forget).
+    pub fn take_segment_changes(&mut self) -> Vec<(String, Vec<(EventTime, SegmentVersion)>)> {
+        self.segments.take_changed()
+    }
+
+    /// Puts back one customer's segment versions from the changelog.
+    pub fn restore_segments(
+        &mut self,
+        customer: String,
+        versions: Vec<(EventTime, SegmentVersion)>,
+    ) {
+        self.segments.restore_versions(customer, versions);
+    }
+
+    /// The deduplication memories (clicks, orders), for their entry-by-entry changelog.
+    pub fn dedup_mut(&mut self) -> (&mut Deduplicator, &mut Deduplicator) {
+        (&mut self.clicks_seen, &mut self.orders_seen)
+    }
+
+    /// Join entries held.
+    pub fn len(&self) -> usize {
+        let (l, r) = self.join.len();
+        let (waiting, versions) = self.segments.len();
+        l + r + waiting + versions + self.clicks_seen.len() + self.orders_seen.len()
+    }
+
+    /// Whether no state is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key(
+        &self,
+        sku: &str,
+        product_id: &str,
+        category: Option<&str>,
+        options: &Options,
+        state: RequestState,
+    ) -> BuildKey {
+        let (plant, routed) = self.routing.route(sku, category);
+        if !routed {
+            self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+        }
+        BuildKey {
+            plant: plant.to_owned(),
+            sku: sku.to_owned(),
+            product_id: product_id.to_owned(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            state,
+        }
+    }
+
+    fn build_window_closed(&self, t: EventTime) -> Option<Window> {
+        let w = self.config.build_window.windows(t).first().copied()?;
+        w.is_closed(self.watermark, self.config.build_grace_ms)
+            .then_some(w)
+    }
+
+    /// A click event. Only add-to-cart events matter.
+    pub fn click(
+        &mut self,
+        event: ClickEvent,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejected> {
+        if event.event_type != ClickEventType::AddToCart {
+            return Ok(());
+        }
+        let (Some(sku), Some(product)) = (event.sku.clone(), event.product_id.clone()) else {
+            return Ok(()); // validated on decode: cart events carry both
+        };
+        if !self
+            .clicks_seen
+            .first_time(&event.event_id, event.event_time)
+        {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected::Duplicate);
+        }
+        let t = event.event_time;
+        let key = self.key(
+            &sku,
+            &product,
+            event.category.as_deref(),
+            &event.options,
+            RequestState::Forecast,
+        );
+        // Closed on arrival: refused now, while the input can still be dead-lettered.
+        if self.join.is_closed_left(t, self.watermark) {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected::Late(format!(
+                "add-to-cart at {t} is closed at watermark {} (window {} min + grace {} min)",
+                self.watermark,
+                self.config.cart_window_ms / 60_000,
+                self.config.cart_grace_ms / 60_000
+            )));
+        }
+        let cart = Cart {
+            segment: unassigned(),
+            event_id: event.event_id.clone(),
+            customer_id: event.customer_id.clone(),
+            session_id: event.session_id.clone(),
+            product_id: product,
+            sku,
+            category: event.category,
+            key,
+        };
+        let mut joined = Vec::new();
+        self.segments.stream(
+            event.customer_id,
+            t,
+            Held::Cart(Box::new(cart)),
+            &mut joined,
+        );
+        self.joined(joined, demand, out);
+        Ok(())
+    }
+
+    /// A purchase.
+    pub fn purchase(
+        &mut self,
+        order: PurchaseEvent,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Rejected> {
+        let t = order.event_time;
+        if let Some(w) = self.build_window_closed(t) {
+            self.counters.late.fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected::Late(format!(
+                "purchase at {t} belongs to build window [{}, {}) closed at watermark {}",
+                w.start, w.end, self.watermark
+            )));
+        }
+        if !self.orders_seen.first_time(&order.order_id, t) {
+            self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected::Duplicate);
+        }
+        let lines = order
+            .lines
+            .iter()
+            .map(|line| Line {
+                key: self.key(
+                    &line.sku,
+                    &line.product_id,
+                    line.category.as_deref(),
+                    &line.options,
+                    RequestState::Released,
+                ),
+                sku: line.sku.clone(),
+                units: i64::from(line.quantity),
+            })
+            .collect();
+        let held = Held::Order {
+            order_id: order.order_id,
+            lines,
+        };
+        let mut joined = Vec::new();
+        self.segments
+            .stream(order.customer_id, t, held, &mut joined);
+        self.joined(joined, demand, out);
+        Ok(())
+    }
+
+    /// A segment assignment: a version of the customer's segment from its event time on.
+    /// Assignments of one partition come in event-time order (the profiler stamps them so),
+    /// so the table is complete up to 1 ms before the latest one.
+    pub fn assignment(
+        &mut self,
+        a: SegmentAssignment,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        self.table_max = self.table_max.max(a.event_time);
+        self.segments.table(
+            a.customer_id,
+            a.event_time,
+            ((Some(a.segment_id), a.segment_label), a.model_version),
+        );
+        let mut joined = Vec::new();
+        self.segments
+            .table_advance(self.table_max.minus(1), &mut joined);
+        self.joined(joined, demand, out);
+    }
+
+    /// Carts and purchases that have their segment go on: into the cart join, and downstream.
+    fn joined(
+        &mut self,
+        joined: Vec<AsOf<String, Held, SegmentVersion>>,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        let mut events = Vec::new();
+        for j in joined {
+            let (segment, model_version) = match j.version {
+                Some((segment, version)) => (segment, Some(version)),
+                None => (unassigned(), None),
+            };
+            let t = j.t;
+            match j.record {
+                Held::Cart(cart) => {
+                    let mut cart = *cart;
+                    cart.segment = segment.clone();
+                    demand.push(DemandEvent::Cart {
+                        cart_id: cart.event_id.clone(),
+                        t,
+                        key: cart.key.clone(),
+                        segment,
+                        model_version,
+                        category: cart.category.clone(),
+                    });
+                    let key = (j.key, cart.sku.clone());
+                    if let Err(late) = self.join.left(key, t, cart, self.watermark, &mut events) {
+                        // Not possible while the segment grace is within the join's: counted.
+                        tracing::warn!(t = %late.event_time, "cart closed while it waited for its segment");
+                        self.counters.late.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Held::Order { order_id, lines } => {
+                    for line in lines {
+                        demand.push(DemandEvent::Released {
+                            order_id: order_id.clone(),
+                            t,
+                            key: line.key,
+                            units: line.units,
+                            segment: segment.clone(),
+                            model_version,
+                        });
+                        // A right record the join finds closed has no cart left to convert.
+                        let _ = self.join.right(
+                            (j.key.clone(), line.sku),
+                            t,
+                            (),
+                            self.watermark,
+                            &mut events,
+                        );
+                    }
+                }
+            }
+        }
+        self.handle(events, demand, out);
+    }
+
+    fn handle(
+        &mut self,
+        events: Vec<JoinEvent<(String, String), Cart, ()>>,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        let close = self.config.cart_window_ms + self.config.cart_grace_ms;
+        for e in events {
+            match e {
+                JoinEvent::Matched {
+                    left: (t, cart),
+                    right: (purchase_t, ()),
+                    ..
+                } => {
+                    demand.push(DemandEvent::Converted {
+                        cart_id: cart.event_id.clone(),
+                        t,
+                        key: cart.key,
+                        purchase_t,
+                    });
+                }
+                JoinEvent::Closed {
+                    left: (t, cart), ..
+                } => {
+                    self.counters.conversions.fetch_add(1, Ordering::Relaxed);
+                    demand.push(DemandEvent::Outcome {
+                        closed_at: t.plus(close),
+                        segment: cart.segment.1,
+                        category: cart.category.unwrap_or_default(),
+                        converted: true,
+                    });
+                }
+                JoinEvent::Unmatched {
+                    left: (t, cart), ..
+                } => {
+                    self.counters.abandonments.fetch_add(1, Ordering::Relaxed);
+                    let seg = cart.segment.clone();
+                    let e = cart;
+                    demand.push(DemandEvent::Outcome {
+                        closed_at: t.plus(close),
+                        segment: seg.1.clone(),
+                        category: e.category.clone().unwrap_or_default(),
+                        converted: false,
+                    });
+                    out.push(Output::Abandonment(CartAbandonment {
+                        customer_id: e.customer_id,
+                        session_id: e.session_id,
+                        product_id: e.product_id,
+                        sku: e.sku,
+                        category: e.category,
+                        segment_id: seg.0,
+                        segment_label: seg.1,
+                        carted_at: t,
+                        window_closed_at: t.plus(self.config.cart_window_ms),
+                        source_event_id: e.event_id,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// The watermark moved: closes carts.
+    pub fn advance(
+        &mut self,
+        watermark: EventTime,
+        demand: &mut Vec<DemandEvent>,
+        out: &mut Vec<Output>,
+    ) {
+        if watermark <= self.watermark {
+            return;
+        }
+        // Those that waited a grace for their segment go on first, at the old watermark.
+        let mut joined = Vec::new();
+        self.segments.stream_advance(watermark, &mut joined);
+        self.joined(joined, demand, out);
+        self.watermark = watermark;
+        let mut events = Vec::new();
+        self.join.advance(watermark, &mut events);
+        self.handle(events, demand, out);
+        self.clicks_seen.expire(watermark);
+        self.orders_seen.expire(watermark);
+    }
+}
