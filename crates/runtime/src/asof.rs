@@ -7,15 +7,18 @@
 //! whichever comes first, and then joins with what is there. A left join emits `None` when no
 //! version is found; records are emitted in event-time order of release.
 //!
-//! State for a changelog: the waiting records and the table watermark serialise with the
-//! join (small: bounded by the grace); the versions, which grow with the keys, are kept out
-//! of it and written key by key ([`AsOfJoin::take_changed`], [`AsOfJoin::restore_versions`]).
+//! State: two stores ([`AsOfJoin::stores`]). The versions, which grow with the keys, are
+//! written key by key when they change; the waiting records and the watermarks (small:
+//! bounded by the grace) are a snapshot.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 
 use fitstream_contracts::EventTime;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::state::{Changes, Snapshot, StateError, Store, StoreKey, decode};
 
 /// A joined stream record: key, event time, the record, and the table version valid then.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,22 +34,64 @@ pub struct AsOf<K, S, V> {
 }
 
 /// An as-of join of a stream (`S`) with a versioned table (`V`), both keyed by `K`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Serialize + Eq + Hash, S: Serialize",
-    deserialize = "K: Deserialize<'de> + Eq + Hash, S: Deserialize<'de>"
-))]
+#[derive(Debug)]
 pub struct AsOfJoin<K, S, V> {
     grace_ms: i64,
     retention_ms: i64,
-    #[serde(skip)]
-    versions: HashMap<K, BTreeMap<EventTime, V>>,
-    #[serde(skip)]
+    versions: Versions<K, V>,
+    waiting: Snapshot<Waiting<K, S>>,
+}
+
+/// The table's versions per key, with the keys changed since the last checkpoint.
+#[derive(Debug)]
+struct Versions<K, V> {
+    map: HashMap<K, BTreeMap<EventTime, V>>,
     changed: HashSet<K>,
+}
+
+/// Stream records waiting for the table, and both watermarks.
+#[derive(Debug, Serialize, Deserialize)]
+struct Waiting<K, S> {
     table_watermark: EventTime,
     stream_watermark: EventTime,
     pending: BTreeMap<(EventTime, u64), (K, S)>,
     seq: u64,
+}
+
+impl<K: StoreKey + Hash, V: Serialize + DeserializeOwned> Store for Versions<K, V> {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        let mut keys: Vec<K> = self.changed.drain().collect();
+        keys.sort_unstable();
+        for k in keys {
+            match self.map.get(&k) {
+                Some(versions) => out.put(&k.to_bytes(), versions)?,
+                None => out.delete(&k.to_bytes()),
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let k = K::from_bytes(key)?;
+        match value {
+            Some(v) => self.map.insert(k, decode(v)?),
+            None => self.map.remove(&k),
+        };
+        Ok(())
+    }
+}
+
+impl<K, S, V> AsOfJoin<K, S, V>
+where
+    K: StoreKey + Hash + Serialize + DeserializeOwned,
+    S: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// Its stores: the versions (written key by key) and the waiting records with the
+    /// watermarks (a snapshot).
+    pub fn stores(&mut self) -> (&mut dyn Store, &mut dyn Store) {
+        (&mut self.versions, &mut self.waiting)
+    }
 }
 
 impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
@@ -57,12 +102,16 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
         AsOfJoin {
             grace_ms,
             retention_ms,
-            versions: HashMap::new(),
-            changed: HashSet::new(),
-            table_watermark: EventTime::MIN,
-            stream_watermark: EventTime::MIN,
-            pending: BTreeMap::new(),
-            seq: 0,
+            versions: Versions {
+                map: HashMap::new(),
+                changed: HashSet::new(),
+            },
+            waiting: Snapshot::new(Waiting {
+                table_watermark: EventTime::MIN,
+                stream_watermark: EventTime::MIN,
+                pending: BTreeMap::new(),
+                seq: 0,
+            }),
         }
     }
 
@@ -72,60 +121,29 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
     /// still valid after it.
     pub fn table(&mut self, key: K, t: EventTime, value: V) {
         let horizon = self
+            .waiting
             .table_watermark
             .max(t)
-            .min(self.stream_watermark)
+            .min(self.waiting.stream_watermark)
             .minus(self.retention_ms);
-        let versions = self.versions.entry(key.clone()).or_default();
+        let versions = self.versions.map.entry(key.clone()).or_default();
         versions.insert(t, value);
         let keep_from = versions.range(..=horizon).next_back().map(|(t, _)| *t);
         if let Some(k) = keep_from {
             *versions = versions.split_off(&k);
         }
-        self.changed.insert(key);
-    }
-
-    /// Keys whose versions changed since the last call, with their versions now.
-    pub fn take_changed(&mut self) -> Vec<(K, Vec<(EventTime, V)>)> {
-        let keys: Vec<K> = self.changed.drain().collect();
-        keys.into_iter()
-            .map(|k| {
-                let v = self
-                    .versions
-                    .get(&k)
-                    .map(|m| m.iter().map(|(t, v)| (*t, v.clone())).collect())
-                    .unwrap_or_default();
-                (k, v)
-            })
-            .collect()
-    }
-
-    /// Every key's versions, taken out (a restore merging two halves of the state).
-    pub fn take_changed_all(&mut self) -> Vec<(K, Vec<(EventTime, V)>)> {
-        self.changed.clear();
-        std::mem::take(&mut self.versions)
-            .into_iter()
-            .map(|(k, m)| (k, m.into_iter().collect()))
-            .collect()
-    }
-
-    /// Puts back a key's versions from the changelog.
-    pub fn restore_versions(&mut self, key: K, versions: Vec<(EventTime, V)>) {
-        if versions.is_empty() {
-            self.versions.remove(&key);
-        } else {
-            self.versions.insert(key, versions.into_iter().collect());
-        }
+        self.versions.changed.insert(key);
     }
 
     /// The table's watermark.
     pub fn table_watermark(&self) -> EventTime {
-        self.table_watermark
+        self.waiting.table_watermark
     }
 
     /// The version of `key` valid at `t`.
     pub fn lookup(&self, key: &K, t: EventTime) -> Option<&V> {
         self.versions
+            .map
             .get(key)?
             .range(..=t)
             .next_back()
@@ -134,16 +152,16 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
 
     /// The table's watermark moved: releases the waiting records it now covers.
     pub fn table_advance(&mut self, watermark: EventTime, out: &mut Vec<AsOf<K, S, V>>) {
-        if watermark <= self.table_watermark {
+        if watermark <= self.waiting.table_watermark {
             return;
         }
-        self.table_watermark = watermark;
+        self.waiting.table_watermark = watermark;
         self.release(|t| t <= watermark, out);
     }
 
     /// A stream record: joined now when the table has caught up with `t`, else it waits.
     pub fn stream(&mut self, key: K, t: EventTime, record: S, out: &mut Vec<AsOf<K, S, V>>) {
-        if t <= self.table_watermark {
+        if t <= self.waiting.table_watermark {
             let version = self.lookup(&key, t).cloned();
             out.push(AsOf {
                 key,
@@ -152,26 +170,30 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
                 version,
             });
         } else {
-            self.seq += 1;
-            self.pending.insert((t, self.seq), (key, record));
+            let waiting = &mut *self.waiting;
+            waiting.seq += 1;
+            waiting.pending.insert((t, waiting.seq), (key, record));
         }
     }
 
     /// The stream's watermark moved: records waiting longer than the grace join with what is
     /// there.
     pub fn stream_advance(&mut self, watermark: EventTime, out: &mut Vec<AsOf<K, S, V>>) {
-        self.stream_watermark = self.stream_watermark.max(watermark);
+        if watermark > self.waiting.stream_watermark {
+            self.waiting.stream_watermark = watermark;
+        }
         let grace = self.grace_ms;
         self.release(|t| watermark >= t.plus(grace), out);
     }
 
     fn release(&mut self, ready: impl Fn(EventTime) -> bool, out: &mut Vec<AsOf<K, S, V>>) {
-        while let Some(entry) = self.pending.first_entry() {
-            let (t, _) = *entry.key();
+        while let Some((&(t, _), _)) = self.waiting.pending.first_key_value() {
             if !ready(t) {
                 break;
             }
-            let (key, record) = entry.remove();
+            let Some((_, (key, record))) = self.waiting.pending.pop_first() else {
+                break;
+            };
             let version = self.lookup(&key, t).cloned();
             out.push(AsOf {
                 key,
@@ -182,16 +204,21 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
         }
     }
 
+    /// Bytes of the last snapshot of the waiting records written or restored.
+    pub fn snapshot_bytes(&self) -> usize {
+        self.waiting.bytes()
+    }
+
     /// The event time of the earliest waiting stream record.
     pub fn earliest_waiting(&self) -> Option<EventTime> {
-        self.pending.first_key_value().map(|((t, _), _)| *t)
+        self.waiting.pending.first_key_value().map(|((t, _), _)| *t)
     }
 
     /// Waiting stream records and table versions held.
     pub fn len(&self) -> (usize, usize) {
         (
-            self.pending.len(),
-            self.versions.values().map(BTreeMap::len).sum(),
+            self.waiting.pending.len(),
+            self.versions.map.values().map(BTreeMap::len).sum(),
         )
     }
 
@@ -204,8 +231,10 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::checkpoint_store;
 
     type J = AsOfJoin<&'static str, &'static str, i32>;
+    type Stored = AsOfJoin<String, String, i32>;
 
     #[test]
     fn the_version_valid_at_t_is_the_latest_at_or_before_t() {
@@ -293,25 +322,50 @@ mod tests {
             "v1 is gone; v2 is still valid at the horizon 4000"
         );
         assert_eq!(j.lookup(&"c", EventTime(4_500)), Some(&2));
-        let changed = j.take_changed();
-        assert_eq!(
-            changed,
-            vec![(
-                "c",
-                vec![
-                    (EventTime(200), 2),
-                    (EventTime(5_000), 3),
-                    (EventTime(5_001), 4)
-                ]
-            )]
+    }
+
+    #[test]
+    fn versions_and_waiting_records_restore_from_their_stores() {
+        let mut j: Stored = AsOfJoin::new(60_000, 1_000);
+        let mut out = Vec::new();
+        j.table("c".into(), EventTime(100), 1);
+        j.table("c".into(), EventTime(200), 2);
+        j.table_advance(EventTime(300), &mut out);
+        j.stream("c".into(), EventTime(400), "waits".into(), &mut out);
+        let (versions, waiting) = j.stores();
+        let mut log = checkpoint_store("v", versions).expect("checkpoints");
+        log.extend(checkpoint_store("w", waiting).expect("checkpoints"));
+        let (versions, _) = j.stores();
+        assert!(
+            checkpoint_store("v", versions)
+                .expect("checkpoints")
+                .is_empty(),
+            "nothing changed since"
         );
-        assert!(j.take_changed().is_empty());
-        let mut restored: J = AsOfJoin::new(0, 1_000);
-        for (k, v) in changed {
-            restored.restore_versions(k, v);
+
+        let mut r: Stored = AsOfJoin::new(60_000, 1_000);
+        for (k, v) in &log {
+            let (versions, waiting) = r.stores();
+            let (store, key): (&mut dyn Store, &[u8]) = match k.strip_prefix(b"v/") {
+                Some(key) => (versions, key),
+                None => (waiting, k.strip_prefix(b"w/").expect("prefix")),
+            };
+            store.restore(key, v.as_deref()).expect("restores");
         }
-        assert_eq!(restored.lookup(&"c", EventTime(4_500)), Some(&2));
-        assert_eq!(restored.lookup(&"c", EventTime(5_000)), Some(&3));
-        assert_eq!(restored.lookup(&"c", EventTime(6_000)), Some(&4));
+        let (versions, waiting) = r.stores();
+        versions.restored();
+        waiting.restored();
+        assert_eq!(r.lookup(&"c".to_owned(), EventTime(150)), Some(&1));
+        assert_eq!(r.table_watermark(), EventTime(300));
+        r.table_advance(EventTime(400), &mut out);
+        assert_eq!(
+            out,
+            vec![AsOf {
+                key: "c".to_owned(),
+                t: EventTime(400),
+                record: "waits".to_owned(),
+                version: Some(2)
+            }]
+        );
     }
 }

@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 
 use fitstream_contracts::EventTime;
 
-use crate::deadletter::{DeadLetter, Reason};
+use crate::deadletter::DeadLetter;
+use crate::host::{TaskHost, account, count_dead_letter, targets};
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
-use crate::task::{Ctx, Record, Task, Topology, WatermarkSource};
-use crate::watermark::{WatermarkConfig, Watermarks};
+use crate::state::StateError;
+use crate::task::{Ctx, EmitKind, Record, Task, Topology, WatermarkSource};
+use crate::watermark::WatermarkConfig;
 
 /// A record the topology produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,18 +75,11 @@ pub struct EmbeddedConfig {
     pub service: String,
 }
 
-struct TaskSlot {
-    task: Box<dyn crate::task::Task>,
-    watermarks: Watermarks<String>,
-    current: EventTime,
-    marker_sent: EventTime,
-}
-
 /// A topology running in memory.
 pub struct Embedded {
     topology: Topology,
     config: EmbeddedConfig,
-    slots: BTreeMap<(usize, i32), TaskSlot>,
+    slots: BTreeMap<(usize, i32), TaskHost>,
     offsets: BTreeMap<(String, i32), i64>,
     out: Vec<Produced>,
 }
@@ -93,37 +88,10 @@ impl Embedded {
     /// Creates every task of every stage.
     pub fn new(topology: Topology, config: EmbeddedConfig) -> Embedded {
         let mut slots = BTreeMap::new();
-        for (i, stage) in topology.stages.iter().enumerate() {
+        for stage in 0..topology.stages.len() {
             for p in 0..config.partitions {
-                let rules = match &stage.watermark {
-                    WatermarkSource::EventTime => config.watermark.clone(),
-                    WatermarkSource::Markers { .. } => config.watermark.clone().without_idleness(),
-                };
-                let mut watermarks = Watermarks::new(rules);
-                match &stage.watermark {
-                    WatermarkSource::EventTime => {
-                        for t in &stage.inputs {
-                            watermarks.assign(format!("{t}/{p}"), 0);
-                        }
-                    }
-                    WatermarkSource::Markers { upstream_tasks } => {
-                        let upstream = topology
-                            .stages
-                            .iter()
-                            .find(|s| s.repartitions.iter().any(|r| stage.inputs.contains(r)));
-                        let name = upstream.map(|s| s.name.as_str()).unwrap_or("?");
-                        for u in 0..*upstream_tasks {
-                            watermarks.assign(format!("{name}/{u}"), 0);
-                        }
-                    }
-                }
-                let slot = TaskSlot {
-                    task: (stage.factory)(p),
-                    watermarks,
-                    current: EventTime::MIN,
-                    marker_sent: EventTime::MIN,
-                };
-                slots.insert((i, p), slot);
+                let host = TaskHost::new(&topology, stage, p, config.watermark.clone(), 0);
+                slots.insert((stage, p), host);
             }
         }
         Embedded {
@@ -165,7 +133,6 @@ impl Embedded {
                 if let Some(slot) = self.slots.get_mut(&(stage, p)) {
                     f(slot.task.as_mut(), &mut ctx);
                 }
-                self.account(&ctx);
                 self.route(stage, p, ctx);
             }
         }
@@ -176,11 +143,12 @@ impl Embedded {
         std::mem::take(&mut self.out)
     }
 
-    /// The end of the input: every watermark moves to the end of time.
-    pub fn finish(&mut self) {
+    /// The end of the input: every watermark moves to the end of time; then every task
+    /// checkpoints, as a Kafka commit would (a store that cannot write its state fails the
+    /// run here, as it would abort the transaction there).
+    pub fn finish(&mut self) -> Result<(), StateError> {
         for stage in 0..self.topology.stages.len() {
-            let parts: Vec<i32> = (0..self.config.partitions).collect();
-            for p in parts {
+            for p in 0..self.config.partitions {
                 if let Some(slot) = self.slots.get_mut(&(stage, p))
                     && self.topology.stages[stage].watermark == WatermarkSource::EventTime
                 {
@@ -189,13 +157,10 @@ impl Embedded {
                 self.tick(stage, p);
             }
         }
-        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
-        for k in keys {
-            let mut ctx = Ctx::default();
-            if let Some(slot) = self.slots.get_mut(&k) {
-                slot.task.checkpoint(&mut ctx);
-            }
+        for slot in self.slots.values_mut() {
+            slot.checkpoint()?;
         }
+        Ok(())
     }
 
     /// State entries and bytes over every task.
@@ -229,52 +194,16 @@ impl Embedded {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
-        let mut ctx = Ctx::default();
-        let by_event_time = self.topology.stages[stage].watermark == WatermarkSource::EventTime;
-        let result = crate::task::deliver(
-            slot.task.as_mut(),
-            &mut slot.watermarks,
-            by_event_time,
-            &record,
-            slot.current,
-            0,
-            &mut ctx,
-        );
-        if let Err(r) = result {
-            let dl = r.dead_letter(&record, &self.config.service, 0);
+        let (ctx, dead) = slot.deliver(&record, &self.config.service, 0);
+        if let Some(dl) = dead {
             self.dead_letter(dl);
         }
-        self.account(&ctx);
         self.route(stage, partition, ctx);
         self.tick(stage, partition);
     }
 
-    fn account(&self, ctx: &Ctx) {
-        if ctx.late > 0 {
-            METRICS
-                .late_records
-                .with_label_values(&[&self.config.service])
-                .inc_by(ctx.late);
-        }
-        if ctx.duplicates > 0 {
-            METRICS
-                .duplicates
-                .with_label_values(&[&self.config.service])
-                .inc_by(ctx.duplicates);
-        }
-    }
-
     fn dead_letter(&mut self, dl: DeadLetter) {
-        METRICS
-            .dead_letters
-            .with_label_values(&[dl.reason.as_str()])
-            .inc();
-        if dl.reason == Reason::Late {
-            METRICS
-                .late_records
-                .with_label_values(&[&self.config.service])
-                .inc();
-        }
+        count_dead_letter(&dl, &self.config.service);
         let headers = dl
             .headers()
             .into_iter()
@@ -299,82 +228,62 @@ impl Embedded {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
-        let wm = slot.watermarks.current(0);
-        if wm > slot.current {
-            slot.current = wm;
-            METRICS
-                .watermark_seconds
-                .with_label_values(&[&self.topology.stages[stage].name])
-                .set(wm.0 as f64 / 1000.0);
-            let mut ctx = Ctx::default();
-            slot.task.advance(wm, &mut ctx);
-            self.account(&ctx);
+        if let Some(ctx) = slot.tick(0) {
             self.route(stage, partition, ctx);
+        }
+        if self.topology.stages[stage].repartitions.is_empty() {
+            return;
         }
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
-        let output = slot.task.output_watermark(slot.current);
-        if output > slot.marker_sent && !self.topology.stages[stage].repartitions.is_empty() {
-            slot.marker_sent = output;
-            let source = format!("{}/{partition}", self.topology.stages[stage].name);
-            let current = output;
-            let targets = self.topology.stages[stage].repartitions.clone();
-            for topic in targets {
-                if let Some(down) = self.topology.stage_of(&topic) {
-                    for q in 0..self.config.partitions {
-                        if let Some(d) = self.slots.get_mut(&(down, q)) {
-                            d.watermarks.observe(source.clone(), current, 0);
-                        }
-                        self.tick(down, q);
+        let Some(watermark) = slot.marker_due() else {
+            return;
+        };
+        let source = slot.source();
+        let targets = self.topology.stages[stage].repartitions.clone();
+        for topic in targets {
+            if let Some(down) = self.topology.stage_of(&topic) {
+                for q in 0..self.config.partitions {
+                    if let Some(d) = self.slots.get_mut(&(down, q)) {
+                        d.marker(source.clone(), Some(watermark), 0);
                     }
+                    self.tick(down, q);
                 }
             }
         }
     }
 
     fn route(&mut self, stage: usize, task_partition: i32, ctx: Ctx) {
+        account(&ctx, &self.config.service);
         for e in ctx.emits {
             if self.topology.is_repartition(&e.topic) {
                 let value = e.value.clone().unwrap_or_default();
-                if e.broadcast {
-                    for q in 0..self.config.partitions {
-                        self.deliver(&e.topic, q, e.key.as_deref(), Some(&value));
-                    }
-                } else {
-                    let q = e
-                        .key
-                        .as_deref()
-                        .map(|k| partition_for(k, self.config.partitions))
-                        .unwrap_or(0);
+                for q in targets(&e, self.config.partitions) {
                     self.deliver(&e.topic, q, e.key.as_deref(), Some(&value));
                 }
+                continue;
+            }
+            METRICS.records_out.with_label_values(&[&e.topic]).inc();
+            let n = self.config.topic_partitions.get(&e.topic);
+            let partitions = n.copied().unwrap_or(self.config.output_partitions);
+            let headers: Vec<(String, String)> = if e.kind == EmitKind::Progress {
+                let source = format!("{}/{task_partition}", self.topology.stages[stage].name);
+                crate::task::marker_headers(&source, e.event_time)
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+                    .collect()
             } else {
-                METRICS.records_out.with_label_values(&[&e.topic]).inc();
-                let partition = e
-                    .key
-                    .as_deref()
-                    .map(|k| {
-                        let n = self.config.topic_partitions.get(&e.topic);
-                        partition_for(k, n.copied().unwrap_or(self.config.output_partitions))
-                    })
-                    .unwrap_or(0);
-                let headers = if e.progress {
-                    let source = format!("{}/{task_partition}", self.topology.stages[stage].name);
-                    crate::task::marker_headers(&source, e.event_time)
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                Vec::new()
+            };
+            for partition in targets(&e, partitions) {
                 self.out.push(Produced {
-                    topic: e.topic,
+                    topic: e.topic.clone(),
                     partition,
-                    key: e.key,
-                    value: e.value,
+                    key: e.key.clone(),
+                    value: e.value.clone(),
                     timestamp: e.event_time.0,
-                    headers,
+                    headers: headers.clone(),
                 });
             }
         }

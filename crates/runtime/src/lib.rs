@@ -7,21 +7,23 @@
 //! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
 //! - [`deadletter`]: the dead-letter record and its headers.
 //! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
-//! - [`held`]: records held by event time until the watermark passes them (event-time order
-//!   inside a task), with their changelog entries.
+//! - [`host`]: one task with its watermarks, markers and state, as both drivers run it.
+//! - [`state`]: the stores a task declares (values, maps, held records, deduplication,
+//!   snapshots), their versioned changelog encoding, checkpoint and restore.
 //! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
 
 pub mod asof;
 pub mod deadletter;
 pub mod dedup;
 pub mod embedded;
-pub mod held;
+pub mod host;
 pub mod http;
 pub mod join;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod shutdown;
+pub mod state;
 pub mod task;
 pub mod watermark;
 pub mod window;

@@ -3,8 +3,8 @@
 //! A [`Task`] is the processing of one partition number of a [`Stage`]'s co-partitioned input
 //! topics. It takes records (first [`Task::admit`], which decodes and validates without
 //! changing state, so that the driver can apply the event-time rules; then
-//! [`Task::process`]), watermarks ([`Task::advance`]) and checkpoints ([`Task::checkpoint`],
-//! where it writes its changed state to its changelog). It knows nothing of rdkafka and never
+//! [`Task::process`]) and watermarks ([`Task::advance`]); its state lives in stores it
+//! declares ([`Task::stores`]), which the runtime checkpoints and restores. It knows nothing of rdkafka and never
 //! reads a clock: the same tasks run on the Kafka driver and on the embedded driver.
 //!
 //! A stage may write to a repartition topic that another stage of the same topology reads
@@ -70,6 +70,19 @@ pub enum Admitted {
     Table(EventTime),
 }
 
+/// Where an emitted record goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmitKind {
+    /// To the partition its key chooses.
+    Record,
+    /// A copy to every partition of the topic (to every downstream task).
+    Broadcast,
+    /// A progress marker on an output topic: no value, no record timestamp (a watermark may
+    /// be the end of time, which brokers refuse), and the marker headers with `event_time` as
+    /// the watermark (see [`Ctx::emit_progress`]).
+    Progress,
+}
+
 /// A record a task emits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Emit {
@@ -81,12 +94,8 @@ pub struct Emit {
     pub value: Option<Vec<u8>>,
     /// Event time of the output (the record timestamp).
     pub event_time: EventTime,
-    /// When set, every partition of the topic gets a copy (broadcast to downstream tasks).
-    pub broadcast: bool,
-    /// When set, the record is a progress marker on an output topic: no value, no record
-    /// timestamp (a watermark may be the end of time, which brokers refuse), and the marker
-    /// headers with `event_time` as the watermark (see [`Ctx::emit_progress`]).
-    pub progress: bool,
+    /// Where it goes.
+    pub kind: EmitKind,
 }
 
 /// Where a task's work goes during one call.
@@ -94,8 +103,6 @@ pub struct Emit {
 pub struct Ctx {
     /// Output records.
     pub emits: Vec<Emit>,
-    /// Changelog records for this task's changelog partition: (key, value or tombstone).
-    pub changelog: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Records counted as late by the task but still used (e.g. for a later window).
     pub late: u64,
     /// Duplicates dropped.
@@ -116,8 +123,7 @@ impl Ctx {
             key,
             value: Some(value),
             event_time,
-            broadcast: false,
-            progress: false,
+            kind: EmitKind::Record,
         });
     }
 
@@ -132,8 +138,7 @@ impl Ctx {
             key: Some(key),
             value: None,
             event_time: watermark,
-            broadcast: false,
-            progress: true,
+            kind: EmitKind::Progress,
         });
     }
 
@@ -144,14 +149,8 @@ impl Ctx {
             key: None,
             value: Some(value),
             event_time,
-            broadcast: true,
-            progress: false,
+            kind: EmitKind::Broadcast,
         });
-    }
-
-    /// Writes a changelog entry.
-    pub fn put_state(&mut self, key: &[u8], value: Vec<u8>) {
-        self.changelog.push((key.to_vec(), Some(value)));
     }
 }
 
@@ -163,10 +162,14 @@ pub trait Task: Send {
     fn process(&mut self, watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection>;
     /// The watermark moved forward.
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx);
-    /// Before a commit: write changed state to the changelog.
-    fn checkpoint(&mut self, ctx: &mut Ctx);
-    /// During restore: one changelog entry, oldest first (later entries of a key win).
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String>;
+    /// The task's state stores by name (unique within the task, without `/`): the runtime
+    /// writes their changes to the task's changelog at every commit and restores them (see
+    /// [`crate::state`]). A task without state has none.
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn crate::state::Store)> {
+        Vec::new()
+    }
+    /// Every store has been restored: rebuild what is derived from them.
+    fn restored(&mut self) {}
     /// A record of one of the stage's global tables (every task sees every record, in order;
     /// a task created later first receives every record seen so far).
     fn global(&mut self, _topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, _ctx: &mut Ctx) {

@@ -46,10 +46,6 @@ impl Task for Copy {
         Ok(())
     }
     fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
-    fn checkpoint(&mut self, _: &mut Ctx) {}
-    fn restore(&mut self, _: &[u8], _: Option<&[u8]>) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 fn driver_config(cfg: &FitstreamConfig) -> DriverConfig {

@@ -307,7 +307,7 @@ pub fn run(
             progress(&summary);
         }
     }
-    services.segmentation.finish();
+    services.segmentation.finish()?;
     let segmented = services.segmentation.drain();
     feed_assignments(
         &mut services.planner,
@@ -315,7 +315,7 @@ pub fn run(
         &segmented,
     );
     outputs.write(segmented, &mut summary)?;
-    services.planner.finish();
+    services.planner.finish()?;
     outputs.write(services.planner.drain(), &mut summary)?;
     outputs.flush()?;
     summary.planner = services.counters.snapshot();
@@ -360,7 +360,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
             progress(&summary);
         }
     }
-    services.segmentation.finish();
+    services.segmentation.finish()?;
     let segmented = services.segmentation.drain();
     keep(&segmented);
     outputs.write(segmented, &mut summary)?;
@@ -373,7 +373,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
         outputs.write(services.plan(&r), &mut summary)?;
     }
-    services.planner.finish();
+    services.planner.finish()?;
     outputs.write(services.planner.drain(), &mut summary)?;
     outputs.flush()?;
     summary.planner = services.counters.snapshot();

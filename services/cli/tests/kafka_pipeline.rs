@@ -653,7 +653,7 @@ fn segmentation_reference(cfg: &FitstreamConfig, records: &[InputRecord]) -> Vec
             o.value.as_deref().unwrap_or_default(),
         );
     }
-    pipeline.finish();
+    pipeline.finish().expect("every store checkpoints");
     pipeline.drain()
 }
 

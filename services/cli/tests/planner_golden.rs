@@ -164,7 +164,7 @@ impl Scenario {
 
     /// The end of the input; every output record as (topic, key, value), by topic, sorted.
     fn finish(mut self) -> BTreeMap<String, Vec<Value>> {
-        self.engine.finish();
+        self.engine.finish().expect("every store checkpoints");
         let mut by_topic: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for p in self.engine.drain() {
             let mut line = to_json_line(&self.codec, &self.cfg, &p);

@@ -2,9 +2,11 @@
 //!
 //! `carts` reads the clickstream and purchases (co-partitioned by customer) and writes
 //! abandonments and demand events; `windows` reads the demand events, repartitioned by plant
-//! and SKU, and writes build orders. Each stage's state is one snapshot per task in its
-//! changelog, written at each commit when it changed (bounded by the windows: about
-//! `cart_window + grace` of carts and `build window + grace` of demand).
+//! and SKU, and writes build orders. Their state is in stores the runtime checkpoints and
+//! restores: the carts stage's open join and waiting records as snapshots (bounded by the
+//! windows: about `cart_window + grace` of carts), segment versions per customer and the
+//! deduplication ids entry by entry; the windows stage's open windows as one snapshot
+//! (`build window + grace` of demand).
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use fitstream_contracts::records::{ClickEvent, PurchaseEvent, SegmentAssignment}
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, EventTime};
 use fitstream_runtime::deadletter::Reason;
+use fitstream_runtime::state::{Store, codec};
 use fitstream_runtime::task::{
     Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
@@ -20,53 +23,6 @@ use crate::planner::{
     CartStage, DemandEvent, Output, PlannerConfig, PlannerCounters, Rejected, WindowStage,
 };
 use crate::routing::Routing;
-
-const SNAPSHOT: &[u8] = b"snapshot";
-/// Snapshots are written in chunks well under the broker's message size limit: the state
-/// of a stage grows when one input partition is read far ahead of the other (a backlog).
-const CHUNK: usize = 256 * 1024;
-
-/// Writes a snapshot as chunks `snapshot/<i>`, then `snapshot` = the chunk count.
-fn put_snapshot(ctx: &mut Ctx, bytes: &[u8]) {
-    let chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
-    for (i, c) in chunks.iter().enumerate() {
-        ctx.put_state(format!("snapshot/{i}").as_bytes(), c.to_vec());
-    }
-    ctx.put_state(SNAPSHOT, (chunks.len() as u32).to_be_bytes().to_vec());
-}
-
-/// Collects snapshot chunks during a restore; returns the whole snapshot when its count
-/// entry arrives.
-#[derive(Default)]
-struct SnapshotChunks(std::collections::BTreeMap<u32, Vec<u8>>);
-
-impl SnapshotChunks {
-    fn accept(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<Option<Vec<u8>>, String> {
-        if key == SNAPSHOT {
-            let Some(v) = value else { return Ok(None) };
-            let n = u32::from_be_bytes(
-                <[u8; 4]>::try_from(v).map_err(|_| "bad snapshot count".to_owned())?,
-            );
-            let mut whole = Vec::new();
-            for i in 0..n {
-                whole.extend_from_slice(
-                    self.0
-                        .get(&i)
-                        .ok_or_else(|| format!("snapshot chunk {i} missing"))?,
-                );
-            }
-            return Ok(Some(whole));
-        }
-        if let Some(i) = key
-            .strip_prefix(b"snapshot/")
-            .and_then(|i| std::str::from_utf8(i).ok()?.parse::<u32>().ok())
-            && let Some(v) = value
-        {
-            self.0.insert(i, v.to_vec());
-        }
-        Ok(None)
-    }
-}
 
 /// Everything the planner's tasks share.
 #[derive(Clone)]
@@ -188,9 +144,6 @@ pub struct CartTask {
     app: PlannerApp,
     stage: CartStage,
     pending: Option<CartInput>,
-    chunks: SnapshotChunks,
-    dirty: bool,
-    snapshot_bytes: usize,
 }
 
 impl CartTask {
@@ -204,18 +157,14 @@ impl CartTask {
             app,
             stage,
             pending: None,
-            chunks: SnapshotChunks::default(),
-            dirty: false,
-            snapshot_bytes: 0,
         }
     }
 
     fn emit(&self, demand: Vec<DemandEvent>, outputs: Vec<Output>, ctx: &mut Ctx) {
         let topic = self.app.repartition_topic();
         for d in demand {
-            let Ok(bytes) = bincode::serialize(&d) else {
-                continue;
-            };
+            // Plain derived fields into a growing buffer: encoding cannot fail.
+            let bytes = codec::encode(&d).expect("a demand event encodes");
             match &d {
                 DemandEvent::Outcome { closed_at, .. } => ctx.broadcast(&topic, bytes, *closed_at),
                 DemandEvent::Cart { key, t, .. }
@@ -235,11 +184,6 @@ fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
         e.to_string(),
     )
 }
-
-const CLICK_ID: &[u8] = b"dc/";
-const ORDER_ID: &[u8] = b"do/";
-/// A customer's segment versions (the as-of join's table), one changelog entry per customer.
-const SEGMENTS: &[u8] = b"sg/";
 
 impl Task for CartTask {
     fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
@@ -277,7 +221,6 @@ impl Task for CartTask {
                 Ok(())
             }
         };
-        self.dirty = true;
         self.emit(demand, outputs, ctx);
         match r {
             Ok(()) => Ok(()),
@@ -292,77 +235,15 @@ impl Task for CartTask {
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
         let (mut demand, mut outputs) = (Vec::new(), Vec::new());
         self.stage.advance(watermark, &mut demand, &mut outputs);
-        self.dirty = true;
         self.emit(demand, outputs, ctx);
     }
 
-    fn checkpoint(&mut self, ctx: &mut Ctx) {
-        if std::mem::take(&mut self.dirty)
-            && let Ok(bytes) = bincode::serialize(&self.stage)
-        {
-            self.snapshot_bytes = bytes.len();
-            put_snapshot(ctx, &bytes);
-        }
-        for (customer, versions) in self.stage.take_segment_changes() {
-            let key = [SEGMENTS, customer.as_bytes()].concat();
-            let value = if versions.is_empty() {
-                None
-            } else {
-                bincode::serialize(&versions).ok()
-            };
-            ctx.changelog.push((key, value));
-        }
-        let (clicks, orders) = self.stage.dedup_mut();
-        for (prefix, memory) in [(CLICK_ID, clicks), (ORDER_ID, orders)] {
-            for (id, t) in memory.take_changes() {
-                let key = [prefix, id.as_bytes()].concat();
-                ctx.changelog
-                    .push((key, t.map(|t| t.0.to_be_bytes().to_vec())));
-            }
-        }
-    }
-
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key.starts_with(SNAPSHOT) {
-            if let Some(whole) = self.chunks.accept(key, value)? {
-                let snapshot: CartStage =
-                    bincode::deserialize(&whole).map_err(|e| e.to_string())?;
-                self.stage.restore_from(snapshot);
-            }
-            return Ok(());
-        }
-        if let Some(customer) = key.strip_prefix(SEGMENTS) {
-            let versions = value
-                .map(bincode::deserialize)
-                .transpose()
-                .map_err(|e| format!("segment versions: {e}"))?
-                .unwrap_or_default();
-            self.stage
-                .restore_segments(String::from_utf8_lossy(customer).into_owned(), versions);
-            self.stage.take_segment_changes();
-            return Ok(());
-        }
-        let time = |v: Option<&[u8]>| -> Result<Option<EventTime>, String> {
-            v.map(|b| {
-                <[u8; 8]>::try_from(b)
-                    .map(|a| EventTime(i64::from_be_bytes(a)))
-                    .map_err(|_| "bad dedup entry".to_owned())
-            })
-            .transpose()
-        };
-        let (clicks, orders) = self.stage.dedup_mut();
-        if let Some(id) = key.strip_prefix(CLICK_ID) {
-            clicks.restore_entry(&String::from_utf8_lossy(id), time(value)?);
-            clicks.take_changes();
-        } else if let Some(id) = key.strip_prefix(ORDER_ID) {
-            orders.restore_entry(&String::from_utf8_lossy(id), time(value)?);
-            orders.take_changes();
-        }
-        Ok(())
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        self.stage.stores()
     }
 
     fn state_size(&self) -> (usize, usize) {
-        (self.stage.len(), self.snapshot_bytes)
+        (self.stage.len(), self.stage.snapshot_bytes())
     }
 
     fn output_watermark(&self, watermark: EventTime) -> EventTime {
@@ -375,9 +256,6 @@ pub struct WindowTask {
     app: PlannerApp,
     stage: WindowStage,
     pending: Option<DemandEvent>,
-    chunks: SnapshotChunks,
-    dirty: bool,
-    snapshot_bytes: usize,
 }
 
 impl WindowTask {
@@ -391,16 +269,13 @@ impl WindowTask {
             app,
             stage,
             pending: None,
-            chunks: SnapshotChunks::default(),
-            dirty: false,
-            snapshot_bytes: 0,
         }
     }
 }
 
 impl Task for WindowTask {
     fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
-        let event: DemandEvent = bincode::deserialize(record.value.unwrap_or_default())
+        let event: DemandEvent = codec::decode(record.value.unwrap_or_default())
             .map_err(|e| Rejection::new(Reason::Decode, format!("demand event: {e}")))?;
         let t = match &event {
             DemandEvent::Cart { t, .. }
@@ -414,7 +289,6 @@ impl Task for WindowTask {
 
     fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
         if let Some(event) = self.pending.take() {
-            self.dirty = true;
             let t = self.stage.watermark();
             if !self.stage.demand(event.clone()) {
                 tracing::warn!(watermark = %t, ?event, "demand event after its window closed");
@@ -427,27 +301,14 @@ impl Task for WindowTask {
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
         let mut outputs = Vec::new();
         self.stage.advance(watermark, &mut outputs);
-        self.dirty = true;
         self.app.emit_outputs(outputs, ctx);
     }
 
-    fn checkpoint(&mut self, ctx: &mut Ctx) {
-        if std::mem::take(&mut self.dirty)
-            && let Ok(bytes) = self.stage.snapshot()
-        {
-            self.snapshot_bytes = bytes.len();
-            put_snapshot(ctx, &bytes);
-        }
-    }
-
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if let Some(whole) = self.chunks.accept(key, value)? {
-            self.stage.restore_bytes(&whole)?;
-        }
-        Ok(())
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        vec![("windows", self.stage.store())]
     }
 
     fn state_size(&self) -> (usize, usize) {
-        (self.stage.len(), self.snapshot_bytes)
+        (self.stage.len(), self.stage.snapshot_bytes())
     }
 }

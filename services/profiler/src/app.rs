@@ -11,7 +11,7 @@
 //! 2. `process`: a record older than the watermark minus the deduplication retention (24 h) is
 //!    refused as `late`: its id may have been forgotten, so counting it could count a
 //!    duplicate twice. Then deduplication by event id (clicks) or order id (purchases) within
-//!    the retention ([`crate::dedup`]); a duplicate is dropped and counted. The record is then
+//!    the retention ([`DedupStore`]); a duplicate is dropped and counted. The record is then
 //!    *held* by (event time, arrival).
 //! 3. `advance`: held records the watermark has passed are applied to their customers' compact
 //!    state ([`crate::state`]) in event-time order, and the customers are flagged.
@@ -48,20 +48,20 @@
 //!   as-of join of buyers with their segment relies on it).
 //!
 //! # State and restore
-//! At each checkpoint the changelog gets, per customer changed since the previous checkpoint,
-//! key = customer id and value = bincode of its [`StoredCustomer`]; the deduplication entries
-//! ([`crate::dedup`]); the held records ([`HELD_PREFIX`]), queued profiles ([`PLACE_PREFIX`])
-//! and kept-aside features ([`BASE_PREFIX`]) added or removed since, a tombstone for those
-//! gone; and `\0meta` (last flushed interval, newest reassigning version, arrival counter) when
-//! it changed. Never a snapshot of everything: the state grows with the customers. `restore`
-//! reads them back; the driver then replays the model topic and the latest progress, where
-//! versions already applied change nothing. Restored and uninterrupted runs emit the same
-//! records (tested).
+//! The task's state is in stores the runtime checkpoints and restores
+//! ([`fitstream_runtime::state`]): `customers` (the [`ProfileStore`], one entry per customer
+//! changed since the previous checkpoint), `dedup` (the runtime's deduplication store),
+//! `held` (records waiting for the watermark), `place` (profiles waiting for their
+//! placement), `base` (features kept aside) and `meta` (last flushed interval, newest
+//! reassigning version, latest assignment time, the segmenter's progress). Never a snapshot of
+//! everything: the state grows with the customers. After a restore the driver replays the
+//! model topic and the latest progress, where versions already applied change nothing.
+//! Restored and uninterrupted runs emit the same records (tested).
 //!
 //! Delivery: exactly once comes from the driver (outputs, changelog and offsets in one
 //! transaction); this task's outputs are a function of its input and the model records.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -69,21 +69,17 @@ use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, EventTime, ProfileFeatures, SegmentAssignment, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
-use fitstream_runtime::held::{Held, time_key, time_of_key};
 use fitstream_runtime::metrics::METRICS;
+use fitstream_runtime::state::{DedupStore, Held, Keyed, Store, Value};
 use fitstream_runtime::task::{
     Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::dedup::DedupLog;
 use crate::models::{KnownModel, ModelArrival, ModelTable, Placed};
-use crate::state::StoredCustomer;
 use crate::store::ProfileStore;
 
-/// Changelog key of the task's own bookkeeping.
-pub const META_KEY: &[u8] = b"\0meta";
-/// Customer id prefixes refused because they name internal changelog entries.
+/// Customer id prefixes refused: reserved for the runtime's own keys and headers.
 pub const RESERVED_PREFIXES: [&str; 2] = ["\0", "__fitstream."];
 
 /// Settings of the profiler.
@@ -242,7 +238,7 @@ impl ProfilerApp {
     }
 }
 
-/// Bookkeeping written to the changelog under [`META_KEY`].
+/// The task's bookkeeping (the `meta` store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Meta {
     /// Emission interval of the last flush (`i64::MAX` after the end of time).
@@ -284,17 +280,6 @@ impl Input {
     }
 }
 
-/// Changelog key prefix of a record held until the watermark passes it.
-pub const HELD_PREFIX: &[u8] = b"\0held/";
-/// Changelog key prefix of a profile waiting for its placement.
-pub const PLACE_PREFIX: &[u8] = b"\0place/";
-/// Changelog key prefix of the features a customer was last placed with.
-pub const BASE_PREFIX: &[u8] = b"\0base/";
-
-fn place_key((t, customer): &(EventTime, Box<str>)) -> Vec<u8> {
-    [PLACE_PREFIX, &time_key(*t), customer.as_bytes()].concat()
-}
-
 fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
     Rejection::new(
         Reason::parse(e.reason()).unwrap_or(Reason::Decode),
@@ -306,24 +291,21 @@ fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
 pub struct ProfileTask {
     app: ProfilerApp,
     store: ProfileStore,
-    dedup: DedupLog,
+    dedup: DedupStore,
     models: ModelTable,
-    meta: Meta,
-    meta_changed: bool,
+    meta: Value<Meta>,
     pending: Option<Input>,
     /// Records admitted and not applied yet, by (event time, arrival): applied in that order
     /// when the watermark passes them.
     held: Held<Input>,
     /// Profiles emitted and not placed yet, by (last event time, customer), with their
     /// features: placed in that order once the segmenter's progress passes them.
-    queue: BTreeMap<(EventTime, Box<str>), ProfileFeatures>,
-    queue_dirty: BTreeSet<(EventTime, Box<str>)>,
-    /// Entries of each customer in `queue`.
+    queue: Keyed<(EventTime, Box<str>), ProfileFeatures>,
+    /// Entries of each customer in `queue` (derived from it).
     queued: HashMap<Box<str>, u32>,
     /// The features each customer was last placed with, for the customers whose state moved
     /// on since (None: never placed). A customer not in it was placed with its current state.
-    base: HashMap<Box<str>, Option<ProfileFeatures>>,
-    base_dirty: BTreeSet<Box<str>>,
+    base: Keyed<Box<str>, Option<ProfileFeatures>>,
 }
 
 impl ProfileTask {
@@ -331,17 +313,14 @@ impl ProfileTask {
     pub fn new(app: ProfilerApp) -> ProfileTask {
         ProfileTask {
             store: ProfileStore::new(),
-            dedup: DedupLog::new(app.config.dedup_retention_ms),
+            dedup: DedupStore::new(app.config.dedup_retention_ms),
             models: ModelTable::new(app.config.model_versions),
-            meta: Meta::default(),
-            meta_changed: false,
+            meta: Value::default(),
             pending: None,
-            held: Held::new(HELD_PREFIX),
-            queue: BTreeMap::new(),
-            queue_dirty: BTreeSet::new(),
+            held: Held::new(),
+            queue: Keyed::default(),
             queued: HashMap::new(),
-            base: HashMap::new(),
-            base_dirty: BTreeSet::new(),
+            base: Keyed::default(),
             app,
         }
     }
@@ -352,7 +331,7 @@ impl ProfileTask {
     }
 
     /// The deduplication memory of this task.
-    pub fn dedup(&self) -> &DedupLog {
+    pub fn dedup(&self) -> &DedupStore {
         &self.dedup
     }
 
@@ -386,7 +365,6 @@ impl ProfileTask {
         let event_time = event_time.max(EventTime(self.meta.assigned_until));
         if event_time.0 > self.meta.assigned_until {
             self.meta.assigned_until = event_time.0;
-            self.meta_changed = true;
         }
         let assignment = SegmentAssignment {
             customer_id: customer.to_owned(),
@@ -423,7 +401,6 @@ impl ProfileTask {
         if !self.base.contains_key(customer) {
             let placed = self.store.get(customer).map(|s| s.features());
             self.base.insert(customer.into(), placed);
-            self.base_dirty.insert(customer.into());
         }
         match input {
             Input::Click(c) => self.store.click(&c),
@@ -458,9 +435,8 @@ impl ProfileTask {
             }
             let key = (t, id);
             if self.queue.insert(key.clone(), profile.features).is_none() {
-                *self.queued.entry(key.1.clone()).or_default() += 1;
+                *self.queued.entry(key.1).or_default() += 1;
             }
-            self.queue_dirty.insert(key);
         }
     }
 
@@ -492,7 +468,6 @@ impl ProfileTask {
                 (Some(m), entry) if entry.is_none_or(|t| m.cutoff <= t) && m.cutoff <= progress => {
                     self.reassign_all(&m, ctx);
                     self.meta.reassigned_version = m.version;
-                    self.meta_changed = true;
                 }
                 (_, Some(t)) if t <= progress => self.place_first(ctx),
                 _ => break,
@@ -505,7 +480,6 @@ impl ProfileTask {
         let Some(((t, id), features)) = self.queue.pop_first() else {
             return;
         };
-        self.queue_dirty.insert((t, id.clone()));
         let left = match self.queued.get_mut(&id) {
             Some(n) => {
                 *n = n.saturating_sub(1);
@@ -523,7 +497,6 @@ impl ProfileTask {
         } else {
             self.base.remove(&id);
         }
-        self.base_dirty.insert(id.clone());
         if let Some(model) = self.model_for(t) {
             let placed = model.place(&features);
             self.apply(&id, placed, t, ctx);
@@ -629,7 +602,6 @@ impl Task for ProfileTask {
             if interval > self.meta.flushed_interval {
                 self.flush(ctx);
                 self.meta.flushed_interval = interval;
-                self.meta_changed = true;
             }
             self.apply_record(input);
         }
@@ -641,7 +613,6 @@ impl Task for ProfileTask {
         if interval > self.meta.flushed_interval {
             self.flush(ctx);
             self.meta.flushed_interval = interval;
-            self.meta_changed = true;
         }
         self.place(ctx);
         if end && !self.queue.is_empty() && !self.app.await_segmenter_at_end {
@@ -653,107 +624,21 @@ impl Task for ProfileTask {
         }
     }
 
-    fn checkpoint(&mut self, ctx: &mut Ctx) {
-        for (id, stored) in self.store.take_changed() {
-            match bincode::serialize(&stored) {
-                Ok(bytes) => ctx.put_state(id.as_bytes(), bytes),
-                Err(e) => tracing::error!("cannot serialize a customer state: {e}"),
-            }
-        }
-        ctx.changelog.extend(self.dedup.checkpoint());
-        self.held.checkpoint(&mut ctx.changelog);
-        for key in std::mem::take(&mut self.queue_dirty) {
-            match self.queue.get(&key).map(bincode::serialize) {
-                Some(Ok(bytes)) => ctx.put_state(&place_key(&key), bytes),
-                Some(Err(e)) => tracing::error!("cannot serialize a queued profile: {e}"),
-                None => ctx.changelog.push((place_key(&key), None)),
-            }
-        }
-        for id in std::mem::take(&mut self.base_dirty) {
-            let key = [BASE_PREFIX, id.as_bytes()].concat();
-            match self.base.get(&id).map(bincode::serialize) {
-                Some(Ok(bytes)) => ctx.put_state(&key, bytes),
-                Some(Err(e)) => tracing::error!("cannot serialize placed features: {e}"),
-                None => ctx.changelog.push((key, None)),
-            }
-        }
-        if std::mem::take(&mut self.meta_changed)
-            && let Ok(bytes) = bincode::serialize(&self.meta)
-        {
-            ctx.put_state(META_KEY, bytes);
-        }
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        vec![
+            ("customers", &mut self.store),
+            ("dedup", &mut self.dedup),
+            ("held", &mut self.held),
+            ("place", &mut self.queue),
+            ("base", &mut self.base),
+            ("meta", &mut self.meta),
+        ]
     }
 
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key == META_KEY {
-            self.meta = match value {
-                Some(v) => bincode::deserialize(v).map_err(|e| format!("meta: {e}"))?,
-                None => Meta::default(),
-            };
-            return Ok(());
-        }
-        if DedupLog::owns(key) {
-            return self.dedup.restore(key, value);
-        }
-        if self.held.owns(key) {
-            return self.held.restore(key, value);
-        }
-        if let Some(rest) = key.strip_prefix(PLACE_PREFIX) {
-            let t = time_of_key(rest).ok_or("malformed placement key")?;
-            let id: Box<str> = std::str::from_utf8(&rest[8..])
-                .map_err(|e| format!("placement key: {e}"))?
-                .into();
-            let k = (t, id.clone());
-            let before = self.queue.contains_key(&k);
-            match value {
-                Some(v) => {
-                    let f: ProfileFeatures =
-                        bincode::deserialize(v).map_err(|e| format!("queued profile: {e}"))?;
-                    self.queue.insert(k, f);
-                    if !before {
-                        *self.queued.entry(id).or_default() += 1;
-                    }
-                }
-                None => {
-                    if self.queue.remove(&k).is_some()
-                        && let Some(n) = self.queued.get_mut(&id)
-                    {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            self.queued.remove(&id);
-                        }
-                    }
-                }
-            }
-            return Ok(());
-        }
-        if let Some(rest) = key.strip_prefix(BASE_PREFIX) {
-            let id: Box<str> = std::str::from_utf8(rest)
-                .map_err(|e| format!("base key: {e}"))?
-                .into();
-            match value {
-                Some(v) => {
-                    let f: Option<ProfileFeatures> =
-                        bincode::deserialize(v).map_err(|e| format!("placed features: {e}"))?;
-                    self.base.insert(id, f);
-                }
-                None => {
-                    self.base.remove(&id);
-                }
-            }
-            return Ok(());
-        }
-        let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
-        match value {
-            Some(v) => {
-                let stored: StoredCustomer =
-                    bincode::deserialize(v).map_err(|e| format!("customer {customer}: {e}"))?;
-                self.store.restore(customer, stored)
-            }
-            None => {
-                self.store.remove(customer);
-                Ok(())
-            }
+    fn restored(&mut self) {
+        self.queued.clear();
+        for (_, id) in self.queue.keys() {
+            *self.queued.entry(id.clone()).or_default() += 1;
         }
     }
 
@@ -775,7 +660,6 @@ impl Task for ProfileTask {
     fn global_progress(&mut self, topic: &str, watermark: EventTime, ctx: &mut Ctx) {
         if topic == self.app.topics.segment_models && watermark > self.meta.progress {
             self.meta.progress = watermark;
-            self.meta_changed = true;
             self.place(ctx);
         }
     }
@@ -802,6 +686,7 @@ mod tests {
     use fitstream_contracts::{
         ClickEventType, CustomerProfile, ModelSegment, ProfileFeatures, PurchaseLine,
     };
+    use fitstream_runtime::state;
     use rust_decimal::Decimal;
 
     use super::*;
@@ -1149,7 +1034,8 @@ mod tests {
     ) -> (Vec<Out>, Vec<Out>) {
         let mut d = Driven::new();
         let mut emits = Vec::new();
-        let mut changelog: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut changelog: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            std::collections::BTreeMap::new();
         let mut latest_progress = None;
         for (i, (is_click, c, o)) in events.iter().enumerate() {
             let (topic, bytes) = if *is_click {
@@ -1185,15 +1071,16 @@ mod tests {
                 latest_progress = Some(p);
             }
             if restart.is_some() {
-                let mut ctx = Ctx::default();
-                d.task.checkpoint(&mut ctx);
-                changelog.extend(ctx.changelog);
+                let mut changes = Vec::new();
+                state::checkpoint(&mut d.task, &mut changes).expect("checkpoints");
+                changelog.extend(changes);
             }
             if restart == Some(i) {
                 d.task = ProfileTask::new(d.app.clone());
                 for (k, v) in &changelog {
-                    d.task.restore(k, v.as_deref()).expect("restores");
+                    state::restore(&mut d.task, k, v.as_deref()).expect("restores");
                 }
+                state::restored(&mut d.task);
                 let mut ctx = Ctx::default();
                 for (_, m) in models.iter().filter(|(at, _)| *at <= i) {
                     ctx.emits.extend(d.model(m).emits);

@@ -5,8 +5,6 @@
 //! - [`state`]: the compact per-customer state (112 bytes), its features and profile, its
 //!   changelog form.
 //! - [`store`]: every customer of a task, with the flags that drive emission and checkpoints.
-//! - [`dedup`]: deduplication by event and order id within 24 h, restorable from the
-//!   changelog.
 //! - [`models`]: the model versions for the as-of join, nearest-centroid placement.
 //! - [`app`]: [`ProfilerApp`] and its topology for the Kafka and embedded drivers.
 //! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
@@ -17,7 +15,6 @@
 //! holds outputs, changelog entries and input offsets).
 
 pub mod app;
-pub mod dedup;
 pub mod models;
 pub mod pipeline;
 pub mod state;

@@ -19,6 +19,7 @@ use fitstream_contracts::{
     Codec, CustomerProfile, EncodeError, SegmentAssignment, SegmentModel, SegmentProfile,
 };
 use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Produced};
+use fitstream_runtime::state::StateError;
 use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_segmenter::adjusted_rand_index;
 use fitstream_segmenter::app::{SegmenterApp, SegmenterConfig, SegmenterStats};
@@ -65,11 +66,12 @@ impl SegmentationPipeline {
     }
 
     /// The end of the input: every watermark moves to the end of time, profiler first.
-    pub fn finish(&mut self) {
-        self.profiler.finish();
+    pub fn finish(&mut self) -> Result<(), StateError> {
+        self.profiler.finish()?;
         self.pump();
-        self.segmenter.finish();
+        self.segmenter.finish()?;
         self.pump();
+        Ok(())
     }
 
     /// Records produced so far by both services (drained), in production order.
@@ -197,6 +199,9 @@ pub enum EvaluateError {
     /// An input record could not be encoded (a bug or a schema configuration error).
     #[error("cannot encode an input record: {0}")]
     Encode(#[from] EncodeError),
+    /// A task's state could not be written.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// No model was fitted (too few customers with events, or every fit failed).
     #[error("no segment model was fitted")]
     NoModel,
@@ -362,7 +367,7 @@ pub fn run_simulation(
         inputs += 1;
         tally.add(&codec, &topics, pipeline.drain());
     }
-    pipeline.finish();
+    pipeline.finish()?;
     tally.add(&codec, &topics, pipeline.drain());
     Ok(SimulationRun {
         truth,

@@ -501,6 +501,7 @@ pub struct StoredV1 {
 #[cfg(test)]
 mod tests {
     use fitstream_contracts::PurchaseLine;
+    use fitstream_runtime::state::codec;
 
     use super::*;
 
@@ -643,8 +644,8 @@ mod tests {
         }
         s.set_segment(Some(3));
         s.set_pending(true);
-        let bytes = bincode::serialize(&s.to_stored(&i)).expect("serializes");
-        let back: StoredCustomer = bincode::deserialize(&bytes).expect("deserializes");
+        let bytes = codec::encode(&s.to_stored(&i)).expect("serializes");
+        let back: StoredCustomer = codec::decode(&bytes).expect("deserializes");
         let mut j = CategoryInterner::default();
         let r = CustomerState::from_stored(back, &mut j).expect("valid");
         assert_eq!(r.profile("c", &j), s.profile("c", &i));

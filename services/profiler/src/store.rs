@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use fitstream_contracts::{ClickEvent, PurchaseEvent};
+use fitstream_runtime::state::{Changes, StateError, Store, StoreKey, decode};
 
 use crate::state::{CategoryInterner, CustomerState, StoredCustomer};
 
@@ -123,7 +124,7 @@ impl ProfileStore {
         ids
     }
 
-    /// Changelog entries of the customers changed since the last call (flags cleared).
+    /// Changelog forms of the customers changed since the last call (flags cleared).
     pub fn take_changed(&mut self) -> Vec<(Box<str>, StoredCustomer)> {
         let ids = std::mem::take(&mut self.changed);
         let mut out = Vec::with_capacity(ids.len());
@@ -200,6 +201,30 @@ fn table_buckets(capacity: usize) -> usize {
         (capacity + 1).next_power_of_two()
     } else {
         (capacity * 8 / 7).next_power_of_two()
+    }
+}
+
+/// The runtime's store of the customers: one entry per customer changed since the previous
+/// checkpoint, key the customer id, value its [`StoredCustomer`].
+impl Store for ProfileStore {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for (id, stored) in self.take_changed() {
+            out.put(id.as_bytes(), &stored)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let customer = Box::<str>::from_bytes(key)?;
+        match value {
+            Some(v) => {
+                ProfileStore::restore(self, &customer, decode(v)?).map_err(StateError::Decode)
+            }
+            None => {
+                self.remove(&customer);
+                Ok(())
+            }
+        }
     }
 }
 

@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 
 use fitstream_contracts::{ClickEvent, ClickEventType, EventTime};
-use fitstream_profiler::dedup::DedupLog;
 use fitstream_profiler::store::ProfileStore;
 use fitstream_runtime::partition::partition_for;
+use fitstream_runtime::state::{DedupStore, checkpoint_store};
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
 const BUDGET: usize = 256;
@@ -31,8 +31,8 @@ struct Measured {
 /// task does, with each partition's watermark at its latest event time.
 fn measure(records: &[InputRecord], partitions: i32) -> Measured {
     let mut stores: Vec<ProfileStore> = (0..partitions).map(|_| ProfileStore::new()).collect();
-    let mut dedups: Vec<DedupLog> = (0..partitions)
-        .map(|_| DedupLog::new(24 * 3_600_000))
+    let mut dedups: Vec<DedupStore> = (0..partitions)
+        .map(|_| DedupStore::new(24 * 3_600_000))
         .collect();
     let mut watermarks = vec![EventTime::MIN; partitions as usize];
     for (n, record) in records.iter().enumerate() {
@@ -59,14 +59,14 @@ fn measure(records: &[InputRecord], partitions: i32) -> Measured {
             for (s, d) in stores.iter_mut().zip(&mut dedups) {
                 s.take_changed();
                 s.take_pending();
-                d.checkpoint();
+                checkpoint_store("dedup", d).expect("checkpoints");
             }
         }
     }
     for (s, d) in stores.iter_mut().zip(&mut dedups) {
         s.take_changed();
         s.take_pending();
-        d.checkpoint();
+        checkpoint_store("dedup", d).expect("checkpoints");
     }
     let customers: usize = stores.iter().map(ProfileStore::len).sum();
     let requested: usize = stores.iter().map(ProfileStore::heap_bytes).sum();
@@ -75,8 +75,8 @@ fn measure(records: &[InputRecord], partitions: i32) -> Measured {
         customers,
         requested: requested as f64 / customers as f64,
         allocator: allocator as f64 / customers as f64,
-        dedup_ids: dedups.iter().map(DedupLog::len).sum(),
-        dedup_bytes: dedups.iter().map(DedupLog::heap_bytes).sum(),
+        dedup_ids: dedups.iter().map(DedupStore::len).sum(),
+        dedup_bytes: dedups.iter().map(DedupStore::heap_bytes).sum(),
     }
 }
 

@@ -1,27 +1,28 @@
 //! A profiler task restored from its changelog after a crash emits exactly what an
 //! uninterrupted task emits, and ends with the same changelog.
 //!
-//! The harness drives one task the way the drivers do: the runtime's [`Watermarks`] over the
-//! two input partitions, `admit` then `process` at the current watermark, `advance` when the
-//! watermark moves, a checkpoint every few records, models delivered through `global`. A crash
-//! happens some records after a checkpoint: everything since that checkpoint (outputs and
-//! changelog) is lost, as an aborted transaction is; a fresh task restores the committed
-//! changelog, receives the models seen so far again (the driver replays its global table) and
-//! the watermark it had at the checkpoint (the driver's own changelog entry), then the input
+//! The harness drives one task through the runtime's [`TaskHost`], as both drivers do: records
+//! delivered, the watermark ticked after each, a checkpoint every few records, models
+//! delivered through `global`. A crash happens some records after a checkpoint: everything
+//! since that checkpoint (outputs and changelog) is lost, as an aborted transaction is; a
+//! fresh host restores the committed changelog (the task's stores and its watermarks),
+//! receives the models seen so far again (the driver replays its global table), then the input
 //! is read again from the checkpoint. Models that arrived after the checkpoint are delivered
 //! again at the same place of the input (on Kafka they could arrive earlier or later: the
 //! global table is read asynchronously).
 
 use std::collections::BTreeMap;
 
+use fitstream_contracts::Codec;
 use fitstream_contracts::topics::TopicsConfig;
-use fitstream_contracts::{Codec, EventTime};
-use fitstream_profiler::app::{ProfileTask, ProfilerApp, ProfilerConfig};
+use fitstream_profiler::app::{ProfilerApp, ProfilerConfig};
 use fitstream_profiler::pipeline::{SegmentationPipeline, encode_input};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::embedded::EmbeddedConfig;
-use fitstream_runtime::task::{Ctx, Emit, Record, Task};
-use fitstream_runtime::watermark::{WatermarkConfig, Watermarks};
+use fitstream_runtime::host::TaskHost;
+use fitstream_runtime::state::Change;
+use fitstream_runtime::task::{Ctx, Emit, Record};
+use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_segmenter::app::{SegmenterApp, SegmenterConfig};
 use fitstream_simulator::{SimConfig, Simulator};
 
@@ -117,10 +118,9 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn commit(&mut self, ctx: Ctx) {
-        assert!(ctx.emits.is_empty(), "checkpoints emit nothing");
-        self.entries += ctx.changelog.len();
-        for (k, v) in ctx.changelog {
+    fn commit(&mut self, changes: Vec<Change>) {
+        self.entries += changes.len();
+        for (k, v) in changes {
             match v {
                 Some(v) => self.changelog.insert(k, v),
                 None => self.changelog.remove(&k),
@@ -130,42 +130,34 @@ impl Outcome {
 }
 
 struct Harness {
-    task: ProfileTask,
-    watermarks: Watermarks<String>,
-    current: EventTime,
+    host: TaskHost,
     topics: TopicsConfig,
 }
 
 impl Harness {
     fn new() -> Harness {
         let topics = topics();
-        let mut watermarks = Watermarks::new(watermark_config());
-        watermarks.assign(format!("{}/0", topics.clickstream), 0);
-        watermarks.assign(format!("{}/0", topics.purchases), 0);
         let app = ProfilerApp::new(
             "profiler",
             ProfilerConfig::default(),
             topics.clone(),
             Codec::pinned(),
         );
-        Harness {
-            task: ProfileTask::new(app),
-            watermarks,
-            current: EventTime::MIN,
-            topics,
-        }
+        let host = TaskHost::new(&app.topology(), 0, 0, watermark_config(), 0);
+        Harness { host, topics }
     }
 
     fn step(&mut self, i: usize, step: &Step, out: &mut Outcome) {
-        let mut ctx = Ctx::default();
         match step {
             Step::Model(v) => {
-                self.task.global(
+                let mut ctx = Ctx::default();
+                self.host.task.global(
                     &self.topics.segment_models,
                     Some(b"current"),
                     Some(v),
                     &mut ctx,
                 );
+                out.emits.extend(ctx.emits);
             }
             Step::Input { topic, key, value } => {
                 let record = Record {
@@ -175,41 +167,29 @@ impl Harness {
                     key: key.as_deref(),
                     value: Some(value),
                 };
-                let result = fitstream_runtime::task::deliver(
-                    &mut self.task,
-                    &mut self.watermarks,
-                    true,
-                    &record,
-                    self.current,
-                    0,
-                    &mut ctx,
-                )
-                .map_err(|r| r.reason);
-                if let Err(reason) = result {
-                    out.dead.push((i, reason));
+                let (ctx, dead) = self.host.deliver(&record, "profiler", 0);
+                if let Some(dl) = dead {
+                    out.dead.push((i, dl.reason));
                 }
-                let wm = self.watermarks.current(0);
-                if wm > self.current {
-                    self.current = wm;
-                    self.task.advance(wm, &mut ctx);
+                out.emits.extend(ctx.emits);
+                if let Some(ctx) = self.host.tick(0) {
+                    out.emits.extend(ctx.emits);
                 }
             }
         }
-        // Changelog entries are only ever written by checkpoints.
-        assert!(ctx.changelog.is_empty());
-        out.emits.extend(ctx.emits);
     }
 
-    fn checkpoint(&mut self, out: &mut Outcome) {
-        let mut ctx = Ctx::default();
-        self.task.checkpoint(&mut ctx);
-        out.commit(ctx);
+    fn checkpoint(&mut self, out: &mut Outcome) -> Vec<Change> {
+        let changes = self.host.checkpoint().expect("checkpoints");
+        out.commit(changes.clone());
+        changes
     }
 
     fn finish(&mut self, out: &mut Outcome) {
-        let mut ctx = Ctx::default();
-        self.task.advance(EventTime::MAX, &mut ctx);
-        out.emits.extend(ctx.emits);
+        self.host.watermarks.finish();
+        if let Some(ctx) = self.host.tick(0) {
+            out.emits.extend(ctx.emits);
+        }
         self.checkpoint(out);
     }
 }
@@ -238,16 +218,12 @@ fn with_crashes(steps: &[Step], every: usize, crashes: &[usize], redo: usize) ->
     while i < steps.len() {
         h.step(i, &steps[i], &mut out);
         if (i + 1) % every == 0 {
-            let mut ctx = Ctx::default();
-            h.task.checkpoint(&mut ctx);
-            log.extend(ctx.changelog.iter().cloned());
-            out.commit(ctx);
+            log.extend(h.checkpoint(&mut out));
             if crashes.contains(&(i + 1)) && !crashed.contains(&(i + 1)) {
                 crashed.push(i + 1);
                 // The zombie goes on for a while; its work is aborted.
                 let committed_emits = out.emits.len();
                 let committed_dead = out.dead.len();
-                let committed_wm = (h.watermarks.clone(), h.current);
                 let mut lost = Outcome::default();
                 for (j, s) in steps.iter().enumerate().skip(i + 1).take(redo) {
                     h.step(j, s, &mut lost);
@@ -258,12 +234,13 @@ fn with_crashes(steps: &[Step], every: usize, crashes: &[usize], redo: usize) ->
                 // from the checkpoint on.
                 let mut fresh = Harness::new();
                 for (k, v) in &log {
-                    fresh.task.restore(k, v.as_deref()).expect("restores");
+                    fresh.host.restore(k, v.as_deref(), 0).expect("restores");
                 }
+                fresh.host.restored(0);
                 let mut replay = Ctx::default();
                 for s in &steps[..=i] {
                     if let Step::Model(v) = s {
-                        fresh.task.global(
+                        fresh.host.task.global(
                             &fresh.topics.segment_models,
                             Some(b"current"),
                             Some(v),
@@ -275,7 +252,6 @@ fn with_crashes(steps: &[Step], every: usize, crashes: &[usize], redo: usize) ->
                     replay.emits.is_empty(),
                     "replaying known models emits nothing"
                 );
-                (fresh.watermarks, fresh.current) = committed_wm;
                 h = fresh;
             }
         }

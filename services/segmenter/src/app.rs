@@ -60,11 +60,11 @@
 //! emits depends on it.
 //!
 //! # State and restore
-//! The fitting task's changelog: per sampled customer, key = customer id and value = bincode
-//! of its features and top categories (a tombstone when it leaves the sample); per held
-//! profile, [`HELD_PREFIX`] + event time + arrival number (a tombstone once applied); `\0meta`
-//! (schedule, latest profile time, progress) and `\0model` (the model in use, for warm start,
-//! version and ids). A restore offers the rows to a fresh sample, which gives exactly the
+//! The fitting task's stores ([`fitstream_runtime::state`]): `sample` (per sampled customer,
+//! its features and top categories; a tombstone when it leaves the sample, written before the
+//! arrivals so that a restore never exceeds the capacity), `held` (profiles waiting for the
+//! watermark), `meta` (schedule, latest profile time, progress) and `model` (the model in use,
+//! for warm start, version and ids). A restore offers the rows to a fresh sample, which gives exactly the
 //! uninterrupted run's sample (a bottom-k sample never takes back a customer it dropped), so a
 //! restored task publishes what the uninterrupted one does (tested).
 
@@ -76,9 +76,9 @@ use std::time::Instant;
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_contracts::{Codec, CustomerProfile, EventTime, ProfileFeatures, SegmentModel};
 use fitstream_runtime::deadletter::Reason;
-use fitstream_runtime::held::Held;
 use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::partition::partition_for;
+use fitstream_runtime::state::{self, Changes, Held, StateError, Store, StoreKey, Value, codec};
 use fitstream_runtime::task::{
     Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
@@ -92,12 +92,6 @@ use crate::reservoir::{ReservoirOffer, ReservoirSample};
 pub const SAMPLE_KEY: &[u8] = b"segmenter-sample";
 /// Key of the model on the segment-models topic.
 pub const MODEL_KEY: &[u8] = b"current";
-/// Changelog key of the schedule.
-pub const META_KEY: &[u8] = b"\0meta";
-/// Changelog key of the model in use.
-pub const MODEL_STATE_KEY: &[u8] = b"\0model";
-/// Changelog key prefix of a profile held until the watermark passes it.
-pub const HELD_PREFIX: &[u8] = b"\0held/";
 /// Key of the fitting task's progress markers on the segment-models topic.
 pub const PROGRESS_KEY: &[u8] = b"__fitstream.progress";
 
@@ -289,7 +283,7 @@ impl SegmenterApp {
     }
 }
 
-/// A profile as the fitting task needs it (bincode on the repartition topic).
+/// A profile as the fitting task needs it (the runtime's [`codec`] on the repartition topic).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SampledProfile {
     /// Customer.
@@ -355,29 +349,22 @@ impl Task for ForwardTask {
 
     fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
         if let Some(row) = self.pending.take() {
-            match bincode::serialize(&row) {
-                Ok(bytes) => ctx.emit(
-                    &self.app.repartition_topic(),
-                    Some(SAMPLE_KEY.to_vec()),
-                    bytes,
-                    row.event_time,
-                ),
-                Err(e) => tracing::error!("cannot serialize a sampled profile: {e}"),
-            }
+            let bytes = codec::encode(&row)
+                .map_err(|e| Rejection::new(Reason::Validation, e.to_string()))?;
+            ctx.emit(
+                &self.app.repartition_topic(),
+                Some(SAMPLE_KEY.to_vec()),
+                bytes,
+                row.event_time,
+            );
         }
         Ok(())
     }
 
     fn advance(&mut self, _watermark: EventTime, _ctx: &mut Ctx) {}
-
-    fn checkpoint(&mut self, _ctx: &mut Ctx) {}
-
-    fn restore(&mut self, _key: &[u8], _value: Option<&[u8]>) -> Result<(), String> {
-        Ok(())
-    }
 }
 
-/// The fitting task's schedule, under [`META_KEY`].
+/// The fitting task's schedule (the `meta` store).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct FitMeta {
     /// The latest refit boundary passed, or the start of the schedule (`i64::MIN`: no
@@ -407,6 +394,61 @@ impl Default for FitMeta {
 
 type SampleItem = (ProfileFeatures, Vec<String>);
 
+/// The sample with the customers who entered or left it since the previous checkpoint: a
+/// store whose departures are written before the arrivals, so that a restore replaying them
+/// in this order never exceeds the capacity.
+struct Sample {
+    rows: ReservoirSample<SampleItem>,
+    /// Customers whose row changed since the last checkpoint.
+    changed: BTreeSet<String>,
+    /// Customers who left the sample since the last checkpoint.
+    evicted: BTreeSet<String>,
+}
+
+impl Sample {
+    /// Offers a customer's row; false when the sample did not take it.
+    fn offer(&mut self, customer: &str, item: SampleItem) -> bool {
+        match self.rows.offer(customer, item) {
+            ReservoirOffer::Rejected => return false,
+            ReservoirOffer::Updated | ReservoirOffer::Inserted => {}
+            ReservoirOffer::Replaced { evicted } => {
+                self.changed.remove(&evicted);
+                self.evicted.insert(evicted);
+            }
+        }
+        self.evicted.remove(customer);
+        self.changed.insert(customer.to_owned());
+        true
+    }
+}
+
+impl Store for Sample {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for customer in std::mem::take(&mut self.evicted) {
+            out.delete(customer.as_bytes());
+        }
+        for customer in std::mem::take(&mut self.changed) {
+            if let Some(item) = self.rows.get(&customer) {
+                out.put(customer.as_bytes(), item)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let customer = String::from_bytes(key)?;
+        match value {
+            Some(v) => {
+                self.rows.offer(&customer, state::decode(v)?);
+            }
+            None => {
+                self.rows.remove(&customer);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The first multiple of `every` at or after `t`.
 fn boundary_at_or_after(t: i64, every: i64) -> i64 {
     let floor = t.div_euclid(every).saturating_mul(every);
@@ -420,15 +462,9 @@ fn boundary_at_or_after(t: i64, every: i64) -> i64 {
 /// The `fit` stage of one partition of the repartition topic (only one receives profiles).
 pub struct FitTask {
     app: SegmenterApp,
-    sample: ReservoirSample<SampleItem>,
-    meta: FitMeta,
-    model: Option<SegmentModel>,
-    meta_changed: bool,
-    model_changed: bool,
-    /// Customers whose row changed since the last checkpoint.
-    changed: BTreeSet<String>,
-    /// Customers who left the sample since the last checkpoint.
-    evicted: BTreeSet<String>,
+    sample: Sample,
+    meta: Value<FitMeta>,
+    model: Value<Option<SegmentModel>>,
     /// Profiles received and not applied yet, by (event time, arrival number): applied in
     /// that order when the watermark passes them.
     held: Held<SampledProfile>,
@@ -444,33 +480,24 @@ impl FitTask {
         let fitter = partition == partition_for(SAMPLE_KEY, app.partitions);
         FitTask {
             app,
-            sample,
-            meta: FitMeta::default(),
-            model: None,
-            meta_changed: false,
-            model_changed: false,
-            changed: BTreeSet::new(),
-            evicted: BTreeSet::new(),
-            held: Held::new(HELD_PREFIX),
+            sample: Sample {
+                rows: sample,
+                changed: BTreeSet::new(),
+                evicted: BTreeSet::new(),
+            },
+            meta: Value::default(),
+            model: Value::default(),
+            held: Held::new(),
             fitter,
             pending: None,
         }
-    }
-
-    fn enter(&mut self, customer: &str) {
-        self.evicted.remove(customer);
-        self.changed.insert(customer.to_owned());
-    }
-
-    fn leave(&mut self, customer: String) {
-        self.changed.remove(&customer);
-        self.evicted.insert(customer);
     }
 
     /// The sample as fit rows, sorted by customer id.
     fn rows(&self) -> Vec<SampleRow> {
         let mut rows: Vec<SampleRow> = self
             .sample
+            .rows
             .iter()
             .map(|(c, (f, cats))| (c.to_owned(), f.clone(), cats.clone()))
             .collect();
@@ -487,18 +514,12 @@ impl FitTask {
             self.meta.boundary = boundary_at_or_after(t.0, every);
         }
         self.meta.max_seen = self.meta.max_seen.max(t);
-        self.meta_changed = true;
         let customer = row.customer_id;
-        match self
+        if !self
             .sample
             .offer(&customer, (row.features, row.top_categories))
         {
-            ReservoirOffer::Rejected => return,
-            ReservoirOffer::Updated | ReservoirOffer::Inserted => self.enter(&customer),
-            ReservoirOffer::Replaced { evicted } => {
-                self.leave(evicted);
-                self.enter(&customer);
-            }
+            return;
         }
         self.meta.unfitted = true;
     }
@@ -527,7 +548,6 @@ impl FitTask {
         };
         if step > self.meta.progress_sent {
             self.meta.progress_sent = step;
-            self.meta_changed = true;
             ctx.emit_progress(
                 &self.app.topics.segment_models,
                 PROGRESS_KEY.to_vec(),
@@ -541,12 +561,11 @@ impl FitTask {
         // sample and the previous model, so one that failed would fail again until new
         // profiles come (and a jump of the watermark over days tries once, not per hour).
         self.meta.unfitted = false;
-        self.meta_changed = true;
         let cfg = &self.app.config;
-        if self.sample.len() < cfg.min_sample_size.max(cfg.fit.k_min) {
+        if self.sample.rows.len() < cfg.min_sample_size.max(cfg.fit.k_min) {
             bump(&self.app.counters.fits_skipped);
             tracing::info!(
-                sample = self.sample.len(),
+                sample = self.sample.rows.len(),
                 "refit skipped: sample smaller than min_sample_size"
             );
             return;
@@ -614,16 +633,14 @@ impl FitTask {
             cutoff = %cutoff,
             "segment model published"
         );
-        self.model = Some(outcome.model);
-        self.model_changed = true;
+        *self.model = Some(outcome.model);
         self.meta.unfitted = false;
-        self.meta_changed = true;
     }
 }
 
 impl Task for FitTask {
     fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
-        let row: SampledProfile = bincode::deserialize(record.value.unwrap_or_default())
+        let row: SampledProfile = codec::decode(record.value.unwrap_or_default())
             .map_err(|e| Rejection::new(Reason::Decode, format!("sampled profile: {e}")))?;
         let t = row.event_time;
         self.pending = Some(row);
@@ -636,7 +653,6 @@ impl Task for FitTask {
         };
         bump(&self.app.counters.profiles);
         self.meta.max_received = self.meta.max_received.max(row.event_time);
-        self.meta_changed = true;
         self.held.hold(row.event_time, row);
         Ok(())
     }
@@ -662,7 +678,6 @@ impl Task for FitTask {
                         next = limit.div_euclid(every).saturating_mul(every);
                     }
                     self.meta.boundary = next;
-                    self.meta_changed = true;
                     if self.meta.unfitted {
                         self.refit(EventTime(next), ctx);
                     }
@@ -682,68 +697,18 @@ impl Task for FitTask {
         self.report_progress(watermark, ctx);
     }
 
-    fn checkpoint(&mut self, ctx: &mut Ctx) {
-        // Departures first: replayed in this order, the sample never exceeds its capacity.
-        for customer in std::mem::take(&mut self.evicted) {
-            ctx.changelog.push((customer.into_bytes(), None));
-        }
-        for customer in std::mem::take(&mut self.changed) {
-            if let Some(item) = self.sample.get(&customer) {
-                match bincode::serialize(item) {
-                    Ok(bytes) => ctx.put_state(customer.as_bytes(), bytes),
-                    Err(e) => tracing::error!("cannot serialize a sample row: {e}"),
-                }
-            }
-        }
-        self.held.checkpoint(&mut ctx.changelog);
-        if std::mem::take(&mut self.meta_changed)
-            && let Ok(bytes) = bincode::serialize(&self.meta)
-        {
-            ctx.put_state(META_KEY, bytes);
-        }
-        if std::mem::take(&mut self.model_changed)
-            && let Some(model) = &self.model
-            && let Ok(bytes) = bincode::serialize(model)
-        {
-            ctx.put_state(MODEL_STATE_KEY, bytes);
-        }
-    }
-
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if key == META_KEY {
-            self.meta = match value {
-                Some(v) => bincode::deserialize(v).map_err(|e| format!("meta: {e}"))?,
-                None => FitMeta::default(),
-            };
-            return Ok(());
-        }
-        if key == MODEL_STATE_KEY {
-            self.model = match value {
-                Some(v) => Some(bincode::deserialize(v).map_err(|e| format!("model: {e}"))?),
-                None => None,
-            };
-            return Ok(());
-        }
-        if self.held.owns(key) {
-            return self.held.restore(key, value);
-        }
-        let customer = std::str::from_utf8(key).map_err(|e| format!("customer key: {e}"))?;
-        match value {
-            Some(v) => {
-                let item: SampleItem =
-                    bincode::deserialize(v).map_err(|e| format!("sample row {customer}: {e}"))?;
-                self.sample.offer(customer, item);
-            }
-            None => {
-                self.sample.remove(customer);
-            }
-        }
-        Ok(())
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        vec![
+            ("sample", &mut self.sample),
+            ("held", &mut self.held),
+            ("meta", &mut self.meta),
+            ("model", &mut self.model),
+        ]
     }
 
     fn state_size(&self) -> (usize, usize) {
         let per_row = size_of::<SampleItem>() + size_of::<String>() * 2 + 48;
-        let entries = self.sample.len() + self.held.len();
+        let entries = self.sample.rows.len() + self.held.len();
         (entries, entries * per_row)
     }
 }
@@ -751,6 +716,7 @@ impl Task for FitTask {
 #[cfg(test)]
 mod tests {
     use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Produced};
+    use fitstream_runtime::task::EmitKind;
     use fitstream_runtime::watermark::WatermarkConfig;
 
     use sha2::{Digest, Sha256};
@@ -831,7 +797,7 @@ mod tests {
             let bytes = app.codec.encode(&app.topics.profiles, &p).expect("encodes");
             e.push(&app.topics.profiles, Some(c.customer_id.as_bytes()), &bytes);
         }
-        e.finish();
+        e.finish().expect("every store checkpoints");
         (app.clone(), e.drain())
     }
 
@@ -927,7 +893,7 @@ mod tests {
         let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         let mut ctx = Ctx::default();
         for (i, row) in rows.iter().enumerate() {
-            let v = bincode::serialize(row).expect("serializes");
+            let v = codec::encode(row).expect("serializes");
             let r = Record {
                 topic: &topic,
                 partition: 0,
@@ -943,7 +909,7 @@ mod tests {
             }
         }
         task.advance(EventTime::MAX, &mut ctx);
-        ctx.emits.retain(|e| !e.progress);
+        ctx.emits.retain(|e| e.kind != EmitKind::Progress);
         ctx.emits
     }
 
@@ -955,7 +921,7 @@ mod tests {
         let mut ctx = Ctx::default();
         // 50 customers: fewer than min_sample_size (100), every fit is skipped.
         for (i, c) in population(50, 3, 1.0).iter().enumerate() {
-            let v = bincode::serialize(&SampledProfile {
+            let v = codec::encode(&SampledProfile {
                 customer_id: c.customer_id.clone(),
                 features: c.features.clone(),
                 top_categories: c.top_categories.clone(),
@@ -979,7 +945,7 @@ mod tests {
         let progress: Vec<EventTime> = ctx
             .emits
             .iter()
-            .filter(|e| e.progress)
+            .filter(|e| e.kind == EmitKind::Progress)
             .map(|e| e.event_time)
             .collect();
         assert_eq!(
@@ -995,7 +961,10 @@ mod tests {
         task.advance(EventTime::MAX, &mut ctx);
         assert_eq!(app.counters.snapshot().fits_skipped - skipped, 1);
         assert_eq!(
-            ctx.emits.iter().rfind(|e| e.progress).map(|e| e.event_time),
+            ctx.emits
+                .iter()
+                .rfind(|e| e.kind == EmitKind::Progress)
+                .map(|e| e.event_time),
             Some(EventTime::MAX)
         );
     }
@@ -1076,7 +1045,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                bincode::serialize(&SampledProfile {
+                codec::encode(&SampledProfile {
                     customer_id: c.customer_id.clone(),
                     features: c.features.clone(),
                     top_categories: c.top_categories.clone(),
@@ -1113,12 +1082,13 @@ mod tests {
         let mut first = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         let mut got = Vec::new();
         feed(&mut first, &rows[..170], 0, &mut got);
-        let mut ctx = Ctx::default();
-        first.checkpoint(&mut ctx);
+        let mut changelog = Vec::new();
+        state::checkpoint(&mut first, &mut changelog).expect("checkpoints");
         let mut restored = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
-        for (k, v) in &ctx.changelog {
-            restored.restore(k, v.as_deref()).expect("restores");
+        for (k, v) in &changelog {
+            state::restore(&mut restored, k, v.as_deref()).expect("restores");
         }
+        state::restored(&mut restored);
         feed(&mut restored, &rows[170..], 170, &mut got);
         let mut ctx = Ctx::default();
         restored.advance(EventTime::MAX, &mut ctx);

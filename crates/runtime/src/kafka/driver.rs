@@ -27,6 +27,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::{KafkaConfig, KafkaError, admin};
+use crate::deadletter::DeadLetter;
+use crate::host::{TaskHost, account, count_dead_letter, targets};
+use crate::metrics::METRICS;
+use crate::partition::partition_for;
+use crate::state::StateError;
+use crate::task::{self, Ctx, EmitKind, Record, Topology, WatermarkSource};
+use crate::watermark::WatermarkConfig;
 use fitstream_contracts::EventTime;
 use fitstream_contracts::topics::TopicSpec;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -36,14 +44,6 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use serde::{Deserialize, Serialize};
-
-use super::{KafkaConfig, KafkaError, admin};
-use crate::deadletter::{DeadLetter, Reason};
-use crate::metrics::METRICS;
-use crate::partition::partition_for;
-use crate::task::{self, Ctx, Emit, Record, Topology, WatermarkSource};
-use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// Settings of the Kafka driver.
 #[derive(Clone, Debug)]
@@ -192,26 +192,6 @@ impl ConsumerContext for DriverContext {
         }
     }
 }
-
-struct Slot {
-    task: Box<dyn task::Task>,
-    watermarks: Watermarks<String>,
-    current: EventTime,
-    marker_sent: EventTime,
-    /// Inputs that were idle at the last tick (logged when the set changes).
-    idle: Vec<String>,
-    /// An idle marker went downstream since the last regular one.
-    idle_marker_sent: bool,
-}
-
-/// The driver's own changelog entry: per-source max event times, so that a restored task's
-/// watermark resumes where it was.
-#[derive(Serialize, Deserialize, Default)]
-struct WatermarkSnapshot {
-    sources: Vec<(String, i64)>,
-}
-
-const WM_KEY: &[u8] = b"__fitstream.watermarks";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -518,7 +498,7 @@ struct Driver<'t> {
     config: DriverConfig,
     producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     in_txn: Arc<AtomicBool>,
-    slots: BTreeMap<(usize, i32), Slot>,
+    slots: BTreeMap<(usize, i32), TaskHost>,
     positions: BTreeMap<(String, i32), i64>,
     partition_counts: HashMap<String, i32>,
     stats: DriverStats,
@@ -742,57 +722,14 @@ impl Driver<'_> {
             let stage = &self.topology.stages[stage_idx];
             // A bounded run's watermarks never move with the wall clock: the end of its input
             // closes everything, and its outputs do not depend on how fast it ran.
-            let mut base = self.config.watermark.clone();
-            base.advance_when_idle &= !self.config.bounded;
-            let rules = match &stage.watermark {
-                WatermarkSource::EventTime => base,
-                WatermarkSource::Markers { .. } => base.without_idleness(),
-            };
-            let mut watermarks = Watermarks::new(rules);
-            match &stage.watermark {
-                WatermarkSource::EventTime => {
-                    for t in &stage.inputs {
-                        watermarks.assign(format!("{t}/{p}"), now);
-                    }
-                }
-                WatermarkSource::Markers { upstream_tasks } => {
-                    let upstream = self
-                        .topology
-                        .stages
-                        .iter()
-                        .find(|s| s.repartitions.iter().any(|r| stage.inputs.contains(r)));
-                    let name = upstream.map(|s| s.name.clone()).unwrap_or_default();
-                    for u in 0..*upstream_tasks {
-                        watermarks.assign(format!("{name}/{u}"), now);
-                    }
-                }
-            }
-            let mut slot = Slot {
-                task: (stage.factory)(p),
-                watermarks,
-                current: EventTime::MIN,
-                marker_sent: EventTime::MIN,
-                idle: Vec::new(),
-                idle_marker_sent: false,
-            };
+            let mut rules = self.config.watermark.clone();
+            rules.advance_when_idle &= !self.config.bounded;
+            let mut slot = TaskHost::new(self.topology, stage_idx, p, rules, now);
             let changelog = self.topology.changelog_topic(stage);
             let restored = restore(&self.config.kafka, &changelog, p, |key, value| {
-                if key == WM_KEY {
-                    if let Some(snap) =
-                        value.and_then(|v| bincode::deserialize::<WatermarkSnapshot>(v).ok())
-                    {
-                        for (source, ms) in snap.sources {
-                            slot.watermarks.observe(source, EventTime(ms), now);
-                        }
-                    }
-                    Ok(())
-                } else {
-                    slot.task.restore(key, value)
-                }
+                slot.restore(key, value, now)
             })?;
-            // The task's state reflects this watermark already: no advance is replayed.
-            slot.current = slot.watermarks.current(now);
-            slot.marker_sent = EventTime::MIN;
+            slot.restored(now);
             self.stats.restored += restored;
             METRICS
                 .restore_seconds
@@ -812,7 +749,7 @@ impl Driver<'_> {
                 }
             }
             self.slots.insert((stage_idx, p), slot);
-            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+            if !ctx.emits.is_empty() {
                 self.begin()?;
             }
             self.route(stage_idx, p, ctx)?;
@@ -861,7 +798,7 @@ impl Driver<'_> {
             if let Some(slot) = self.slots.get_mut(&(stage, p)) {
                 f(slot.task.as_mut(), &mut ctx);
             }
-            if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+            if !ctx.emits.is_empty() {
                 self.begin()?;
             }
             self.route(stage, p, ctx)?;
@@ -893,16 +830,9 @@ impl Driver<'_> {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return Ok(());
         };
-        match marker {
-            Some((source, Some(wm))) => {
-                slot.watermarks.observe(source, wm, now_ms());
-                return Ok(());
-            }
-            Some((source, None)) => {
-                slot.watermarks.declare_idle(&source);
-                return Ok(());
-            }
-            None => {}
+        if let Some((source, watermark)) = marker {
+            slot.marker(source, watermark, now_ms());
+            return Ok(());
         }
         let started = Instant::now();
         let record = Record {
@@ -912,39 +842,19 @@ impl Driver<'_> {
             key: m.key(),
             value: m.payload(),
         };
-        let mut ctx = Ctx::default();
-        let by_event_time = self.topology.stages[stage].watermark == WatermarkSource::EventTime;
-        let result = task::deliver(
-            slot.task.as_mut(),
-            &mut slot.watermarks,
-            by_event_time,
-            &record,
-            slot.current,
-            now_ms(),
-            &mut ctx,
-        );
+        let (ctx, dead) = slot.deliver(&record, &self.service, now_ms());
         METRICS
             .processing_seconds
             .with_label_values(&[&self.topology.stages[stage].name])
             .observe(started.elapsed().as_secs_f64());
-        if let Err(r) = result {
-            let dl = r.dead_letter(&record, &self.service, now_ms());
+        if let Some(dl) = dead {
             self.dead_letter(&dl)?;
         }
         self.route(stage, partition, ctx)
     }
 
     fn dead_letter(&mut self, dl: &DeadLetter) -> Result<(), KafkaError> {
-        METRICS
-            .dead_letters
-            .with_label_values(&[dl.reason.as_str()])
-            .inc();
-        if dl.reason == Reason::Late {
-            METRICS
-                .late_records
-                .with_label_values(&[&self.service])
-                .inc();
-        }
+        count_dead_letter(dl, &self.service);
         let topic = self.config.dead_letter_topic.clone();
         let n = self.partitions_of(&topic)?;
         let partition = dl.key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0);
@@ -964,66 +874,37 @@ impl Driver<'_> {
     }
 
     fn route(&mut self, stage: usize, partition: i32, ctx: Ctx) -> Result<(), KafkaError> {
-        if ctx.late > 0 {
-            METRICS
-                .late_records
-                .with_label_values(&[&self.service])
-                .inc_by(ctx.late);
-        }
-        if ctx.duplicates > 0 {
-            METRICS
-                .duplicates
-                .with_label_values(&[&self.service])
-                .inc_by(ctx.duplicates);
-        }
+        account(&ctx, &self.service);
         let now = now_ms();
-        for Emit {
-            topic,
-            key,
-            value,
-            event_time,
-            broadcast,
-            progress,
-        } in ctx.emits
-        {
-            let n = self.partitions_of(&topic)?;
-            if progress {
+        for e in ctx.emits {
+            let n = self.partitions_of(&e.topic)?;
+            if e.kind == EmitKind::Progress {
                 let source = format!("{}/{partition}", self.topology.stages[stage].name);
-                let headers = task::marker_headers(&source, event_time);
-                let p = key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0);
-                self.send(&topic, p, key.as_deref(), None, None, &headers)?;
+                let headers = task::marker_headers(&source, e.event_time);
+                for p in targets(&e, n) {
+                    self.send(&e.topic, p, e.key.as_deref(), None, None, &headers)?;
+                }
                 continue;
             }
-            let targets: Vec<i32> = if broadcast {
-                (0..n).collect()
-            } else {
-                vec![key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0)]
-            };
-            for p in targets {
+            for p in targets(&e, n) {
                 self.send(
-                    &topic,
+                    &e.topic,
                     p,
-                    key.as_deref(),
-                    value.as_deref(),
-                    Some(event_time.0),
+                    e.key.as_deref(),
+                    e.value.as_deref(),
+                    Some(e.event_time.0),
                     &[],
                 )?;
             }
-            METRICS.records_out.with_label_values(&[&topic]).inc();
-            if !self.topology.is_repartition(&topic)
-                && event_time > EventTime::MIN
-                && event_time < EventTime::MAX
+            METRICS.records_out.with_label_values(&[&e.topic]).inc();
+            if !self.topology.is_repartition(&e.topic)
+                && e.event_time > EventTime::MIN
+                && e.event_time < EventTime::MAX
             {
                 METRICS
                     .event_latency_seconds
-                    .with_label_values(&[&topic])
-                    .observe(((now - event_time.0) as f64 / 1000.0).max(0.0));
-            }
-        }
-        if !ctx.changelog.is_empty() {
-            let changelog = self.topology.changelog_topic(&self.topology.stages[stage]);
-            for (k, v) in ctx.changelog {
-                self.send(&changelog, partition, Some(&k), v.as_deref(), None, &[])?;
+                    .with_label_values(&[&e.topic])
+                    .observe(((now - e.event_time.0) as f64 / 1000.0).max(0.0));
             }
         }
         Ok(())
@@ -1167,27 +1048,19 @@ impl Driver<'_> {
             let Some(slot) = self.slots.get_mut(&(stage, p)) else {
                 continue;
             };
-            let wm = slot.watermarks.current(now);
             let idle = slot.watermarks.idle(now);
             if idle != slot.idle {
                 tracing::info!(
                     stage = %self.topology.stages[stage].name,
                     partition = p,
                     ?idle,
-                    watermark = %wm,
+                    watermark = %slot.watermarks.current(now),
                     "idle inputs changed"
                 );
                 slot.idle = idle;
             }
-            if wm > slot.current {
-                slot.current = wm;
-                METRICS
-                    .watermark_seconds
-                    .with_label_values(&[&self.topology.stages[stage].name])
-                    .set(wm.0 as f64 / 1000.0);
-                let mut ctx = Ctx::default();
-                slot.task.advance(wm, &mut ctx);
-                if !ctx.emits.is_empty() || !ctx.changelog.is_empty() {
+            if let Some(ctx) = slot.tick(now) {
+                if !ctx.emits.is_empty() {
                     self.begin()?;
                 }
                 self.route(stage, p, ctx)?;
@@ -1207,12 +1080,11 @@ impl Driver<'_> {
             let Some(slot) = self.slots.get_mut(&(stage, p)) else {
                 continue;
             };
-            let current = slot.task.output_watermark(slot.current);
-            let send_marker = !repartitions.is_empty() && current > slot.marker_sent;
-            if send_marker {
-                slot.marker_sent = current;
-                slot.idle_marker_sent = false;
-            }
+            let due = if repartitions.is_empty() {
+                None
+            } else {
+                slot.marker_due()
+            };
             // No time of its own and nothing to read (every input idle, none backlogged):
             // downstream must not wait for this task.
             let inputs = self.topology.stages[stage].inputs.len();
@@ -1223,26 +1095,27 @@ impl Driver<'_> {
             if send_idle {
                 slot.idle_marker_sent = true;
             }
-            if !self.in_txn.load(Ordering::SeqCst) && !send_marker && !send_idle {
+            if !self.in_txn.load(Ordering::SeqCst) && due.is_none() && !send_idle {
                 continue;
             }
-            let mut ctx = Ctx::default();
-            slot.task.checkpoint(&mut ctx);
+            // A store that cannot write its state fails the commit: the transaction is
+            // aborted (nothing of it becomes visible, the offsets stay) and the run ends.
+            let changes = match slot.checkpoint() {
+                Ok(changes) => changes,
+                Err(e) => {
+                    self.abort();
+                    return Err(e.into());
+                }
+            };
             let (e, b) = slot.task.state_size();
             entries += e;
             bytes += b;
-            let snapshot = WatermarkSnapshot {
-                sources: slot
-                    .watermarks
-                    .maxima()
-                    .into_iter()
-                    .map(|(s, t)| (s, t.0))
-                    .collect(),
-            };
-            if let Ok(v) = bincode::serialize(&snapshot) {
-                ctx.changelog.push((WM_KEY.to_vec(), Some(v)));
+            let changelog = self.topology.changelog_topic(&self.topology.stages[stage]);
+            for (k, v) in changes {
+                self.send(&changelog, p, Some(&k), v.as_deref(), None, &[])?;
             }
-            self.route(stage, p, ctx)?;
+            let send_marker = due.is_some();
+            let current = due.unwrap_or(EventTime::MIN);
             if send_marker || send_idle {
                 let headers = if send_marker {
                     task::marker_headers(&source, current)
@@ -1296,9 +1169,19 @@ impl Driver<'_> {
                 Ok(())
             }
             Err(e) => {
-                METRICS.transactions.with_label_values(&["aborted"]).inc();
-                let _ = self.producer.abort_transaction(Duration::from_secs(30));
+                self.abort();
                 Err(e.into())
+            }
+        }
+    }
+
+    /// Aborts the open transaction (its records are never visible to read_committed readers,
+    /// its offsets are not committed).
+    fn abort(&mut self) {
+        if self.in_txn.swap(false, Ordering::SeqCst) {
+            METRICS.transactions.with_label_values(&["aborted"]).inc();
+            if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+                tracing::warn!("aborting the transaction failed: {e}");
             }
         }
     }
@@ -1309,7 +1192,7 @@ fn restore(
     config: &KafkaConfig,
     topic: &str,
     p: i32,
-    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), String>,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), StateError>,
 ) -> Result<u64, KafkaError> {
     let consumer: BaseConsumer = config
         .client()
@@ -1337,7 +1220,7 @@ fn restore(
                 if let Some(k) = m.key() {
                     apply(k, m.payload()).map_err(|e| KafkaError::Topic {
                         topic: topic.into(),
-                        message: format!("restore: {e}"),
+                        message: format!("restore of partition {p} at offset {}: {e}", m.offset()),
                     })?;
                 }
                 if m.offset() + 1 >= high {

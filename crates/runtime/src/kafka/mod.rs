@@ -78,4 +78,7 @@ pub enum KafkaError {
     /// Timed out.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A task's state could not be written (the transaction is aborted) or restored.
+    #[error("state: {0}")]
+    State(#[from] crate::state::StateError),
 }

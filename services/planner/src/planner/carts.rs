@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
 use fitstream_runtime::asof::{AsOf, AsOfJoin};
-use fitstream_runtime::dedup::Deduplicator;
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
+use fitstream_runtime::state::{DedupStore, Snapshot, Store, Value};
 use fitstream_runtime::window::Window;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ fn unassigned() -> Segment {
     (None, "unassigned".to_owned())
 }
 
-/// What the join keeps of an add-to-cart (no prices: state stays small and bincode-safe).
+/// What the join keeps of an add-to-cart (no prices: state stays small).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cart {
     segment: Segment,
@@ -50,27 +50,38 @@ enum Held {
     Order { order_id: String, lines: Vec<Line> },
 }
 
-/// The `carts` stage of one customer partition.
-#[derive(Serialize, Deserialize)]
-pub struct CartStage {
-    #[serde(skip)]
-    config: PlannerConfig,
-    #[serde(skip)]
-    routing: Arc<Routing>,
-    #[serde(skip)]
-    counters: Arc<PlannerCounters>,
-    join: IntervalJoin<(String, String), Cart, ()>,
-    /// Carts and purchases joined as of their event time with the segment assignments
-    /// (customer -> segment versions; the versions are changelogged key by key).
-    segments: AsOfJoin<String, Held, SegmentVersion>,
+/// The stage's clocks (the `clock` store).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Clock {
     /// The latest assignment time seen (the table's watermark is 1 ms before it).
     table_max: EventTime,
-    /// Changelogged entry by entry (24 h of ids is too large for a snapshot per commit).
-    #[serde(skip)]
-    clicks_seen: Deduplicator,
-    #[serde(skip)]
-    orders_seen: Deduplicator,
     watermark: EventTime,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            table_max: EventTime::MIN,
+            watermark: EventTime::MIN,
+        }
+    }
+}
+
+/// The `carts` stage of one customer partition.
+pub struct CartStage {
+    config: PlannerConfig,
+    routing: Arc<Routing>,
+    counters: Arc<PlannerCounters>,
+    /// Open carts and the purchases that may still convert them (a snapshot: bounded by
+    /// the join window).
+    join: Snapshot<IntervalJoin<(String, String), Cart, ()>>,
+    /// Carts and purchases joined as of their event time with the segment assignments
+    /// (customer -> segment versions, written key by key).
+    segments: AsOfJoin<String, Held, SegmentVersion>,
+    clock: Value<Clock>,
+    /// Written entry by entry (24 h of ids is too large for a snapshot per commit).
+    clicks_seen: DedupStore,
+    orders_seen: DedupStore,
 }
 
 impl CartStage {
@@ -86,29 +97,28 @@ impl CartStage {
             grace_ms: config.cart_grace_ms,
         };
         CartStage {
-            join: IntervalJoin::new(JoinKind::Left, join_window),
+            join: Snapshot::new(IntervalJoin::new(JoinKind::Left, join_window)),
             segments: AsOfJoin::new(config.segment_grace_ms, config.segment_retention_ms),
-            table_max: EventTime::MIN,
-            clicks_seen: Deduplicator::new(config.dedup_retention_ms),
-            orders_seen: Deduplicator::new(config.dedup_retention_ms),
-            watermark: EventTime::MIN,
+            clock: Value::default(),
+            clicks_seen: DedupStore::new(config.dedup_retention_ms),
+            orders_seen: DedupStore::new(config.dedup_retention_ms),
             config,
             routing,
             counters,
         }
     }
 
-    /// Puts back state from a snapshot, keeping this stage's configuration.
-    pub fn restore_from(&mut self, snapshot: CartStage) {
-        self.join = snapshot.join;
-        self.watermark = snapshot.watermark;
-        self.table_max = snapshot.table_max;
-        // Versions are changelogged key by key: keep those restored so far.
-        let mut segments = snapshot.segments;
-        for (k, v) in self.segments.take_changed_all() {
-            segments.restore_versions(k, v);
-        }
-        self.segments = segments;
+    /// Its stores.
+    pub fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        let (versions, waiting) = self.segments.stores();
+        vec![
+            ("join", &mut self.join),
+            ("segments", versions),
+            ("segments-waiting", waiting),
+            ("clock", &mut self.clock),
+            ("clicks-seen", &mut self.clicks_seen),
+            ("orders-seen", &mut self.orders_seen),
+        ]
     }
 
     /// What this stage may still emit demand for: the earliest cart or purchase waiting for
@@ -119,23 +129,9 @@ impl CartStage {
             .map_or(watermark, |t| t.min(watermark))
     }
 
-    /// Segment versions changed since the last call (customer, versions; none = forget).
-    pub fn take_segment_changes(&mut self) -> Vec<(String, Vec<(EventTime, SegmentVersion)>)> {
-        self.segments.take_changed()
-    }
-
-    /// Puts back one customer's segment versions from the changelog.
-    pub fn restore_segments(
-        &mut self,
-        customer: String,
-        versions: Vec<(EventTime, SegmentVersion)>,
-    ) {
-        self.segments.restore_versions(customer, versions);
-    }
-
-    /// The deduplication memories (clicks, orders), for their entry-by-entry changelog.
-    pub fn dedup_mut(&mut self) -> (&mut Deduplicator, &mut Deduplicator) {
-        (&mut self.clicks_seen, &mut self.orders_seen)
+    /// Bytes of the last snapshots written or restored (the open join, the waiting records).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.join.bytes() + self.segments.snapshot_bytes()
     }
 
     /// Join entries held.
@@ -176,7 +172,7 @@ impl CartStage {
 
     fn build_window_closed(&self, t: EventTime) -> Option<Window> {
         let w = self.config.build_window.windows(t).first().copied()?;
-        w.is_closed(self.watermark, self.config.build_grace_ms)
+        w.is_closed(self.clock.watermark, self.config.build_grace_ms)
             .then_some(w)
     }
 
@@ -209,11 +205,11 @@ impl CartStage {
             RequestState::Forecast,
         );
         // Closed on arrival: refused now, while the input can still be dead-lettered.
-        if self.join.is_closed_left(t, self.watermark) {
+        if self.join.is_closed_left(t, self.clock.watermark) {
             self.counters.late.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Late(format!(
                 "add-to-cart at {t} is closed at watermark {} (window {} min + grace {} min)",
-                self.watermark,
+                self.clock.watermark,
                 self.config.cart_window_ms / 60_000,
                 self.config.cart_grace_ms / 60_000
             )));
@@ -251,7 +247,7 @@ impl CartStage {
             self.counters.late.fetch_add(1, Ordering::Relaxed);
             return Err(Rejected::Late(format!(
                 "purchase at {t} belongs to build window [{}, {}) closed at watermark {}",
-                w.start, w.end, self.watermark
+                w.start, w.end, self.clock.watermark
             )));
         }
         if !self.orders_seen.first_time(&order.order_id, t) {
@@ -293,7 +289,7 @@ impl CartStage {
         demand: &mut Vec<DemandEvent>,
         out: &mut Vec<Output>,
     ) {
-        self.table_max = self.table_max.max(a.event_time);
+        self.clock.table_max = self.clock.table_max.max(a.event_time);
         self.segments.table(
             a.customer_id,
             a.event_time,
@@ -301,7 +297,7 @@ impl CartStage {
         );
         let mut joined = Vec::new();
         self.segments
-            .table_advance(self.table_max.minus(1), &mut joined);
+            .table_advance(self.clock.table_max.minus(1), &mut joined);
         self.joined(joined, demand, out);
     }
 
@@ -332,7 +328,10 @@ impl CartStage {
                         category: cart.category.clone(),
                     });
                     let key = (j.key, cart.sku.clone());
-                    if let Err(late) = self.join.left(key, t, cart, self.watermark, &mut events) {
+                    if let Err(late) =
+                        self.join
+                            .left(key, t, cart, self.clock.watermark, &mut events)
+                    {
                         // Not possible while the segment grace is within the join's: counted.
                         tracing::warn!(t = %late.event_time, "cart closed while it waited for its segment");
                         self.counters.late.fetch_add(1, Ordering::Relaxed);
@@ -353,7 +352,7 @@ impl CartStage {
                             (j.key.clone(), line.sku),
                             t,
                             (),
-                            self.watermark,
+                            self.clock.watermark,
                             &mut events,
                         );
                     }
@@ -431,14 +430,14 @@ impl CartStage {
         demand: &mut Vec<DemandEvent>,
         out: &mut Vec<Output>,
     ) {
-        if watermark <= self.watermark {
+        if watermark <= self.clock.watermark {
             return;
         }
         // Those that waited a grace for their segment go on first, at the old watermark.
         let mut joined = Vec::new();
         self.segments.stream_advance(watermark, &mut joined);
         self.joined(joined, demand, out);
-        self.watermark = watermark;
+        self.clock.watermark = watermark;
         let mut events = Vec::new();
         self.join.advance(watermark, &mut events);
         self.handle(events, demand, out);

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
+use fitstream_runtime::state::{Snapshot, Store};
 use fitstream_runtime::window::{Window, WindowedAggregate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -25,9 +26,10 @@ struct Demand {
     model_version: Option<i64>,
 }
 
+/// The state of a `windows` stage (one snapshot store: it is bounded by the open windows).
 #[derive(Serialize, Deserialize)]
-struct WindowSnapshot {
-    demand: Vec<(Window, BuildKey, Demand)>,
+struct WindowState {
+    demand: WindowedAggregate<BuildKey, Demand>,
     pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
     rates: BTreeMap<(String, String), (u64, u64)>,
     seq: u64,
@@ -39,11 +41,7 @@ pub struct WindowStage {
     config: PlannerConfig,
     routing: Arc<Routing>,
     counters: Arc<PlannerCounters>,
-    demand: WindowedAggregate<BuildKey, Demand>,
-    pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
-    rates: BTreeMap<(String, String), (u64, u64)>,
-    seq: u64,
-    watermark: EventTime,
+    state: Snapshot<WindowState>,
 }
 
 impl WindowStage {
@@ -54,51 +52,32 @@ impl WindowStage {
         counters: Arc<PlannerCounters>,
     ) -> WindowStage {
         WindowStage {
-            demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
-            pending_outcomes: BTreeMap::new(),
-            rates: BTreeMap::new(),
-            seq: 0,
-            watermark: EventTime::MIN,
+            state: Snapshot::new(WindowState {
+                demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
+                pending_outcomes: BTreeMap::new(),
+                rates: BTreeMap::new(),
+                seq: 0,
+                watermark: EventTime::MIN,
+            }),
             config,
             routing,
             counters,
         }
     }
 
-    /// The state as bytes (bincode).
-    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
-        let snap = WindowSnapshot {
-            demand: self
-                .demand
-                .iter()
-                .map(|(w, k, d)| (w, k.clone(), d.clone()))
-                .collect(),
-            pending_outcomes: self.pending_outcomes.clone(),
-            rates: self.rates.clone(),
-            seq: self.seq,
-            watermark: self.watermark,
-        };
-        bincode::serialize(&snap).map_err(|e| e.to_string())
+    /// Its store: the whole state, a snapshot.
+    pub fn store(&mut self) -> &mut dyn Store {
+        &mut self.state
     }
 
-    /// Puts back state from [`WindowStage::snapshot`] bytes.
-    pub fn restore_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
-        let snap: WindowSnapshot = bincode::deserialize(bytes).map_err(|e| e.to_string())?;
-        self.demand =
-            WindowedAggregate::new(self.config.build_window.clone(), self.config.build_grace_ms);
-        for (w, k, d) in snap.demand {
-            self.demand.restore(w, k, d);
-        }
-        self.pending_outcomes = snap.pending_outcomes;
-        self.rates = snap.rates;
-        self.seq = snap.seq;
-        self.watermark = snap.watermark;
-        Ok(())
+    /// Bytes of the last snapshot written or restored.
+    pub fn snapshot_bytes(&self) -> usize {
+        self.state.bytes()
     }
 
     /// Open aggregates and pending outcomes.
     pub fn len(&self) -> usize {
-        self.demand.len() + self.pending_outcomes.len() + self.rates.len()
+        self.state.demand.len() + self.state.pending_outcomes.len() + self.state.rates.len()
     }
 
     /// Whether no state is held.
@@ -112,12 +91,12 @@ impl WindowStage {
 
     /// The watermark this stage has seen.
     pub fn watermark(&self) -> EventTime {
-        self.watermark
+        self.state.watermark
     }
 
     /// One demand event. Returns false when it arrived after its window closed.
     pub fn demand(&mut self, event: DemandEvent) -> bool {
-        let wm = self.watermark;
+        let wm = self.state.watermark;
         match event {
             DemandEvent::Cart {
                 cart_id,
@@ -127,6 +106,7 @@ impl WindowStage {
                 model_version,
                 category,
             } => self
+                .state
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.open_carts
@@ -147,7 +127,7 @@ impl WindowStage {
                 let grace = self.config.build_grace_ms;
                 if let Some(w) = self.window_of(t)
                     && purchase_t < w.end.plus(grace)
-                    && let Some(d) = self.demand.get_mut(w, &key)
+                    && let Some(d) = self.state.demand.get_mut(w, &key)
                 {
                     d.open_carts.remove(&cart_id);
                 }
@@ -161,6 +141,7 @@ impl WindowStage {
                 segment,
                 model_version,
             } => self
+                .state
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.units += units;
@@ -175,9 +156,11 @@ impl WindowStage {
                 category,
                 converted,
             } => {
-                self.seq += 1;
-                self.pending_outcomes
-                    .insert((closed_at, self.seq), (segment, category, converted));
+                let state = &mut *self.state;
+                state.seq += 1;
+                state
+                    .pending_outcomes
+                    .insert((closed_at, state.seq), (segment, category, converted));
                 true
             }
         }
@@ -186,6 +169,7 @@ impl WindowStage {
     /// The conversion rate of a (segment, category), smoothed by the prior.
     pub fn conversion_rate(&self, segment_label: &str, category: Option<&str>) -> f64 {
         let (c, a) = self
+            .state
             .rates
             .get(&(segment_label.to_owned(), category.unwrap_or("").to_owned()))
             .copied()
@@ -196,11 +180,11 @@ impl WindowStage {
 
     /// The watermark moved: emits every closed window.
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Output>) {
-        if watermark <= self.watermark {
+        if watermark <= self.state.watermark {
             return;
         }
-        self.watermark = watermark;
-        let closed = self.demand.close(watermark);
+        self.state.watermark = watermark;
+        let closed = self.state.demand.close(watermark);
         for (window, key, demand) in closed {
             // Learn from outcomes known for certain at this window's close.
             let threshold = window.end.plus(self.config.build_grace_ms);
@@ -222,12 +206,12 @@ impl WindowStage {
 
     /// Counts pending outcomes that closed before `threshold` into the rates.
     fn fold_outcomes(&mut self, threshold: EventTime) {
-        while let Some(entry) = self.pending_outcomes.first_entry() {
+        while let Some(entry) = self.state.pending_outcomes.first_entry() {
             if entry.key().0 >= threshold {
                 break;
             }
             let (segment, category, converted) = entry.remove();
-            let r = self.rates.entry((segment, category)).or_default();
+            let r = self.state.rates.entry((segment, category)).or_default();
             if converted {
                 r.0 += 1;
             } else {

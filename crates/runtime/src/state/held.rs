@@ -1,4 +1,4 @@
-//! Records held by event time until the watermark passes them, with their changelog entries.
+//! Records held by event time until the watermark passes them: a store of the runtime.
 //!
 //! A task whose outputs must not depend on how its watermark stepped, nor on how its input
 //! partitions interleaved, holds what it receives and applies it in (event time, arrival)
@@ -6,18 +6,18 @@
 //! with its profiles). [`Held`] is that buffer:
 //! - [`Held::hold`] adds an item; [`Held::pop_before`] takes the earliest one the watermark
 //!   has passed.
-//! - [`Held::checkpoint`] writes the items added or taken since the previous checkpoint to
-//!   the task's changelog (a tombstone for those taken), under the buffer's key prefix, then
-//!   the event time as 8 bytes that sort like it ([`time_key`]) and the arrival number.
-//!   [`Held::restore`] reads them back; the arrival numbering resumes after the highest one.
-//! - Items are JSON in the changelog: self-describing, so event types whose serde form needs
-//!   it (untagged or optional fields) read back, and floats round-trip exactly.
+//! - As a [`Store`], it writes the items added or taken since the previous checkpoint (a
+//!   tombstone for those taken), keyed by the event time as 8 bytes that sort like it
+//!   ([`time_key`]) and the arrival number; on restore, the arrival numbering resumes after
+//!   the highest one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use fitstream_contracts::EventTime;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use super::{Changes, StateError, Store, decode};
 
 /// An event time as 8 bytes whose byte order is its order (big-endian, sign bit flipped).
 pub fn time_key(t: EventTime) -> [u8; 8] {
@@ -33,17 +33,15 @@ pub fn time_of_key(bytes: &[u8]) -> Option<EventTime> {
 /// Items held by (event time, arrival number) until the watermark passes them.
 #[derive(Debug)]
 pub struct Held<T> {
-    prefix: &'static [u8],
     items: BTreeMap<(EventTime, u64), T>,
     next: u64,
     dirty: BTreeSet<(EventTime, u64)>,
 }
 
 impl<T: Serialize + DeserializeOwned> Held<T> {
-    /// An empty buffer whose changelog keys start with `prefix`.
-    pub fn new(prefix: &'static [u8]) -> Held<T> {
+    /// An empty buffer.
+    pub fn new() -> Held<T> {
         Held {
-            prefix,
             items: BTreeMap::new(),
             next: 0,
             dirty: BTreeSet::new(),
@@ -84,51 +82,44 @@ impl<T: Serialize + DeserializeOwned> Held<T> {
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
+}
 
-    /// Changelog entries of the items held or taken since the last checkpoint.
-    pub fn checkpoint(&mut self, changelog: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>) {
-        for key in std::mem::take(&mut self.dirty) {
-            let value = match self.items.get(&key).map(serde_json::to_vec) {
-                Some(Ok(bytes)) => Some(bytes),
-                Some(Err(e)) => {
-                    tracing::error!("cannot serialize a held item: {e}");
-                    continue;
-                }
-                None => None,
-            };
-            changelog.push((self.key(key), value));
-        }
+impl<T: Serialize + DeserializeOwned> Default for Held<T> {
+    fn default() -> Self {
+        Held::new()
     }
+}
 
-    /// Whether a changelog key is one of this buffer's.
-    pub fn owns(&self, key: &[u8]) -> bool {
-        key.starts_with(self.prefix)
-    }
+fn key((t, seq): (EventTime, u64)) -> Vec<u8> {
+    [&time_key(t)[..], &seq.to_be_bytes()].concat()
+}
 
-    /// One changelog entry of this buffer, during a restore.
-    pub fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        let rest = key.strip_prefix(self.prefix).ok_or("not a held item")?;
-        let t = time_of_key(rest).ok_or("malformed held key")?;
-        let seq: [u8; 8] = rest
-            .get(8..)
-            .and_then(|b| b.try_into().ok())
-            .ok_or("malformed held key")?;
-        let k = (t, u64::from_be_bytes(seq));
-        self.next = self.next.max(k.1 + 1);
-        match value {
-            Some(v) => {
-                let item = serde_json::from_slice(v).map_err(|e| format!("held item: {e}"))?;
-                self.items.insert(k, item);
-            }
-            None => {
-                self.items.remove(&k);
+impl<T: Serialize + DeserializeOwned> Store for Held<T> {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for k in std::mem::take(&mut self.dirty) {
+            match self.items.get(&k) {
+                Some(item) => out.put(&key(k), item)?,
+                None => out.delete(&key(k)),
             }
         }
         Ok(())
     }
 
-    fn key(&self, (t, seq): (EventTime, u64)) -> Vec<u8> {
-        [self.prefix, &time_key(t), &seq.to_be_bytes()].concat()
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let malformed =
+            || StateError::Key("a held item's key is an event time and a number".into());
+        let t = time_of_key(key).ok_or_else(malformed)?;
+        let seq: [u8; 8] = key
+            .get(8..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        let k = (t, u64::from_be_bytes(seq));
+        self.next = self.next.max(k.1 + 1);
+        match value {
+            Some(v) => self.items.insert(k, decode(v)?),
+            None => self.items.remove(&k),
+        };
+        Ok(())
     }
 }
 
@@ -149,7 +140,7 @@ mod tests {
 
     #[test]
     fn items_come_out_in_time_then_arrival_order_once_passed() {
-        let mut h: Held<u8> = Held::new(b"\0h/");
+        let mut h: Held<u8> = Held::new();
         h.hold(EventTime(20), b'b');
         h.hold(EventTime(10), b'a');
         h.hold(EventTime(20), b'c');
@@ -163,22 +154,28 @@ mod tests {
 
     #[test]
     fn a_restore_gives_the_held_items_and_continues_the_arrival_order() {
-        let mut h: Held<String> = Held::new(b"\0h/");
+        let mut h: Held<String> = Held::new();
         let mut changelog = Vec::new();
+        let mut out = |h: &mut Held<String>| {
+            h.checkpoint(&mut Changes {
+                store: "h",
+                out: &mut changelog,
+            })
+            .expect("checkpoints")
+        };
         h.hold(EventTime(5), "x".into());
         h.hold(EventTime(5), "y".into());
         h.hold(EventTime(1), "gone".into());
-        h.checkpoint(&mut changelog);
+        out(&mut h);
         assert!(h.pop_before(EventTime(2)).is_some());
-        h.checkpoint(&mut changelog);
+        out(&mut h);
         assert_eq!(changelog.len(), 4, "three puts, then a tombstone");
 
-        let mut r: Held<String> = Held::new(b"\0h/");
+        let mut r: Held<String> = Held::new();
         for (k, v) in &changelog {
-            assert!(r.owns(k));
+            let k = k.strip_prefix(b"h/").expect("the store's prefix");
             r.restore(k, v.as_deref()).expect("restores");
         }
-        assert!(!r.owns(b"\0other"));
         assert_eq!(r.len(), 2);
         r.hold(EventTime(5), "z".into());
         let order: Vec<String> = std::iter::from_fn(|| r.pop_before(EventTime::MAX))

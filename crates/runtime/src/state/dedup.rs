@@ -1,34 +1,32 @@
-//! Deduplication of event and order ids within 24 h of event time, restorable from the
-//! changelog without writing the whole memory at every commit.
+//! Ids seen within a retention of event time (24 h by default), restorable from the
+//! changelog without writing the whole memory at every commit: the one deduplication store
+//! of every service.
 //!
 //! The memory itself is the runtime's [`Deduplicator`]. What reaches the changelog:
 //! - At each checkpoint, the ids first seen since the previous one, grouped by the minute of
-//!   their event time: one entry per (minute, checkpoint), key
-//!   `\0dedup/<minute start, 8 bytes BE><sequence, 8 bytes BE>`, value the bincode list of
-//!   `(id, event time)`. Each id is written once.
+//!   their event time: one entry per (minute, checkpoint), key `<minute start, 8 bytes
+//!   BE><sequence, 8 bytes BE>`, value the list of `(id, event time)`. Each id is written once.
 //! - When the watermark passes a minute's end plus the retention, every entry of that minute is
 //!   expired, and gets a tombstone (compaction then drops it).
 //!
 //! A record older than the watermark minus the retention cannot be checked (its id may have
-//! been forgotten), so the task refuses it as late before asking this memory (see
-//! [`crate::app`]); hence no id is ever added to a minute that already has tombstones.
+//! been forgotten), so a task refuses it as late before asking this memory; hence no id is
+//! ever added to a minute that already has tombstones.
 //!
 //! Memory stays bounded without checkpoints too (the embedded driver checkpoints only at the
-//! end): ids not yet written are kept by minute and dropped when their minute expires, and
-//! the runtime memory's own change log ([`Deduplicator::take_changes`], which this module
-//! does not use) is emptied at every expiry.
+//! end): ids not yet written are kept by minute and dropped when their minute expires.
 //!
 //! Restore collects entries first (a later entry of a key wins, a tombstone removes it) and
-//! applies them at the first use after the restore ([`DedupLog::settle`]), because the changelog
-//! is read key by key and the runtime memory cannot forget an id on a tombstone.
+//! applies them once every entry is read ([`Store::restored`]), because the changelog is read
+//! key by key and the memory cannot forget an id on a tombstone.
 
 use std::collections::{BTreeMap, HashMap};
 
 use fitstream_contracts::EventTime;
-use fitstream_runtime::dedup::Deduplicator;
 
-/// Changelog key prefix of deduplication entries.
-pub const DEDUP_PREFIX: &[u8] = b"\0dedup/";
+use super::{Changes, StateError, Store, decode};
+use crate::dedup::Deduplicator;
+
 /// Event-time granularity of the entries.
 const BUCKET_MS: i64 = 60_000;
 
@@ -36,7 +34,7 @@ type Batch = Vec<(String, i64)>;
 
 /// A [`Deduplicator`] with its changelog entries.
 #[derive(Debug)]
-pub struct DedupLog {
+pub struct DedupStore {
     memory: Deduplicator,
     retention_ms: i64,
     /// Ids first seen since the last checkpoint, by minute.
@@ -46,7 +44,7 @@ pub struct DedupLog {
     /// Tombstones to write at the next checkpoint.
     expired: Vec<Vec<u8>>,
     next_seq: u64,
-    /// Entries read during a restore, applied by [`DedupLog::settle`].
+    /// Entries read during a restore, applied once the restore is complete.
     restoring: HashMap<Vec<u8>, Batch>,
 }
 
@@ -55,23 +53,19 @@ fn bucket_of(t: EventTime) -> i64 {
 }
 
 fn key(bucket: i64, seq: u64) -> Vec<u8> {
-    let mut k = DEDUP_PREFIX.to_vec();
-    k.extend_from_slice(&bucket.to_be_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+    [bucket.to_be_bytes(), seq.to_be_bytes()].concat()
 }
 
 fn parse_key(k: &[u8]) -> Option<(i64, u64)> {
-    let rest = k.strip_prefix(DEDUP_PREFIX)?;
-    let bucket = i64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
-    let seq = u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?);
-    Some((bucket, seq))
+    let bucket = i64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(k.get(8..16)?.try_into().ok()?);
+    (k.len() == 16).then_some((bucket, seq))
 }
 
-impl DedupLog {
+impl DedupStore {
     /// Remembers ids for `retention_ms` of event time.
-    pub fn new(retention_ms: i64) -> DedupLog {
-        DedupLog {
+    pub fn new(retention_ms: i64) -> DedupStore {
+        DedupStore {
             memory: Deduplicator::new(retention_ms),
             retention_ms,
             fresh: BTreeMap::new(),
@@ -89,7 +83,6 @@ impl DedupLog {
 
     /// True when `id` is new (and remembers it), false for a duplicate.
     pub fn first_time(&mut self, id: &str, t: EventTime) -> bool {
-        self.settle();
         if self.memory.first_time(id, t) {
             self.fresh
                 .entry(bucket_of(t))
@@ -103,9 +96,7 @@ impl DedupLog {
 
     /// Forgets ids older than the retention at `watermark`; their entries get tombstones.
     pub fn expire(&mut self, watermark: EventTime) {
-        self.settle();
         self.memory.expire(watermark);
-        drop(self.memory.take_changes());
         let horizon = watermark.minus(self.retention_ms).0;
         // Never written and already forgotten: nothing to write, nothing to tombstone.
         while let Some((&bucket, _)) = self.fresh.first_key_value() {
@@ -121,68 +112,6 @@ impl DedupLog {
             if let Some((bucket, seqs)) = self.entries.pop_first() {
                 self.expired
                     .extend(seqs.into_iter().map(|seq| key(bucket, seq)));
-            }
-        }
-    }
-
-    /// Changelog entries since the last checkpoint: new batches, then tombstones.
-    pub fn checkpoint(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        self.settle();
-        drop(self.memory.take_changes());
-        let fresh = std::mem::take(&mut self.fresh);
-        let mut out = Vec::with_capacity(fresh.len() + self.expired.len());
-        for (bucket, batch) in fresh {
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            match bincode::serialize(&batch) {
-                Ok(bytes) => {
-                    self.entries.entry(bucket).or_default().push(seq);
-                    out.push((key(bucket, seq), Some(bytes)));
-                }
-                Err(e) => tracing::error!("cannot serialize deduplication ids: {e}"),
-            }
-        }
-        out.extend(self.expired.drain(..).map(|k| (k, None)));
-        out
-    }
-
-    /// Whether a changelog key is one of this memory's.
-    pub fn owns(key: &[u8]) -> bool {
-        key.starts_with(DEDUP_PREFIX)
-    }
-
-    /// One changelog entry, during a restore.
-    pub fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
-        if parse_key(key).is_none() {
-            return Err("malformed deduplication key".into());
-        }
-        match value {
-            Some(v) => {
-                let batch: Batch = bincode::deserialize(v).map_err(|e| e.to_string())?;
-                self.restoring.insert(key.to_vec(), batch);
-            }
-            None => {
-                self.restoring.remove(key);
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies restored entries (idempotent; called by every other method).
-    pub fn settle(&mut self) {
-        if self.restoring.is_empty() {
-            return;
-        }
-        let mut restored: Vec<(Vec<u8>, Batch)> = self.restoring.drain().collect();
-        restored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (k, batch) in restored {
-            let Some((bucket, seq)) = parse_key(&k) else {
-                continue;
-            };
-            self.entries.entry(bucket).or_default().push(seq);
-            self.next_seq = self.next_seq.max(seq + 1);
-            for (id, t) in batch {
-                self.memory.first_time(&id, EventTime(t));
             }
         }
     }
@@ -215,38 +144,98 @@ impl DedupLog {
     }
 }
 
+impl Store for DedupStore {
+    /// New batches, then tombstones of expired minutes.
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for (bucket, batch) in std::mem::take(&mut self.fresh) {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            out.put(&key(bucket, seq), &batch)?;
+            self.entries.entry(bucket).or_default().push(seq);
+        }
+        for k in self.expired.drain(..) {
+            out.delete(&k);
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        if parse_key(key).is_none() {
+            return Err(StateError::Key(
+                "a deduplication key is a minute and a sequence number".into(),
+            ));
+        }
+        match value {
+            Some(v) => {
+                self.restoring.insert(key.to_vec(), decode(v)?);
+            }
+            None => {
+                self.restoring.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    fn restored(&mut self) {
+        let mut restored: Vec<(Vec<u8>, Batch)> = self.restoring.drain().collect();
+        restored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (k, batch) in restored {
+            let Some((bucket, seq)) = parse_key(&k) else {
+                continue;
+            };
+            self.entries.entry(bucket).or_default().push(seq);
+            self.next_seq = self.next_seq.max(seq + 1);
+            for (id, t) in batch {
+                self.memory.first_time(&id, EventTime(t));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Change;
 
     const H: i64 = 3_600_000;
 
+    fn checkpoint(d: &mut DedupStore) -> Vec<Change> {
+        let mut out = Vec::new();
+        d.checkpoint(&mut Changes {
+            store: "d",
+            out: &mut out,
+        })
+        .expect("checkpoints");
+        out.into_iter().map(|(k, v)| (k[2..].to_vec(), v)).collect()
+    }
+
     #[test]
     fn restored_memory_recognises_duplicates_and_tombstones_expired_minutes() {
-        let mut d = DedupLog::new(24 * H);
+        let mut d = DedupStore::new(24 * H);
         assert!(d.first_time("a", EventTime(10)));
         assert!(d.first_time("b", EventTime(2 * H)));
         assert!(!d.first_time("a", EventTime(10)));
-        let mut log = d.checkpoint();
+        let mut log = checkpoint(&mut d);
         assert_eq!(log.len(), 2);
         assert!(log.iter().all(|(_, v)| v.is_some()));
 
         // The minute of "a" expires once the watermark is past its end plus 24 h.
         d.expire(EventTime(24 * H + BUCKET_MS - 1));
-        assert!(d.checkpoint().is_empty());
+        assert!(checkpoint(&mut d).is_empty());
         d.expire(EventTime(24 * H + BUCKET_MS));
-        let tombstones = d.checkpoint();
+        let tombstones = checkpoint(&mut d);
         assert_eq!(tombstones.len(), 1);
         assert!(tombstones[0].1.is_none());
         log.extend(tombstones);
 
-        let mut r = DedupLog::new(24 * H);
+        let mut r = DedupStore::new(24 * H);
         for (k, v) in &log {
             r.restore(k, v.as_deref()).expect("valid entry");
         }
+        r.restored();
         assert!(!r.first_time("b", EventTime(2 * H)), "b is remembered");
         assert!(r.first_time("a", EventTime(10)), "a was expired");
-        let next = r.checkpoint();
+        let next = checkpoint(&mut r);
         assert_eq!(next.len(), 1);
         assert_ne!(next[0].0, log[0].0, "sequences continue after a restore");
         assert_ne!(next[0].0, log[1].0, "sequences continue after a restore");
@@ -254,7 +243,7 @@ mod tests {
 
     #[test]
     fn unwritten_ids_are_dropped_when_they_expire() {
-        let mut d = DedupLog::new(H);
+        let mut d = DedupStore::new(H);
         for i in 0..1_000 {
             let t = EventTime(i * 60_000);
             assert!(d.first_time(&format!("id-{i}"), t));
@@ -263,15 +252,14 @@ mod tests {
         // An hour of minutes is remembered and waits to be written; the rest is gone.
         assert!(d.fresh.len() <= 62, "{} minutes kept", d.fresh.len());
         assert!(d.len() <= 62);
-        let written = d.checkpoint();
+        let written = checkpoint(&mut d);
         assert!(written.len() <= 62 && written.iter().all(|(_, v)| v.is_some()));
     }
 
     #[test]
-    fn foreign_keys_are_refused() {
-        let mut d = DedupLog::new(H);
-        assert!(d.restore(b"\0dedup/short", Some(b"")).is_err());
-        assert!(DedupLog::owns(&key(0, 0)));
-        assert!(!DedupLog::owns(b"cust-1"));
+    fn malformed_keys_are_refused() {
+        let mut d = DedupStore::new(H);
+        assert!(d.restore(b"short", Some(b"")).is_err());
+        assert!(d.restore(&key(0, 0), None).is_ok());
     }
 }

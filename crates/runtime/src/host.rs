@@ -1,0 +1,253 @@
+//! The task host: what both drivers do for one task, so that a driver only moves bytes and
+//! transactions.
+//!
+//! A [`TaskHost`] owns one [`Task`] with its watermarks and marker bookkeeping:
+//! - set-up: the watermark sources of its stage (its input partitions, or the upstream tasks
+//!   whose markers it reads) with the stage's rules ([`TaskHost::new`]);
+//! - records: admit, the future-skew rule, the watermark, process ([`TaskHost::deliver`]),
+//!   and markers from upstream tasks ([`TaskHost::marker`]);
+//! - time: when its watermark moved, the task advances ([`TaskHost::tick`]); the watermark it
+//!   owes downstream ([`TaskHost::marker_due`]);
+//! - state: the changes of its stores and of its watermarks ([`TaskHost::checkpoint`]), and
+//!   their restore ([`TaskHost::restore`], [`TaskHost::restored`]).
+//!
+//! Where emitted records land is decided here too ([`targets`]), so that both drivers place
+//! them alike.
+
+use fitstream_contracts::EventTime;
+use serde::{Deserialize, Serialize};
+
+use crate::deadletter::DeadLetter;
+use crate::metrics::METRICS;
+use crate::partition::partition_for;
+use crate::state::{self, Change, StateError};
+use crate::task::{self, Ctx, Emit, EmitKind, Record, Task, Topology, WatermarkSource};
+use crate::watermark::{WatermarkConfig, Watermarks};
+
+/// The changelog key of the host's own entry (a store name no task may use).
+const WATERMARKS_KEY: &[u8] = b"runtime/watermarks";
+
+/// The host's changelog entry: per-source max event times, so that a restored task's
+/// watermark resumes where it was.
+#[derive(Serialize, Deserialize, Default)]
+struct WatermarkSnapshot {
+    sources: Vec<(String, i64)>,
+}
+
+/// One task of a topology with its watermarks.
+pub struct TaskHost {
+    /// The task.
+    pub task: Box<dyn Task>,
+    /// Its input watermarks (input partitions or upstream tasks).
+    pub watermarks: Watermarks<String>,
+    /// The watermark the task has advanced to.
+    pub current: EventTime,
+    /// The latest watermark sent downstream in a marker.
+    pub marker_sent: EventTime,
+    /// Inputs idle at the last tick (logged when the set changes).
+    pub idle: Vec<String>,
+    /// An idle marker went downstream since the last regular one.
+    pub idle_marker_sent: bool,
+    stage: String,
+    partition: i32,
+    by_event_time: bool,
+}
+
+impl TaskHost {
+    /// The task of partition `p` of stage `stage_idx`, with `rules` for its watermarks
+    /// (idleness is left out for a stage whose watermark comes from markers).
+    pub fn new(
+        topology: &Topology,
+        stage_idx: usize,
+        p: i32,
+        rules: WatermarkConfig,
+        now_ms: i64,
+    ) -> TaskHost {
+        let stage = &topology.stages[stage_idx];
+        let (rules, sources): (WatermarkConfig, Vec<String>) = match &stage.watermark {
+            WatermarkSource::EventTime => (
+                rules,
+                stage.inputs.iter().map(|t| format!("{t}/{p}")).collect(),
+            ),
+            WatermarkSource::Markers { upstream_tasks } => {
+                let upstream = topology
+                    .stages
+                    .iter()
+                    .find(|s| s.repartitions.iter().any(|r| stage.inputs.contains(r)))
+                    .map(|s| s.name.as_str())
+                    .unwrap_or_default();
+                (
+                    rules.without_idleness(),
+                    (0..*upstream_tasks)
+                        .map(|u| format!("{upstream}/{u}"))
+                        .collect(),
+                )
+            }
+        };
+        let mut watermarks = Watermarks::new(rules);
+        for s in sources {
+            watermarks.assign(s, now_ms);
+        }
+        TaskHost {
+            task: (stage.factory)(p),
+            watermarks,
+            current: EventTime::MIN,
+            marker_sent: EventTime::MIN,
+            idle: Vec::new(),
+            idle_marker_sent: false,
+            stage: stage.name.clone(),
+            partition: p,
+            by_event_time: stage.watermark == WatermarkSource::EventTime,
+        }
+    }
+
+    /// The name of the task as a marker source (`<stage>/<partition>`).
+    pub fn source(&self) -> String {
+        format!("{}/{}", self.stage, self.partition)
+    }
+
+    /// One record through the task (admit, the skew rule and the watermark for event-time
+    /// stages, process): what it emitted, or its dead letter.
+    pub fn deliver(
+        &mut self,
+        record: &Record<'_>,
+        service: &str,
+        now_ms: i64,
+    ) -> (Ctx, Option<DeadLetter>) {
+        let mut ctx = Ctx::default();
+        let result = task::deliver(
+            self.task.as_mut(),
+            &mut self.watermarks,
+            self.by_event_time,
+            record,
+            self.current,
+            now_ms,
+            &mut ctx,
+        );
+        let dead = result.err().map(|r| r.dead_letter(record, service, now_ms));
+        (ctx, dead)
+    }
+
+    /// A marker from an upstream task (`None`: the upstream task is idle).
+    pub fn marker(&mut self, source: String, watermark: Option<EventTime>, now_ms: i64) {
+        match watermark {
+            Some(wm) => self.watermarks.observe(source, wm, now_ms),
+            None => self.watermarks.declare_idle(&source),
+        }
+    }
+
+    /// Recomputes the watermark; when it moved, the task advances and its outputs are
+    /// returned.
+    pub fn tick(&mut self, now_ms: i64) -> Option<Ctx> {
+        let wm = self.watermarks.current(now_ms);
+        if wm <= self.current {
+            return None;
+        }
+        self.current = wm;
+        METRICS
+            .watermark_seconds
+            .with_label_values(&[&self.stage])
+            .set(wm.0 as f64 / 1000.0);
+        let mut ctx = Ctx::default();
+        self.task.advance(wm, &mut ctx);
+        Some(ctx)
+    }
+
+    /// The watermark owed downstream, if it passed the last one sent (marked as sent).
+    pub fn marker_due(&mut self) -> Option<EventTime> {
+        let output = self.task.output_watermark(self.current);
+        (output > self.marker_sent).then(|| {
+            self.marker_sent = output;
+            self.idle_marker_sent = false;
+            output
+        })
+    }
+
+    /// The changes of the task's stores since the previous checkpoint, then the host's
+    /// watermarks.
+    pub fn checkpoint(&mut self) -> Result<Vec<Change>, StateError> {
+        let mut out = Vec::new();
+        state::checkpoint(self.task.as_mut(), &mut out)?;
+        let snapshot = WatermarkSnapshot {
+            sources: self
+                .watermarks
+                .maxima()
+                .into_iter()
+                .map(|(s, t)| (s, t.0))
+                .collect(),
+        };
+        out.push((
+            WATERMARKS_KEY.to_vec(),
+            Some(state::codec::encode(&snapshot)?),
+        ));
+        Ok(out)
+    }
+
+    /// One changelog entry, oldest first.
+    pub fn restore(
+        &mut self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        if key != WATERMARKS_KEY {
+            return state::restore(self.task.as_mut(), key, value);
+        }
+        if let Some(v) = value {
+            let snapshot: WatermarkSnapshot = state::decode(v)?;
+            for (source, ms) in snapshot.sources {
+                self.watermarks.observe(source, EventTime(ms), now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every entry is restored: the task's state reflects the restored watermark already,
+    /// so no advance is replayed; markers start again.
+    pub fn restored(&mut self, now_ms: i64) {
+        state::restored(self.task.as_mut());
+        self.current = self.watermarks.current(now_ms);
+        self.marker_sent = EventTime::MIN;
+    }
+}
+
+/// The partitions an emitted record goes to on a topic of `partitions` partitions: every one
+/// for a broadcast, else the one its key chooses (0 without a key).
+pub fn targets(emit: &Emit, partitions: i32) -> std::ops::Range<i32> {
+    if emit.kind == EmitKind::Broadcast {
+        return 0..partitions;
+    }
+    let p = emit
+        .key
+        .as_deref()
+        .map(|k| partition_for(k, partitions))
+        .unwrap_or(0);
+    p..p + 1
+}
+
+/// Counts the late records and duplicates a task reported in `ctx`.
+pub fn account(ctx: &Ctx, service: &str) {
+    if ctx.late > 0 {
+        METRICS
+            .late_records
+            .with_label_values(&[service])
+            .inc_by(ctx.late);
+    }
+    if ctx.duplicates > 0 {
+        METRICS
+            .duplicates
+            .with_label_values(&[service])
+            .inc_by(ctx.duplicates);
+    }
+}
+
+/// Counts a dead letter (and a late one as late).
+pub fn count_dead_letter(dl: &DeadLetter, service: &str) {
+    METRICS
+        .dead_letters
+        .with_label_values(&[dl.reason.as_str()])
+        .inc();
+    if dl.reason == crate::deadletter::Reason::Late {
+        METRICS.late_records.with_label_values(&[service]).inc();
+    }
+}

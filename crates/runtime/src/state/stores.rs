@@ -1,0 +1,359 @@
+//! The general stores: one value, a sorted map, a whole structure in chunks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::{Deref, DerefMut};
+
+use fitstream_contracts::EventTime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Changes, StateError, Store, codec, decode, time_key, time_of_key};
+
+/// A key of a [`Keyed`] store: bytes that read back as the same key.
+pub trait StoreKey: Ord + Clone {
+    /// The key's bytes in the changelog.
+    fn to_bytes(&self) -> Vec<u8>;
+    /// The key from its bytes.
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StateError>;
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, StateError> {
+    std::str::from_utf8(bytes).map_err(|e| StateError::Key(format!("not UTF-8: {e}")))
+}
+
+impl StoreKey for String {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        utf8(bytes).map(str::to_owned)
+    }
+}
+
+impl StoreKey for Box<str> {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.as_bytes().to_vec()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        utf8(bytes).map(Into::into)
+    }
+}
+
+/// An event time and a name: sorted by time in the changelog too.
+impl StoreKey for (EventTime, Box<str>) {
+    fn to_bytes(&self) -> Vec<u8> {
+        [&time_key(self.0)[..], self.1.as_bytes()].concat()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        let t = time_of_key(bytes).ok_or_else(|| StateError::Key("no event time".into()))?;
+        Ok((t, utf8(&bytes[8..])?.into()))
+    }
+}
+
+/// One value, written when it changed. Reading goes through `Deref`; any mutable access marks
+/// it changed.
+#[derive(Debug, Default)]
+pub struct Value<T> {
+    value: T,
+    changed: bool,
+}
+
+impl<T> Value<T> {
+    /// A store holding `value` (not yet written).
+    pub fn new(value: T) -> Value<T> {
+        Value {
+            value,
+            changed: false,
+        }
+    }
+}
+
+impl<T> Deref for Value<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for Value<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.changed = true;
+        &mut self.value
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Default> Store for Value<T> {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        if std::mem::take(&mut self.changed) {
+            out.put(b"", &self.value)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, _key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        self.value = value.map(decode).transpose()?.unwrap_or_default();
+        Ok(())
+    }
+}
+
+/// A sorted map written per changed key (a tombstone for a removed one). Reading goes
+/// through `Deref` to the map.
+#[derive(Debug)]
+pub struct Keyed<K, V> {
+    map: BTreeMap<K, V>,
+    changed: BTreeSet<K>,
+}
+
+impl<K, V> Default for Keyed<K, V> {
+    fn default() -> Self {
+        Keyed {
+            map: BTreeMap::new(),
+            changed: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: StoreKey, V> Keyed<K, V> {
+    /// Inserts or replaces a value.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        self.changed.insert(key.clone());
+        self.map.insert(key, value)
+    }
+
+    /// Removes a value.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let old = self.map.remove(key);
+        if old.is_some() {
+            self.changed.insert(key.clone());
+        }
+        old
+    }
+
+    /// Removes the first entry.
+    pub fn pop_first(&mut self) -> Option<(K, V)> {
+        let (k, v) = self.map.pop_first()?;
+        self.changed.insert(k.clone());
+        Some((k, v))
+    }
+
+    /// A value to change in place.
+    pub fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let v = self.map.get_mut(key)?;
+        self.changed.insert(key.clone());
+        Some(v)
+    }
+}
+
+impl<K, V> Deref for Keyed<K, V> {
+    type Target = BTreeMap<K, V>;
+    fn deref(&self) -> &BTreeMap<K, V> {
+        &self.map
+    }
+}
+
+impl<K: StoreKey, V: Serialize + DeserializeOwned> Store for Keyed<K, V> {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for key in std::mem::take(&mut self.changed) {
+            match self.map.get(&key) {
+                Some(v) => out.put(&key.to_bytes(), v)?,
+                None => out.delete(&key.to_bytes()),
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let k = K::from_bytes(key)?;
+        match value {
+            Some(v) => self.map.insert(k, decode(v)?),
+            None => self.map.remove(&k),
+        };
+        Ok(())
+    }
+}
+
+/// Chunk size of a [`Snapshot`]: well under the broker's message size limit.
+const CHUNK: usize = 256 * 1024;
+
+/// A whole structure, written at once when it changed: encoded, then split into chunks
+/// (`chunk/<i>`) followed by their count (`count`), so that a large state never meets the
+/// broker's message size limit. Restored when the count arrives.
+#[derive(Debug)]
+pub struct Snapshot<T> {
+    value: T,
+    changed: bool,
+    /// Chunks read during a restore.
+    chunks: BTreeMap<u32, Vec<u8>>,
+    /// Chunks of the last snapshot written or restored, and its size in bytes.
+    written: (u32, usize),
+}
+
+impl<T> Snapshot<T> {
+    /// A store holding `value` (not yet written).
+    pub fn new(value: T) -> Snapshot<T> {
+        Snapshot {
+            value,
+            changed: false,
+            chunks: BTreeMap::new(),
+            written: (0, 0),
+        }
+    }
+
+    /// Encoded bytes of the last snapshot written or restored.
+    pub fn bytes(&self) -> usize {
+        self.written.1
+    }
+}
+
+impl<T> Deref for Snapshot<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> DerefMut for Snapshot<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.changed = true;
+        &mut self.value
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Store for Snapshot<T> {
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        if !std::mem::take(&mut self.changed) {
+            return Ok(());
+        }
+        let bytes = codec::encode(&self.value)?;
+        let n = bytes.chunks(CHUNK).len() as u32;
+        for (i, c) in bytes.chunks(CHUNK).enumerate() {
+            out.put_encoded(format!("chunk/{i}").as_bytes(), c.to_vec());
+        }
+        for i in n..self.written.0 {
+            out.delete(format!("chunk/{i}").as_bytes());
+        }
+        out.put(b"count", &n)?;
+        self.written = (n, bytes.len());
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        if key == b"count" {
+            let Some(v) = value else { return Ok(()) };
+            let n: u32 = decode(v)?;
+            let mut whole = Vec::new();
+            for i in 0..n {
+                let chunk = self
+                    .chunks
+                    .get(&i)
+                    .ok_or_else(|| StateError::Decode(format!("snapshot chunk {i} missing")))?;
+                whole.extend_from_slice(chunk);
+            }
+            self.value = decode(&whole)?;
+            self.written = (n, whole.len());
+            return Ok(());
+        }
+        let i = std::str::from_utf8(key)
+            .ok()
+            .and_then(|k| k.strip_prefix("chunk/")?.parse::<u32>().ok())
+            .ok_or_else(|| StateError::Key(String::from_utf8_lossy(key).into_owned()))?;
+        match value {
+            Some(v) => self.chunks.insert(i, v.to_vec()),
+            None => self.chunks.remove(&i),
+        };
+        Ok(())
+    }
+
+    fn restored(&mut self) {
+        self.chunks.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Change;
+
+    fn write(store: &mut dyn Store, log: &mut Vec<Change>) {
+        store
+            .checkpoint(&mut Changes {
+                store: "s",
+                out: log,
+            })
+            .expect("checkpoints");
+    }
+
+    fn read(store: &mut dyn Store, log: &[Change]) {
+        for (k, v) in log {
+            let k = k.strip_prefix(b"s/").expect("the store's prefix");
+            store.restore(k, v.as_deref()).expect("restores");
+        }
+        store.restored();
+    }
+
+    #[test]
+    fn a_snapshot_larger_than_a_chunk_restores_and_shrinks() {
+        let mut s = Snapshot::new(vec![7u64; 100_000]);
+        let mut log = Vec::new();
+        *s = (0..100_000).collect();
+        write(&mut s, &mut log);
+        let chunks = log
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"s/chunk/"))
+            .count();
+        assert!(chunks > 1, "{chunks} chunks");
+        *s = vec![1, 2, 3];
+        write(&mut s, &mut log);
+        let tombstones = log.iter().filter(|(_, v)| v.is_none()).count();
+        assert_eq!(
+            tombstones,
+            chunks - 1,
+            "the chunks no longer used are deleted"
+        );
+
+        let mut r = Snapshot::new(Vec::<u64>::new());
+        read(&mut r, &log[..chunks + 1]);
+        assert_eq!(r.len(), 100_000);
+        assert_eq!(r[99_999], 99_999);
+        read(&mut r, &log[chunks + 1..]);
+        assert_eq!(*r, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_keyed_store_writes_only_changed_keys() {
+        let mut m: Keyed<(EventTime, Box<str>), f64> = Keyed::default();
+        m.insert((EventTime(-5), "a".into()), 0.5);
+        m.insert((EventTime(3), "b".into()), 1.5);
+        let mut log = Vec::new();
+        write(&mut m, &mut log);
+        if let Some(v) = m.get_mut(&(EventTime(3), "b".into())) {
+            *v = 2.5;
+        }
+        write(&mut m, &mut log);
+        assert_eq!(log.len(), 3);
+        let mut r: Keyed<(EventTime, Box<str>), f64> = Keyed::default();
+        read(&mut r, &log);
+        assert_eq!(
+            r.iter()
+                .map(|((t, k), v)| (t.0, &**k, *v))
+                .collect::<Vec<_>>(),
+            [(-5, "a", 0.5), (3, "b", 2.5)]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_value_writes_nothing_and_a_tombstone_restores_the_default() {
+        let mut v: Value<(i64, bool)> = Value::default();
+        let mut log = Vec::new();
+        write(&mut v, &mut log);
+        assert!(log.is_empty());
+        v.0 = 4;
+        write(&mut v, &mut log);
+        assert_eq!(log.len(), 1);
+        let mut r: Value<(i64, bool)> = Value::default();
+        read(&mut r, &log);
+        assert_eq!(*r, (4, false));
+        read(&mut r, &[(b"s/".to_vec(), None)]);
+        assert_eq!(*r, (0, false));
+    }
+}
