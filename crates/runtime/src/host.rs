@@ -163,6 +163,16 @@ impl TaskHost {
         })
     }
 
+    /// Whether an idle marker is owed downstream (marked as sent): the task has no time of
+    /// its own and nothing to read (every one of its `inputs` idle, none backlogged), so
+    /// downstream must not wait for it. Once per stretch without regular markers.
+    pub fn idle_marker_due(&mut self, inputs: usize) -> bool {
+        let due =
+            self.current == EventTime::MIN && !self.idle_marker_sent && self.idle.len() == inputs;
+        self.idle_marker_sent |= due;
+        due
+    }
+
     /// The changes of the task's stores since the previous checkpoint, then the host's
     /// watermarks.
     pub fn checkpoint(&mut self) -> Result<Vec<Change>, StateError> {

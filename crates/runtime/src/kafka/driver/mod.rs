@@ -1,0 +1,371 @@
+//! The Kafka driver: a topology on a consumer group, exactly once.
+//!
+//! Delivery invariant: consume -> process -> produce -> commit offsets happen in one Kafka
+//! transaction per commit interval (default 100 ms). The transaction holds the outputs, the
+//! dead letters, the watermark markers, the changelog records of every task and the input
+//! offsets (`send_offsets_to_transaction` with the consumer group's metadata, KIP-447), so a
+//! crash at any point either commits all of them or none; consumers of the outputs read
+//! `read_committed`.
+//!
+//! - Partitions are assigned with the `range` strategy, which gives the same partition
+//!   number of every co-partitioned input topic to the same member (cooperative-sticky does
+//!   not). Rebalances are therefore eager: on revocation the open transaction is aborted and
+//!   every task dropped; on assignment each task's state is restored from its changelog
+//!   partition (read_committed, to the end) before any record is processed, and the consumer
+//!   resumes from the committed offsets. Work since the last commit is redone, never lost or
+//!   doubled.
+//! - Zombies are fenced by the group generation in `send_offsets_to_transaction`, and by a
+//!   transactional id that is stable per instance (`fitstream-<app>-<group.instance.id>`).
+//! - A failed commit is fatal: the driver returns the error and the process restarts (state
+//!   and offsets come back from Kafka).
+//! - Back-pressure: the driver stops polling while the producer queue is full.
+//! - Shutdown: when the token is set, the open transaction is committed and the consumer
+//!   closes, leaving the group.
+
+mod commit;
+mod context;
+mod ends;
+mod globals;
+mod internal;
+mod records;
+mod restore;
+mod tables;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use fitstream_contracts::EventTime;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+use self::context::{DriverContext, Ends, RebalanceState};
+use self::globals::{GlobalRecord, driver_globals};
+pub use self::internal::internal_topics;
+use super::{KafkaConfig, KafkaError, admin};
+use crate::host::TaskHost;
+use crate::metrics::METRICS;
+use crate::task::{self, Topology};
+use crate::watermark::WatermarkConfig;
+
+/// Settings of the Kafka driver.
+#[derive(Clone, Debug)]
+pub struct DriverConfig {
+    /// Kafka connection, commit interval, transaction timeout.
+    pub kafka: KafkaConfig,
+    /// Watermark rules.
+    pub watermark: WatermarkConfig,
+    /// Dead-letter topic.
+    pub dead_letter_topic: String,
+    /// Partitions of internal topics (repartition, changelog): the input partition count.
+    pub partitions: i32,
+    /// Replication factor of internal topics.
+    pub replication_factor: i32,
+    /// Bounded run (a replay through Kafka): input partitions end at their end offsets as of
+    /// assignment; at the end every window closes, the last transaction commits and `run`
+    /// returns. Restarted, a bounded run resumes and ends the same way.
+    pub bounded: bool,
+    /// How a bounded run follows the other services of its process.
+    pub chain: BoundedChain,
+}
+
+/// Bounded runs of services chained in one process (`run all --until-end`): a service whose
+/// input is another's output takes its end offsets once that one finished, not at assignment.
+#[derive(Clone, Debug, Default)]
+pub struct BoundedChain {
+    /// When set, the input end offsets are taken once this flag is up (the upstream service's
+    /// outputs are complete and committed).
+    pub inputs_complete: Option<Arc<AtomicBool>>,
+    /// Raised when every task passed the end of time and that is committed (the outputs that
+    /// follow from the inputs are complete), before the run waits for its tasks to settle.
+    pub finished: Option<Arc<AtomicBool>>,
+}
+
+/// Counters of a run, for tests and logs.
+#[derive(Clone, Debug, Default)]
+pub struct DriverStats {
+    /// Records processed (input records and markers).
+    pub records: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Rebalances seen.
+    pub rebalances: u64,
+    /// Changelog records restored.
+    pub restored: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs `topology` until `shutdown` is set or a fatal error occurs.
+pub fn run(
+    topology: Topology,
+    config: DriverConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<DriverStats, KafkaError> {
+    // Crash-only: a broken producer or a fenced transaction restarts the driver in this
+    // process (state and offsets come back from Kafka); a few failures in a row end it.
+    let mut failures = 0;
+    loop {
+        match run_once(&topology, &config, &shutdown) {
+            Err(KafkaError::Client(e)) if failures < 5 && !shutdown.load(Ordering::SeqCst) => {
+                failures += 1;
+                tracing::warn!("restarting the {} driver after: {e}", topology.name);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn run_once(
+    topology: &Topology,
+    config: &DriverConfig,
+    shutdown: &Arc<AtomicBool>,
+) -> Result<DriverStats, KafkaError> {
+    let specs = internal_topics(topology, config.partitions, config.replication_factor);
+    futures::executor::block_on(admin::ensure_topics(&config.kafka, &specs))?;
+    let group = topology.group_id();
+    let instance = config
+        .kafka
+        .group_instance_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
+        config
+            .kafka
+            .client()
+            .set("transactional.id", format!("{group}-{instance}"))
+            .set(
+                "transaction.timeout.ms",
+                config.kafka.transaction_timeout_ms.to_string(),
+            )
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "100000")
+            .create()?,
+    );
+    producer.init_transactions(Duration::from_secs(60))?;
+    let in_txn = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(Mutex::new(RebalanceState::default()));
+    let ends: Ends = Arc::default();
+    let table_streams: Vec<String> = topology
+        .stages
+        .iter()
+        .filter(|s| !s.tables.is_empty())
+        .flat_map(|s| s.inputs.iter().cloned())
+        .collect();
+    let context = DriverContext {
+        state: state.clone(),
+        ends: ends.clone(),
+        table_streams,
+        producer: producer.clone(),
+        in_txn: in_txn.clone(),
+    };
+    let mut client = config.kafka.client();
+    client
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "range")
+        .set("enable.partition.eof", "false")
+        // Statistics carry each partition's end offset: consumer lag, and backlog vs idleness.
+        .set("statistics.interval.ms", "1000")
+        // Small fetches per partition keep co-partitioned inputs close in event time, which
+        // keeps buffered join state (and its snapshots) small during a backlog.
+        .set("max.partition.fetch.bytes", "65536");
+    if let Some(id) = &config.kafka.group_instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: BaseConsumer<DriverContext> = client.create_with_context(context)?;
+    let topics = topology.input_topics();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs)?;
+
+    // Global tables: read whole by every instance, outside the group.
+    let globals: Vec<String> = driver_globals(topology);
+    let global_consumer: Option<BaseConsumer> = if globals.is_empty() {
+        None
+    } else {
+        let c: BaseConsumer = config
+            .kafka
+            .client()
+            .set("group.id", format!("{group}-globals-{instance}"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for g in &globals {
+            for p in 0..admin::partition_count(&config.kafka, g)?.max(1) {
+                tpl.add_partition_offset(g, p, Offset::Beginning)?;
+            }
+        }
+        c.assign(&tpl)?;
+        Some(c)
+    };
+
+    let mut driver = Driver {
+        global_log: Vec::new(),
+        global_progress: BTreeMap::new(),
+        topology,
+        config: config.clone(),
+        producer,
+        in_txn,
+        slots: BTreeMap::new(),
+        positions: BTreeMap::new(),
+        partition_counts: HashMap::new(),
+        stats: DriverStats::default(),
+        service: String::new(),
+        end_offsets: BTreeMap::new(),
+        starts: BTreeMap::new(),
+        table_ends: BTreeMap::new(),
+        progress: HashMap::new(),
+        paused: BTreeSet::new(),
+        rewind: BTreeMap::new(),
+        last_table_check: Instant::now(),
+        last_backlog_check: Instant::now(),
+        quiet_since: None,
+        ends_taken: config.chain.inputs_complete.is_none(),
+    };
+    driver.service = driver.topology.name.clone();
+    let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
+    let mut last_commit = Instant::now();
+    METRICS.ready.set(0);
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            driver.commit(&consumer)?;
+            break;
+        }
+        let message = consumer.poll(Duration::from_millis(10));
+        let (revoked, assigned, broken) = match state.lock() {
+            Ok(mut s) => (
+                std::mem::take(&mut s.revoked),
+                s.assigned.take(),
+                s.broken.take(),
+            ),
+            Err(_) => (false, None, None),
+        };
+        if let Some(e) = broken {
+            return Err(KafkaError::Client(RdError::MessageProduction(
+                RDKafkaErrorCode::InvalidTransactionalState,
+            )))
+            .inspect_err(|_| tracing::error!("producer broken during a rebalance: {e}"));
+        }
+        if revoked {
+            driver.stats.rebalances += 1;
+            driver.slots.clear();
+            driver.positions.clear();
+            driver.paused.clear();
+            driver.rewind.clear();
+            driver.progress.clear();
+            METRICS.ready.set(0);
+        }
+        if let Some(assignment) = assigned {
+            // Every stream input of a table stage was paused on assignment.
+            for (topic, p) in &assignment {
+                if consumer.context().table_streams.contains(topic) {
+                    driver.paused.insert((topic.clone(), *p));
+                }
+            }
+            driver.assign(&assignment)?;
+            driver.pace_tables(&consumer, &ends, true)?;
+            METRICS.ready.set(1);
+        }
+        if let Some(g) = &global_consumer {
+            while let Some(Ok(m)) = g.poll(Duration::ZERO) {
+                let progress = m.headers().and_then(|h| {
+                    task::progress_of(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
+                });
+                match progress {
+                    Some(wm) => driver.global_progress(m.topic(), wm)?,
+                    None => driver.global(m.topic(), m.key(), m.payload())?,
+                }
+            }
+        }
+        let message_seen = matches!(message, Some(Ok(_)));
+        match message {
+            Some(Ok(m)) => driver.handle(&m)?,
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        if !driver.ends_taken
+            && driver
+                .config
+                .chain
+                .inputs_complete
+                .as_ref()
+                .is_some_and(|f| f.load(Ordering::SeqCst))
+        {
+            driver.take_end_offsets()?;
+        }
+        let all_done = driver.finish_ended(&ends);
+        driver.refresh_backlog(&ends);
+        driver.pace_tables(&consumer, &ends, false)?;
+        driver.tick()?;
+        if last_commit.elapsed() >= commit_every {
+            driver.commit(&consumer)?;
+            last_commit = Instant::now();
+            if all_done && driver.finish_ended(&ends) && !driver.in_txn.load(Ordering::SeqCst) {
+                // Everything closed and committed; markers downstream were read too.
+                if let Some(f) = &driver.config.chain.finished {
+                    f.store(true, Ordering::SeqCst);
+                }
+                if driver
+                    .quiet_since
+                    .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
+                    && driver.slots.values().all(|s| s.task.settled())
+                {
+                    break;
+                }
+            }
+        }
+        if message_seen || driver.quiet_since.is_none() {
+            driver.quiet_since = Some(Instant::now());
+        }
+    }
+    METRICS.ready.set(0);
+    drop(consumer);
+    Ok(driver.stats)
+}
+
+struct Driver<'t> {
+    global_log: Vec<GlobalRecord>,
+    /// The latest progress marker of each global topic (replayed to a new task after the log).
+    global_progress: BTreeMap<String, EventTime>,
+    topology: &'t Topology,
+    config: DriverConfig,
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    in_txn: Arc<AtomicBool>,
+    slots: BTreeMap<(usize, i32), TaskHost>,
+    positions: BTreeMap<(String, i32), i64>,
+    partition_counts: HashMap<String, i32>,
+    stats: DriverStats,
+    service: String,
+    end_offsets: BTreeMap<(String, i32), i64>,
+    /// Whether `end_offsets` are known (chained bounded runs take them when upstream ends).
+    ends_taken: bool,
+    /// Low watermark of event-time input partitions at assignment (where a partition
+    /// without a committed offset starts).
+    starts: BTreeMap<(String, i32), i64>,
+    /// End offsets of table partitions at assignment (before any statistics).
+    table_ends: BTreeMap<(String, i32), i64>,
+    /// Per input partition: the position last seen, and since when.
+    progress: HashMap<(String, i32), (i64, Instant)>,
+    /// Stream partitions paused while their task's table is behind.
+    paused: BTreeSet<(String, i32)>,
+    /// Paused partitions' first record delivered anyway (fetched before the pause): read
+    /// again from there on resume.
+    rewind: BTreeMap<(String, i32), i64>,
+    last_table_check: Instant,
+    last_backlog_check: Instant,
+    quiet_since: Option<Instant>,
+}

@@ -1,0 +1,222 @@
+//! The record path: a record through its task, what the task emits to its topics (in the
+//! open transaction, with back-pressure), dead letters, and the watermarks' ticks.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use fitstream_contracts::EventTime;
+use rdkafka::error::KafkaError as RdError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{Driver, now_ms};
+use crate::deadletter::DeadLetter;
+use crate::host::{account, count_dead_letter, targets};
+use crate::kafka::{KafkaError, admin};
+use crate::metrics::METRICS;
+use crate::partition::partition_for;
+use crate::task::{self, Ctx, EmitKind, Record};
+
+impl Driver<'_> {
+    pub(super) fn begin(&mut self) -> Result<(), KafkaError> {
+        if !self.in_txn.load(Ordering::SeqCst) {
+            self.producer.begin_transaction()?;
+            self.in_txn.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    pub(super) fn partitions_of(&mut self, topic: &str) -> Result<i32, KafkaError> {
+        if let Some(n) = self.partition_counts.get(topic) {
+            return Ok(*n);
+        }
+        let n = admin::partition_count(&self.config.kafka, topic)?;
+        if n == 0 {
+            return Err(KafkaError::Topic {
+                topic: topic.into(),
+                message: "does not exist".into(),
+            });
+        }
+        self.partition_counts.insert(topic.to_owned(), n);
+        Ok(n)
+    }
+
+    pub(super) fn send(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: Option<i64>,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), KafkaError> {
+        self.begin()?;
+        if value.is_some_and(|v| v.len() > 900_000) {
+            tracing::warn!(
+                topic,
+                bytes = value.map(<[u8]>::len),
+                "record close to the message size limit"
+            );
+        }
+        loop {
+            let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
+            if let Some(k) = key {
+                r = r.key(k);
+            }
+            if let Some(v) = value {
+                r = r.payload(v);
+            }
+            if let Some(ts) = timestamp {
+                r = r.timestamp(ts);
+            }
+            if !headers.is_empty() {
+                r = r.headers(crate::kafka::writer::owned_headers(headers));
+            }
+            match self.producer.send(r) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    std::thread::sleep(Duration::from_millis(2)); // back-pressure
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(super) fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+        let topic = m.topic().to_owned();
+        let partition = m.partition();
+        let Some(stage) = self.topology.stage_of(&topic) else {
+            return Ok(());
+        };
+        if self.paused.contains(&(topic.clone(), partition)) {
+            // Fetched before the pause took effect: not processed now, read again on resume.
+            self.rewind
+                .entry((topic.clone(), partition))
+                .or_insert(m.offset());
+            return Ok(());
+        }
+        self.positions
+            .insert((topic.clone(), partition), m.offset() + 1);
+        self.stats.records += 1;
+        self.begin()?;
+        METRICS.records_in.with_label_values(&[&topic]).inc();
+        let marker = m.headers().and_then(|h| {
+            task::parse_marker(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
+        });
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return Ok(());
+        };
+        if let Some((source, watermark)) = marker {
+            slot.marker(source, watermark, now_ms());
+            return Ok(());
+        }
+        let started = Instant::now();
+        let record = Record {
+            topic: &topic,
+            partition,
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload(),
+        };
+        let (ctx, dead) = slot.deliver(&record, &self.service, now_ms());
+        METRICS
+            .processing_seconds
+            .with_label_values(&[&self.topology.stages[stage].name])
+            .observe(started.elapsed().as_secs_f64());
+        if let Some(dl) = dead {
+            self.dead_letter(&dl)?;
+        }
+        self.route(stage, partition, ctx)
+    }
+
+    pub(super) fn dead_letter(&mut self, dl: &DeadLetter) -> Result<(), KafkaError> {
+        count_dead_letter(dl, &self.service);
+        let topic = self.config.dead_letter_topic.clone();
+        let n = self.partitions_of(&topic)?;
+        let partition = dl.key.as_deref().map(|k| partition_for(k, n)).unwrap_or(0);
+        let headers: Vec<(String, Vec<u8>)> = dl
+            .headers()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+            .collect();
+        self.send(
+            &topic,
+            partition,
+            dl.key.as_deref(),
+            dl.value.as_deref(),
+            Some(dl.failed_at_ms),
+            &headers,
+        )
+    }
+
+    pub(super) fn route(
+        &mut self,
+        stage: usize,
+        partition: i32,
+        ctx: Ctx,
+    ) -> Result<(), KafkaError> {
+        account(&ctx, &self.service);
+        let now = now_ms();
+        for e in ctx.emits {
+            let n = self.partitions_of(&e.topic)?;
+            if e.kind == EmitKind::Progress {
+                let source = format!("{}/{partition}", self.topology.stages[stage].name);
+                let headers = task::marker_headers(&source, e.event_time);
+                for p in targets(&e, n) {
+                    self.send(&e.topic, p, e.key.as_deref(), None, None, &headers)?;
+                }
+                continue;
+            }
+            for p in targets(&e, n) {
+                self.send(
+                    &e.topic,
+                    p,
+                    e.key.as_deref(),
+                    e.value.as_deref(),
+                    Some(e.event_time.0),
+                    &[],
+                )?;
+            }
+            METRICS.records_out.with_label_values(&[&e.topic]).inc();
+            if !self.topology.is_repartition(&e.topic)
+                && e.event_time > EventTime::MIN
+                && e.event_time < EventTime::MAX
+            {
+                METRICS
+                    .event_latency_seconds
+                    .with_label_values(&[&e.topic])
+                    .observe(((now - e.event_time.0) as f64 / 1000.0).max(0.0));
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn tick(&mut self) -> Result<(), KafkaError> {
+        let now = now_ms();
+        let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
+        for (stage, p) in keys {
+            let Some(slot) = self.slots.get_mut(&(stage, p)) else {
+                continue;
+            };
+            let idle = slot.watermarks.idle(now);
+            if idle != slot.idle {
+                tracing::info!(
+                    stage = %self.topology.stages[stage].name,
+                    partition = p,
+                    ?idle,
+                    watermark = %slot.watermarks.current(now),
+                    "idle inputs changed"
+                );
+                slot.idle = idle;
+            }
+            if let Some(ctx) = slot.tick(now) {
+                if !ctx.emits.is_empty() {
+                    self.begin()?;
+                }
+                self.route(stage, p, ctx)?;
+            }
+        }
+        Ok(())
+    }
+}
