@@ -7,8 +7,6 @@
 //! - [`store`]: every customer of a task, with the flags that drive emission and checkpoints.
 //! - [`models`]: the model versions for the as-of join, nearest-centroid placement.
 //! - [`app`]: [`ProfilerApp`] and its topology for the Kafka and embedded drivers.
-//! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
-//!   [`pipeline::evaluate`], which measures segments against the simulator's personas.
 //!
 //! Delivery: the profiler is a deterministic function of its input records, watermarks and
 //! model records. Exactly once on its topics comes from the driver (one Kafka transaction
@@ -16,7 +14,6 @@
 
 pub mod app;
 pub mod models;
-pub mod pipeline;
 pub mod state;
 pub mod store;
 

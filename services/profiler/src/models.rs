@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fitstream_contracts::{EventTime, ProfileFeatures, SegmentModel};
-use fitstream_segmenter::{ModelError, SegmentAssigner};
+use fitstream_model::{ModelError, SegmentAssigner};
 
 /// A usable model version.
 #[derive(Debug)]

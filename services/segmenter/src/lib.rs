@@ -8,7 +8,7 @@
 //!
 //! Layout:
 //! - [`transform`]: `log1p` on heavy-tailed features, then standard scaling frozen per model
-//!   version ([`Scaler`]).
+//!   version ([`Scaler`]); from the `fitstream-model` crate, re-exported.
 //! - [`reservoir`]: the bounded, seeded, per-customer sample the model is fitted on
 //!   ([`ReservoirSample`], bottom-k by a seeded hash of the customer id).
 //! - [`fit`](mod@fit): KMeans over a range of k chosen by a quality score, warm start from the
@@ -18,14 +18,15 @@
 //! - [`seeding`]: greedy k-means++ initial centres for every KMeans run.
 //! - [`matching`]: Hungarian matching of new centroids to old ones with a distance limit.
 //! - [`labels`]: the rules that name a segment ("loyal high spenders", "at risk", ...).
-//! - [`assign`](mod@assign): nearest-centroid assignment without allocation.
+//! - [`assign`](mod@assign): nearest-centroid assignment without allocation; from the
+//!   `fitstream-model` crate, re-exported.
 //! - [`synthetic`]: seeded synthetic customers from known personas, for tests and benchmarks.
-//! - [`error`]: [`FitError`] (classified by [`FitErrorClass`]) and [`ModelError`].
+//! - [`error`]: [`FitError`] (classified by [`FitErrorClass`]) and [`ModelError`] (from
+//!   `fitstream-model`, re-exported).
 //! - [`app`]: the service's topology for the drivers ([`app::SegmenterApp`]): profiles in,
 //!   refits at event-time boundaries, models and segment profiles out.
 
 pub mod app;
-pub mod assign;
 pub mod error;
 pub mod fit;
 pub mod labels;
@@ -34,9 +35,11 @@ pub mod quality;
 pub mod reservoir;
 pub mod seeding;
 pub mod synthetic;
-pub mod transform;
 
-pub use assign::{Assignment, SegmentAssigner, assign};
+// The model contract's modules; `assign` names both the module and the function.
+pub use fitstream_model::{assign, transform};
+
+pub use assign::{Assignment, SegmentAssigner};
 pub use error::{FitError, FitErrorClass, ModelError};
 pub use fit::{CandidateScore, Clustering, FitConfig, FitOutcome, SampleRow, Seeding, fit, kmeans};
 pub use quality::{QualityMetric, adjusted_rand_index, davies_bouldin, silhouette_score};

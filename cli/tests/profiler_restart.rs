@@ -13,10 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use fitstream::pipeline::{SegmentationPipeline, encode_input};
 use fitstream_contracts::Codec;
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_profiler::app::{ProfilerApp, ProfilerConfig};
-use fitstream_profiler::pipeline::{SegmentationPipeline, encode_input};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::embedded::EmbeddedConfig;
 use fitstream_runtime::host::TaskHost;

@@ -12,8 +12,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::OnceLock;
 
+use fitstream::pipeline::{EvaluateOptions, SimulationRun, run_simulation};
 use fitstream_contracts::{ClickEventType, EventTime, SegmentModel};
-use fitstream_profiler::pipeline::{EvaluateOptions, SimulationRun, run_simulation};
 use fitstream_profiler::state::order_cents;
 use fitstream_segmenter::{SampleRow, SegmentAssigner, fit};
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};

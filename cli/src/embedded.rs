@@ -197,7 +197,7 @@ impl<'a> Outputs<'a> {
 struct Services {
     planner: Embedded,
     counters: Arc<PlannerCounters>,
-    segmentation: fitstream_profiler::pipeline::SegmentationPipeline,
+    segmentation: crate::pipeline::SegmentationPipeline,
 }
 
 /// The embedded driver's settings for `service` of a configuration.
@@ -227,7 +227,7 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
 }
 
 /// The profiler and the segmenter of a configuration, wired together on the embedded driver.
-pub fn segmentation(cfg: &FitstreamConfig) -> fitstream_profiler::pipeline::SegmentationPipeline {
+pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipeline {
     let codec = Codec::pinned();
     let profiler = fitstream_profiler::app::ProfilerApp::new(
         cfg.application("profiler"),
@@ -241,7 +241,7 @@ pub fn segmentation(cfg: &FitstreamConfig) -> fitstream_profiler::pipeline::Segm
         cfg.topics.clone(),
         codec,
     );
-    fitstream_profiler::pipeline::SegmentationPipeline::new(
+    crate::pipeline::SegmentationPipeline::new(
         &profiler,
         &segmenter,
         embedded_config(cfg, profiler.name.clone()),

@@ -4,6 +4,8 @@
 //! - [`config`]: the configuration file, `FITSTREAM__...` environment variables and flags.
 //! - [`inputs`]: input records (simulated or replayed) written to Kafka.
 //! - [`jsonl`]: records as JSON lines `{"topic","partition","key","timestamp","value"}`.
+//! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
+//!   [`pipeline::evaluate`], which measures segments against the simulator's personas.
 //! - [`cli`]: the command line and its dispatch.
 //! - [`commands`]: one function per subcommand.
 
@@ -13,4 +15,5 @@ pub mod config;
 pub mod embedded;
 pub mod inputs;
 pub mod jsonl;
+pub mod pipeline;
 pub mod reconcile;

@@ -6,8 +6,8 @@
 //! allocating, for callers that hold only the [`SegmentModel`].
 //!
 //! Distance is Euclidean in the model's scaled space (the value of
-//! `SegmentAssignment.distance`). On a tie the segment listed first (lowest id, as
-//! [`fit()`](crate::fit()) orders them) wins.
+//! `SegmentAssignment.distance`). On a tie the segment listed first (lowest id, as the
+//! segmenter's `fit()` orders them) wins.
 
 use fitstream_contracts::{ProfileFeatures, SegmentModel};
 
@@ -129,7 +129,7 @@ pub(crate) fn squared_distance(a: &FeatureVector, b: &FeatureVector) -> f64 {
 
 /// Index of the nearest centroid and the squared distance to it (first wins ties).
 /// With no centroid: `(0, inf)`.
-pub(crate) fn nearest<'a>(
+pub fn nearest<'a>(
     z: &FeatureVector,
     centroids: impl Iterator<Item = &'a FeatureVector>,
 ) -> (usize, f64) {

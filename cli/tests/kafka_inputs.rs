@@ -155,7 +155,7 @@ async fn simulated_events_come_back_decoded_and_equal() {
 fn rees46() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/rees46/cosmetics-2019-10.csv"
+        "/../../shared/data/rees46/cosmetics-2019-10.csv"
     ))
 }
 

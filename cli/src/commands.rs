@@ -571,14 +571,14 @@ pub fn demo(
 /// the segmenter (embedded); prints the adjusted Rand index between the final segments and
 /// the personas, and the segment table with the personas inside each segment.
 pub fn segments(cfg: &FitstreamConfig, sim: SimConfig) -> anyhow::Result<f64> {
-    let options = fitstream_profiler::pipeline::EvaluateOptions {
+    let options = crate::pipeline::EvaluateOptions {
         partitions: cfg.topics.partitions,
         topics: cfg.topics.clone(),
         profiler: cfg.profiler.clone(),
         segmenter: cfg.segmenter.clone(),
     };
     let started = Instant::now();
-    let e = fitstream_profiler::pipeline::evaluate(&sim, &options)?;
+    let e = crate::pipeline::evaluate(&sim, &options)?;
     let profiles: Vec<fitstream_contracts::SegmentProfile> =
         e.segments.iter().map(|r| r.profile.clone()).collect();
     print!("{}", segment_table(&profiles, e.model_version));

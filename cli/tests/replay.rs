@@ -12,7 +12,7 @@ use serde_json::Value;
 fn rees46() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/rees46/cosmetics-2019-10.csv"
+        "/../../shared/data/rees46/cosmetics-2019-10.csv"
     ))
 }
 

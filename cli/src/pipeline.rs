@@ -26,7 +26,7 @@ use fitstream_segmenter::app::{SegmenterApp, SegmenterConfig, SegmenterStats};
 use fitstream_simulator::{ConfigError, InputRecord, InputTopic, SimConfig, Simulator};
 use serde::Serialize;
 
-use crate::app::{ProfilerApp, ProfilerConfig, ProfilerStats};
+use fitstream_profiler::app::{ProfilerApp, ProfilerConfig, ProfilerStats};
 
 /// The profiler and the segmenter on the embedded driver, each feeding the other.
 pub struct SegmentationPipeline {
