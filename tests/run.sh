@@ -36,6 +36,14 @@ cargo fmt --all -- --check
 step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets -j "$jobs" -- -D warnings
 
+# The schema compatibility test checks every schema against its history in git, and fails on
+# a shallow clone (the default of many CI checkouts), which has none: fetch the rest first.
+if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then
+  step "git fetch --unshallow (the history of schemas/ for the compatibility test)"
+  git fetch --unshallow --quiet ||
+    echo "could not fetch the full history: the schema compatibility test will fail"
+fi
+
 step "cargo test (broker at $FITSTREAM_TEST_BOOTSTRAP)"
 cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
 

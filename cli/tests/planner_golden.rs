@@ -1,8 +1,14 @@
 //! Golden scenarios of the planner: hand-written inputs through the planner's topology on
 //! the embedded driver (one partition), and the exact records expected on every output topic
 //! (abandonments, each plant's build orders, dead letters), reasoned from product.md and
-//! semantics.md. Request ids are the documented function of plant, SKU, options, window and
-//! state; lead times are those of `deploy/plants.toml`.
+//! semantics.md. Lead times are those of `deploy/plants.toml`.
+//!
+//! Request ids are pinned literals. The factory upserts by them, so the same plant, SKU,
+//! options, window and state must give the same id across versions: a change of the hash
+//! changes every id and fails here. Each literal is `pr-` and the first 12 bytes (hex) of
+//! SHA-256 over `plant 0 sku 0 state 0`, then `name 1 value 0` per option (sorted by name),
+//! then the window's start and end as big-endian i64 milliseconds; computed once outside the
+//! product (Python's `hashlib`), and equal to what the planner emitted when they were pinned.
 //!
 //! Defaults: carts convert within 30 min (grace 5 min), build windows are 15 min tumbling with
 //! 5 min grace, the conversion prior is Beta(1, 3) (0.25 before any outcome), a record waits
@@ -16,8 +22,8 @@ use fitstream_contracts::records::{
     ClickEvent, ClickEventType, Options, PurchaseEvent, PurchaseLine, RequestState,
     SegmentAssignment,
 };
-use fitstream_contracts::{Codec, EventTime};
-use fitstream_planner::planner::{BuildKey, PlannerConfig, request_id};
+use fitstream_contracts::{Codec, EventTime, samples};
+use fitstream_planner::planner::PlannerConfig;
 use fitstream_planner::routing::Routing;
 use fitstream_runtime::embedded::{Embedded, EmbeddedConfig};
 use fitstream_runtime::watermark::WatermarkConfig;
@@ -88,7 +94,7 @@ impl Scenario {
             event_type: kind,
             region: "eu-west".into(),
             event_time: EventTime(t),
-            ..fitstream_contracts::samples::bare_click()
+            ..samples::bare_click()
         }
     }
 
@@ -125,8 +131,6 @@ impl Scenario {
             customer_id: customer.into(),
             session_id: format!("s-{customer}"),
             event_time: EventTime(t),
-            region: "eu-west".into(),
-            currency: "EUR".into(),
             lines: lines
                 .iter()
                 .map(|(sku, opts, category, quantity)| PurchaseLine {
@@ -138,6 +142,7 @@ impl Scenario {
                     unit_price: Decimal::new(1_990, 2),
                 })
                 .collect(),
+            ..samples::purchase()
         }
     }
 
@@ -154,9 +159,8 @@ impl Scenario {
             segment_id: segment,
             segment_label: label.into(),
             model_version: version,
-            distance: 0.5,
-            previous_segment_id: None,
             event_time: EventTime(t),
+            ..samples::assignment()
         };
         let topic = self.cfg.topics.segment_assignments.clone();
         self.push(&topic, customer, &a);
@@ -188,9 +192,11 @@ fn lyon(s: &Scenario) -> String {
     s.cfg.topics.build_orders_topic("lyon")
 }
 
-/// A build order as it must appear on `topic` (`plant` with its area, line and lead time).
+/// A build order as it must appear on `topic` (`plant` with its area, line and lead time),
+/// with its pinned request id.
 #[allow(clippy::too_many_arguments)]
 fn build_order(
+    request_id: &str,
     topic: &str,
     plant: (&str, &str, &str, i64),
     sku: &str,
@@ -209,23 +215,13 @@ fn build_order(
         start: EventTime(window_start),
         end: EventTime(window_start + 15 * MIN),
     };
-    let key = BuildKey {
-        plant: site.into(),
-        sku: sku.into(),
-        product_id: product.into(),
-        options: opts
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        state,
-    };
     json!({
         "topic": topic,
         "partition": 0,
         "key": sku,
         "timestamp": window.end.0,
         "value": {
-            "request_id": request_id(&key, window),
+            "request_id": request_id,
             "request_state": state.symbol(),
             "product_production_rule_id": product,
             "material_definition_id": sku,
@@ -315,6 +311,7 @@ fn a_cart_converted_at_the_edge_of_its_window_and_one_ms_too_late() {
                     // Two open carts at the close of [T, T+15m), 0.25 each (no outcome known
                     // before T+20m): priority 200 + ceil(0.5).
                     build_order(
+                        "pr-0c9539cf1ce1a4161a3e3721",
                         &orders,
                         BERLIN,
                         sku,
@@ -329,6 +326,7 @@ fn a_cart_converted_at_the_edge_of_its_window_and_one_ms_too_late() {
                     ),
                     // Both purchases in [T+30m, T+45m): 2 units from 2 orders.
                     build_order(
+                        "pr-9d122b3db02d78b9d331134f",
                         &orders,
                         BERLIN,
                         sku,
@@ -376,6 +374,7 @@ fn a_duplicate_purchase_and_a_purchase_late_beyond_grace() {
                 orders.clone(),
                 vec![
                     build_order(
+                        "pr-2ce1f17abf8e5778271851b6",
                         &orders,
                         LYON,
                         "p-20",
@@ -389,6 +388,7 @@ fn a_duplicate_purchase_and_a_purchase_late_beyond_grace() {
                         None,
                     ),
                     build_order(
+                        "pr-b99ff2cf83ec16aea9ea71dd",
                         &orders,
                         LYON,
                         "p-20",
@@ -443,6 +443,7 @@ fn two_option_sets_of_one_sku_are_two_requests() {
             orders.clone(),
             vec![
                 build_order(
+                    "pr-773f248323bb48fc729e492a",
                     &orders,
                     LYON,
                     "p-30",
@@ -456,6 +457,7 @@ fn two_option_sets_of_one_sku_are_two_requests() {
                     None,
                 ),
                 build_order(
+                    "pr-de6cc8c568777146d29be503",
                     &orders,
                     LYON,
                     "p-30",
@@ -515,6 +517,7 @@ fn purchases_and_carts_take_the_segment_valid_at_their_event_time() {
                 orders.clone(),
                 vec![
                     build_order(
+                        "pr-edee3e5b3fd5010a531d4a14",
                         &orders,
                         BERLIN,
                         "p-40",
@@ -528,6 +531,7 @@ fn purchases_and_carts_take_the_segment_valid_at_their_event_time() {
                         Some(3),
                     ),
                     build_order(
+                        "pr-7c22af897aa8cae97c2426f6",
                         &orders,
                         BERLIN,
                         "p-41",

@@ -64,14 +64,7 @@ pub fn purchase() -> PurchaseEvent {
         region: "eu-west".into(),
         currency: "EUR".into(),
         lines: vec![
-            PurchaseLine {
-                product_id: "p-1".into(),
-                sku: "p-1/rose/50ml".into(),
-                options: opts(),
-                category: Some("skincare".into()),
-                quantity: 2,
-                unit_price: Decimal::new(1348, 2),
-            },
+            purchase_line(),
             PurchaseLine {
                 product_id: "p-2".into(),
                 sku: "p-2".into(),
@@ -81,6 +74,18 @@ pub fn purchase() -> PurchaseEvent {
                 unit_price: Decimal::new(-0, 2) + Decimal::new(99_999_999_999, 2),
             },
         ],
+    }
+}
+
+/// The first line of [`purchase`]: two of the add-to-cart's SKU, with its options.
+pub fn purchase_line() -> PurchaseLine {
+    PurchaseLine {
+        product_id: "p-1".into(),
+        sku: "p-1/rose/50ml".into(),
+        options: opts(),
+        category: Some("skincare".into()),
+        quantity: 2,
+        unit_price: Decimal::new(1348, 2),
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use fitstream_contracts::{ClickEvent, ClickEventType, EventTime};
+use fitstream_contracts::{ClickEvent, ClickEventType, EventTime, samples};
 use fitstream_profiler::store::ProfileStore;
 use fitstream_runtime::partition::partition_for;
 use fitstream_runtime::state::{DedupStore, checkpoint_store};
@@ -107,14 +107,11 @@ fn crowd(customers: usize, events: usize) -> Vec<InputRecord> {
                     ClickEventType::ProductView
                 },
                 product_id: Some(format!("prod-{:05}", n % 997)),
-                sku: None,
-                options: Default::default(),
                 category: Some(CATEGORIES[(c + e / 3) % CATEGORIES.len()].to_owned()),
-                price: None,
-                query: None,
-                channel: "web".into(),
                 region: "eu-west".into(),
                 event_time: EventTime(start + n as i64 * 100),
+                // No SKU, options, price or query; channel "web".
+                ..samples::bare_click()
             }));
         }
     }
