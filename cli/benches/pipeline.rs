@@ -21,28 +21,25 @@ use fitstream_runtime::kafka::driver::{self, DriverConfig};
 use fitstream_runtime::kafka::writer::TopicWriter;
 use fitstream_runtime::kafka::{KafkaConfig, admin};
 use fitstream_runtime::task::{
-    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
 use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
 struct Copy {
     to: String,
-    pending: Option<(Option<Vec<u8>>, Vec<u8>)>,
 }
 
 impl Task for Copy {
-    fn admit(&mut self, r: &Record<'_>) -> Result<Admitted, Rejection> {
-        self.pending = Some((
-            r.key.map(<[u8]>::to_vec),
-            r.value.unwrap_or_default().to_vec(),
-        ));
-        Ok(Admitted::At(EventTime(0)))
-    }
-    fn process(&mut self, _: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
-        if let Some((k, v)) = self.pending.take() {
-            ctx.emit(&self.to, k, v, EventTime(0));
-        }
+    fn process(
+        &mut self,
+        r: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
+        gate.at(EventTime(0))?;
+        let value = r.value.unwrap_or_default().to_vec();
+        ctx.emit(&self.to, r.key.map(<[u8]>::to_vec), value, EventTime(0));
         Ok(())
     }
     fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
@@ -127,12 +124,7 @@ fn main() -> anyhow::Result<()> {
             repartitions: vec![],
             watermark: WatermarkSource::EventTime,
             globals: vec![],
-            factory: Box::new(move |_| {
-                Box::new(Copy {
-                    to: to.clone(),
-                    pending: None,
-                })
-            }),
+            factory: Box::new(move |_| Box::new(Copy { to: to.clone() })),
         }],
     };
     let started = Instant::now();

@@ -4,7 +4,7 @@
 //! A [`TaskHost`] owns one [`Task`] with its watermarks and marker bookkeeping:
 //! - set-up: the watermark sources of its stage (its input partitions, or the upstream tasks
 //!   whose markers it reads) with the stage's rules ([`TaskHost::new`]);
-//! - records: admit, the future-skew rule, the watermark, process ([`TaskHost::deliver`]),
+//! - records: through the task with the [`Gate`] of the event-time rules ([`TaskHost::deliver`]),
 //!   and markers from upstream tasks ([`TaskHost::marker`]);
 //! - time: when its watermark moved, the task advances ([`TaskHost::tick`]); the watermark it
 //!   owes downstream ([`TaskHost::marker_due`]);
@@ -21,7 +21,7 @@ use crate::deadletter::DeadLetter;
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
 use crate::state::{self, Change, StateError};
-use crate::task::{self, Ctx, Emit, EmitKind, Record, Task, Topology, WatermarkSource};
+use crate::task::{Ctx, Emit, EmitKind, Gate, Record, Task, Topology, WatermarkSource};
 use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// The changelog key of the host's own entry (a store name no task may use).
@@ -106,8 +106,8 @@ impl TaskHost {
         format!("{}/{}", self.stage, self.partition)
     }
 
-    /// One record through the task (admit, the skew rule and the watermark for event-time
-    /// stages, process): what it emitted, or its dead letter.
+    /// One record through the task (with the skew rule and the watermark for event-time
+    /// stages): what it emitted, or its dead letter.
     pub fn deliver(
         &mut self,
         record: &Record<'_>,
@@ -115,15 +115,15 @@ impl TaskHost {
         now_ms: i64,
     ) -> (Ctx, Option<DeadLetter>) {
         let mut ctx = Ctx::default();
-        let result = task::deliver(
-            self.task.as_mut(),
-            &mut self.watermarks,
-            self.by_event_time,
-            record,
+        let watermarks = self.by_event_time.then_some(&mut self.watermarks);
+        let mut gate = Gate::new(
+            watermarks,
+            record.topic,
+            record.partition,
             self.current,
             now_ms,
-            &mut ctx,
         );
+        let result = self.task.process(record, &mut gate, &mut ctx);
         let dead = result.err().map(|r| r.dead_letter(record, service, now_ms));
         (ctx, dead)
     }

@@ -1,11 +1,11 @@
 //! The one operator shape every stateful step has, and the topology that strings them.
 //!
 //! A [`Task`] is the processing of one partition number of a [`Stage`]'s co-partitioned input
-//! topics. It takes records (first [`Task::admit`], which decodes and validates without
-//! changing state, so that the driver can apply the event-time rules; then
-//! [`Task::process`]) and watermarks ([`Task::advance`]); its state lives in stores it
-//! declares ([`Task::stores`]), which the runtime checkpoints and restores. It knows nothing of rdkafka and never
-//! reads a clock: the same tasks run on the Kafka driver and on the embedded driver.
+//! topics. It takes records ([`Task::process`], which decodes and checks a record, then asks
+//! the [`Gate`] to apply the event-time rules before it changes any state) and watermarks
+//! ([`Task::advance`]); its state lives in stores it declares ([`Task::stores`]), which the
+//! runtime checkpoints and restores. It knows nothing of rdkafka and never reads a clock: the
+//! same tasks run on the Kafka driver and on the embedded driver.
 //!
 //! A stage may write to a repartition topic that another stage of the same topology reads
 //! (records keyed by something else than the input key). Drivers then send watermark markers
@@ -57,17 +57,75 @@ impl Rejection {
     }
 }
 
-/// What an admitted record is to the driver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admitted {
-    /// A record with this event time; the driver checks the skew rule, then calls `process`.
-    At(EventTime),
-    /// Nothing to do (a duplicate, or a record the stage ignores), counted as processed.
-    Skip,
-    /// A record of a co-partitioned table input (`Stage::tables`) valid from this event time:
-    /// `process` is called; it moves no watermark and is never late (the task keeps versions
-    /// and tracks how far the table has come).
-    Table(EventTime),
+/// The runtime's rules for one record, applied at the moment its task knows the record's
+/// event time: the task decodes and checks the record, asks the gate, and applies it at the
+/// watermark the gate returns. A task that has nothing to do with a record (a duplicate, an
+/// event type the stage ignores) returns without asking.
+pub struct Gate<'a> {
+    /// The task's input watermarks, for an event-time stage (None: the stage's watermark
+    /// comes from markers, or the caller applies no rule).
+    watermarks: Option<&'a mut Watermarks<String>>,
+    source: String,
+    current: EventTime,
+    now_ms: i64,
+}
+
+impl<'a> Gate<'a> {
+    /// The gate of a record of `topic`/`partition` for a task at watermark `current`;
+    /// `watermarks` are the task's input watermarks when its stage's watermark comes from
+    /// event times.
+    pub fn new(
+        watermarks: Option<&'a mut Watermarks<String>>,
+        topic: &str,
+        partition: i32,
+        current: EventTime,
+        now_ms: i64,
+    ) -> Gate<'a> {
+        Gate {
+            watermarks,
+            source: format!("{topic}/{partition}"),
+            current,
+            now_ms,
+        }
+    }
+
+    /// A gate that applies no rule (tests driving a task by hand).
+    pub fn open(current: EventTime) -> Gate<'static> {
+        Gate {
+            watermarks: None,
+            source: String::new(),
+            current,
+            now_ms: 0,
+        }
+    }
+
+    /// A record of event time `t`: refused when it is more than the allowed skew ahead of its
+    /// partition's watermark, else its partition's watermark observes it. Returns the
+    /// watermark the record is applied at.
+    pub fn at(&mut self, t: EventTime) -> Result<EventTime, Rejection> {
+        if let Some(w) = self.watermarks.as_deref_mut() {
+            if let Admission::TooFarAhead {
+                partition_watermark,
+            } = w.admit(&self.source, t)
+            {
+                return Err(Rejection::new(
+                    Reason::Validation,
+                    format!(
+                        "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
+                    ),
+                ));
+            }
+            w.observe(self.source.clone(), t, self.now_ms);
+        }
+        Ok(self.current)
+    }
+
+    /// A record of a co-partitioned table input (`Stage::tables`) valid from its event time:
+    /// it moves no watermark and is never late (the task keeps versions and tracks how far
+    /// the table has come). Returns the watermark the record is applied at.
+    pub fn table(&mut self) -> EventTime {
+        self.current
+    }
 }
 
 /// Where an emitted record goes.
@@ -156,10 +214,15 @@ impl Ctx {
 
 /// The processing of one partition of a stage.
 pub trait Task: Send {
-    /// Decodes and checks a record without changing state; keeps what `process` needs.
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection>;
-    /// Processes the record last admitted, at the current watermark.
-    fn process(&mut self, watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection>;
+    /// One record: decode and check it without changing state, ask the [`Gate`] (which
+    /// applies the runtime's event-time rules and gives the watermark), then apply it. A
+    /// rejection is the record's dead letter.
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection>;
     /// The watermark moved forward.
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx);
     /// The task's state stores by name (unique within the task, without `/`): the runtime
@@ -329,43 +392,6 @@ pub fn parse_marker<'h>(
         }
     }
     Some((source?, wm?))
-}
-
-/// One record through a task, as both drivers do it: admit (decode, validate), the
-/// future-skew rule and the watermark for event-time stages, then process. A rejection is the
-/// record's dead letter.
-#[allow(clippy::too_many_arguments)] // the driver's state for one record, passed once
-pub fn deliver(
-    task: &mut dyn Task,
-    watermarks: &mut Watermarks<String>,
-    by_event_time: bool,
-    record: &Record<'_>,
-    current: EventTime,
-    now_ms: i64,
-    ctx: &mut Ctx,
-) -> Result<(), Rejection> {
-    match task.admit(record)? {
-        Admitted::Skip => Ok(()),
-        Admitted::Table(_) => task.process(current, ctx),
-        Admitted::At(t) => {
-            let source = format!("{}/{}", record.topic, record.partition);
-            if by_event_time {
-                if let Admission::TooFarAhead {
-                    partition_watermark,
-                } = watermarks.admit(&source, t)
-                {
-                    return Err(Rejection::new(
-                        Reason::Validation,
-                        format!(
-                            "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
-                        ),
-                    ));
-                }
-                watermarks.observe(source, t, now_ms);
-            }
-            task.process(current, ctx)
-        }
-    }
 }
 
 impl Rejection {

@@ -16,7 +16,7 @@ use fitstream_contracts::{Codec, EventTime};
 use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::state::{Store, codec};
 use fitstream_runtime::task::{
-    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
 
 use crate::planner::{
@@ -143,7 +143,6 @@ enum CartInput {
 pub struct CartTask {
     app: PlannerApp,
     stage: CartStage,
-    pending: Option<CartInput>,
 }
 
 impl CartTask {
@@ -153,11 +152,7 @@ impl CartTask {
             app.routing.clone(),
             app.counters.clone(),
         );
-        CartTask {
-            app,
-            stage,
-            pending: None,
-        }
+        CartTask { app, stage }
     }
 
     fn emit(&self, demand: Vec<DemandEvent>, outputs: Vec<Output>, ctx: &mut Ctx) {
@@ -186,31 +181,26 @@ fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
 }
 
 impl Task for CartTask {
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
-        if record.topic == self.app.topics.segment_assignments {
+        let input = if record.topic == self.app.topics.segment_assignments {
             let a: SegmentAssignment = codec.decode(record.topic, bytes).map_err(rejection)?;
-            let t = a.event_time;
-            self.pending = Some(CartInput::Assignment(a));
-            return Ok(Admitted::Table(t));
-        }
-        let (input, t) = if record.topic == self.app.topics.clickstream {
+            gate.table();
+            CartInput::Assignment(a)
+        } else if record.topic == self.app.topics.clickstream {
             let c: ClickEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
-            let t = c.event_time;
-            (CartInput::Click(c), t)
+            gate.at(c.event_time)?;
+            CartInput::Click(c)
         } else {
             let p: PurchaseEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
-            let t = p.event_time;
-            (CartInput::Purchase(p), t)
-        };
-        self.pending = Some(input);
-        Ok(Admitted::At(t))
-    }
-
-    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
-        let Some(input) = self.pending.take() else {
-            return Ok(());
+            gate.at(p.event_time)?;
+            CartInput::Purchase(p)
         };
         let (mut demand, mut outputs) = (Vec::new(), Vec::new());
         let r = match input {
@@ -255,7 +245,6 @@ impl Task for CartTask {
 pub struct WindowTask {
     app: PlannerApp,
     stage: WindowStage,
-    pending: Option<DemandEvent>,
 }
 
 impl WindowTask {
@@ -265,16 +254,17 @@ impl WindowTask {
             app.routing.clone(),
             app.counters.clone(),
         );
-        WindowTask {
-            app,
-            stage,
-            pending: None,
-        }
+        WindowTask { app, stage }
     }
 }
 
 impl Task for WindowTask {
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
         let event: DemandEvent = codec::decode(record.value.unwrap_or_default())
             .map_err(|e| Rejection::new(Reason::Decode, format!("demand event: {e}")))?;
         let t = match &event {
@@ -283,17 +273,11 @@ impl Task for WindowTask {
             | DemandEvent::Released { t, .. } => *t,
             DemandEvent::Outcome { closed_at, .. } => *closed_at,
         };
-        self.pending = Some(event);
-        Ok(Admitted::At(t))
-    }
-
-    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
-        if let Some(event) = self.pending.take() {
-            let t = self.stage.watermark();
-            if !self.stage.demand(event.clone()) {
-                tracing::warn!(watermark = %t, ?event, "demand event after its window closed");
-                ctx.late += 1;
-            }
+        gate.at(t)?;
+        let watermark = self.stage.watermark();
+        if !self.stage.demand(event.clone()) {
+            tracing::warn!(%watermark, ?event, "demand event after its window closed");
+            ctx.late += 1;
         }
         Ok(())
     }

@@ -72,7 +72,7 @@ use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::state::{DedupStore, Held, Keyed, Store, Value};
 use fitstream_runtime::task::{
-    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
 use serde::{Deserialize, Serialize};
 
@@ -294,7 +294,6 @@ pub struct ProfileTask {
     dedup: DedupStore,
     models: ModelTable,
     meta: Value<Meta>,
-    pending: Option<Input>,
     /// Records admitted and not applied yet, by (event time, arrival): applied in that order
     /// when the watermark passes them.
     held: Held<Input>,
@@ -316,7 +315,6 @@ impl ProfileTask {
             dedup: DedupStore::new(app.config.dedup_retention_ms),
             models: ModelTable::new(app.config.model_versions),
             meta: Value::default(),
-            pending: None,
             held: Held::new(),
             queue: Keyed::default(),
             queued: HashMap::new(),
@@ -536,7 +534,12 @@ impl ProfileTask {
 }
 
 impl Task for ProfileTask {
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
         let (input, customer, t) = if record.topic == self.app.topics.clickstream {
@@ -548,7 +551,7 @@ impl Task for ProfileTask {
             let (customer, t) = (p.customer_id.clone(), p.event_time);
             (Input::Purchase(p), customer, t)
         } else {
-            return Ok(Admitted::Skip);
+            return Ok(());
         };
         if RESERVED_PREFIXES.iter().any(|p| customer.starts_with(p)) {
             return Err(Rejection::new(
@@ -556,17 +559,10 @@ impl Task for ProfileTask {
                 "customer_id: starts with a reserved prefix (\\0 or __fitstream.)",
             ));
         }
-        self.pending = Some(input);
-        Ok(Admitted::At(t))
-    }
-
-    fn process(&mut self, watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
-        let Some(input) = self.pending.take() else {
-            return Ok(());
-        };
-        let (id, t) = match &input {
-            Input::Click(c) => (format!("e:{}", c.event_id), c.event_time),
-            Input::Purchase(p) => (format!("o:{}", p.order_id), p.event_time),
+        let watermark = gate.at(t)?;
+        let id = match &input {
+            Input::Click(c) => format!("e:{}", c.event_id),
+            Input::Purchase(p) => format!("o:{}", p.order_id),
         };
         let horizon = watermark.minus(self.dedup.retention_ms());
         if t < horizon {
@@ -687,6 +683,7 @@ mod tests {
         ClickEventType, CustomerProfile, ModelSegment, ProfileFeatures, PurchaseLine,
     };
     use fitstream_runtime::state;
+    use fitstream_runtime::watermark::{WatermarkConfig, Watermarks};
     use rust_decimal::Decimal;
 
     use super::*;
@@ -799,19 +796,18 @@ mod tests {
                 key: None,
                 value: Some(bytes),
             };
-            let result = match self.task.admit(&record) {
-                Ok(Admitted::At(t)) => {
-                    let r = self.task.process(self.watermark, &mut ctx);
-                    if t > self.watermark {
-                        self.watermark = t;
-                        self.task.advance(t, &mut ctx);
-                    }
-                    r
-                }
-                Ok(Admitted::Table(_)) => self.task.process(self.watermark, &mut ctx),
-                Ok(Admitted::Skip) => Ok(()),
-                Err(r) => Err(r),
-            };
+            // One input partition whose watermark is the latest event time (no skew rule).
+            let mut rules = WatermarkConfig::default();
+            rules.max_future_skew_ms = i64::MAX;
+            let mut watermarks = Watermarks::new(rules);
+            watermarks.observe("input/0".to_owned(), self.watermark, 0);
+            let mut gate = Gate::new(Some(&mut watermarks), "input", 0, self.watermark, 0);
+            let result = self.task.process(&record, &mut gate, &mut ctx);
+            let t = watermarks.current(0);
+            if t > self.watermark {
+                self.watermark = t;
+                self.task.advance(t, &mut ctx);
+            }
             (result, ctx)
         }
 
@@ -1055,9 +1051,9 @@ mod tests {
                 value: Some(&bytes),
             };
             let mut ctx = Ctx::default();
-            if let Ok(Admitted::At(_)) = d.task.admit(&record) {
-                d.task.process(d.watermark, &mut ctx).expect("accepted");
-            }
+            d.task
+                .process(&record, &mut Gate::open(d.watermark), &mut ctx)
+                .expect("accepted");
             if let Some(w) = watermark(i).filter(|w| EventTime(*w) > d.watermark) {
                 d.watermark = EventTime(w);
                 d.task.advance(d.watermark, &mut ctx);

@@ -80,7 +80,7 @@ use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::partition::partition_for;
 use fitstream_runtime::state::{self, Changes, Held, StateError, Store, StoreKey, Value, codec};
 use fitstream_runtime::task::{
-    Admitted, Ctx, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
 };
 use serde::{Deserialize, Serialize};
 
@@ -319,21 +319,25 @@ impl SampledProfile {
 /// The `forward` stage of one profiles partition: check, then forward under [`SAMPLE_KEY`].
 pub struct ForwardTask {
     app: SegmenterApp,
-    pending: Option<SampledProfile>,
 }
 
 impl ForwardTask {
     fn new(app: SegmenterApp) -> ForwardTask {
-        ForwardTask { app, pending: None }
+        ForwardTask { app }
     }
 }
 
 impl Task for ForwardTask {
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
         // A tombstone (a customer deleted from the table) is not forwarded: the customer
         // leaves the sample when evicted. Nothing upstream writes tombstones yet.
         let Some(bytes) = record.value else {
-            return Ok(Admitted::Skip);
+            return Ok(());
         };
         let profile: CustomerProfile = self.app.codec.decode(record.topic, bytes).map_err(|e| {
             Rejection::new(
@@ -342,22 +346,15 @@ impl Task for ForwardTask {
             )
         })?;
         let row = SampledProfile::of(profile).map_err(|m| Rejection::new(Reason::Validation, m))?;
-        let t = row.event_time;
-        self.pending = Some(row);
-        Ok(Admitted::At(t))
-    }
-
-    fn process(&mut self, _watermark: EventTime, ctx: &mut Ctx) -> Result<(), Rejection> {
-        if let Some(row) = self.pending.take() {
-            let bytes = codec::encode(&row)
-                .map_err(|e| Rejection::new(Reason::Validation, e.to_string()))?;
-            ctx.emit(
-                &self.app.repartition_topic(),
-                Some(SAMPLE_KEY.to_vec()),
-                bytes,
-                row.event_time,
-            );
-        }
+        gate.at(row.event_time)?;
+        let bytes =
+            codec::encode(&row).map_err(|e| Rejection::new(Reason::Validation, e.to_string()))?;
+        ctx.emit(
+            &self.app.repartition_topic(),
+            Some(SAMPLE_KEY.to_vec()),
+            bytes,
+            row.event_time,
+        );
         Ok(())
     }
 
@@ -471,7 +468,6 @@ pub struct FitTask {
     /// Whether this task's partition is the one [`SAMPLE_KEY`] goes to: it alone fits, and
     /// it alone reports progress.
     fitter: bool,
-    pending: Option<SampledProfile>,
 }
 
 impl FitTask {
@@ -489,7 +485,6 @@ impl FitTask {
             model: Value::default(),
             held: Held::new(),
             fitter,
-            pending: None,
         }
     }
 
@@ -639,18 +634,15 @@ impl FitTask {
 }
 
 impl Task for FitTask {
-    fn admit(&mut self, record: &Record<'_>) -> Result<Admitted, Rejection> {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        _ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
         let row: SampledProfile = codec::decode(record.value.unwrap_or_default())
             .map_err(|e| Rejection::new(Reason::Decode, format!("sampled profile: {e}")))?;
-        let t = row.event_time;
-        self.pending = Some(row);
-        Ok(Admitted::At(t))
-    }
-
-    fn process(&mut self, _watermark: EventTime, _ctx: &mut Ctx) -> Result<(), Rejection> {
-        let Some(row) = self.pending.take() else {
-            return Ok(());
-        };
+        gate.at(row.event_time)?;
         bump(&self.app.counters.profiles);
         self.meta.max_received = self.meta.max_received.max(row.event_time);
         self.held.hold(row.event_time, row);
@@ -901,9 +893,8 @@ mod tests {
                 key: Some(SAMPLE_KEY),
                 value: Some(&v),
             };
-            if let Ok(Admitted::At(_)) = task.admit(&r) {
-                task.process(EventTime::MIN, &mut ctx).expect("processes");
-            }
+            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
+                .expect("processes");
             if let Some(w) = wm(i) {
                 task.advance(EventTime(w), &mut ctx);
             }
@@ -935,8 +926,8 @@ mod tests {
                 key: Some(SAMPLE_KEY),
                 value: Some(&v),
             };
-            task.admit(&r).expect("admits");
-            task.process(EventTime::MIN, &mut ctx).expect("processes");
+            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
+                .expect("processes");
         }
         let last = EventTime(START + 49 * 60_000);
         // The watermark moves on with the wall clock, two days past the last profile.
@@ -1065,10 +1056,12 @@ mod tests {
                     key: Some(SAMPLE_KEY),
                     value: Some(v),
                 };
-                if let Ok(Admitted::At(t)) = task.admit(&r) {
-                    task.process(t, &mut ctx).expect("processes");
-                    task.advance(t, &mut ctx);
-                }
+                let t = codec::decode::<SampledProfile>(v)
+                    .expect("a sampled profile")
+                    .event_time;
+                task.process(&r, &mut Gate::open(t), &mut ctx)
+                    .expect("processes");
+                task.advance(t, &mut ctx);
                 out.extend(ctx.emits);
             }
         };

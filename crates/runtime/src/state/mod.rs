@@ -190,7 +190,7 @@ pub fn restored(task: &mut dyn Task) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::{Admitted, Ctx, Record, Rejection};
+    use crate::task::{Ctx, Gate, Record, Rejection};
     use fitstream_contracts::EventTime;
 
     #[derive(Default)]
@@ -200,10 +200,12 @@ mod tests {
     }
 
     impl Task for Counting {
-        fn admit(&mut self, _: &Record<'_>) -> Result<Admitted, Rejection> {
-            Ok(Admitted::Skip)
-        }
-        fn process(&mut self, _: EventTime, _: &mut Ctx) -> Result<(), Rejection> {
+        fn process(
+            &mut self,
+            _: &Record<'_>,
+            _: &mut Gate<'_>,
+            _: &mut Ctx,
+        ) -> Result<(), Rejection> {
             Ok(())
         }
         fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
