@@ -797,9 +797,10 @@ mod tests {
                 value: Some(bytes),
             };
             // One input partition whose watermark is the latest event time (no skew rule).
-            let mut rules = WatermarkConfig::default();
-            rules.max_future_skew_ms = i64::MAX;
-            let mut watermarks = Watermarks::new(rules);
+            let mut watermarks = Watermarks::new(WatermarkConfig {
+                max_future_skew_ms: i64::MAX,
+                ..WatermarkConfig::default()
+            });
             watermarks.observe("input/0".to_owned(), self.watermark, 0);
             let mut gate = Gate::new(Some(&mut watermarks), "input", 0, self.watermark, 0);
             let result = self.task.process(&record, &mut gate, &mut ctx);
