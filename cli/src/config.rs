@@ -147,9 +147,7 @@ mod tests {
             "k8s/base/config/fitstream.toml",
             "k8s/overlays/prod/config/fitstream.toml",
         ] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join(file);
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(file);
             let cfg = load(Some(&path)).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(
                 cfg.kafka.properties["security.protocol"], "SASL_SSL",
