@@ -4,6 +4,12 @@
 //! feed them from Kafka (consumer groups, transactions) or from memory (embedded).
 //!
 //! Layout:
+//! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
+//! - [`deadletter`]: the dead-letter record and its headers.
+//! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
+//! - [`held`]: records held by event time until the watermark passes them (event-time order
+//!   inside a task), with their changelog entries.
+//! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
 //! - [`task`]: the one operator shape ([`task::Task`] per partition of a [`task::Stage`]) and
 //!   the [`task::Topology`] that strings stages through repartition topics.
 //! - [`watermark`]: event time and watermarks per partition and per task, idleness.
@@ -11,14 +17,7 @@
 //! - [`join`]: the interval join, inner and left.
 //! - [`asof`]: the as-of stream-table join (a record joins the version valid at its time).
 //! - [`dedup`]: deduplication by id within a retention of event time.
-//! - [`held`]: records held by event time until the watermark passes them (event-time order
-//!   inside a task), with their changelog entries.
-//! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
-//! - [`deadletter`]: the dead-letter record and its headers.
 //! - [`embedded`]: the embedded driver, a topology in one process over in-memory records.
-//! - [`kafka`]: client configuration, topic provisioning, writing and reading topics, and the
-//!   Kafka driver.
-//! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
 //! - [`http`]: the `/metrics`, `/healthz` and `/readyz` endpoints.
 //! - [`shutdown`]: one shutdown signal per process (SIGTERM or Ctrl-C).
 
