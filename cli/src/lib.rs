@@ -6,6 +6,9 @@
 //! - [`jsonl`]: records as JSON lines `{"topic","partition","key","timestamp","value"}`.
 //! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
 //!   [`pipeline::evaluate`], which measures segments against the simulator's personas.
+//! - [`embedded`]: the embedded mode: every service in one process on the runtime's embedded
+//!   driver, no broker (`demo`, `replay`).
+//! - [`reconcile`]: a replay's outputs checked against its input (units and carts).
 //! - [`cli`]: the command line and its dispatch.
 //! - [`commands`]: one function per subcommand.
 

@@ -16,6 +16,8 @@
 //! - [`registry`]: where schema ids come from: pinned in configuration, or a registry's REST
 //!   API (register and resolve, cached).
 //! - [`topics`]: every topic of the product with its key, value and settings.
+//! - [`avro`]: helpers to build and read Avro values by field name (records convert by hand).
+//! - [`samples`]: fully populated example records, for tests and documentation.
 
 pub mod avro;
 pub mod codec;

@@ -1,7 +1,7 @@
 //! fitstream's stream runtime: a small library in the style of Kafka Streams, the Rust way.
 //!
-//! Operators take records, watermarks and ticks and never read a clock or import rdkafka;
-//! drivers feed them from Kafka (consumer groups, transactions) or from memory (embedded).
+//! Operators take records and watermarks and never read a clock or import rdkafka; drivers
+//! feed them from Kafka (consumer groups, transactions) or from memory (embedded).
 //!
 //! Layout:
 //! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
@@ -11,6 +11,16 @@
 //! - [`state`]: the stores a task declares (values, maps, held records, deduplication,
 //!   snapshots), their versioned changelog encoding, checkpoint and restore.
 //! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
+//! - [`task`]: the one operator shape ([`task::Task`] per partition of a [`task::Stage`]) and
+//!   the [`task::Topology`] that strings stages through repartition topics.
+//! - [`watermark`]: event time and watermarks per partition and per task, idleness.
+//! - [`window`]: event-time windows and the windowed aggregate that emits each once.
+//! - [`join`]: the interval join, inner and left.
+//! - [`asof`]: the as-of stream-table join (a record joins the version valid at its time).
+//! - [`dedup`]: deduplication by id within a retention of event time.
+//! - [`embedded`]: the embedded driver, a topology in one process over in-memory records.
+//! - [`http`]: the `/metrics`, `/healthz` and `/readyz` endpoints.
+//! - [`shutdown`]: one shutdown signal per process (SIGTERM or Ctrl-C).
 
 pub mod asof;
 pub mod deadletter;

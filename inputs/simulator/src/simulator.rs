@@ -30,6 +30,10 @@
 //! Ids: customers are `cust-00001`..; events, sessions and orders are counters tagged with
 //! the seed (`ev-2a-17`), so they are unique within a run and differ between seeds. A run is
 //! a pure function of its configuration: the same seed gives the same records.
+//!
+//! Files: `simulator/config.rs` ([`SimConfig`] and its checks), `simulator/session.rs` (a
+//! customer, run-unique ids, the records of one visit), `simulator/calibration.rs` (the
+//! personas' rhythm over the span and the scaling of visit rates to `rate`).
 
 mod calibration;
 mod config;

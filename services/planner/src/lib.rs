@@ -6,6 +6,7 @@
 //!   conversion rates per (segment, category) with a Beta prior, Released and Forecast demand
 //!   in tumbling windows (15 min), each window emitted once when it closes, as ISA-95
 //!   ProductionRequests with deterministic ids.
+//! - [`app`]: the planner as a topology of two stages (`carts`, `windows`) for the drivers.
 //!
 //! Delivery: the planner is a pure function of its input records and watermarks. Exactly
 //! once on the factory topics comes from the driver (one Kafka transaction holds outputs,

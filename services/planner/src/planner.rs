@@ -21,6 +21,10 @@
 //!   the forecast does not depend on how upstream partitions interleave.
 //!
 //! [`Planner`] runs both stages back to back in one object (tests, simple embedding).
+//!
+//! Files: `planner/config.rs` ([`PlannerConfig`]), `planner/outputs.rs` (what the stages emit
+//! and tell each other, and [`request_id`]), `planner/counters.rs` ([`PlannerCounters`]),
+//! `planner/carts.rs` ([`CartStage`]), `planner/windows.rs` ([`WindowStage`]).
 
 mod carts;
 mod config;

@@ -2,9 +2,10 @@
 //!
 //! This crate is the model library of the segmenter service, plus the service's topology
 //! ([`app`]). The library is pure: no Kafka, no clock, no global state. The runtime feeds it
-//! profiles and asks it for a model; the profiler uses [`SegmentAssigner`] to assign profiles
-//! between refits. `app` runs on the runtime's drivers and reads no clock either (a
-//! stopwatch passed in measures fits).
+//! profiles and asks it for a model; the profiler assigns profiles between refits with
+//! [`SegmentAssigner`], from the model contract crate `fitstream-model` that both use. `app`
+//! runs on the runtime's drivers and reads no clock either (a stopwatch passed in measures
+//! fits).
 //!
 //! Layout:
 //! - [`transform`]: `log1p` on heavy-tailed features, then standard scaling frozen per model
