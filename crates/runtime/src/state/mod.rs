@@ -64,7 +64,7 @@ pub enum StateError {
     #[error("no store named {0:?} in this task (a changelog of another topology or version?)")]
     UnknownStore(String),
     /// A failure at one entry of one store.
-    #[error("store {store:?}, key {key}: {source}")]
+    #[error("store {store:?}{}: {source}", if key.is_empty() { String::new() } else { format!(", key {key}") })]
     At {
         /// Store name.
         store: String,

@@ -1,0 +1,301 @@
+//! State failures on a real broker: a checkpoint that cannot be written aborts the
+//! transaction and leaves the committed output, state and offsets as they were; a changelog
+//! written by another format version fails the restore with the version named.
+//!
+//! Needs a broker at `FITSTREAM_TEST_BOOTSTRAP` (default 127.0.0.1:9092; `bash
+//! deploy/kafka.sh start`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fitstream_contracts::EventTime;
+use fitstream_contracts::topics::{TopicRole, TopicSpec};
+use fitstream_runtime::kafka::driver::{self, DriverConfig, DriverStats};
+use fitstream_runtime::kafka::reader::{ConsumedRecord, read_until_idle};
+use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
+use fitstream_runtime::kafka::{KafkaConfig, KafkaError, admin};
+use fitstream_runtime::state::{self, Store, Value, codec};
+use fitstream_runtime::task::{
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+};
+use fitstream_runtime::watermark::WatermarkConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+/// A count of the records seen; once poisoned, it refuses to be written.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+struct Tally {
+    seen: u64,
+    poisoned: bool,
+}
+
+impl Serialize for Tally {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.poisoned {
+            return Err(serde::ser::Error::custom(
+                "a poisoned tally cannot be written",
+            ));
+        }
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Tally", 2)?;
+        st.serialize_field("seen", &self.seen)?;
+        st.serialize_field("poisoned", &self.poisoned)?;
+        st.end()
+    }
+}
+
+/// Copies every record to `to` and counts it; the record `poison` poisons the count.
+struct Counting {
+    to: String,
+    tally: Value<Tally>,
+}
+
+impl Task for Counting {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        ctx: &mut Ctx,
+    ) -> Result<(), Rejection> {
+        let t = EventTime(1_000 + record.offset);
+        gate.at(t)?;
+        let value = record.value.unwrap_or_default();
+        if value == b"poison" {
+            self.tally.poisoned = true;
+        } else {
+            self.tally.seen += 1;
+        }
+        ctx.emit(&self.to, record.key.map(<[u8]>::to_vec), value.to_vec(), t);
+        Ok(())
+    }
+
+    fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
+
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        vec![("tally", &mut self.tally)]
+    }
+}
+
+struct Setup {
+    kafka: KafkaConfig,
+    name: String,
+    input: String,
+    output: String,
+    dead_letters: String,
+}
+
+impl Setup {
+    fn new(what: &str) -> Setup {
+        let bootstrap =
+            std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        let s = Setup {
+            kafka: KafkaConfig {
+                bootstrap_servers: bootstrap,
+                ..KafkaConfig::default()
+            },
+            name: format!("state-{what}-{id}"),
+            input: format!("st-{id}.in"),
+            output: format!("st-{id}.out"),
+            dead_letters: format!("st-{id}.dead-letter"),
+        };
+        // Event times here are in 1970: no time-based retention, or the broker deletes them.
+        let spec = |name: &str| TopicSpec {
+            name: name.to_owned(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]),
+            role: TopicRole::Output,
+            value: None,
+        };
+        let mut specs = vec![spec(&s.input), spec(&s.output), spec(&s.dead_letters)];
+        specs.extend(driver::internal_topics(&s.topology(), 1, 1));
+        futures::executor::block_on(admin::ensure_topics(&s.kafka, &specs))
+            .expect("topics created");
+        s
+    }
+
+    fn topology(&self) -> Topology {
+        let to = self.output.clone();
+        Topology {
+            name: self.name.clone(),
+            stages: vec![Stage {
+                name: "count".into(),
+                inputs: vec![self.input.clone()],
+                tables: Vec::new(),
+                repartitions: Vec::new(),
+                watermark: WatermarkSource::EventTime,
+                globals: Vec::new(),
+                factory: Box::new(move |_| {
+                    Box::new(Counting {
+                        to: to.clone(),
+                        tally: Value::default(),
+                    })
+                }),
+            }],
+        }
+    }
+
+    fn changelog(&self) -> String {
+        let topology = self.topology();
+        topology.changelog_topic(&topology.stages[0])
+    }
+
+    fn produce(&self, topic: &str, records: &[(&[u8], &[u8])]) {
+        let mut w = TopicWriter::new(&self.kafka).expect("a producer");
+        for (k, v) in records {
+            w.send(&OutRecord {
+                topic: topic.to_owned(),
+                key: Some(k.to_vec()),
+                value: Some(v.to_vec()),
+                ..OutRecord::default()
+            })
+            .expect("sent");
+        }
+        w.flush().expect("flushed");
+    }
+
+    /// A bounded run to the end of the input (stopped after two minutes at most).
+    fn run(&self) -> Result<DriverStats, KafkaError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for _ in 0..1_200 {
+                    if stop.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                stop.store(true, Ordering::SeqCst);
+                true
+            })
+        };
+        let config = DriverConfig {
+            kafka: self.kafka.clone(),
+            watermark: WatermarkConfig::default(),
+            dead_letter_topic: self.dead_letters.clone(),
+            partitions: 1,
+            replication_factor: 1,
+            bounded: true,
+            chain: Default::default(),
+        };
+        let result = driver::run(self.topology(), config, stop.clone());
+        let timed_out = stop.swap(true, Ordering::SeqCst);
+        assert!(
+            !(timed_out && watchdog.join().expect("watchdog")),
+            "the run did not end within two minutes"
+        );
+        result
+    }
+
+    fn read(&self, topic: &str) -> Vec<ConsumedRecord> {
+        let mut out = Vec::new();
+        read_until_idle(
+            &self.kafka,
+            &[topic],
+            Duration::from_secs(3),
+            Duration::from_secs(120),
+            |r| out.push(r),
+        )
+        .expect("read");
+        out
+    }
+
+    fn values(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.read(topic)
+            .into_iter()
+            .filter_map(|r| r.value)
+            .collect()
+    }
+
+    /// The latest committed tally in the changelog.
+    fn tally(&self) -> Option<Tally> {
+        let latest = self
+            .read(&self.changelog())
+            .into_iter()
+            .filter(|r| r.key.as_deref() == Some(b"tally/"))
+            .next_back()?;
+        Some(state::decode(&latest.value?).expect("a tally"))
+    }
+
+    /// The group's committed offset of the input partition.
+    fn committed(&self) -> Option<i64> {
+        let consumer: BaseConsumer = self
+            .kafka
+            .client()
+            .set("group.id", self.topology().group_id())
+            .create()
+            .expect("a consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.input, 0);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(30))
+            .expect("committed offsets");
+        match committed.elements().first()?.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_aborts_and_changes_nothing() {
+    let s = Setup::new("poison");
+    s.produce(&s.input, &[(b"k", b"a"), (b"k", b"b")]);
+    let first = s.run().expect("a clean run ends");
+    assert!(first.commits > 0);
+    let before = (s.values(&s.output), s.tally(), s.committed());
+    assert_eq!(
+        before,
+        (
+            vec![b"a".to_vec(), b"b".to_vec()],
+            Some(Tally {
+                seen: 2,
+                poisoned: false
+            }),
+            Some(2)
+        ),
+        "the clean run committed its output, state and offsets"
+    );
+
+    s.produce(&s.input, &[(b"k", b"poison")]);
+    let e = s.run().expect_err("the poisoned checkpoint fails the run");
+    let message = e.to_string();
+    eprintln!("the run failed with: {message}");
+    assert!(
+        matches!(e, KafkaError::State(_))
+            && message.contains("\"tally\"")
+            && message.contains("a poisoned tally cannot be written"),
+        "{message}"
+    );
+    let after = (s.values(&s.output), s.tally(), s.committed());
+    assert_eq!(
+        after, before,
+        "read_committed output, the changelog's state and the offsets are unchanged"
+    );
+}
+
+#[test]
+fn a_changelog_of_another_format_version_fails_the_restore_naming_it() {
+    let s = Setup::new("version");
+    let mut future = codec::encode(&Tally::default()).expect("encodes");
+    future[1] = 9;
+    s.produce(&s.changelog(), &[(b"tally/", &future)]);
+    s.produce(&s.input, &[(b"k", b"a")]);
+    let e = s.run().expect_err("the restore fails");
+    let message = e.to_string();
+    eprintln!("the run failed with: {message}");
+    assert!(
+        message
+            .contains("state format version 9 cannot be read by this build (it reads version 1)")
+            && message.contains(&s.changelog())
+            && message.contains("store \"tally\""),
+        "{message}"
+    );
+    assert!(s.values(&s.output).is_empty(), "nothing was processed");
+    assert_eq!(s.committed(), None, "no offset was committed");
+}
