@@ -217,8 +217,7 @@ impl Setup {
         let latest = self
             .read(&self.changelog())
             .into_iter()
-            .filter(|r| r.key.as_deref() == Some(b"tally/"))
-            .next_back()?;
+            .rfind(|r| r.key.as_deref() == Some(b"tally/"))?;
         Some(state::decode(&latest.value?).expect("a tally"))
     }
 
