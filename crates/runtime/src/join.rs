@@ -8,7 +8,7 @@
 //! a left join is emitted null-padded, and the left record leaves the state. A right record at
 //! `u` can only meet left records in `[u - after, u + before]`; it is closed (and leaves the
 //! state) when the latest of them is: `watermark > u + before + after + grace`. A record that is
-//! closed on arrival is late: it does not join and is returned as [`JoinEvent::Late`].
+//! closed on arrival is late: it does not join and is refused with a [`LateRecord`].
 //! Matches are emitted as soon as both sides are there, with event time `max(left.ts,
 //! right.ts)`. A left record yields its matches or exactly one null-padded row, never both.
 //!

@@ -3,22 +3,24 @@
 //! Operators take records and watermarks and never read a clock or import rdkafka; drivers
 //! feed them from Kafka (consumer groups, transactions) or from memory (embedded).
 //!
-//! Layout:
-//! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
-//! - [`deadletter`]: the dead-letter record and its headers.
-//! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
-//! - [`host`]: one task with its watermarks, markers and state, as both drivers run it.
+//! Layout, from the operator shape to the drivers:
+//! - [`task`]: the one operator shape ([`task::Task`] per partition of a [`task::Stage`], the
+//!   [`task::Gate`] of the event-time rules for each record) and the [`task::Topology`] that
+//!   strings stages through repartition topics.
 //! - [`state`]: the stores a task declares (values, maps, held records, deduplication,
 //!   snapshots), their versioned changelog encoding, checkpoint and restore.
-//! - [`kafka`]: client configuration, topic provisioning, writing and reading topics.
-//! - [`task`]: the one operator shape ([`task::Task`] per partition of a [`task::Stage`]) and
-//!   the [`task::Topology`] that strings stages through repartition topics.
 //! - [`watermark`]: event time and watermarks per partition and per task, idleness.
 //! - [`window`]: event-time windows and the windowed aggregate that emits each once.
 //! - [`join`]: the interval join, inner and left.
 //! - [`asof`]: the as-of stream-table join (a record joins the version valid at its time).
-//! - [`dedup`]: deduplication by id within a retention of event time.
+//! - [`dedup`]: the memory of ids seen within a retention of event time.
+//! - [`deadletter`]: the dead-letter record and its headers.
+//! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
+//! - [`host`]: one task with its watermarks, markers and state, as both drivers run it.
 //! - [`embedded`]: the embedded driver, a topology in one process over in-memory records.
+//! - [`kafka`]: the Kafka driver (consumer group, transactions), client configuration, topic
+//!   provisioning, writing and reading topics.
+//! - [`metrics`]: every Prometheus metric fitstream exports, registered once.
 //! - [`http`]: the `/metrics`, `/healthz` and `/readyz` endpoints.
 //! - [`shutdown`]: one shutdown signal per process (SIGTERM or Ctrl-C).
 

@@ -1,4 +1,5 @@
-//! Kafka: client configuration, topic provisioning, writing and reading topics.
+//! Kafka: the driver (a topology on a consumer group, exactly once), client configuration,
+//! topic provisioning, writing and reading topics.
 //!
 //! librdkafka settings from configuration pass through untouched ([`KafkaConfig::properties`]),
 //! so SASL_SSL clusters work without code. Readers of fitstream's outputs use

@@ -19,8 +19,16 @@
 //! - A failed commit is fatal: the driver returns the error and the process restarts (state
 //!   and offsets come back from Kafka).
 //! - Back-pressure: the driver stops polling while the producer queue is full.
-//! - Shutdown: when the token is set, the open transaction is committed and the consumer
-//!   closes, leaving the group.
+//! - Shutdown: when the shutdown flag is up, the open transaction is committed and the
+//!   consumer closes, leaving the group.
+//!
+//! Layout: this file holds the settings and the processing loop ([`run`]); beside it,
+//! `context` (rebalance callbacks, librdkafka statistics), `internal` (repartition and
+//! changelog topics), `restore` (assignment: positions, tasks restored from their changelog
+//! partitions), `records` (the record path, sends with back-pressure, ticks), `globals`
+//! (global tables), `tables` (tables read before streams), `ends` (bounded ends, lag,
+//! records never delivered) and `commit` (checkpoints and offsets in one transaction). The
+//! per-task work is the runtime's [`crate::host::TaskHost`].
 
 mod commit;
 mod context;
