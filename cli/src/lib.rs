@@ -6,8 +6,13 @@
 //! - [`jsonl`]: records as JSON lines `{"topic","partition","key","timestamp","value"}`.
 //! - [`pipeline`]: the profiler and the segmenter wired together in embedded mode, and
 //!   [`pipeline::evaluate`], which measures segments against the simulator's personas.
+//! - [`embedded`]: the whole pipeline in one process on the embedded driver, no broker;
+//!   outputs to `out/<topic>.jsonl`.
+//! - [`reconcile`]: a replay's outputs reconciled with its input (units and carts).
 //! - [`cli`]: the command line and its dispatch.
-//! - [`commands`]: one function per subcommand.
+//! - [`commands`]: one function per subcommand: what they share, the commands that talk to a
+//!   broker (`topics`, `produce`, `simulate`, `tail`, `run`) and the embedded ones (`replay`,
+//!   `demo`, `segments`).
 
 pub mod cli;
 pub mod commands;
