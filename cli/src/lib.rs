@@ -10,7 +10,9 @@
 //!   driver, no broker (`demo`, `replay`).
 //! - [`reconcile`]: a replay's outputs checked against its input (units and carts).
 //! - [`cli`]: the command line and its dispatch.
-//! - [`commands`]: one function per subcommand.
+//! - [`commands`]: one function per subcommand: what they share, the commands that talk to a
+//!   broker (`topics`, `produce`, `simulate`, `tail`, `run`) and the embedded ones (`replay`,
+//!   `demo`, `segments`).
 
 pub mod cli;
 pub mod commands;

@@ -8,8 +8,13 @@
 //! Layout:
 //! - [`time`]: event time in milliseconds since the Unix epoch.
 //! - [`schemas`]: the embedded `.avsc` files and the compatibility level of each.
-//! - [`records`]: `ClickEvent`, `PurchaseEvent`, `CustomerProfile`, `SegmentAssignment`,
-//!   `SegmentModel`, `SegmentProfile`, `CartAbandonment`, `BuildOrder`.
+//! - [`avro`]: helpers to build and read Avro values by field name, with typed
+//!   [`avro::RecordError`]s.
+//! - [`records`]: one Rust type per schema, a file per subject: input events (`ClickEvent`,
+//!   `PurchaseEvent`), profiles (`CustomerProfile`), segments (`SegmentAssignment`,
+//!   `SegmentModel`, `SegmentProfile`), marketing (`CartAbandonment`) and the factory
+//!   (`BuildOrder`).
+//! - [`samples`]: fully populated example records for tests and documentation.
 //! - [`validate`]: content rules (ids, prices, quantities, currencies, timestamps) whose
 //!   violation sends a record to the dead-letter topic with reason `validation`.
 //! - [`codec`]: framing, encoding and decoding with typed errors ([`codec::DecodeError`]).

@@ -14,7 +14,8 @@
 //!   ([`ReservoirSample`], bottom-k by a seeded hash of the customer id).
 //! - [`fit`](mod@fit): KMeans over a range of k chosen by a quality score, warm start from the
 //!   previous model, stable ids, labels, segment profiles ([`fit()`], [`FitConfig`],
-//!   [`FitOutcome`]).
+//!   [`FitOutcome`]); its files: configuration and outcome types, candidate scoring, KMeans
+//!   runs and inertia, building the outcome.
 //! - [`quality`]: silhouette, Davies-Bouldin and the adjusted Rand index.
 //! - [`seeding`]: greedy k-means++ initial centres for every KMeans run.
 //! - [`matching`]: Hungarian matching of new centroids to old ones with a distance limit.

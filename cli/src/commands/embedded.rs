@@ -1,0 +1,251 @@
+//! The commands that run the whole pipeline in this process ([`crate::embedded`]): `replay`,
+//! `demo` and `segments`, with the tables and the live view they print.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fitstream_simulator::{SimConfig, Simulator};
+
+use super::{InputFormat, progress_bar, read_inputs, routing};
+use crate::config::FitstreamConfig;
+
+/// `fitstream replay`: a history file through the embedded pipeline in data-flow order
+/// ([`crate::embedded::run_bounded`]); every output topic to `out/<topic>.jsonl`, then a
+/// summary and the reconciliation of outputs with the input.
+pub fn replay(
+    cfg: &FitstreamConfig,
+    input: &Path,
+    format: InputFormat,
+    out: &Path,
+) -> anyhow::Result<crate::embedded::Summary> {
+    let mut truth = crate::reconcile::InputTruth::default();
+    for r in read_inputs(input, format)? {
+        truth.observe(&r);
+    }
+    let bar = progress_bar(None, "replaying");
+    let started = Instant::now();
+    // In data-flow order, as `run all --until-end` does on Kafka: the same outputs.
+    let summary = crate::embedded::run_bounded(
+        cfg,
+        cfg.planner.clone(),
+        routing(cfg)?,
+        || read_inputs(input, format),
+        out,
+        |s| bar.set_position(s.inputs),
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "replayed {} records in {:.1} s into {}",
+        summary.inputs,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    for (topic, n) in &summary.outputs {
+        println!("  {topic:<40} {n:>7} records");
+    }
+    for (reason, n) in &summary.dead_letters {
+        println!("  dead letters ({reason:<10})              {n:>7}");
+    }
+    print!(
+        "{}",
+        segment_table(&summary.segments, summary.model_version)
+    );
+    let p = &summary.planner;
+    println!(
+        "  carts: {} converted, {} abandoned; released units {}; duplicates {}; late {}; unrouted lines {}",
+        p.conversions, p.abandonments, p.released_units, p.duplicates, p.late, p.unrouted
+    );
+    let reconciliation = crate::reconcile::reconcile(cfg, &truth, &summary, out)?;
+    print!("{reconciliation}");
+    anyhow::ensure!(
+        reconciliation.holds(),
+        "the outputs do not reconcile with the input"
+    );
+    Ok(summary)
+}
+
+/// The segments of a model as a table a marketer can read: centroids in original units.
+pub fn segment_table(segments: &[fitstream_contracts::SegmentProfile], version: i64) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    if segments.is_empty() {
+        let _ = writeln!(t, "  no segment model yet");
+        return t;
+    }
+    let _ = writeln!(
+        t,
+        "  segments (model v{version}, centroids in original units):"
+    );
+    let _ = writeln!(
+        t,
+        "  {:>3}  {:<22} {:>6}  {:>8} {:>6} {:>8} {:>7} {:>8} {:>9} {:>7}  top categories",
+        "id", "label", "size", "recency", "orders", "spend", "AOV", "sessions", "abandon", "conv"
+    );
+    for s in segments {
+        let _ = writeln!(
+            t,
+            "  {:>3}  {:<22} {:>6}  {:>7.1}d {:>6.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}% {:>6.0}%  {}",
+            s.segment_id,
+            s.label,
+            s.size,
+            s.recency_days,
+            s.orders,
+            s.spend,
+            s.avg_order_value,
+            s.sessions,
+            (s.cart_abandonment_rate * 100.0).max(0.0),
+            (s.conversion_rate * 100.0).max(0.0),
+            s.top_categories.join(", ")
+        );
+    }
+    t
+}
+
+/// The terminal view of a running pipeline.
+pub fn view(s: &crate::embedded::Summary, elapsed: Duration, title: &str) -> String {
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    let _ = writeln!(
+        t,
+        "fitstream {title}: the whole pipeline in one process (planner, profiler, segmenter)"
+    );
+    let _ = writeln!(
+        t,
+        "  records {:>9}   {:>8.0} records/s   event time {}",
+        s.inputs,
+        s.inputs as f64 / secs,
+        fitstream_contracts::EventTime(s.last_output_time)
+    );
+    let dead: Vec<String> = s
+        .dead_letters
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let _ = writeln!(
+        t,
+        "  dead letters: {}   late {}   duplicates {}",
+        if dead.is_empty() {
+            "none".to_owned()
+        } else {
+            dead.join(", ")
+        },
+        s.planner.late,
+        s.planner.duplicates
+    );
+    let _ = writeln!(
+        t,
+        "  carts: {} converted, {} abandoned   released units {}   build orders {}",
+        s.planner.conversions,
+        s.planner.abandonments,
+        s.planner.released_units,
+        s.planner.build_orders
+    );
+    t.push_str(&segment_table(&s.segments, s.model_version));
+    let _ = writeln!(t, "  latest build orders per plant:");
+    for (plant, o) in &s.latest_orders {
+        let _ = writeln!(
+            t,
+            "    {plant:<8} {:<9} {:<24} qty {:>8} {}  window {}..{}  priority {}",
+            o.request_state.symbol(),
+            o.material_definition_id,
+            o.quantity,
+            o.unit_of_measure,
+            o.window_start,
+            o.window_end,
+            o.priority
+        );
+    }
+    t
+}
+
+/// `fitstream demo`: the simulator feeding the whole pipeline embedded, with a live view.
+pub fn demo(
+    cfg: &FitstreamConfig,
+    sim: SimConfig,
+    out: &Path,
+) -> anyhow::Result<crate::embedded::Summary> {
+    let simulator = Simulator::new(sim)?;
+    let tty = std::io::stdout().is_terminal();
+    let every = if tty {
+        Duration::from_millis(250)
+    } else {
+        Duration::from_secs(2)
+    };
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let draw = |s: &crate::embedded::Summary, last: &mut Instant, force: bool| {
+        if !force && last.elapsed() < every {
+            return;
+        }
+        *last = Instant::now();
+        if tty {
+            print!("\x1b[2J\x1b[H{}", view(s, started.elapsed(), "demo"));
+        } else {
+            println!(
+                "demo: {} records, {:.0}/s, event time {}, build orders {}, abandonments {}, segments {}, dead letters {}",
+                s.inputs,
+                s.inputs as f64 / started.elapsed().as_secs_f64().max(1e-3),
+                fitstream_contracts::EventTime(s.last_output_time),
+                s.planner.build_orders,
+                s.planner.abandonments,
+                s.segments.len(),
+                s.dead_letters.values().sum::<u64>()
+            );
+        }
+        let _ = std::io::stdout().flush();
+    };
+    let summary = crate::embedded::run(
+        cfg,
+        cfg.planner.clone(),
+        routing(cfg)?,
+        simulator,
+        out,
+        |s| draw(s, &mut last, false),
+    )?;
+    if tty {
+        print!("\x1b[2J\x1b[H");
+    }
+    print!("{}", view(&summary, started.elapsed(), "demo"));
+    println!("outputs: {}/<topic>.jsonl", out.display());
+    Ok(summary)
+}
+
+/// `fitstream segments`: simulated customers with known personas through the profiler and
+/// the segmenter (embedded); prints the adjusted Rand index between the final segments and
+/// the personas, and the segment table with the personas inside each segment.
+pub fn segments(cfg: &FitstreamConfig, sim: SimConfig) -> anyhow::Result<f64> {
+    let options = crate::pipeline::EvaluateOptions {
+        partitions: cfg.topics.partitions,
+        topics: cfg.topics.clone(),
+        profiler: cfg.profiler.clone(),
+        segmenter: cfg.segmenter.clone(),
+    };
+    let started = Instant::now();
+    let e = crate::pipeline::evaluate(&sim, &options)?;
+    let profiles: Vec<fitstream_contracts::SegmentProfile> =
+        e.segments.iter().map(|r| r.profile.clone()).collect();
+    print!("{}", segment_table(&profiles, e.model_version));
+    println!("  personas per segment:");
+    for r in &e.segments {
+        let personas: Vec<String> = r.personas.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        println!(
+            "  {:>3}  {:<22} {}",
+            r.segment_id,
+            r.label,
+            personas.join(", ")
+        );
+    }
+    println!(
+        "adjusted Rand index (segments vs personas): {:.3} over {} customers; {} inputs, {} models, {} {:.3}, {:.1} s",
+        e.ari,
+        e.customers,
+        e.inputs,
+        e.models,
+        e.quality_metric,
+        e.quality_score,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(e.ari)
+}

@@ -1,0 +1,287 @@
+//! The commands that talk to a broker: topics, inputs to the input topics, `tail` and the
+//! services (`run`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
+use fitstream_runtime::task::Topology;
+use fitstream_simulator::{SimConfig, Simulator};
+
+use super::{InputFormat, codec, progress_bar, read_inputs, routing};
+use crate::config::FitstreamConfig;
+use crate::inputs;
+
+/// Plants whose build-order topics `topics create` provisions by default.
+pub const DEFAULT_PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
+
+/// `fitstream topics create`: every topic of the product, idempotently.
+pub async fn topics_create(cfg: &FitstreamConfig, plants: &[String]) -> anyhow::Result<()> {
+    let specs = cfg.topics.specs(plants);
+    for (name, what) in admin::ensure_topics(&cfg.kafka, &specs).await? {
+        println!("{name}: {what:?}");
+    }
+    Ok(())
+}
+
+/// `fitstream topics describe`: partitions and configs as the broker has them.
+pub async fn topics_describe(cfg: &FitstreamConfig, plants: &[String]) -> anyhow::Result<()> {
+    for spec in cfg.topics.specs(plants) {
+        let partitions = admin::partition_count(&cfg.kafka, &spec.name)?;
+        if partitions == 0 {
+            println!("{}: missing", spec.name);
+            continue;
+        }
+        let configs = admin::describe_configs(&cfg.kafka, &spec.name).await?;
+        let shown: Vec<String> = spec
+            .configs
+            .keys()
+            .map(|k| format!("{k}={}", configs.get(k).map(String::as_str).unwrap_or("?")))
+            .collect();
+        println!("{}: partitions={partitions} {}", spec.name, shown.join(" "));
+    }
+    Ok(())
+}
+
+/// `fitstream produce`: a history file to the input topics.
+pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyhow::Result<u64> {
+    let codec = codec(cfg);
+    let records = read_inputs(input, format)?;
+    let mut writer = TopicWriter::new(&cfg.kafka)?;
+    let bar = progress_bar(None, "producing");
+    let started = Instant::now();
+    let n = inputs::produce(&mut writer, &codec, &cfg.topics, records, |n| {
+        bar.set_position(n)
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "produced {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(n)
+}
+
+/// Where `simulate` writes.
+pub enum SimTarget {
+    /// Kafka, with the configured bootstrap servers.
+    Kafka,
+    /// A JSON-lines file.
+    File(PathBuf),
+}
+
+/// `fitstream simulate`: synthetic behaviour to Kafka or a file, ground truth to a side file.
+pub fn simulate(
+    cfg: &FitstreamConfig,
+    sim: SimConfig,
+    target: SimTarget,
+    truth: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let simulator = Simulator::new(sim)?;
+    if let Some(path) = truth {
+        let mut w = BufWriter::new(File::create(path)?);
+        simulator.write_truth(&mut w)?;
+        w.flush()?;
+    }
+    let started = Instant::now();
+    let n = match target {
+        SimTarget::Kafka => {
+            let codec = codec(cfg);
+            let mut writer = TopicWriter::new(&cfg.kafka)?;
+            let bar = progress_bar(None, "simulating");
+            let n = inputs::produce(&mut writer, &codec, &cfg.topics, simulator, |n| {
+                bar.set_position(n)
+            })?;
+            bar.finish_and_clear();
+            n
+        }
+        SimTarget::File(path) => {
+            let w = BufWriter::new(File::create(&path)?);
+            fitstream_simulator::write_jsonl(simulator, w)?
+        }
+    };
+    println!(
+        "simulated {n} records in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(n)
+}
+
+/// `fitstream tail`: a topic, read_committed, decoded to JSON lines.
+pub fn tail(
+    cfg: &FitstreamConfig,
+    topic: &str,
+    until_idle: Option<Duration>,
+    out: Option<&Path>,
+) -> anyhow::Result<u64> {
+    let codec = codec(cfg);
+    let mut sink: Box<dyn Write> = match out {
+        Some(p) => Box::new(BufWriter::new(File::create(p)?)),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    // Without --until-idle, follow the topic until Ctrl-C.
+    let idle = until_idle.unwrap_or(Duration::from_secs(u64::MAX / 4));
+    let mut failed = None;
+    let n = reader::read_until_idle(
+        &cfg.kafka,
+        &[topic],
+        idle,
+        Duration::from_secs(u64::MAX / 4),
+        |r| {
+            // The same JSON line as `replay` writes (dead letters with their headers).
+            let produced = fitstream_runtime::embedded::Produced::from_consumed(r);
+            if produced.progress().is_some() {
+                // A progress marker between services (segment models), not a record.
+                return;
+            }
+            let line = crate::embedded::to_json_line(&codec, cfg, &produced);
+            if let Err(e) = writeln!(sink, "{line}") {
+                failed = Some(e);
+            }
+        },
+    )?;
+    sink.flush()?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    Ok(n)
+}
+
+/// A service `run` can start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Service {
+    /// Build orders and cart abandonment.
+    Planner,
+    /// Customer profiles and segment assignments.
+    Profiler,
+    /// Segment models and segment profiles (run one instance).
+    Segmenter,
+    /// All three in one process (handy on a laptop).
+    All,
+}
+
+/// `fitstream run`: a service against Kafka until SIGTERM or Ctrl-C, or with `bounded` until
+/// its inputs are read to their end.
+///
+/// `all` runs every service in one process. Bounded, it runs them in data-flow order: the
+/// profiler and the segmenter together (a cycle: profiles to the segmenter, models back), the
+/// segmenter taking the end of the profiles once the profiler's are complete and the profiler
+/// ending once the segmenter's last model and progress placed everybody; then the planner, on
+/// the complete segment assignments. The outputs are then those of `replay` on the same input.
+pub async fn run_service(
+    cfg: &FitstreamConfig,
+    service: Service,
+    shutdown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    bounded: bool,
+) -> anyhow::Result<fitstream_runtime::kafka::driver::DriverStats> {
+    use fitstream_runtime::kafka::driver::{BoundedChain, DriverConfig, DriverStats};
+
+    let codec = codec(cfg);
+    let routing = routing(cfg)?;
+    let plants = routing.plant_ids();
+    admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants)).await?;
+    let wanted: Vec<Service> = match service {
+        Service::All => vec![Service::Profiler, Service::Segmenter, Service::Planner],
+        one => vec![one],
+    };
+    let chained = bounded && service == Service::All;
+    let profiles_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let driver = DriverConfig {
+        kafka: cfg.kafka.clone(),
+        watermark: cfg.watermark.clone(),
+        dead_letter_topic: cfg.topics.dead_letter.clone(),
+        partitions: cfg.topics.partitions,
+        replication_factor: cfg.topics.replication_factor,
+        bounded,
+        chain: BoundedChain::default(),
+    };
+    // Phases run one after the other; the services of a phase together.
+    let mut phases: Vec<Vec<(Topology, DriverConfig)>> = vec![Vec::new()];
+    for service in wanted {
+        let mut config = driver.clone();
+        let (topology, outputs) = match service {
+            Service::Planner => {
+                let app = crate::embedded::planner_app(
+                    cfg,
+                    cfg.planner.clone(),
+                    routing.clone(),
+                    codec.clone(),
+                );
+                if chained {
+                    phases.push(Vec::new());
+                }
+                (app.topology(), app.output_topics())
+            }
+            Service::Profiler => {
+                let mut app = fitstream_profiler::app::ProfilerApp::new(
+                    cfg.application("profiler"),
+                    cfg.profiler.clone(),
+                    cfg.topics.clone(),
+                    codec.clone(),
+                );
+                if chained {
+                    app.await_segmenter_at_end = true;
+                    config.chain.finished = Some(profiles_complete.clone());
+                }
+                (app.topology(), app.output_topics())
+            }
+            Service::Segmenter | Service::All => {
+                let mut app = fitstream_segmenter::app::SegmenterApp::new(
+                    cfg.application("segmenter"),
+                    cfg.segmenter.clone(),
+                    cfg.topics.clone(),
+                    codec.clone(),
+                );
+                // A service reads the clock for its fit-duration metric (tasks never do).
+                app.stopwatch = std::sync::Arc::new(fitstream_segmenter::app::FitSecondsHistogram);
+                if chained {
+                    config.chain.inputs_complete = Some(profiles_complete.clone());
+                }
+                (app.topology(), app.output_topics())
+            }
+        };
+        for topic in outputs {
+            if let Some(kind) = cfg.topics.kind_of(&topic) {
+                codec.prepare_writer(&topic, kind).await?;
+            }
+        }
+        if let Some(phase) = phases.last_mut() {
+            phase.push((topology, config));
+        }
+    }
+    let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
+    tracing::info!(%addr, "metrics, /healthz and /readyz");
+    let mut stats = DriverStats::default();
+    for phase in phases {
+        let mut running = tokio::task::JoinSet::new();
+        for (topology, config) in phase {
+            let shutdown = shutdown.clone();
+            running.spawn_blocking(move || {
+                fitstream_runtime::kafka::driver::run(topology, config, shutdown)
+            });
+        }
+        // In the order they end: a failed service stops the others (one may be waiting for
+        // it), and the process exits non-zero and restarts.
+        while let Some(ended) = running.join_next().await {
+            let s = match ended {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Err(e.into());
+                }
+            };
+            stats.records += s.records;
+            stats.commits += s.commits;
+        }
+        if shutdown.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+    }
+    tracing::info!(records = stats.records, commits = stats.commits, "stopped");
+    Ok(stats)
+}
