@@ -11,7 +11,7 @@
 //! 2. `process`: a record older than the watermark minus the deduplication retention (24 h) is
 //!    refused as `late`: its id may have been forgotten, so counting it could count a
 //!    duplicate twice. Then deduplication by event id (clicks) or order id (purchases) within
-//!    the retention ([`DedupStore`]); a duplicate is dropped and counted. The record is then
+//!    the retention ([`fitstream_runtime::state::DedupStore`]); a duplicate is dropped and counted. The record is then
 //!    *held* by (event time, arrival).
 //! 3. `advance`: held records the watermark has passed are applied to their customers' compact
 //!    state ([`crate::state`]) in event-time order, and the customers are flagged.
@@ -30,7 +30,7 @@
 //! # Assignment (as-of join with the model table, waiting for the segmenter)
 //! A profile of last event `t` can only be placed with the model valid at `t` once no model
 //! with a cutoff up to `t` can still come. The segmenter reports its progress on the
-//! segment-models topic (a marker, [`Task::global_progress`]); a model is progress up to its
+//! segment-models topic (a marker, [`fitstream_runtime::task::Task::global_progress`]); a model is progress up to its
 //! cutoff too. Queued profiles and new model versions are then handled in event-time order up
 //! to the progress:
 //! - a queued profile is placed with the latest model whose cutoff is <= `t` (none before the
@@ -40,7 +40,7 @@
 //!   customer's last placed profile: the state may have moved on (records after the cutoff
 //!   already applied), so the first change after a placement keeps the placed features aside
 //!   (`base`) until the next placement. Quiet customers thus follow the current model too.
-//! - A [`SegmentAssignment`] is emitted only when the segment id changes (with the previous
+//! - A [`fitstream_contracts::SegmentAssignment`] is emitted only when the segment id changes (with the previous
 //!   id and the distance); `fitstream_assignments_changed_total` counts them.
 //! - Its event time (valid from) is the time above, but never earlier than the task's
 //!   previous assignment: a partition of the assignments topic is in event-time order, so a
@@ -49,7 +49,7 @@
 //!
 //! # State and restore
 //! The task's state is in stores the runtime checkpoints and restores
-//! ([`fitstream_runtime::state`]): `customers` (the [`ProfileStore`], one entry per customer
+//! ([`fitstream_runtime::state`]): `customers` (the [`crate::store::ProfileStore`], one entry per customer
 //! changed since the previous checkpoint), `dedup` (the runtime's deduplication store),
 //! `held` (records waiting for the watermark), `place` (profiles waiting for their
 //! placement), `base` (features kept aside) and `meta` (last flushed interval, newest

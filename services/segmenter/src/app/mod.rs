@@ -16,7 +16,7 @@
 //! changelog when it moves.
 //!
 //! # Sample
-//! The fitting task keeps a [`ReservoirSample`] (bottom-k by a seeded hash of the customer
+//! The fitting task keeps a [`crate::reservoir::ReservoirSample`] (bottom-k by a seeded hash of the customer
 //! id) of the latest profile of at most `fit.sample_capacity` customers. Which customers it
 //! holds depends only on the set of customers seen, not on how many versions of each came nor
 //! in which order. Rows are sorted by customer id before each fit, so the model does not
@@ -39,7 +39,7 @@
 //! watermark stepped (a replay moves it record by record, Kafka in jumps) nor on how the
 //! partitions of the profiles topic interleaved (tested).
 //!
-//! Each fit publishes the [`SegmentModel`] on the segment-models topic (key `current`) and
+//! Each fit publishes the [`fitstream_contracts::SegmentModel`] on the segment-models topic (key `current`) and
 //! one [`SegmentProfile`](fitstream_contracts::SegmentProfile) per segment, retired ones
 //! included, on the segment-profiles topic (key = segment id in decimal), with the cutoff as
 //! event time. Gauges
@@ -49,7 +49,7 @@
 //! Readers that join with the model as of event time (the profiler) must know when no model
 //! with an earlier cutoff can come any more. The fitting task reports its watermark on the
 //! segment-models topic each time it enters a new step of `progress_every_ms` (default ten
-//! seconds; never past the latest profile received) and at the end of time: a progress marker ([`Ctx::emit_progress`]), key
+//! seconds; never past the latest profile received) and at the end of time: a progress marker ([`fitstream_runtime::task::Ctx::emit_progress`]), key
 //! [`PROGRESS_KEY`], no value, after the models it covers. Only the task of the sample key's
 //! partition reports (the other tasks of the stage never get a profile).
 //!
