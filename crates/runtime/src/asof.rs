@@ -11,14 +11,13 @@
 //! written key by key when they change; the waiting records and the watermarks (small:
 //! bounded by the grace) are a snapshot.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::Hash;
+use std::collections::BTreeMap;
 
 use fitstream_contracts::EventTime;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Changes, Snapshot, StateError, Store, StoreKey, decode};
+use crate::state::{Keyed, Snapshot, Store, StoreKey};
 
 /// A joined stream record: key, event time, the record, and the table version valid then.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,15 +37,9 @@ pub struct AsOf<K, S, V> {
 pub struct AsOfJoin<K, S, V> {
     grace_ms: i64,
     retention_ms: i64,
-    versions: Versions<K, V>,
+    /// The table's versions per key (written key by key when they change).
+    versions: Keyed<K, BTreeMap<EventTime, V>>,
     waiting: Snapshot<Waiting<K, S>>,
-}
-
-/// The table's versions per key, with the keys changed since the last checkpoint.
-#[derive(Debug)]
-struct Versions<K, V> {
-    map: HashMap<K, BTreeMap<EventTime, V>>,
-    changed: HashSet<K>,
 }
 
 /// Stream records waiting for the table, and both watermarks.
@@ -58,32 +51,9 @@ struct Waiting<K, S> {
     seq: u64,
 }
 
-impl<K: StoreKey + Hash, V: Serialize + DeserializeOwned> Store for Versions<K, V> {
-    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
-        let mut keys: Vec<K> = self.changed.drain().collect();
-        keys.sort_unstable();
-        for k in keys {
-            match self.map.get(&k) {
-                Some(versions) => out.put(&k.to_bytes(), versions)?,
-                None => out.delete(&k.to_bytes()),
-            }
-        }
-        Ok(())
-    }
-
-    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
-        let k = K::from_bytes(key)?;
-        match value {
-            Some(v) => self.map.insert(k, decode(v)?),
-            None => self.map.remove(&k),
-        };
-        Ok(())
-    }
-}
-
 impl<K, S, V> AsOfJoin<K, S, V>
 where
-    K: StoreKey + Hash + Serialize + DeserializeOwned,
+    K: StoreKey + Serialize + DeserializeOwned,
     S: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
@@ -94,7 +64,7 @@ where
     }
 }
 
-impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
+impl<K: Ord + Clone, S, V: Clone> AsOfJoin<K, S, V> {
     /// Stream records wait at most `grace_ms` of stream time for the table; versions older
     /// than `retention_ms` behind the table watermark are dropped (the latest one before that
     /// horizon is kept, it is still valid).
@@ -102,10 +72,7 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
         AsOfJoin {
             grace_ms,
             retention_ms,
-            versions: Versions {
-                map: HashMap::new(),
-                changed: HashSet::new(),
-            },
+            versions: Keyed::default(),
             waiting: Snapshot::new(Waiting {
                 table_watermark: EventTime::MIN,
                 stream_watermark: EventTime::MIN,
@@ -126,13 +93,12 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
             .max(t)
             .min(self.waiting.stream_watermark)
             .minus(self.retention_ms);
-        let versions = self.versions.map.entry(key.clone()).or_default();
+        let versions = self.versions.get_or_insert_default(key);
         versions.insert(t, value);
         let keep_from = versions.range(..=horizon).next_back().map(|(t, _)| *t);
         if let Some(k) = keep_from {
             *versions = versions.split_off(&k);
         }
-        self.versions.changed.insert(key);
     }
 
     /// The table's watermark.
@@ -143,7 +109,6 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
     /// The version of `key` valid at `t`.
     pub fn lookup(&self, key: &K, t: EventTime) -> Option<&V> {
         self.versions
-            .map
             .get(key)?
             .range(..=t)
             .next_back()
@@ -218,7 +183,7 @@ impl<K: Clone + Eq + Hash, S, V: Clone> AsOfJoin<K, S, V> {
     pub fn len(&self) -> (usize, usize) {
         (
             self.waiting.pending.len(),
-            self.versions.map.values().map(BTreeMap::len).sum(),
+            self.versions.values().map(BTreeMap::len).sum(),
         )
     }
 

@@ -47,6 +47,17 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// An input that cannot be decoded is rejected with the reason the codec gives
+/// (`decode`, `schema`, `validation`, `too-large`).
+impl From<fitstream_contracts::DecodeError> for Rejection {
+    fn from(e: fitstream_contracts::DecodeError) -> Rejection {
+        Rejection::new(
+            Reason::parse(e.reason()).unwrap_or(Reason::Decode),
+            e.to_string(),
+        )
+    }
+}
+
 impl Rejection {
     /// A rejection.
     pub fn new(reason: Reason, message: impl Into<String>) -> Rejection {

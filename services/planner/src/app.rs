@@ -173,13 +173,6 @@ impl CartTask {
     }
 }
 
-fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
-    Rejection::new(
-        Reason::parse(e.reason()).unwrap_or(Reason::Decode),
-        e.to_string(),
-    )
-}
-
 impl Task for CartTask {
     fn process(
         &mut self,
@@ -190,15 +183,15 @@ impl Task for CartTask {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
         let input = if record.topic == self.app.topics.segment_assignments {
-            let a: SegmentAssignment = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let a: SegmentAssignment = codec.decode(record.topic, bytes)?;
             gate.table();
             CartInput::Assignment(a)
         } else if record.topic == self.app.topics.clickstream {
-            let c: ClickEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let c: ClickEvent = codec.decode(record.topic, bytes)?;
             gate.at(c.event_time)?;
             CartInput::Click(c)
         } else {
-            let p: PurchaseEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let p: PurchaseEvent = codec.decode(record.topic, bytes)?;
             gate.at(p.event_time)?;
             CartInput::Purchase(p)
         };

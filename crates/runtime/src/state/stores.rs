@@ -113,7 +113,16 @@ impl<K, V> Default for Keyed<K, V> {
     }
 }
 
-impl<K: StoreKey, V> Keyed<K, V> {
+impl<K: Ord + Clone, V> Keyed<K, V> {
+    /// The value of `key` to change in place, inserted as the default when absent.
+    pub fn get_or_insert_default(&mut self, key: K) -> &mut V
+    where
+        V: Default,
+    {
+        self.changed.insert(key.clone());
+        self.map.entry(key).or_default()
+    }
+
     /// Inserts or replaces a value.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
         self.changed.insert(key.clone());

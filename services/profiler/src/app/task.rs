@@ -58,13 +58,6 @@ impl Input {
     }
 }
 
-fn rejection(e: fitstream_contracts::DecodeError) -> Rejection {
-    Rejection::new(
-        Reason::parse(e.reason()).unwrap_or(Reason::Decode),
-        e.to_string(),
-    )
-}
-
 /// The `profiles` stage of one partition.
 pub struct ProfileTask {
     app: ProfilerApp,
@@ -321,11 +314,11 @@ impl Task for ProfileTask {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
         let (input, customer, t) = if record.topic == self.app.topics.clickstream {
-            let c: ClickEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let c: ClickEvent = codec.decode(record.topic, bytes)?;
             let (customer, t) = (c.customer_id.clone(), c.event_time);
             (Input::Click(c), customer, t)
         } else if record.topic == self.app.topics.purchases {
-            let p: PurchaseEvent = codec.decode(record.topic, bytes).map_err(rejection)?;
+            let p: PurchaseEvent = codec.decode(record.topic, bytes)?;
             let (customer, t) = (p.customer_id.clone(), p.event_time);
             (Input::Purchase(p), customer, t)
         } else {

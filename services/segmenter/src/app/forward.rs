@@ -64,12 +64,7 @@ impl Task for ForwardTask {
         let Some(bytes) = record.value else {
             return Ok(());
         };
-        let profile: CustomerProfile = self.app.codec.decode(record.topic, bytes).map_err(|e| {
-            Rejection::new(
-                Reason::parse(e.reason()).unwrap_or(Reason::Decode),
-                e.to_string(),
-            )
-        })?;
+        let profile: CustomerProfile = self.app.codec.decode(record.topic, bytes)?;
         let row = SampledProfile::of(profile).map_err(|m| Rejection::new(Reason::Validation, m))?;
         gate.at(row.event_time)?;
         let bytes =
