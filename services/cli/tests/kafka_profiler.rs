@@ -162,3 +162,31 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
 
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The kill helper fails loudly when there is nothing to kill: a process that already ended
+/// by itself (here `false`, exit status 1) is reported with its status.
+#[test]
+#[should_panic(expected = "ended by itself before it was killed (exit status: 1)")]
+fn a_kill_after_the_process_ended_fails_the_test() {
+    let mut child = std::process::Command::new("false")
+        .spawn()
+        .expect("spawn false");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("wait").is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // try_wait reaped it: kill_mid_run sees the status it kept.
+    kill_mid_run(&mut child, "false");
+}
+
+/// And a running process is killed by SIGKILL.
+#[test]
+fn a_kill_of_a_running_process_passes() {
+    let mut child = Stopped(
+        std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep"),
+    );
+    kill_mid_run(&mut child.0, "sleep");
+}
