@@ -2,6 +2,8 @@
 //! `FITSTREAM_TEST_BOOTSTRAP`, default 127.0.0.1:9092). Each test uses its own random topic
 //! names. A broker that cannot be reached fails the test: it is not skipped.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,9 +17,7 @@ use fitstream_runtime::kafka::writer::TopicWriter;
 use fitstream_runtime::kafka::{KafkaConfig, admin};
 use fitstream_simulator::{Defect, InputRecord, SimConfig, Simulator};
 
-fn bootstrap() -> String {
-    std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+use common::{bootstrap, java_murmur2, java_partition};
 
 /// A configuration whose topics are unique to one test.
 async fn fresh(partitions: i32) -> FitstreamConfig {
@@ -91,6 +91,43 @@ fn write(cfg: &FitstreamConfig, records: impl IntoIterator<Item = InputRecord>) 
     .expect("produce")
 }
 
+/// The test's partitioner is Kafka's: the murmur2 vectors of Kafka's own
+/// `org.apache.kafka.common.utils.UtilsTest.testMurmur2`, and partitions that Kafka 4.4.0's
+/// Java client (`BuiltInPartitioner.partitionForKey`, run in jshell against
+/// `kafka-clients-4.4.0.jar`) chose for these keys.
+#[test]
+fn the_reference_partitioner_is_kafkas() {
+    for (key, hash) in [
+        ("21", -973_932_308),
+        ("foobar", -790_332_482),
+        ("a-little-bit-long-string", -985_981_536),
+        ("a-little-bit-longer-string", -1_486_304_829),
+        (
+            "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58_897_971,
+        ),
+    ] {
+        assert_eq!(java_murmur2(key.as_bytes()), hash, "murmur2 of {key:?}");
+    }
+    for (key, p3, p6, p12) in [
+        ("", 0, 3, 9),
+        ("a", 1, 4, 4),
+        ("ab", 2, 2, 2),
+        ("abc", 0, 3, 3),
+        ("abcd", 2, 2, 8),
+        ("c-1", 2, 5, 11),
+        ("customer-42", 0, 3, 9),
+        ("p-1/rose/50ml", 2, 2, 2),
+    ] {
+        let got = [3, 6, 12].map(|n| java_partition(key.as_bytes(), n));
+        assert_eq!(
+            got,
+            [p3, p6, p12],
+            "partitions of {key:?} among 3, 6 and 12"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_events_come_back_decoded_and_equal() {
     let cfg = fresh(6).await;
@@ -114,12 +151,10 @@ async fn simulated_events_come_back_decoded_and_equal() {
     let mut purchases: Vec<PurchaseEvent> = Vec::new();
     for r in &got {
         let bytes = r.value.as_deref().expect("value");
-        // Keyed by customer id, on the partition Kafka's Java client would choose.
+        // Keyed by customer id, on the partition Kafka's Java client would choose (computed
+        // by the test's own transcription of the Java partitioner, not the writer's).
         let key = r.key.as_deref().expect("key");
-        assert_eq!(
-            r.partition,
-            fitstream_runtime::partition::partition_for(key, 6)
-        );
+        assert_eq!(r.partition, java_partition(key, 6));
         if r.topic == cfg.topics.clickstream {
             let c: ClickEvent = codec.decode(&r.topic, bytes).expect("decode click");
             assert_eq!(key, c.customer_id.as_bytes());

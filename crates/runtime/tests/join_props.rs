@@ -1,10 +1,11 @@
 //! The interval join with late records and grace, against a reference model written here from
-//! semantics.md ("Stream-stream join") and nothing else:
+//! semantics.md ("Stream-stream join"; the right side's close time follows from its rules):
 //!
 //! - a left record at `t` matches right records at `u` with the same key and
 //!   `t - before <= u <= t + after`;
 //! - a left record is closed when `watermark > t + after + grace`; a right record when no left
-//!   record it could match can still be open: `watermark > u + before + after + grace`;
+//!   record it could match can still be open (the latest such left is at `u + before`):
+//!   `watermark > u + before + after + grace`;
 //! - a record already closed when it arrives is late: it is refused and joins nothing;
 //! - two records meet when the later one arrives while the earlier one is still open (state is
 //!   deleted at the same moment the record closes); the match is emitted then;

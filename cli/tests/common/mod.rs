@@ -1,0 +1,305 @@
+//! Helpers shared by the tests against a real Kafka broker (`kafka_*.rs`): fresh topics per
+//! run, the `fitstream` binary as a child process (spawned, killed, stopped), the embedded
+//! reference run, and output lines comparable across the two drivers.
+//!
+//! Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fitstream::config::FitstreamConfig;
+use fitstream::embedded;
+use fitstream_contracts::topics::TopicsConfig;
+use fitstream_runtime::kafka::{KafkaConfig, admin};
+use fitstream_simulator::InputRecord;
+
+pub const PLANTS: [&str; 3] = ["berlin", "lyon", "porto"];
+
+pub fn bootstrap() -> String {
+    std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+pub fn config(id: &str, partitions: i32) -> FitstreamConfig {
+    FitstreamConfig {
+        kafka: KafkaConfig {
+            bootstrap_servers: bootstrap(),
+            group_instance_id: Some(format!("i-{id}")),
+            ..KafkaConfig::default()
+        },
+        topics: TopicsConfig {
+            partitions,
+            ..TopicsConfig::default().with_prefix(&format!("t-{id}"))
+        },
+        application_suffix: format!("-{id}"),
+        ..FitstreamConfig::default()
+    }
+}
+
+/// A configuration with its own topics, created with time-based retention off: the records
+/// carry event times from early 2026, which retention would delete mid-test.
+pub async fn fresh(id: &str) -> FitstreamConfig {
+    fresh_with(id, false).await
+}
+
+/// [`fresh`]; with `every_version`, no table topic is compacted (a test that checks every
+/// version: compaction may legitimately drop superseded values before they are read, and
+/// records dated early 2026 are old enough for it).
+pub async fn fresh_with(id: &str, every_version: bool) -> FitstreamConfig {
+    let cfg = config(id, 3);
+    let plants: Vec<String> = PLANTS.iter().map(|s| s.to_string()).collect();
+    let mut specs = cfg.topics.specs(&plants);
+    for s in &mut specs {
+        s.configs.insert("retention.ms".into(), "-1".into());
+        if every_version && s.configs.get("cleanup.policy").map(String::as_str) == Some("compact") {
+            s.configs.insert("cleanup.policy".into(), "delete".into());
+        }
+    }
+    admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("topics");
+    cfg
+}
+
+pub fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
+    let t = &cfg.topics;
+    let mut env = vec![
+        (
+            "FITSTREAM__KAFKA__BOOTSTRAP_SERVERS",
+            cfg.kafka.bootstrap_servers.clone(),
+        ),
+        (
+            "FITSTREAM__KAFKA__GROUP_INSTANCE_ID",
+            cfg.kafka.group_instance_id.clone().unwrap_or_default(),
+        ),
+        (
+            "FITSTREAM__APPLICATION_SUFFIX",
+            cfg.application_suffix.clone(),
+        ),
+        ("FITSTREAM__TOPICS__CLICKSTREAM", t.clickstream.clone()),
+        ("FITSTREAM__TOPICS__PURCHASES", t.purchases.clone()),
+        (
+            "FITSTREAM__TOPICS__CART_ABANDONMENT",
+            t.cart_abandonment.clone(),
+        ),
+        ("FITSTREAM__TOPICS__BUILD_ORDERS", t.build_orders.clone()),
+        ("FITSTREAM__TOPICS__DEAD_LETTER", t.dead_letter.clone()),
+        ("FITSTREAM__TOPICS__PROFILES", t.profiles.clone()),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_MODELS",
+            t.segment_models.clone(),
+        ),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_ASSIGNMENTS",
+            t.segment_assignments.clone(),
+        ),
+        (
+            "FITSTREAM__TOPICS__SEGMENT_PROFILES",
+            t.segment_profiles.clone(),
+        ),
+        ("FITSTREAM__TOPICS__PARTITIONS", t.partitions.to_string()),
+        (
+            "RUST_LOG",
+            std::env::var("FITSTREAM_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".to_owned()),
+        ),
+    ];
+    env.sort();
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Membership of a spawned instance in the consumer group.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Membership {
+    /// `group.instance.id` from the configuration: a restart takes its partitions back.
+    Static,
+    /// No instance id: the instance leaves the group when it stops.
+    Dynamic,
+}
+
+pub fn spawn(cfg: &FitstreamConfig, service: &str, membership: Membership) -> Child {
+    spawn_with(cfg, service, membership, true, &[])
+}
+
+/// `fitstream run <service>`, bounded (`--until-end`) or not, with extra environment.
+pub fn spawn_with(
+    cfg: &FitstreamConfig,
+    service: &str,
+    membership: Membership,
+    bounded: bool,
+    env: &[(&str, &str)],
+) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fitstream"));
+    command.args(["run", service, "--metrics-listen", "127.0.0.1:0"]);
+    if bounded {
+        command.arg("--until-end");
+    }
+    command
+        .envs(env_of(cfg))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null());
+    if membership == Membership::Dynamic {
+        command.env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID");
+    }
+    command.spawn().expect("start fitstream run")
+}
+
+/// A child process killed when the test ends, passed or not.
+pub struct Stopped(pub Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_for(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the process did not end");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Output lines comparable across modes: dead letters without their wall-clock time.
+pub fn normalise(mut line: serde_json::Value) -> String {
+    if let Some(h) = line.get_mut("headers").and_then(|h| h.as_object_mut()) {
+        h.remove("fitstream.error.time");
+        line["timestamp"] = serde_json::Value::Null;
+    }
+    line.to_string()
+}
+
+pub fn multiset(lines: impl IntoIterator<Item = String>) -> BTreeMap<String, u32> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        *m.entry(l).or_default() += 1;
+    }
+    m
+}
+
+/// A compacted topic's contract: the latest value per key.
+pub fn latest(lines: Vec<serde_json::Value>) -> BTreeMap<String, String> {
+    lines
+        .into_iter()
+        .map(|l| (l["key"].to_string(), l["value"].to_string()))
+        .collect()
+}
+
+/// SIGTERM, then the exit status within `limit`.
+pub fn terminate(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    wait_for(child, limit)
+}
+
+/// The reference: `records` through the embedded pipeline, outputs under a directory of
+/// this run's own.
+pub fn reference(
+    cfg: &FitstreamConfig,
+    id: &str,
+    records: &[InputRecord],
+) -> (std::path::PathBuf, embedded::Summary) {
+    let dir = std::env::temp_dir().join(format!("fitstream-ref-{id}"));
+    let summary = embedded::run_bounded(
+        cfg,
+        cfg.planner.clone(),
+        fitstream_planner::routing::Routing::bundled(),
+        || Ok(records.iter().cloned()),
+        &dir,
+        |_| {},
+    )
+    .expect("embedded run");
+    (dir, summary)
+}
+
+pub fn read_jsonl(dir: &Path, topic: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(format!("{topic}.jsonl")))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+/// A random suffix for this run's topics, group and internal topics.
+pub fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// The plants of [`PLANTS`], owned.
+pub fn plants() -> Vec<String> {
+    PLANTS.iter().map(|s| s.to_string()).collect()
+}
+
+/// `kill -9` of a process that must still be running: a process that already ended by
+/// itself (crashed, or finished its bounded run) fails the test with its exit status, since
+/// the kill would then test nothing; and the status collected after the kill must be the
+/// kill's own (SIGKILL), not an exit that raced it.
+pub fn kill_mid_run(child: &mut Child, what: &str) {
+    use std::os::unix::process::ExitStatusExt;
+
+    if let Some(status) = child.try_wait().expect("wait") {
+        panic!("{what}: the process ended by itself before it was killed ({status})");
+    }
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "{what}: the process ended by itself ({status}) before SIGKILL reached it"
+    );
+}
+
+/// Kafka's default partition of a keyed record, written here from the Java client
+/// (`org.apache.kafka.common.utils.Utils.murmur2` and `BuiltInPartitioner.partitionForKey`:
+/// `toPositive(murmur2(key)) % partitions`), independently of the product's `partition_for`.
+pub fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+/// `Utils.murmur2` of the Java client: seed 0x9747b28c, 4-byte little-endian blocks, tail
+/// bytes mixed in from the highest one down, as a signed 32-bit int.
+pub fn java_murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let length = data.len();
+    let mut h: u32 = SEED ^ length as u32;
+    let blocks = length / 4;
+    for i in 0..blocks {
+        let i4 = i * 4;
+        let mut k = u32::from(data[i4])
+            | (u32::from(data[i4 + 1]) << 8)
+            | (u32::from(data[i4 + 2]) << 16)
+            | (u32::from(data[i4 + 3]) << 24);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let tail = blocks * 4;
+    let rest = length % 4;
+    if rest == 3 {
+        h ^= u32::from(data[tail + 2]) << 16;
+    }
+    if rest >= 2 {
+        h ^= u32::from(data[tail + 1]) << 8;
+    }
+    if rest >= 1 {
+        h ^= u32::from(data[tail]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}

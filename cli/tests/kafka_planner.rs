@@ -1,0 +1,380 @@
+//! The planner on a real broker against the embedded run of the same input: the
+//! read_committed outputs equal the embedded outputs record for record, and every
+//! build-order request id appears exactly once; and the same through three `kill -9` of
+//! the planner process at random moments (nothing lost, nothing duplicated), and with a
+//! second instance joining and leaving. A window also closes on a quiet stream.
+//!
+//! Each run uses its own topics, consumer group and internal topics (random suffix).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fitstream::commands;
+use fitstream::embedded::to_json_line;
+use fitstream::inputs;
+use fitstream_runtime::embedded::Produced;
+use fitstream_runtime::kafka::reader::read_until_idle;
+use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
+use fitstream_simulator::{InputRecord, SimConfig, Simulator};
+use rand::{Rng, SeedableRng};
+
+use common::*;
+
+/// A floor under the build orders the embedded run makes for each plant from the simulator's
+/// default input (when this was written: 8,623 for berlin, 13,249 for lyon and 6,515 for
+/// porto): a change that leaves a plant (almost) without build orders would make the equality
+/// with the Kafka run prove little, and fails here instead.
+const MIN_BUILD_ORDERS_PER_PLANT: u32 = 1_000;
+
+/// What happens to the planner processes during the run.
+enum Scenario {
+    /// `kill -9` this many times at random moments, then run to the end.
+    Kills(u32),
+    /// A second instance joins, works a while, then stops gracefully (SIGTERM).
+    SecondInstance,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_on_kafka_equals_the_embedded_run() {
+    pipeline(Scenario::Kills(0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_joining_and_leaving_changes_nothing() {
+    pipeline(Scenario::SecondInstance).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_through_kill_9_equals_the_embedded_run() {
+    pipeline(Scenario::Kills(3)).await;
+}
+
+async fn pipeline(scenario: Scenario) {
+    let id = run_id();
+    let cfg = fresh(&id).await;
+    let plants = plants();
+
+    // In-order partitions (out-of-order delay 0), duplicates and malformed records included.
+    let sim = SimConfig {
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
+        ..SimConfig::default()
+    };
+    let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
+    assert!(records.len() >= 200_000, "{} records", records.len());
+
+    // The reference: the embedded run of the same records with the same partitioning.
+    let (dir, summary) = reference(&cfg, &id, &records);
+    let mut outputs: Vec<String> = cfg
+        .topics
+        .specs(&plants)
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    outputs.retain(|t| {
+        *t != cfg.topics.clickstream
+            && *t != cfg.topics.purchases
+            && cfg.topics.kind_of(t).is_none_or(|k| {
+                matches!(
+                    k,
+                    fitstream_contracts::SchemaKind::BuildOrder
+                        | fitstream_contracts::SchemaKind::CartAbandonment
+                )
+            })
+    });
+    // The embedded pipeline also runs the profiler, which dead-letters the same bad input
+    // under its own name: the Kafka run here is the planner alone.
+    let planner_service = cfg.application("planner");
+    let want = multiset(
+        outputs
+            .iter()
+            .flat_map(|t| read_jsonl(&dir, t))
+            .filter(|line| {
+                line["headers"]["fitstream.service"]
+                    .as_str()
+                    .is_none_or(|s| s == planner_service)
+            })
+            .map(normalise),
+    );
+    println!(
+        "embedded: {} inputs -> {:?}",
+        summary.inputs, summary.outputs
+    );
+    // Build orders of the embedded run, per plant's topic: a comparison of empty sets would
+    // prove nothing, so every plant must have some, and the Kafka run must have as many.
+    let build_orders = |m: &BTreeMap<String, u32>| -> BTreeMap<String, u32> {
+        let mut by_topic = BTreeMap::new();
+        for (line, n) in m {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            if v["value"]["request_id"].is_string() {
+                *by_topic
+                    .entry(v["topic"].as_str().unwrap_or_default().to_owned())
+                    .or_default() += n;
+            }
+        }
+        by_topic
+    };
+    let want_orders = build_orders(&want);
+    println!("embedded build orders per topic: {want_orders:?}");
+    for plant in &plants {
+        let topic = cfg.topics.build_orders_topic(plant);
+        let n = want_orders.get(&topic).copied().unwrap_or(0);
+        assert!(
+            n >= MIN_BUILD_ORDERS_PER_PLANT,
+            "the embedded run made {n} build orders for {plant}"
+        );
+    }
+
+    // The planner reads the buyers' segments from the assignments topic, which the profiler
+    // writes: here the embedded run's assignments, on the partitions the embedded run used.
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    let codec = commands::codec(&cfg);
+    let assignments = read_jsonl(&dir, &cfg.topics.segment_assignments);
+    assert!(
+        !assignments.is_empty(),
+        "the embedded run assigned segments"
+    );
+    for line in &assignments {
+        let a: fitstream_contracts::SegmentAssignment =
+            serde_json::from_value(line["value"].clone()).expect("an assignment");
+        writer
+            .send(&OutRecord {
+                topic: cfg.topics.segment_assignments.clone(),
+                key: Some(a.customer_id.clone().into_bytes()),
+                value: Some(
+                    codec
+                        .encode(&cfg.topics.segment_assignments, &a)
+                        .expect("encode"),
+                ),
+                timestamp: Some(a.event_time.0),
+                headers: Vec::new(),
+                partition: line["partition"].as_i64().map(|p| p as i32),
+            })
+            .expect("send");
+    }
+    println!("{} segment assignments produced", assignments.len());
+
+    // The same records into Kafka.
+    inputs::produce(
+        &mut writer,
+        &commands::codec(&cfg),
+        &cfg.topics,
+        records,
+        |_| {},
+    )
+    .expect("produce");
+
+    let seed: u64 = rand::rng().random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    match scenario {
+        Scenario::Kills(kills) => {
+            println!("kill schedule seed {seed}");
+            for kill in 1..=kills {
+                let mut child = Stopped(spawn(&cfg, "planner", Membership::Static));
+                let after = Duration::from_millis(rng.random_range(4_000..12_000));
+                std::thread::sleep(after);
+                // Mid-run: a process that ended before its kill fails the test.
+                kill_mid_run(&mut child.0, &format!("planner, kill {kill}"));
+                println!("kill {kill}: SIGKILL after {:.1} s", after.as_secs_f64());
+            }
+            let mut child = Stopped(spawn(&cfg, "planner", Membership::Static));
+            let status = wait_for(&mut child.0, Duration::from_secs(900));
+            assert!(status.success(), "last run failed: {status}");
+        }
+        Scenario::SecondInstance => {
+            let mut first = Stopped(spawn(&cfg, "planner", Membership::Static));
+            std::thread::sleep(Duration::from_secs(4));
+            let mut second = Stopped(spawn(&cfg, "planner", Membership::Dynamic));
+            std::thread::sleep(Duration::from_secs(8));
+            let status = terminate(&mut second.0, Duration::from_secs(120));
+            println!("second instance joined at 4 s and stopped at 12 s ({status})");
+            assert!(
+                status.success(),
+                "the second instance did not drain cleanly: {status}"
+            );
+            let status = wait_for(&mut first.0, Duration::from_secs(900));
+            assert!(status.success(), "the first instance failed: {status}");
+        }
+    }
+    println!("kafka runs took {:.1} s", started.elapsed().as_secs_f64());
+
+    // What the factory and marketing see: read_committed.
+    let mut got = Vec::new();
+    let topic_refs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+    read_until_idle(
+        &cfg.kafka,
+        &topic_refs,
+        Duration::from_secs(10),
+        Duration::from_secs(600),
+        |r| {
+            let p = Produced::from_consumed(r);
+            got.push(normalise(to_json_line(&codec, &cfg, &p)));
+        },
+    )
+    .expect("read outputs");
+    let have = multiset(got);
+    let ids: Vec<String> = have
+        .keys()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["value"]["request_id"].as_str().map(str::to_owned))
+        .collect();
+    let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+    println!(
+        "kafka: {} records on output topics ({} distinct), {} build orders with {} distinct request ids; embedded: {} records",
+        have.values().sum::<u32>(),
+        have.len(),
+        ids.len(),
+        distinct.len(),
+        want.values().sum::<u32>()
+    );
+    assert_eq!(ids.len(), distinct.len(), "a request id appeared twice");
+    assert_eq!(
+        build_orders(&have),
+        want_orders,
+        "build orders per plant's topic on Kafka and in the embedded run"
+    );
+    assert_eq!(
+        ids.len() as u32,
+        want_orders.values().sum::<u32>(),
+        "build orders on Kafka"
+    );
+    assert!(
+        have.values().all(|n| *n == 1) || have == want,
+        "duplicates on the output topics"
+    );
+    if have != want {
+        let dump = |name: &str, m: &BTreeMap<String, u32>| {
+            let text: String = m.keys().map(|k| format!("{k}\n")).collect();
+            std::fs::write(std::env::temp_dir().join(name), text).ok();
+        };
+        dump("fitstream-kafka-have.jsonl", &have);
+        dump("fitstream-kafka-want.jsonl", &want);
+    }
+    let missing: Vec<&String> = want
+        .keys()
+        .filter(|k| !have.contains_key(*k))
+        .take(3)
+        .collect();
+    let extra: Vec<&String> = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(3)
+        .collect();
+    assert!(
+        have == want,
+        "differs from the embedded run; missing e.g. {missing:?}; extra e.g. {extra:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A window closes on a quiet stream, with no end of input: one purchase just before the end
+/// of its build window, then silence. Once the inputs are idle (2 s of wall clock here), time
+/// moves with the wall clock; partitions that never had a record declare themselves idle
+/// downstream; the build order comes out, exactly once, while the planner keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_closes_on_a_quiet_stream() {
+    use fitstream_contracts::records::{PurchaseEvent, PurchaseLine};
+    use fitstream_contracts::samples;
+
+    const T: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z, a window start
+    const MIN: i64 = 60_000;
+    let id = run_id();
+    let cfg = fresh(&id).await;
+    let codec = commands::codec(&cfg);
+    let order = PurchaseEvent {
+        order_id: "o-quiet".into(),
+        customer_id: "quiet-1".into(),
+        session_id: "s-quiet".into(),
+        event_time: fitstream_contracts::EventTime(T + 15 * MIN - 2_000),
+        lines: vec![PurchaseLine {
+            product_id: "p-50".into(),
+            sku: "p-50".into(),
+            options: Default::default(),
+            category: Some("fragrance".into()),
+            quantity: 3,
+            unit_price: rust_decimal::Decimal::new(2_500, 2),
+        }],
+        ..samples::purchase()
+    };
+    let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
+    writer
+        .send(&OutRecord {
+            topic: cfg.topics.purchases.clone(),
+            key: Some(b"quiet-1".to_vec()),
+            value: Some(codec.encode(&cfg.topics.purchases, &order).expect("encode")),
+            timestamp: Some(order.event_time.0),
+            headers: Vec::new(),
+            partition: None,
+        })
+        .expect("send");
+    writer.flush().expect("flush");
+
+    let started = Instant::now();
+    let mut planner = spawn_with(
+        &cfg,
+        "planner",
+        Membership::Static,
+        false,
+        &[
+            ("FITSTREAM__WATERMARK__IDLE_TIMEOUT_MS", "2000"),
+            ("FITSTREAM__PLANNER__BUILD_GRACE_MS", "1000"),
+            ("FITSTREAM__PLANNER__SEGMENT_GRACE_MS", "1000"),
+        ],
+    );
+    let lyon = cfg.topics.build_orders_topic("lyon");
+    let read_all = || {
+        let mut lines = Vec::new();
+        let topics = [
+            lyon.as_str(),
+            cfg.topics.build_orders_topic("berlin").leak(),
+            cfg.topics.build_orders_topic("porto").leak(),
+            cfg.topics.cart_abandonment.as_str(),
+            cfg.topics.dead_letter.as_str(),
+        ];
+        read_until_idle(
+            &cfg.kafka,
+            &topics,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+            |r| lines.push(to_json_line(&codec, &cfg, &Produced::from_consumed(r))),
+        )
+        .expect("read");
+        lines
+    };
+    let mut got = Vec::new();
+    while got.is_empty() && started.elapsed() < Duration::from_secs(120) {
+        assert!(
+            planner.try_wait().expect("wait").is_none(),
+            "the planner stopped"
+        );
+        got = read_all();
+    }
+    println!(
+        "build order after {:.1} s of a quiet stream",
+        started.elapsed().as_secs_f64()
+    );
+    // Still running: quiet is not the end. Then a clean stop, and nothing more came out.
+    assert!(planner.try_wait().expect("wait").is_none());
+    assert!(terminate(&mut planner, Duration::from_secs(60)).success());
+    let got = read_all();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let v = &got[0];
+    assert_eq!(v["topic"], serde_json::json!(lyon));
+    assert_eq!(v["key"], "p-50");
+    let o = &v["value"];
+    // Pinned (see planner_golden.rs): SHA-256 of lyon, p-50, Released, no options, the window.
+    assert_eq!(o["request_id"], "pr-143f96f99160e36c9af26a84");
+    assert_eq!(o["request_state"], "Released");
+    assert_eq!(o["quantity"], "3.000");
+    assert_eq!(o["order_count"], 1);
+    assert_eq!(o["window_start"], T);
+    assert_eq!(o["window_end"], T + 15 * MIN);
+    assert_eq!(o["location"]["site"], "lyon");
+    assert_eq!(
+        o["segment_mix"],
+        serde_json::json!([{"segment_id": null, "segment_label": "unassigned", "quantity": "3.000"}])
+    );
+}
