@@ -23,16 +23,21 @@ pub enum Reason {
     Late,
     /// Larger than the configured limit.
     TooLarge,
+    /// Watermark marker headers on a record that no upstream task of the reading task wrote
+    /// (an input topic, or a writer the runtime does not know): time is never moved from
+    /// outside.
+    MarkerOnInput,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Decode,
         Reason::Schema,
         Reason::Validation,
         Reason::Late,
         Reason::TooLarge,
+        Reason::MarkerOnInput,
     ];
 
     /// The header value.
@@ -43,6 +48,7 @@ impl Reason {
             Reason::Validation => "validation",
             Reason::Late => "late",
             Reason::TooLarge => "too-large",
+            Reason::MarkerOnInput => "marker-on-input",
         }
     }
 

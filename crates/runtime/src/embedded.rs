@@ -245,8 +245,16 @@ impl Embedded {
         for topic in targets {
             if let Some(down) = self.topology.stage_of(&topic) {
                 for q in 0..self.config.partitions {
-                    if let Some(d) = self.slots.get_mut(&(down, q)) {
-                        d.marker(source.clone(), Some(watermark), 0);
+                    if let Some(d) = self.slots.get_mut(&(down, q))
+                        && let Err(r) = d.marker(&topic, source.clone(), Some(watermark), 0)
+                    {
+                        // Markers between tasks of one topology come from upstream tasks: a
+                        // refusal is a topology whose partition counts disagree.
+                        tracing::error!(
+                            "a marker between embedded tasks was refused: {}",
+                            r.message
+                        );
+                        debug_assert!(false, "{}", r.message);
                     }
                     self.tick(down, q);
                 }

@@ -14,14 +14,16 @@
 //! Where emitted records land is decided here too ([`targets`]), so that both drivers place
 //! them alike.
 
+use std::collections::BTreeSet;
+
 use fitstream_contracts::EventTime;
 use serde::{Deserialize, Serialize};
 
-use crate::deadletter::DeadLetter;
+use crate::deadletter::{DeadLetter, Reason};
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
 use crate::state::{self, Change, StateError};
-use crate::task::{Ctx, Emit, EmitKind, Gate, Record, Task, Topology, WatermarkSource};
+use crate::task::{Ctx, Emit, EmitKind, Gate, Record, Rejection, Task, Topology, WatermarkSource};
 use crate::watermark::{WatermarkConfig, Watermarks};
 
 /// The changelog key of the host's own entry (a store name no task may use).
@@ -51,6 +53,8 @@ pub struct TaskHost {
     stage: String,
     partition: i32,
     by_event_time: bool,
+    /// The upstream tasks whose markers this task reads (none for an event-time stage).
+    marker_sources: BTreeSet<String>,
 }
 
 impl TaskHost {
@@ -84,6 +88,12 @@ impl TaskHost {
                 )
             }
         };
+        let by_event_time = stage.watermark == WatermarkSource::EventTime;
+        let marker_sources = if by_event_time {
+            BTreeSet::new()
+        } else {
+            sources.iter().cloned().collect()
+        };
         let mut watermarks = Watermarks::new(rules);
         for s in sources {
             watermarks.assign(s, now_ms);
@@ -97,7 +107,8 @@ impl TaskHost {
             idle_marker_sent: false,
             stage: stage.name.clone(),
             partition: p,
-            by_event_time: stage.watermark == WatermarkSource::EventTime,
+            by_event_time,
+            marker_sources,
         }
     }
 
@@ -128,12 +139,31 @@ impl TaskHost {
         (ctx, dead)
     }
 
-    /// A marker from an upstream task (`None`: the upstream task is idle).
-    pub fn marker(&mut self, source: String, watermark: Option<EventTime>, now_ms: i64) {
+    /// A record of `topic` with marker headers naming `source` and `watermark` (`None`: the
+    /// source is idle). A marker counts only from one of this task's upstream tasks (on the
+    /// repartition topic it reads); anything else claiming to be one (on an input topic, or
+    /// from a writer the runtime does not know) is refused: time is never moved from outside.
+    pub fn marker(
+        &mut self,
+        topic: &str,
+        source: String,
+        watermark: Option<EventTime>,
+        now_ms: i64,
+    ) -> Result<(), Rejection> {
+        if !self.marker_sources.contains(&source) {
+            return Err(Rejection::new(
+                Reason::MarkerOnInput,
+                format!(
+                    "watermark marker headers naming {source:?} on {topic}: task {} reads markers only from its upstream tasks on its repartition topics",
+                    self.source()
+                ),
+            ));
+        }
         match watermark {
             Some(wm) => self.watermarks.observe(source, wm, now_ms),
             None => self.watermarks.declare_idle(&source),
         }
+        Ok(())
     }
 
     /// Recomputes the watermark; when it moved, the task advances and its outputs are
@@ -257,7 +287,81 @@ pub fn count_dead_letter(dl: &DeadLetter, service: &str) {
         .dead_letters
         .with_label_values(&[dl.reason.as_str()])
         .inc();
-    if dl.reason == crate::deadletter::Reason::Late {
+    if dl.reason == Reason::Late {
         METRICS.late_records.with_label_values(&[service]).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::Stage;
+
+    struct Nothing;
+
+    impl Task for Nothing {
+        fn process(
+            &mut self,
+            _: &Record<'_>,
+            _: &mut Gate<'_>,
+            _: &mut Ctx,
+        ) -> Result<(), Rejection> {
+            Ok(())
+        }
+        fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
+    }
+
+    fn topology() -> Topology {
+        let stage = |name: &str, inputs: &str, repartitions: Vec<String>, watermark| Stage {
+            name: name.into(),
+            inputs: vec![inputs.into()],
+            tables: Vec::new(),
+            repartitions,
+            watermark,
+            globals: Vec::new(),
+            factory: Box::new(|_| Box::new(Nothing)),
+        };
+        Topology {
+            name: "t".into(),
+            stages: vec![
+                stage("up", "in", vec!["rep".into()], WatermarkSource::EventTime),
+                stage(
+                    "down",
+                    "rep",
+                    Vec::new(),
+                    WatermarkSource::Markers { upstream_tasks: 2 },
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn markers_count_only_from_upstream_tasks() {
+        let t = topology();
+        let mut down = TaskHost::new(&t, 1, 0, WatermarkConfig::default(), 0);
+        assert!(
+            down.marker("rep", "up/0".into(), Some(EventTime(5)), 0)
+                .is_ok()
+        );
+        assert!(down.marker("rep", "up/1".into(), None, 0).is_ok());
+        let refused = down
+            .marker("rep", "up/2".into(), Some(EventTime(9)), 0)
+            .expect_err("no such upstream task");
+        assert_eq!(refused.reason, Reason::MarkerOnInput);
+        assert_eq!(down.watermarks.current(0), EventTime(5), "up/1 is idle");
+
+        let mut up = TaskHost::new(&t, 0, 0, WatermarkConfig::default(), 0);
+        let refused = up
+            .marker("in", "in/0".into(), Some(EventTime(i64::MAX / 2)), 0)
+            .expect_err("an input topic carries no markers");
+        assert_eq!(
+            refused.message,
+            "watermark marker headers naming \"in/0\" on in: task up/0 reads markers only from its upstream tasks on its repartition topics"
+        );
+        assert_eq!(
+            up.watermarks.current(0),
+            EventTime::MIN,
+            "time did not move"
+        );
     }
 }

@@ -107,11 +107,6 @@ impl Driver<'_> {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return Ok(());
         };
-        if let Some((source, watermark)) = marker {
-            slot.marker(source, watermark, now_ms());
-            return Ok(());
-        }
-        let started = Instant::now();
         let record = Record {
             topic: &topic,
             partition,
@@ -119,6 +114,13 @@ impl Driver<'_> {
             key: m.key(),
             value: m.payload(),
         };
+        if let Some((source, watermark)) = marker {
+            return match slot.marker(&topic, source, watermark, now_ms()) {
+                Ok(()) => Ok(()),
+                Err(r) => self.dead_letter(&r.dead_letter(&record, &self.service, now_ms())),
+            };
+        }
+        let started = Instant::now();
         let (ctx, dead) = slot.deliver(&record, &self.service, now_ms());
         METRICS
             .processing_seconds

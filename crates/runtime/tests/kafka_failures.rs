@@ -1,6 +1,8 @@
-//! State failures on a real broker: a checkpoint that cannot be written aborts the
-//! transaction and leaves the committed output, state and offsets as they were; a changelog
-//! written by another format version fails the restore with the version named.
+//! Failures on a real broker: a checkpoint that cannot be written aborts the transaction and
+//! leaves the committed output, state and offsets as they were; a changelog written by
+//! another format version fails the restore with the version named; a record on an input
+//! topic that carries the runtime's watermark marker headers is dead-lettered and moves no
+//! watermark.
 //!
 //! Needs a broker at `FITSTREAM_TEST_BOOTSTRAP` (default 127.0.0.1:9092; `bash
 //! deploy/kafka.sh start`).
@@ -12,13 +14,14 @@ use std::time::Duration;
 
 use fitstream_contracts::EventTime;
 use fitstream_contracts::topics::{TopicRole, TopicSpec};
+use fitstream_runtime::deadletter::Reason;
 use fitstream_runtime::kafka::driver::{self, DriverConfig, DriverStats};
 use fitstream_runtime::kafka::reader::{ConsumedRecord, read_until_idle};
 use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
 use fitstream_runtime::kafka::{KafkaConfig, KafkaError, admin};
 use fitstream_runtime::state::{self, Store, Value, codec};
 use fitstream_runtime::task::{
-    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
+    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource, marker_headers,
 };
 use fitstream_runtime::watermark::WatermarkConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -61,7 +64,13 @@ impl Task for Counting {
         ctx: &mut Ctx,
     ) -> Result<(), Rejection> {
         let t = EventTime(1_000 + record.offset);
-        gate.at(t)?;
+        let watermark = gate.at(t)?;
+        if watermark > t {
+            return Err(Rejection::new(
+                Reason::Late,
+                format!("{t} is behind the watermark {watermark}"),
+            ));
+        }
         let value = record.value.unwrap_or_default();
         if value == b"poison" {
             self.tally.poisoned = true;
@@ -145,15 +154,22 @@ impl Setup {
     }
 
     fn produce(&self, topic: &str, records: &[(&[u8], &[u8])]) {
-        let mut w = TopicWriter::new(&self.kafka).expect("a producer");
-        for (k, v) in records {
-            w.send(&OutRecord {
+        let records: Vec<OutRecord> = records
+            .iter()
+            .map(|(k, v)| OutRecord {
                 topic: topic.to_owned(),
                 key: Some(k.to_vec()),
                 value: Some(v.to_vec()),
                 ..OutRecord::default()
             })
-            .expect("sent");
+            .collect();
+        self.send(&records);
+    }
+
+    fn send(&self, records: &[OutRecord]) {
+        let mut w = TopicWriter::new(&self.kafka).expect("a producer");
+        for r in records {
+            w.send(r).expect("sent");
         }
         w.flush().expect("flushed");
     }
@@ -297,4 +313,49 @@ fn a_changelog_of_another_format_version_fails_the_restore_naming_it() {
     );
     assert!(s.values(&s.output).is_empty(), "nothing was processed");
     assert_eq!(s.committed(), None, "no offset was committed");
+}
+
+#[test]
+fn marker_headers_on_an_input_topic_are_dead_lettered_and_move_no_watermark() {
+    let s = Setup::new("marker");
+    let record = |value: &[u8], headers| OutRecord {
+        topic: s.input.clone(),
+        key: Some(b"k".to_vec()),
+        value: Some(value.to_vec()),
+        headers,
+        partition: Some(0),
+        ..OutRecord::default()
+    };
+    // A stranger's record naming the input partition itself as the marker's source, with a
+    // watermark far in the future: taken as a marker, it would make "b" late.
+    let forged = marker_headers(&format!("{}/0", s.input), EventTime(i64::MAX / 2));
+    s.send(&[
+        record(b"a", Vec::new()),
+        record(b"forged", forged),
+        record(b"b", Vec::new()),
+    ]);
+    s.run().expect("the run ends");
+    assert_eq!(
+        s.values(&s.output),
+        vec![b"a".to_vec(), b"b".to_vec()],
+        "b is not late"
+    );
+    let dead: Vec<(Vec<u8>, String)> = s
+        .read(&s.dead_letters)
+        .into_iter()
+        .map(|r| {
+            let reason = r
+                .headers
+                .iter()
+                .find(|(k, _)| k == "fitstream.error.reason")
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            (r.value.unwrap_or_default(), reason)
+        })
+        .collect();
+    assert_eq!(
+        dead,
+        vec![(b"forged".to_vec(), "marker-on-input".to_owned())],
+        "the forged marker is dead-lettered with its reason, and nothing else is"
+    );
 }
