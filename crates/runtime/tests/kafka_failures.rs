@@ -1,6 +1,7 @@
 //! Failures on a real broker: a checkpoint that cannot be written aborts the transaction and
 //! leaves the committed output, state and offsets as they were; a changelog written by
-//! another format version fails the restore with the version named; a record on an input
+//! another format version fails the restore with the version named; a restore that cannot
+//! finish in time fails instead of running on part of the state; a record on an input
 //! topic that carries the runtime's watermark marker headers is dead-lettered and moves no
 //! watermark.
 //!
@@ -176,6 +177,10 @@ impl Setup {
 
     /// A bounded run to the end of the input (stopped after two minutes at most).
     fn run(&self) -> Result<DriverStats, KafkaError> {
+        self.run_with(self.kafka.clone())
+    }
+
+    fn run_with(&self, kafka: KafkaConfig) -> Result<DriverStats, KafkaError> {
         let stop = Arc::new(AtomicBool::new(false));
         let watchdog = {
             let stop = stop.clone();
@@ -191,7 +196,7 @@ impl Setup {
             })
         };
         let config = DriverConfig {
-            kafka: self.kafka.clone(),
+            kafka,
             watermark: WatermarkConfig::default(),
             dead_letter_topic: self.dead_letters.clone(),
             partitions: 1,
@@ -357,5 +362,42 @@ fn marker_headers_on_an_input_topic_are_dead_lettered_and_move_no_watermark() {
         dead,
         vec![(b"forged".to_vec(), "marker-on-input".to_owned())],
         "the forged marker is dead-lettered with its reason, and nothing else is"
+    );
+}
+
+#[test]
+fn a_restore_past_its_deadline_fails_instead_of_running_on_part_of_the_state() {
+    let s = Setup::new("restore");
+    s.produce(&s.input, &[(b"k", b"a")]);
+    s.run().expect("a clean run ends");
+    s.produce(&s.input, &[(b"k", b"b")]);
+    let impatient = KafkaConfig {
+        restore_timeout_ms: 0,
+        ..s.kafka.clone()
+    };
+    let e = s
+        .run_with(impatient)
+        .expect_err("the restore cannot finish in no time");
+    let message = e.to_string();
+    eprintln!("the run failed with: {message}");
+    assert!(
+        matches!(e, KafkaError::Timeout(_))
+            && message.contains(&format!("restore of {} partition 0", s.changelog())),
+        "{message}"
+    );
+    assert_eq!(
+        s.values(&s.output),
+        vec![b"a".to_vec()],
+        "b was not processed"
+    );
+    assert_eq!(s.committed(), Some(1));
+    s.run().expect("with time to restore, the run ends");
+    assert_eq!(s.values(&s.output), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert_eq!(
+        s.tally(),
+        Some(Tally {
+            seen: 2,
+            poisoned: false
+        })
     );
 }

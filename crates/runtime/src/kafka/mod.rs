@@ -28,6 +28,9 @@ pub struct KafkaConfig {
     pub commit_interval_ms: u64,
     /// `transaction.timeout.ms`; must exceed the commit interval plus a restart.
     pub transaction_timeout_ms: u64,
+    /// How long restoring one task's state from its changelog partition may take; past it
+    /// the driver fails (all or nothing: it never processes with part of its state).
+    pub restore_timeout_ms: u64,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
 }
@@ -39,6 +42,7 @@ impl Default for KafkaConfig {
             group_instance_id: None,
             commit_interval_ms: 100,
             transaction_timeout_ms: 60_000,
+            restore_timeout_ms: 600_000,
             properties: BTreeMap::new(),
         }
     }

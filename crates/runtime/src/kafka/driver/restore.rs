@@ -136,8 +136,16 @@ fn restore(
     tpl.add_partition_offset(topic, p, Offset::Beginning)?;
     consumer.assign(&tpl)?;
     let mut n = 0;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while Instant::now() < deadline {
+    let limit = Duration::from_millis(config.restore_timeout_ms);
+    let deadline = Instant::now() + limit;
+    loop {
+        // All or nothing: a task never runs on part of its state.
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Timeout(format!(
+                "restore of {topic} partition {p}: {n} records read in {} s, the end offset {high} not reached (kafka.restore_timeout_ms)",
+                limit.as_secs()
+            )));
+        }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 n += 1;
