@@ -146,7 +146,7 @@ pub fn nearest<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fitstream_contracts::{EventTime, ModelSegment};
+    use fitstream_contracts::{ModelSegment, samples};
 
     fn model() -> SegmentModel {
         let scaler = Scaler::identity();
@@ -157,11 +157,6 @@ mod tests {
         };
         SegmentModel {
             version: 3,
-            cutoff_event_time: EventTime(0),
-            feature_names: ProfileFeatures::NAMES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
             log1p_features: scaler.log1p_feature_names(),
             means: scaler.means().to_vec(),
             scales: scaler.scales().to_vec(),
@@ -177,10 +172,9 @@ mod tests {
                     centroid: centroid(10.0),
                 },
             ],
-            quality_metric: "silhouette".into(),
-            quality_score: 0.5,
+            // Above its segment ids, as in a model the segmenter publishes.
             next_segment_id: 8,
-            sample_size: 2,
+            ..samples::model()
         }
     }
 

@@ -360,30 +360,9 @@ fn without_event_time(click: &ClickEvent, codec: &Codec) -> Result<Vec<u8>, Enco
 #[cfg(test)]
 mod tests {
     use fitstream_contracts::DecodeError;
+    use fitstream_contracts::samples::{click, purchase};
 
     use super::*;
-
-    fn click() -> ClickEvent {
-        ClickEvent {
-            event_id: "e-1".into(),
-            customer_id: "c-1".into(),
-            session_id: "s-1".into(),
-            event_type: ClickEventType::AddToCart,
-            product_id: Some("prod-00001".into()),
-            sku: Some("prod-00001/50ml".into()),
-            options: [("size".to_owned(), "50ml".to_owned())].into(),
-            category: Some("skincare".into()),
-            price: Some(Decimal::new(2499, 2)),
-            query: None,
-            channel: "web".into(),
-            region: "eu-west".into(),
-            event_time: EventTime(1_767_571_200_000),
-        }
-    }
-
-    fn purchase() -> PurchaseEvent {
-        purchase_of(&InputRecord::Click(click()))
-    }
 
     /// Decodes raw bytes the way a consumer of their topic would, returning the error.
     fn decode_error(record: &InputRecord) -> DecodeError {

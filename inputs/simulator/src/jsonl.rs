@@ -224,45 +224,30 @@ impl<R: BufRead> Iterator for JsonLines<R> {
 mod tests {
     use std::io::Cursor;
 
-    use fitstream_contracts::{ClickEventType, Codec, EventTime, PurchaseLine};
+    use fitstream_contracts::{ClickEventType, Codec, EventTime, PurchaseLine, samples};
     use rust_decimal::Decimal;
 
     use super::*;
 
+    /// A product view at 2026-01-05T00:00:00Z, at 24.90.
     fn click() -> ClickEvent {
         ClickEvent {
-            event_id: "e-1".into(),
             customer_id: "c-1".into(),
-            session_id: "s-1".into(),
             event_type: ClickEventType::ProductView,
-            product_id: Some("prod-00001".into()),
-            sku: Some("prod-00001/50ml".into()),
-            options: [("size".to_owned(), "50ml".to_owned())].into(),
-            category: Some("skincare".into()),
             price: Some(Decimal::new(2490, 2)),
-            query: None,
-            channel: "web".into(),
-            region: "eu-west".into(),
             event_time: EventTime(1_767_571_200_000),
+            ..samples::click()
         }
     }
 
+    /// A one-line order at 24.90.
     fn purchase() -> PurchaseEvent {
         PurchaseEvent {
-            order_id: "o-1".into(),
-            customer_id: "c-1".into(),
-            session_id: "s-1".into(),
-            event_time: EventTime(1_767_571_260_000),
-            region: "eu-west".into(),
-            currency: "EUR".into(),
             lines: vec![PurchaseLine {
-                product_id: "prod-00001".into(),
-                sku: "prod-00001/50ml".into(),
-                options: [("size".to_owned(), "50ml".to_owned())].into(),
-                category: Some("skincare".into()),
-                quantity: 2,
                 unit_price: Decimal::new(2490, 2),
+                ..samples::purchase_line()
             }],
+            ..samples::purchase()
         }
     }
 

@@ -131,12 +131,15 @@ mod tests {
     }
 
     fn buy(id: &str, t: EventTime) -> PurchaseEvent {
-        let mut p = samples::purchase();
-        p.order_id = id.into();
-        p.event_time = t;
-        p.lines.truncate(1);
-        p.lines[0].quantity = 1;
-        p
+        PurchaseEvent {
+            order_id: id.into(),
+            event_time: t,
+            lines: vec![PurchaseLine {
+                quantity: 1,
+                ..samples::purchase_line()
+            }],
+            ..samples::purchase()
+        }
     }
 
     fn run(records: Vec<Result<ClickEvent, PurchaseEvent>>) -> (Vec<Output>, Planner) {

@@ -158,7 +158,7 @@ impl KnownModel {
 
 #[cfg(test)]
 mod tests {
-    use fitstream_contracts::ModelSegment;
+    use fitstream_contracts::samples;
 
     use super::*;
 
@@ -166,29 +166,7 @@ mod tests {
         SegmentModel {
             version,
             cutoff_event_time: EventTime(cutoff),
-            feature_names: ProfileFeatures::NAMES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            log1p_features: vec![],
-            means: vec![0.0; 10],
-            scales: vec![1.0; 10],
-            segments: vec![
-                ModelSegment {
-                    segment_id: 1,
-                    label: "low".into(),
-                    centroid: vec![0.0; 10],
-                },
-                ModelSegment {
-                    segment_id: 2,
-                    label: "high".into(),
-                    centroid: vec![10.0; 10],
-                },
-            ],
-            quality_metric: "silhouette".into(),
-            quality_score: 0.5,
-            next_segment_id: 3,
-            sample_size: 10,
+            ..samples::model()
         }
     }
 

@@ -500,26 +500,18 @@ pub struct StoredV1 {
 
 #[cfg(test)]
 mod tests {
-    use fitstream_contracts::PurchaseLine;
+    use fitstream_contracts::{PurchaseLine, samples};
     use fitstream_runtime::state::codec;
 
     use super::*;
 
     fn click(t: i64, session: &str, kind: ClickEventType, category: Option<&str>) -> ClickEvent {
         ClickEvent {
-            event_id: format!("e{t}"),
-            customer_id: "c".into(),
             session_id: session.into(),
             event_type: kind,
-            product_id: None,
-            sku: None,
-            options: Default::default(),
             category: category.map(str::to_owned),
-            price: None,
-            query: None,
-            channel: "web".into(),
-            region: "eu".into(),
             event_time: EventTime(t),
+            ..samples::click()
         }
     }
 
@@ -549,20 +541,13 @@ mod tests {
             &mut i,
         );
         s.purchase(&PurchaseEvent {
-            order_id: "o".into(),
-            customer_id: "c".into(),
-            session_id: "s1".into(),
             event_time: EventTime(5_000),
-            region: "eu".into(),
-            currency: "EUR".into(),
             lines: vec![PurchaseLine {
-                product_id: "p".into(),
-                sku: "p/1".into(),
-                options: Default::default(),
-                category: Some("a".into()),
                 quantity: 1,
                 unit_price: Decimal::new(1999, 2),
+                ..samples::purchase_line()
             }],
+            ..samples::purchase()
         });
         s.click(
             &click(5_000 + 2 * 86_400_000, "s2", ClickEventType::PageView, None),
@@ -657,21 +642,13 @@ mod tests {
     #[test]
     fn order_spend_is_exact_in_cents() {
         let line = |q, cents| PurchaseLine {
-            product_id: "p".into(),
-            sku: "p".into(),
-            options: Default::default(),
-            category: None,
             quantity: q,
             unit_price: Decimal::new(cents, 2),
+            ..samples::purchase_line()
         };
         let p = PurchaseEvent {
-            order_id: "o".into(),
-            customer_id: "c".into(),
-            session_id: "s".into(),
-            event_time: EventTime(0),
-            region: String::new(),
-            currency: "EUR".into(),
             lines: vec![line(3, 1999), line(1, 1)],
+            ..samples::purchase()
         };
         assert_eq!(order_cents(&p), 5998);
     }

@@ -235,14 +235,13 @@ impl ProfilerApp {
 #[cfg(test)]
 mod tests {
     use fitstream_contracts::{
-        ClickEvent, ClickEventType, CustomerProfile, EventTime, ModelSegment, ProfileFeatures,
-        PurchaseEvent, PurchaseLine, SegmentAssignment, SegmentModel,
+        ClickEvent, CustomerProfile, EventTime, ModelSegment, PurchaseEvent, SegmentAssignment,
+        SegmentModel, samples,
     };
     use fitstream_runtime::deadletter::Reason;
     use fitstream_runtime::state;
     use fitstream_runtime::task::{Ctx, Gate, Record, Rejection, Task};
     use fitstream_runtime::watermark::{WatermarkConfig, Watermarks};
-    use rust_decimal::Decimal;
 
     use super::*;
 
@@ -262,36 +261,20 @@ mod tests {
         ClickEvent {
             event_id: id.into(),
             customer_id: customer.into(),
-            session_id: format!("s-{customer}"),
-            event_type: ClickEventType::ProductView,
-            product_id: Some("p".into()),
-            sku: None,
-            options: Default::default(),
-            category: Some("skincare".into()),
-            price: None,
-            query: None,
-            channel: "web".into(),
-            region: "eu".into(),
             event_time: EventTime(t),
+            ..samples::click()
         }
     }
 
+    /// An order of one modest line: the sample's second line (a billion) would drown the
+    /// order count in the distances to the centroids.
     fn order(customer: &str, id: &str, t: i64) -> PurchaseEvent {
         PurchaseEvent {
             order_id: id.into(),
             customer_id: customer.into(),
-            session_id: format!("s-{customer}"),
             event_time: EventTime(t),
-            region: "eu".into(),
-            currency: "EUR".into(),
-            lines: vec![PurchaseLine {
-                product_id: "p".into(),
-                sku: "p".into(),
-                options: Default::default(),
-                category: None,
-                quantity: 1,
-                unit_price: Decimal::new(1000, 2),
-            }],
+            lines: vec![samples::purchase_line()],
+            ..samples::purchase()
         }
     }
 
@@ -302,10 +285,6 @@ mod tests {
         SegmentModel {
             version,
             cutoff_event_time: EventTime(cutoff),
-            feature_names: ProfileFeatures::NAMES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
             log1p_features: vec![],
             means: vec![0.0; 10],
             scales: vec![1.0; 10],
@@ -321,10 +300,7 @@ mod tests {
                     centroid: far,
                 },
             ],
-            quality_metric: "silhouette".into(),
-            quality_score: 0.5,
-            next_segment_id: 3,
-            sample_size: 10,
+            ..samples::model()
         }
     }
 

@@ -290,7 +290,7 @@ mod tests {
 
     use std::collections::BTreeSet;
 
-    use fitstream_contracts::{CustomerProfile, EventTime, ProfileFeatures, SegmentModel};
+    use fitstream_contracts::{CustomerProfile, EventTime, ProfileFeatures, SegmentModel, samples};
     use fitstream_runtime::partition::partition_for;
     use fitstream_runtime::state::{self, codec};
     use fitstream_runtime::task::{Ctx, Gate, Record, Task};
@@ -331,21 +331,13 @@ mod tests {
         )
     }
 
+    /// A profile as the segmenter reads it: customer, features and last event time.
     fn profile(id: &str, features: ProfileFeatures, t: i64) -> CustomerProfile {
         CustomerProfile {
             customer_id: id.to_owned(),
-            first_event_time: EventTime(t),
             last_event_time: EventTime(t),
-            last_purchase_time: None,
-            orders: 0,
-            spend: Default::default(),
-            units: 0,
-            sessions: 0,
-            product_views: 0,
-            carts: 0,
-            cart_removals: 0,
-            top_categories: vec!["skincare".into()],
             features,
+            ..samples::profile()
         }
     }
 
