@@ -9,15 +9,11 @@ use std::collections::{BTreeSet, HashMap};
 use fitstream_contracts::EventTime;
 
 /// Remembers ids for `retention_ms` of event time.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Deduplicator {
     retention_ms: i64,
     seen: HashMap<String, EventTime>,
     by_time: BTreeSet<(EventTime, String)>,
-    /// Changes since the last [`Deduplicator::take_changes`]: id -> Some(time) added, None
-    /// forgotten. A changelog writes these instead of the whole memory.
-    #[serde(skip)]
-    changes: HashMap<String, Option<EventTime>>,
 }
 
 impl Default for Deduplicator {
@@ -36,7 +32,6 @@ impl Deduplicator {
             retention_ms,
             seen: HashMap::new(),
             by_time: BTreeSet::new(),
-            changes: HashMap::new(),
         }
     }
 
@@ -47,7 +42,6 @@ impl Deduplicator {
         }
         self.seen.insert(id.to_owned(), t);
         self.by_time.insert((t, id.to_owned()));
-        self.changes.insert(id.to_owned(), Some(t));
         true
     }
 
@@ -60,26 +54,7 @@ impl Deduplicator {
             }
             if let Some((_, id)) = self.by_time.pop_first() {
                 self.seen.remove(&id);
-                self.changes.insert(id, None);
             }
-        }
-    }
-
-    /// Changes since the last call, sorted by id: `Some(time)` remembered, `None` forgotten.
-    pub fn take_changes(&mut self) -> Vec<(String, Option<EventTime>)> {
-        let mut c: Vec<(String, Option<EventTime>)> = self.changes.drain().collect();
-        c.sort();
-        c
-    }
-
-    /// Puts back one id from a changelog (`None`: forgotten).
-    pub fn restore_entry(&mut self, id: &str, t: Option<EventTime>) {
-        if let Some(old) = self.seen.remove(id) {
-            self.by_time.remove(&(old, id.to_owned()));
-        }
-        if let Some(t) = t {
-            self.seen.insert(id.to_owned(), t);
-            self.by_time.insert((t, id.to_owned()));
         }
     }
 
@@ -93,7 +68,7 @@ impl Deduplicator {
         self.seen.is_empty()
     }
 
-    /// Remembered ids with their times, for snapshots.
+    /// Remembered ids with their times.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &EventTime)> {
         self.seen.iter()
     }
@@ -116,22 +91,5 @@ mod tests {
         d.expire(EventTime(1_101));
         assert!(d.is_empty());
         assert!(d.first_time("a", EventTime(100)));
-    }
-
-    #[test]
-    fn changes_rebuild_the_same_memory() {
-        let mut d = Deduplicator::new(1_000);
-        let mut copy = Deduplicator::new(1_000);
-        d.first_time("a", EventTime(100));
-        d.first_time("b", EventTime(2_000));
-        for (id, t) in d.take_changes() {
-            copy.restore_entry(&id, t);
-        }
-        d.expire(EventTime(1_500));
-        assert_eq!(d.take_changes(), vec![("a".to_owned(), None)]);
-        copy.restore_entry("a", None);
-        assert!(!copy.first_time("b", EventTime(2_000)));
-        assert!(copy.first_time("a", EventTime(100)));
-        assert!(d.take_changes().is_empty());
     }
 }

@@ -25,7 +25,7 @@
 //! Layout: this file holds the settings and the processing loop ([`run`]); beside it,
 //! `context` (rebalance callbacks, librdkafka statistics), `internal` (repartition and
 //! changelog topics), `restore` (assignment: positions, tasks restored from their changelog
-//! partitions), `records` (the record path, sends with back-pressure, ticks), `globals`
+//! partitions), `records` (the record path, sends with back-pressure, watermark advances), `globals`
 //! (global tables), `tables` (tables read before streams), `ends` (bounded ends, lag,
 //! records never delivered) and `commit` (checkpoints and offsets in one transaction). The
 //! per-task work is the runtime's [`crate::host::TaskHost`].

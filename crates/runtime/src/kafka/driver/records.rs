@@ -1,5 +1,5 @@
 //! The record path: a record through its task, what the task emits to its topics (in the
-//! open transaction, with back-pressure), dead letters, and the watermarks' ticks.
+//! open transaction, with back-pressure), dead letters, and the watermarks' advances.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
