@@ -6,12 +6,16 @@ use rust_decimal::Decimal;
 use crate::records::{ClickEvent, ClickEventType, PurchaseEvent};
 use crate::time::EventTime;
 
-/// Longest id (event, order, customer, session) accepted, in bytes.
+/// Longest id (event, order, customer; a session id, which may be empty) accepted, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 /// Longest SKU or product id accepted, in bytes.
 pub const MAX_SKU_LEN: usize = 64;
 /// Most options on one product.
 pub const MAX_OPTIONS: usize = 32;
+/// Longest option name or value, category, channel or region accepted, in bytes.
+pub const MAX_TEXT_LEN: usize = 256;
+/// Longest search query accepted, in bytes.
+pub const MAX_QUERY_LEN: usize = 1_024;
 /// Most lines in one order.
 pub const MAX_LINES: usize = 500;
 /// Most units on one order line.
@@ -57,6 +61,32 @@ fn id(field: &'static str, value: &str, max: usize) -> Result<(), ValidationErro
     Ok(())
 }
 
+/// Free text of a bounded length (may be empty): nothing a real shop sends is longer, and
+/// every string an output or a state entry copies is bounded by it.
+fn text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationError> {
+    if value.len() > max {
+        return fail(
+            field,
+            format!("is {} bytes long, more than {max}", value.len()),
+        );
+    }
+    Ok(())
+}
+
+fn options(o: &crate::records::Options) -> Result<(), ValidationError> {
+    if o.len() > MAX_OPTIONS {
+        return fail(
+            "options",
+            format!("has {} entries, more than {MAX_OPTIONS}", o.len()),
+        );
+    }
+    for (k, v) in o {
+        text("options", k, MAX_TEXT_LEN)?;
+        text("options", v, MAX_TEXT_LEN)?;
+    }
+    Ok(())
+}
+
 fn event_time(t: EventTime) -> Result<(), ValidationError> {
     if t < EventTime::MIN_VALID {
         return fail("event_time", format!("{t} is before 2000-01-01"));
@@ -84,17 +114,21 @@ fn price(field: &'static str, p: Decimal, zero_ok: bool) -> Result<(), Validatio
 pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
     id("event_id", &e.event_id, MAX_ID_LEN)?;
     id("customer_id", &e.customer_id, MAX_ID_LEN)?;
-    id("session_id", &e.session_id, MAX_ID_LEN)?;
+    // A session is optional context (real histories have rows without one).
+    text("session_id", &e.session_id, MAX_ID_LEN)?;
     event_time(e.event_time)?;
     if let Some(p) = e.price {
         price("price", p, true)?;
     }
-    if e.options.len() > MAX_OPTIONS {
-        return fail(
-            "options",
-            format!("has {} entries, more than {MAX_OPTIONS}", e.options.len()),
-        );
-    }
+    options(&e.options)?;
+    text(
+        "category",
+        e.category.as_deref().unwrap_or(""),
+        MAX_TEXT_LEN,
+    )?;
+    text("query", e.query.as_deref().unwrap_or(""), MAX_QUERY_LEN)?;
+    text("channel", &e.channel, MAX_TEXT_LEN)?;
+    text("region", &e.region, MAX_TEXT_LEN)?;
     if matches!(
         e.event_type,
         ClickEventType::AddToCart | ClickEventType::RemoveFromCart
@@ -114,6 +148,8 @@ pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
 pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
     id("order_id", &p.order_id, MAX_ID_LEN)?;
     id("customer_id", &p.customer_id, MAX_ID_LEN)?;
+    text("session_id", &p.session_id, MAX_ID_LEN)?;
+    text("region", &p.region, MAX_TEXT_LEN)?;
     event_time(p.event_time)?;
     if !CURRENCIES.contains(&p.currency.as_str()) {
         return fail(
@@ -143,12 +179,12 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
             );
         }
         price("unit_price", line.unit_price, false)?;
-        if line.options.len() > MAX_OPTIONS {
-            return fail(
-                "options",
-                format!("{} entries, more than {MAX_OPTIONS}", line.options.len()),
-            );
-        }
+        options(&line.options)?;
+        text(
+            "category",
+            line.category.as_deref().unwrap_or(""),
+            MAX_TEXT_LEN,
+        )?;
     }
     Ok(())
 }
@@ -206,6 +242,45 @@ mod tests {
             break_it(&mut o);
             assert_eq!(purchase(&o).map_err(|e| e.field), Err(field));
         }
+    }
+
+    #[test]
+    fn every_free_text_field_is_bounded_and_a_session_is_optional() {
+        let long = "x".repeat(MAX_TEXT_LEN + 1);
+        let mut c = crate::samples::click();
+        c.session_id = String::new();
+        assert_eq!(click(&c), Ok(()), "no session");
+        for (field, set) in [
+            (
+                "category",
+                (|c: &mut ClickEvent, v: String| c.category = Some(v))
+                    as fn(&mut ClickEvent, String),
+            ),
+            ("channel", |c, v| c.channel = v),
+            ("region", |c, v| c.region = v),
+            ("options", |c, v| {
+                c.options.insert("scent".into(), v);
+            }),
+            ("options", |c, v| {
+                c.options.insert(v, "rose".into());
+            }),
+        ] {
+            let mut c = crate::samples::click();
+            set(&mut c, long.clone());
+            assert_eq!(click(&c).map_err(|e| e.field), Err(field));
+            let mut c = crate::samples::click();
+            set(&mut c, "x".repeat(MAX_TEXT_LEN));
+            assert_eq!(click(&c), Ok(()), "{field} at the limit");
+        }
+        let mut c = crate::samples::click();
+        c.query = Some("q".repeat(MAX_QUERY_LEN + 1));
+        assert_eq!(click(&c).map_err(|e| e.field), Err("query"));
+        let mut o = order();
+        o.lines[0].category = Some(long.clone());
+        assert_eq!(purchase(&o).map_err(|e| e.field), Err("category"));
+        let mut o = order();
+        o.region = long;
+        assert_eq!(purchase(&o).map_err(|e| e.field), Err("region"));
     }
 
     #[test]

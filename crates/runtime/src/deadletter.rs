@@ -6,8 +6,21 @@
 //! `fitstream.error.reason`, `fitstream.error.message`, `fitstream.source.topic`,
 //! `fitstream.source.partition`, `fitstream.source.offset`, `fitstream.service`,
 //! `fitstream.error.time` (wall-clock milliseconds of the failure, as a decimal string).
+//!
+//! Bounded: a dead letter always fits the broker's message size limit, whatever came in. A
+//! key or value longer than [`MAX_KEY_BYTES`] / [`MAX_VALUE_BYTES`] keeps its first bytes and
+//! says its original size in `fitstream.error.key.bytes` / `fitstream.error.value.bytes`; the
+//! message is cut at [`MAX_MESSAGE_BYTES`] (on a character boundary).
 
 use serde::{Deserialize, Serialize};
+
+/// The most key bytes a dead letter copies.
+pub const MAX_KEY_BYTES: usize = 1_024;
+/// The most value bytes a dead letter copies (a 1 MB broker limit leaves room for the key and
+/// headers).
+pub const MAX_VALUE_BYTES: usize = 512 * 1_024;
+/// The longest message a dead letter carries, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1_024;
 
 /// Why a record was dead-lettered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,9 +99,65 @@ pub struct DeadLetter {
     pub service: String,
     /// Wall-clock time of the failure, ms since the epoch (set by the driver).
     pub failed_at_ms: i64,
+    /// The original sizes of a key and a value that were cut to the bounds.
+    pub cut: Cut,
+}
+
+/// The original sizes of what a dead letter cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    /// The key's original size, when it was cut.
+    pub key_bytes: Option<usize>,
+    /// The value's original size, when it was cut.
+    pub value_bytes: Option<usize>,
+}
+
+/// At most `max` bytes of `bytes`, and the original size when it was longer.
+fn bounded(bytes: Option<&[u8]>, max: usize) -> (Option<Vec<u8>>, Option<usize>) {
+    match bytes {
+        Some(b) if b.len() > max => (Some(b[..max].to_vec()), Some(b.len())),
+        b => (b.map(<[u8]>::to_vec), None),
+    }
 }
 
 impl DeadLetter {
+    /// The dead letter of a record with `key` and `value`, both kept up to their bounds, and
+    /// a message cut to its bound.
+    pub fn new(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        reason: Reason,
+        message: String,
+        source: Source,
+        service: &str,
+        failed_at_ms: i64,
+    ) -> DeadLetter {
+        let (key, key_bytes) = bounded(key, MAX_KEY_BYTES);
+        let (value, value_bytes) = bounded(value, MAX_VALUE_BYTES);
+        let mut message = message;
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut end = MAX_MESSAGE_BYTES - 3;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("...");
+        }
+        DeadLetter {
+            key,
+            value,
+            reason,
+            message,
+            source,
+            service: service.to_owned(),
+            failed_at_ms,
+            cut: Cut {
+                key_bytes,
+                value_bytes,
+            },
+        }
+    }
+
     /// The headers, in a fixed order.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -103,5 +172,71 @@ impl DeadLetter {
             ("fitstream.service", self.service.clone()),
             ("fitstream.error.time", self.failed_at_ms.to_string()),
         ]
+        .into_iter()
+        .chain(
+            self.cut
+                .key_bytes
+                .map(|n| ("fitstream.error.key.bytes", n.to_string())),
+        )
+        .chain(
+            self.cut
+                .value_bytes
+                .map(|n| ("fitstream.error.value.bytes", n.to_string())),
+        )
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_is_bounded_and_says_what_it_cut() {
+        let key = vec![b'k'; MAX_KEY_BYTES + 5];
+        let value = vec![7u8; MAX_VALUE_BYTES * 3];
+        let message = "é".repeat(MAX_MESSAGE_BYTES);
+        let dl = DeadLetter::new(
+            Some(&key),
+            Some(&value),
+            Reason::TooLarge,
+            message,
+            Source::default(),
+            "planner",
+            0,
+        );
+        assert_eq!(dl.key.as_ref().map(Vec::len), Some(MAX_KEY_BYTES));
+        assert_eq!(dl.value.as_ref().map(Vec::len), Some(MAX_VALUE_BYTES));
+        assert!(dl.message.len() <= MAX_MESSAGE_BYTES && dl.message.ends_with("é..."));
+        let headers = dl.headers();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            header("fitstream.error.key.bytes"),
+            Some((MAX_KEY_BYTES + 5).to_string())
+        );
+        assert_eq!(
+            header("fitstream.error.value.bytes"),
+            Some((MAX_VALUE_BYTES * 3).to_string())
+        );
+
+        let small = DeadLetter::new(
+            Some(b"k"),
+            Some(b"v"),
+            Reason::Decode,
+            "m".into(),
+            Source::default(),
+            "planner",
+            0,
+        );
+        assert_eq!(
+            (small.key.clone(), small.value.clone()),
+            (Some(b"k".to_vec()), Some(b"v".to_vec()))
+        );
+        assert_eq!(small.headers().len(), 7, "nothing cut, nothing said");
     }
 }

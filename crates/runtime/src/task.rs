@@ -408,18 +408,18 @@ pub fn parse_marker<'h>(
 impl Rejection {
     /// The dead letter of `record` for this rejection.
     pub fn dead_letter(self, record: &Record<'_>, service: &str, failed_at_ms: i64) -> DeadLetter {
-        DeadLetter {
-            key: record.key.map(<[u8]>::to_vec),
-            value: record.value.map(<[u8]>::to_vec),
-            reason: self.reason,
-            message: self.message,
-            source: Source {
+        DeadLetter::new(
+            record.key,
+            record.value,
+            self.reason,
+            self.message,
+            Source {
                 topic: record.topic.to_owned(),
                 partition: record.partition,
                 offset: record.offset,
             },
-            service: service.to_owned(),
+            service,
             failed_at_ms,
-        }
+        )
     }
 }

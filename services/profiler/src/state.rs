@@ -245,7 +245,10 @@ impl CustomerState {
     /// Adds a click event.
     pub fn click(&mut self, c: &ClickEvent, interner: &mut CategoryInterner) {
         self.see(c.event_time);
-        self.count_session(&c.session_id);
+        // Sessions are counted from the events that have one.
+        if !c.session_id.is_empty() {
+            self.count_session(&c.session_id);
+        }
         match c.event_type {
             ClickEventType::ProductView => inc(&mut self.product_views),
             ClickEventType::AddToCart => inc(&mut self.carts),
