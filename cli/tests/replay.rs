@@ -144,3 +144,70 @@ fn simulated_traffic_replay_reconciles() {
     assert!(summary.planner.duplicates > 0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A small history of REES46's multi-category shop (the layout of its monthly files, with
+/// `category_code`s), made here: per category, a shopper carts and buys a product; one more
+/// shopper in a category no rule names.
+fn multi_category_history() -> String {
+    let mut csv = String::from(
+        ",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n",
+    );
+    let categories = [
+        ("electronics.smartphone", 1_000),
+        ("electronics.audio.headphone", 2_000),
+        ("computers.notebook", 3_000),
+        ("appliances.kitchen.kettle", 4_000),
+    ];
+    let mut row = 0;
+    for (i, (code, product)) in categories.iter().enumerate() {
+        for (minute, kind) in [(10, "view"), (11, "cart"), (14, "purchase")] {
+            csv.push_str(&format!(
+                "{row},2019-11-01 0{i}:{minute}:00 UTC,{kind},{product},20530135{i},{code},acme,99.00,{},s-{i}\n",
+                500 + i
+            ));
+            row += 1;
+        }
+    }
+    csv
+}
+
+#[test]
+fn a_multi_category_history_is_routed_by_category_path() {
+    let dir = std::env::temp_dir().join(format!("fitstream-multi-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let input = dir.join("multi-category.csv");
+    std::fs::write(&input, multi_category_history()).expect("written");
+    let cfg = FitstreamConfig::default();
+    let out = dir.join("out");
+    let summary = commands::replay(&cfg, &input, InputFormat::Rees46, &out).expect("replay");
+
+    // Released units per plant's topic, from the build orders written.
+    let mut released: BTreeMap<String, f64> = BTreeMap::new();
+    for plant in ["berlin", "lyon", "porto"] {
+        let topic = format!("factory.{plant}.build-orders.v1");
+        for order in lines(out.join(format!("{topic}.jsonl"))) {
+            if order["value"]["request_state"] == "Released" {
+                let quantity = order["value"]["quantity"].as_str().unwrap_or_default();
+                *released.entry(plant.to_owned()).or_default() +=
+                    quantity.parse::<f64>().expect("a decimal quantity");
+            }
+        }
+    }
+    println!(
+        "released units per plant: {released:?}; planner: {:?}",
+        summary.planner
+    );
+    assert_eq!(
+        released,
+        BTreeMap::from([
+            ("berlin".to_owned(), 1.0),
+            ("lyon".to_owned(), 2.0),
+            ("porto".to_owned(), 1.0)
+        ]),
+        "electronics.* to lyon, computers.* to porto, the kettle to the default plant"
+    );
+    assert_eq!(
+        summary.planner.unrouted, 2,
+        "the kettle's cart and its order line are unrouted"
+    );
+}

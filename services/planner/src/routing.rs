@@ -1,4 +1,9 @@
 //! Which plant builds a SKU: a SKU rule, else a category rule, else the default plant.
+//!
+//! A category rule is an explicit category (`makeup`, a REES46 `category_id`), a list of
+//! them per plant (`[category_ids]`), or a path prefix of dotted category codes
+//! (`"electronics.*"` matches `electronics.smartphone` and `electronics.audio.headphone`); an
+//! exact category wins over a prefix, and a longer prefix over a shorter one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -30,9 +35,12 @@ fn default_lead() -> i64 {
 pub struct Routing {
     /// Where unrouted records go.
     pub default_plant: String,
-    /// Category -> plant.
+    /// Category, or category path prefix ending in `.*`, -> plant.
     #[serde(default)]
     pub categories: BTreeMap<String, String>,
+    /// Plant -> the categories it builds (explicit id lists, e.g. REES46 `category_id`s).
+    #[serde(default)]
+    pub category_ids: BTreeMap<String, Vec<String>>,
     /// SKU -> plant (wins over categories).
     #[serde(default)]
     pub skus: BTreeMap<String, String>,
@@ -55,12 +63,9 @@ pub struct RoutingError(String);
 impl Routing {
     /// The routing shipped in `deploy/plants.toml`.
     pub fn bundled() -> Routing {
-        toml::from_str(include_str!("../../../deploy/plants.toml")).unwrap_or_else(|_| Routing {
-            default_plant: "default".into(),
-            categories: BTreeMap::new(),
-            skus: BTreeMap::new(),
-            plants: BTreeMap::new(),
-        })
+        // Compiled in: a file that does not parse fails the tests below, never a user.
+        toml::from_str(include_str!("../../../deploy/plants.toml"))
+            .expect("deploy/plants.toml parses")
     }
 
     /// Reads a routing file.
@@ -76,6 +81,7 @@ impl Routing {
         for plant in self
             .categories
             .values()
+            .chain(self.category_ids.keys())
             .chain(self.skus.values())
             .chain([&self.default_plant])
         {
@@ -93,10 +99,33 @@ impl Routing {
         if let Some(p) = self.skus.get(sku) {
             return (p, true);
         }
-        if let Some(p) = category.and_then(|c| self.categories.get(c)) {
+        if let Some(p) = category.and_then(|c| self.category_plant(c)) {
             return (p, true);
         }
         (&self.default_plant, false)
+    }
+
+    /// The plant of a category: an exact rule or id list, else the longest matching prefix.
+    fn category_plant(&self, category: &str) -> Option<&str> {
+        if let Some(p) = self.categories.get(category) {
+            return Some(p);
+        }
+        if let Some((p, _)) = self
+            .category_ids
+            .iter()
+            .find(|(_, ids)| ids.iter().any(|id| id == category))
+        {
+            return Some(p);
+        }
+        // Prefixes from the longest: `a.b.*` before `a.*`.
+        let mut path = category;
+        while let Some(dot) = path.rfind('.') {
+            path = &path[..dot];
+            if let Some(p) = self.categories.get(&format!("{path}.*")) {
+                return Some(p);
+            }
+        }
+        None
     }
 
     /// Every plant id.
@@ -119,5 +148,54 @@ mod tests {
         assert!(r.check().is_ok());
         r.skus.insert("y".into(), "atlantis".into());
         assert!(r.check().is_err());
+    }
+
+    #[test]
+    fn category_paths_route_by_their_longest_prefix_and_ids_by_their_list() {
+        let mut r = Routing::bundled();
+        r.categories.insert("electronics.*".into(), "lyon".into());
+        r.categories
+            .insert("electronics.audio.*".into(), "porto".into());
+        r.categories
+            .insert("electronics.audio.radio".into(), "berlin".into());
+        r.category_ids
+            .insert("porto".into(), vec!["2053013552326770905".into()]);
+        assert_eq!(r.route("x", Some("electronics.smartphone")), ("lyon", true));
+        assert_eq!(
+            r.route("x", Some("electronics.audio.headphone")),
+            ("porto", true)
+        );
+        assert_eq!(
+            r.route("x", Some("electronics.audio.radio")),
+            ("berlin", true)
+        );
+        assert_eq!(
+            r.route("x", Some("electronics")),
+            ("berlin", false),
+            "no prefix of itself"
+        );
+        assert_eq!(r.route("x", Some("electronicsx.tv")), ("berlin", false));
+        assert_eq!(r.route("x", Some("2053013552326770905")), ("porto", true));
+        assert!(r.check().is_ok());
+        r.category_ids.insert("atlantis".into(), vec!["1".into()]);
+        assert!(r.check().is_err(), "an id list names an undescribed plant");
+    }
+
+    #[test]
+    fn the_bundled_routing_sends_a_multi_category_shop_to_several_plants() {
+        let r = Routing::bundled();
+        let plants: std::collections::BTreeSet<&str> = [
+            "electronics.smartphone",
+            "electronics.audio.headphone",
+            "computers.notebook",
+            "appliances.kitchen.refrigerators",
+        ]
+        .into_iter()
+        .map(|c| r.route("x", Some(c)))
+        .filter(|(_, routed)| *routed)
+        .map(|(p, _)| p)
+        .collect();
+        assert!(plants.len() > 1, "{plants:?}");
+        assert!(r.check().is_ok());
     }
 }

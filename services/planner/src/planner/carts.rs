@@ -8,6 +8,7 @@ use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
 use fitstream_runtime::asof::{AsOf, AsOfJoin};
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
+use fitstream_runtime::metrics::METRICS;
 use fitstream_runtime::state::{DedupStore, Snapshot, Store, Value};
 use fitstream_runtime::window::Window;
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,7 @@ impl CartStage {
         let (plant, routed) = self.routing.route(sku, category);
         if !routed {
             self.counters.unrouted.fetch_add(1, Ordering::Relaxed);
+            METRICS.unrouted.inc();
         }
         BuildKey {
             plant: plant.to_owned(),
