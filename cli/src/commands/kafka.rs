@@ -1,11 +1,14 @@
 //! The commands that talk to a broker: topics, inputs to the input topics, `tail` and the
 //! services (`run`).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use fitstream_contracts::EventTime;
 use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
 use fitstream_runtime::task::Topology;
 use fitstream_simulator::{SimConfig, Simulator};
@@ -47,6 +50,30 @@ pub async fn topics_describe(cfg: &FitstreamConfig, plants: &[String]) -> anyhow
 
 /// `fitstream produce`: a history file to the input topics.
 pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyhow::Result<u64> {
+    // History older than a topic's time-based retention would be deleted by the broker while
+    // it is read, and so would the outputs stamped with its event times: refuse up front.
+    let earliest = read_inputs(input, format)?
+        .filter_map(|r| r.event_time())
+        .min();
+    if let Some(earliest) = earliest {
+        let plants = routing(cfg)?.plant_ids();
+        let specs = cfg.topics.specs(&plants);
+        let topics: Vec<&str> = specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|t| *t != cfg.topics.dead_letter)
+            .collect();
+        let mut settings = Vec::new();
+        for topic in topics {
+            let configs = futures::executor::block_on(admin::describe_configs(&cfg.kafka, topic))
+                .with_context(|| format!("reading the settings of {topic}"))?;
+            settings.push((topic.to_owned(), configs));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        refuse_if_retention_deletes(&settings, earliest, now)?;
+    }
     let codec = codec(cfg);
     let records = read_inputs(input, format)?;
     let mut writer = TopicWriter::new(&cfg.kafka)?;
@@ -61,6 +88,46 @@ pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyh
         started.elapsed().as_secs_f64()
     );
     Ok(n)
+}
+
+/// Refuses when a topic would delete records of `earliest` by time (its `cleanup.policy`
+/// includes `delete` and `retention.ms` does not reach back to them at `now_ms`), naming every
+/// such topic and the setting to change.
+pub fn refuse_if_retention_deletes(
+    topics: &[(String, BTreeMap<String, String>)],
+    earliest: EventTime,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let deleting: Vec<String> = topics
+        .iter()
+        .filter(|(_, c)| {
+            let deletes = c
+                .get("cleanup.policy")
+                .is_none_or(|p| p.split(',').any(|p| p.trim() == "delete"));
+            let retention = c
+                .get("retention.ms")
+                .and_then(|r| r.parse::<i64>().ok())
+                .unwrap_or(7 * 24 * 3_600_000);
+            deletes && retention >= 0 && earliest.0 < now_ms.saturating_sub(retention)
+        })
+        .map(|(t, c)| {
+            format!(
+                "{t} (retention.ms={})",
+                c.get("retention.ms").map_or("default", String::as_str)
+            )
+        })
+        .collect();
+    if deleting.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the input reaches back to {earliest}, older than what these topics keep: {}. The broker \
+         would delete those records (and the outputs stamped with their event times) while \
+         they are read. Set retention.ms=-1 on them (FITSTREAM__TOPICS__RETENTION_MS=-1 before \
+         `fitstream topics create`, or kafka-configs --alter --add-config retention.ms=-1) \
+         and produce again",
+        deleting.join(", ")
+    )
 }
 
 /// Where `simulate` writes.
@@ -284,4 +351,38 @@ pub async fn run_service(
     }
     tracing::info!(records = stats.records, commits = stats.commits, "stopped");
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 24 * 3_600_000;
+
+    fn topic(name: &str, policy: &str, retention: &str) -> (String, BTreeMap<String, String>) {
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_owned(), policy.to_owned()),
+            ("retention.ms".to_owned(), retention.to_owned()),
+        ]);
+        (name.to_owned(), configs)
+    }
+
+    #[test]
+    fn history_older_than_a_deleting_topic_keeps_is_refused_naming_the_topic() {
+        let now = 1_765_000_000_000;
+        let topics = [
+            topic("in", "delete", &(7 * DAY).to_string()),
+            topic("profiles", "compact", &(7 * DAY).to_string()),
+            topic("orders", "compact,delete", "-1"),
+        ];
+        let e = refuse_if_retention_deletes(&topics, EventTime(now - 8 * DAY), now)
+            .expect_err("8 days back, 7 kept");
+        let m = e.to_string();
+        assert!(m.contains("in (retention.ms=604800000)"), "{m}");
+        assert!(!m.contains("profiles") && !m.contains("orders"), "{m}");
+        assert!(m.contains("retention.ms=-1"), "{m}");
+        assert!(refuse_if_retention_deletes(&topics, EventTime(now - 6 * DAY), now).is_ok());
+        let kept = [topic("in", "delete", "-1")];
+        assert!(refuse_if_retention_deletes(&kept, EventTime(0), now).is_ok());
+    }
 }
