@@ -2,10 +2,13 @@
 //!
 //! - units: the distinct purchases of the input (by order id, well-formed records only)
 //!   carry as many units as the Released build orders, plus those of purchases the planner
-//!   sent to the dead-letter topic as `late` (distinct order ids, decoded from the dead
-//!   letters' original bytes);
+//!   sent to the dead-letter topic, by reason (`late`, `validation`, ...; distinct order ids,
+//!   decoded from the dead letters' original bytes);
 //! - carts: every distinct add-to-cart of the input is exactly one conversion or one
-//!   abandonment, or was dead-lettered as late.
+//!   abandonment, or was dead-lettered (by reason).
+//!
+//! A replay succeeds when every row is accounted for: a dead letter is an outcome, not a
+//! failure.
 //!
 //! The input side is counted from the records themselves, not from the planner's counters;
 //! the output side from the JSON-lines files the replay wrote.
@@ -54,24 +57,39 @@ pub struct Reconciliation {
     pub purchased_units: i64,
     /// Units in Released build orders.
     pub released_units: i64,
-    /// Units of distinct purchases dead-lettered as late.
-    pub late_units: i64,
+    /// Units of distinct purchases dead-lettered, by reason.
+    pub dead_units: BTreeMap<String, i64>,
     /// Distinct add-to-carts of the input.
     pub carts: u64,
     /// Conversions.
     pub converted: u64,
     /// Abandonments (records on the abandonment topic).
     pub abandoned: u64,
-    /// Distinct add-to-carts dead-lettered as late.
-    pub late_carts: u64,
+    /// Distinct add-to-carts dead-lettered, by reason.
+    pub dead_carts: BTreeMap<String, u64>,
 }
 
 impl Reconciliation {
     /// Whether both identities hold.
     pub fn holds(&self) -> bool {
-        self.purchased_units == self.released_units + self.late_units
-            && self.carts == self.converted + self.abandoned + self.late_carts
+        self.units_hold() && self.carts_hold()
     }
+
+    fn units_hold(&self) -> bool {
+        self.purchased_units == self.released_units + self.dead_units.values().sum::<i64>()
+    }
+
+    fn carts_hold(&self) -> bool {
+        self.carts == self.converted + self.abandoned + self.dead_carts.values().sum::<u64>()
+    }
+}
+
+/// ` + <reason> <n>` for each reason, or ` + late 0` when there is none.
+fn by_reason<N: fmt::Display + Default>(m: &BTreeMap<String, N>) -> String {
+    if m.is_empty() {
+        return format!(" + late {}", N::default());
+    }
+    m.iter().map(|(r, n)| format!(" + {r} {n}")).collect()
 }
 
 impl fmt::Display for Reconciliation {
@@ -79,20 +97,20 @@ impl fmt::Display for Reconciliation {
         let mark = |ok: bool| if ok { "ok" } else { "MISMATCH" };
         writeln!(
             f,
-            "  reconciliation: purchased units {} = released {} + late {}: {}",
+            "  reconciliation: purchased units {} = released {}{}: {}",
             self.purchased_units,
             self.released_units,
-            self.late_units,
-            mark(self.purchased_units == self.released_units + self.late_units)
+            by_reason(&self.dead_units),
+            mark(self.units_hold())
         )?;
         writeln!(
             f,
-            "  reconciliation: carts {} = converted {} + abandoned {} + late {}: {}",
+            "  reconciliation: carts {} = converted {} + abandoned {}{}: {}",
             self.carts,
             self.converted,
             self.abandoned,
-            self.late_carts,
-            mark(self.carts == self.converted + self.abandoned + self.late_carts)
+            by_reason(&self.dead_carts),
+            mark(self.carts_hold())
         )
     }
 }
@@ -132,32 +150,55 @@ pub fn reconcile(
         }
     }
     let planner = cfg.application("planner");
-    let mut late_orders: BTreeMap<String, i64> = BTreeMap::new();
-    let mut late_carts: HashSet<String> = HashSet::new();
+    // Per reason: distinct order ids with their units, distinct cart event ids. Only records
+    // the input truth counted (well-formed: their bytes decode) can be matched.
+    let mut dead_orders: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    let mut dead_carts: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     for line in lines(out, &topics.dead_letter)? {
         let h = &line["headers"];
-        if h["fitstream.service"] != planner.as_str() || h["fitstream.error.reason"] != "late" {
+        if h["fitstream.service"] != planner.as_str() {
             continue;
         }
+        let reason = h["fitstream.error.reason"]
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
         let source = h["fitstream.source.topic"].as_str().unwrap_or_default();
         let bytes = hex::decode(line["value"]["value_hex"].as_str().unwrap_or_default())?;
         if source == topics.purchases {
-            let p: PurchaseEvent = codec.decode(source, &bytes)?;
-            let units = p.lines.iter().map(|l| i64::from(l.quantity)).sum();
-            late_orders.insert(p.order_id, units);
+            let Ok(p) = codec.decode_unchecked::<PurchaseEvent>(source, &bytes) else {
+                continue;
+            };
+            if truth.orders.contains_key(&p.order_id) {
+                let units = p.lines.iter().map(|l| i64::from(l.quantity)).sum();
+                dead_orders
+                    .entry(reason)
+                    .or_default()
+                    .insert(p.order_id, units);
+            }
         } else if source == topics.clickstream {
-            let c: ClickEvent = codec.decode(source, &bytes)?;
-            late_carts.insert(c.event_id);
+            let Ok(c) = codec.decode_unchecked::<ClickEvent>(source, &bytes) else {
+                continue;
+            };
+            if truth.carts.contains(&c.event_id) {
+                dead_carts.entry(reason).or_default().insert(c.event_id);
+            }
         }
     }
     let abandoned = lines(out, &topics.cart_abandonment)?.len() as u64;
     Ok(Reconciliation {
         purchased_units: truth.orders.values().sum(),
         released_units,
-        late_units: late_orders.values().sum(),
+        dead_units: dead_orders
+            .into_iter()
+            .map(|(r, o)| (r, o.values().sum()))
+            .collect(),
         carts: truth.carts.len() as u64,
         converted: summary.planner.conversions,
         abandoned,
-        late_carts: late_carts.len() as u64,
+        dead_carts: dead_carts
+            .into_iter()
+            .map(|(r, c)| (r, c.len() as u64))
+            .collect(),
     })
 }

@@ -140,7 +140,11 @@ fn simulated_traffic_replay_reconciles() {
     let r = fitstream::reconcile::reconcile(&cfg, &truth, &summary, &out).expect("reconcile");
     println!("{r}");
     assert!(r.holds());
-    assert!(r.late_units > 0 && r.late_carts > 0, "{r:?}");
+    assert!(
+        r.dead_units.get("late").is_some_and(|n| *n > 0)
+            && r.dead_carts.get("late").is_some_and(|n| *n > 0),
+        "{r:?}"
+    );
     assert!(summary.planner.duplicates > 0);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -210,4 +214,49 @@ fn a_multi_category_history_is_routed_by_category_path() {
         summary.planner.unrouted, 2,
         "the kettle's cart and its order line are unrouted"
     );
+}
+
+#[test]
+fn rows_dead_lettered_for_their_content_are_accounted_for_and_the_replay_succeeds() {
+    let dir = std::env::temp_dir().join(format!("fitstream-bad-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let input = dir.join("bad-rows.csv");
+    std::fs::write(
+        &input,
+        ",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n\
+         0,2019-10-01 00:00:00 UTC,cart,1,10,,acme,2.50,100,s-1\n\
+         1,2019-10-01 00:05:00 UTC,purchase,1,10,,acme,2.50,100,s-1\n\
+         2,2019-10-01 00:06:00 UTC,cart,2,10,,acme,-3.00,101,s-2\n\
+         3,2019-10-01 00:07:00 UTC,cart,3,10,,acme,4.00,,s-3\n\
+         4,2019-10-01 00:08:00 UTC,purchase,4,10,,acme,-1.00,102,s-4\n\
+         5,2019-10-01 00:09:00 UTC,cart,5,10,,acme,4.00,103,\n",
+    )
+    .expect("written");
+    let cfg = FitstreamConfig::default();
+    let out = dir.join("out");
+    let summary = commands::replay(&cfg, &input, InputFormat::Rees46, &out)
+        .expect("every row is accounted for");
+    let mut truth = fitstream::reconcile::InputTruth::default();
+    for r in commands::read_inputs(&input, InputFormat::Rees46).expect("read") {
+        truth.observe(&r);
+    }
+    let r = fitstream::reconcile::reconcile(&cfg, &truth, &summary, &out).expect("reconcile");
+    println!("{r}");
+    assert!(r.holds(), "{r:?}");
+    assert_eq!(
+        (r.carts, r.converted, r.abandoned),
+        (4, 1, 1),
+        "the session-less cart is abandoned like any other"
+    );
+    assert_eq!(
+        r.dead_carts.get("validation"),
+        Some(&2),
+        "the negative price and the cart without a customer"
+    );
+    assert_eq!(
+        r.dead_units.get("validation"),
+        Some(&1),
+        "the negative price"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

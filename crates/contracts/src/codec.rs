@@ -237,8 +237,20 @@ impl Codec {
 
     /// Decodes a record from `topic` without asking a registry server: an id not yet cached
     /// is [`DecodeError::UnknownSchemaId`] (see [`Codec::decode_fetching`]).
-    #[allow(deprecated)] // from_avro_datum: same work as GenericDatumReader, without the builder
     pub fn decode<T: Contract + Validated>(
+        &self,
+        topic: &str,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
+        let record: T = self.decode_unchecked(topic, bytes)?;
+        record.check()?;
+        Ok(record)
+    }
+
+    /// [`Codec::decode`] without the content rules: what a record that broke them said (for
+    /// reconciling dead letters with their input).
+    #[allow(deprecated)] // from_avro_datum: same work as GenericDatumReader, without the builder
+    pub fn decode_unchecked<T: Contract>(
         &self,
         topic: &str,
         bytes: &[u8],
@@ -274,9 +286,7 @@ impl Codec {
                 datum.len() - cursor.position() as usize
             )));
         }
-        let record = T::from_avro(value)?;
-        record.check()?;
-        Ok(record)
+        Ok(T::from_avro(value)?)
     }
 
     /// Like [`Codec::decode`], but asks the registry server for ids it has not seen.
