@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -20,8 +21,6 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_run_all_and_tail_match_replay() {
     let id = run_id();
-    // Every version on the table topics: compaction would keep only the latest per key.
-    let cfg = fresh_with(&id, true).await;
     let dir = std::env::temp_dir().join(format!("fitstream-cli-{id}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let input = dir.join("sim.jsonl");
@@ -37,6 +36,37 @@ async fn produce_run_all_and_tail_match_replay() {
     let file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
     let n = fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file)
         .expect("write");
+    equivalence(&id, &dir, &input, "jsonl", n, true).await;
+}
+
+/// The same on the bundled REES46 excerpt: real history from 2019, in time order, through
+/// topics whose retention keeps it (`produce` refuses topics that would delete it).
+///
+/// It does not hold yet: on 2026-12-06 Kafka gave 10,125 customer profiles against
+/// `replay`'s 11,267 on this excerpt (the first topic compared). Real history has many
+/// records in the same second, and how Kafka interleaves the two input topics decides more
+/// than it may (issue 13, part 7). Run it with `--ignored`.
+#[ignore = "Kafka and replay disagree on the REES46 excerpt: issue 13, part 7"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_run_all_and_tail_match_replay_on_the_rees46_excerpt() {
+    let id = run_id();
+    let dir = std::env::temp_dir().join(format!("fitstream-cli-{id}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/rees46/cosmetics-2019-10.csv");
+    let n = std::fs::read_to_string(&input)
+        .expect("the excerpt")
+        .lines()
+        .count() as u64
+        - 1;
+    equivalence(&id, &dir, &input, "rees46", n, false).await;
+}
+
+/// `replay` of `input` against `produce` + `run all --until-end` + `tail` of every output
+/// topic: the same records on each; `dead_letters` says whether the input has bad records.
+async fn equivalence(id: &str, dir: &Path, input: &Path, format: &str, n: u64, dead_letters: bool) {
+    // Every version on the table topics: compaction would keep only the latest per key.
+    let cfg = fresh_with(id, true).await;
     let fitstream = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_fitstream"))
             .args(args)
@@ -57,7 +87,7 @@ async fn produce_run_all_and_tail_match_replay() {
         "--input",
         &input_arg,
         "--format",
-        "jsonl",
+        format,
         "--out",
         &replayed.to_string_lossy(),
     ]);
@@ -69,7 +99,7 @@ async fn produce_run_all_and_tail_match_replay() {
             "--input",
             &input_arg,
             "--format",
-            "jsonl",
+            format,
             "--bootstrap",
             &bootstrap
         ])
@@ -130,18 +160,21 @@ async fn produce_run_all_and_tail_match_replay() {
         assert!(r == k, "{topic} differs");
         total += n;
     }
-    for topic in [
+    let mut expected = vec![
         &cfg.topics.profiles,
         &cfg.topics.segment_models,
         &cfg.topics.segment_assignments,
         &cfg.topics.cart_abandonment,
-        &cfg.topics.dead_letter,
-    ] {
+    ];
+    if dead_letters {
+        expected.push(&cfg.topics.dead_letter);
+    }
+    for topic in expected {
         assert!(
             !read_jsonl(&replayed, topic).is_empty(),
             "nothing on {topic}"
         );
     }
     println!("{total} output records equal");
-    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(dir).ok();
 }
