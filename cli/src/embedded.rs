@@ -218,7 +218,6 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
             .collect(),
         watermark: WatermarkConfig {
             advance_when_idle: false,
-            max_future_skew_ms: i64::MAX / 4,
             ..WatermarkConfig::default()
         },
         dead_letter_topic: cfg.topics.dead_letter.clone(),

@@ -167,7 +167,7 @@ impl Harness {
                     key: key.as_deref(),
                     value: Some(value),
                 };
-                let (ctx, dead) = self.host.deliver(&record, "profiler", 0);
+                let (ctx, dead) = self.host.deliver(&record, "profiler", 0, false);
                 if let Some(dl) = dead {
                     out.dead.push((i, dl.reason));
                 }

@@ -36,6 +36,9 @@ pub enum Reason {
     Late,
     /// Larger than the configured limit.
     TooLarge,
+    /// Far ahead of everything else (the wall clock live, the latest event time of the
+    /// task's inputs in a bounded run): it would move the watermark past every other record.
+    Future,
     /// Watermark marker headers on a record that no upstream task of the reading task wrote
     /// (an input topic, or a writer the runtime does not know): time is never moved from
     /// outside.
@@ -44,12 +47,13 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 6] = [
+    pub const ALL: [Reason; 7] = [
         Reason::Decode,
         Reason::Schema,
         Reason::Validation,
         Reason::Late,
         Reason::TooLarge,
+        Reason::Future,
         Reason::MarkerOnInput,
     ];
 
@@ -61,6 +65,7 @@ impl Reason {
             Reason::Validation => "validation",
             Reason::Late => "late",
             Reason::TooLarge => "too-large",
+            Reason::Future => "future",
             Reason::MarkerOnInput => "marker-on-input",
         }
     }

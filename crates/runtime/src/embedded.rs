@@ -194,7 +194,7 @@ impl Embedded {
         let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
             return;
         };
-        let (ctx, dead) = slot.deliver(&record, &self.config.service, 0);
+        let (ctx, dead) = slot.deliver(&record, &self.config.service, 0, false);
         if let Some(dl) = dead {
             self.dead_letter(dl);
         }

@@ -117,13 +117,15 @@ impl TaskHost {
         format!("{}/{}", self.stage, self.partition)
     }
 
-    /// One record through the task (with the skew rule and the watermark for event-time
-    /// stages): what it emitted, or its dead letter.
+    /// One record through the task (with the future rule and the watermark for event-time
+    /// stages): what it emitted, or its dead letter. `live`: `now_ms` is a wall clock (not a
+    /// bounded run).
     pub fn deliver(
         &mut self,
         record: &Record<'_>,
         service: &str,
         now_ms: i64,
+        live: bool,
     ) -> (Ctx, Option<DeadLetter>) {
         let mut ctx = Ctx::default();
         let watermarks = self.by_event_time.then_some(&mut self.watermarks);
@@ -133,6 +135,7 @@ impl TaskHost {
             record.partition,
             self.current,
             now_ms,
+            live,
         );
         let result = self.task.process(record, &mut gate, &mut ctx);
         let dead = result.err().map(|r| r.dead_letter(record, service, now_ms));

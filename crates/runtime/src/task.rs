@@ -79,24 +79,29 @@ pub struct Gate<'a> {
     source: String,
     current: EventTime,
     now_ms: i64,
+    /// A live run: `now_ms` is the wall clock (the future rule compares with it).
+    live: bool,
 }
 
 impl<'a> Gate<'a> {
     /// The gate of a record of `topic`/`partition` for a task at watermark `current`;
     /// `watermarks` are the task's input watermarks when its stage's watermark comes from
-    /// event times.
+    /// event times; `live` when `now_ms` is a wall clock to judge the future by (a bounded
+    /// run judges by the inputs' own times).
     pub fn new(
         watermarks: Option<&'a mut Watermarks<String>>,
         topic: &str,
         partition: i32,
         current: EventTime,
         now_ms: i64,
+        live: bool,
     ) -> Gate<'a> {
         Gate {
             watermarks,
             source: format!("{topic}/{partition}"),
             current,
             now_ms,
+            live,
         }
     }
 
@@ -107,22 +112,30 @@ impl<'a> Gate<'a> {
             source: String::new(),
             current,
             now_ms: 0,
+            live: false,
         }
     }
 
-    /// A record of event time `t`: refused when it is more than the allowed skew ahead of its
-    /// partition's watermark, else its partition's watermark observes it. Returns the
-    /// watermark the record is applied at.
+    /// A record of event time `t`: refused as `future` when it is far ahead of everything
+    /// else (see [`Watermarks::admit`]), else its partition's watermark observes it. Returns
+    /// the watermark the record is applied at.
     pub fn at(&mut self, t: EventTime) -> Result<EventTime, Rejection> {
         if let Some(w) = self.watermarks.as_deref_mut() {
+            let clock = self.live.then_some(self.now_ms);
             if let Admission::TooFarAhead {
-                partition_watermark,
-            } = w.admit(&self.source, t)
+                reference,
+                allowed_ms,
+            } = w.admit(t, clock)
             {
+                let what = if self.live {
+                    "the wall clock"
+                } else {
+                    "the latest event time of the task's inputs"
+                };
                 return Err(Rejection::new(
-                    Reason::Validation,
+                    Reason::Future,
                     format!(
-                        "event time {t} is more than the allowed skew ahead of the partition watermark {partition_watermark}"
+                        "event time {t} is more than {allowed_ms} ms ahead of {what} ({reference})"
                     ),
                 ));
             }

@@ -9,7 +9,13 @@
 //! - When every partition is idle the watermark moves with wall-clock time from the last max
 //!   event time (unless `advance_when_idle` is off, as for file replays, where the end of the
 //!   input closes every window instead: [`Watermarks::finish`]).
-//! - A record more than `max_future_skew_ms` ahead of its partition's watermark is absurd.
+//! - A record far ahead of everything else is from the future, and is refused before it can
+//!   move any watermark ([`Watermarks::admit`]): live, more than `max_future_skew_ms` ahead of
+//!   the wall clock (or of the latest event time seen, if that is later); in a bounded run
+//!   (a replay, `--until-end`), where no clock says what "now" is, more than
+//!   `max_history_gap_ms` ahead of the latest event time of the task's inputs. The rule
+//!   holds on a partition's first record too, and a partition that was quiet for a while is
+//!   judged against the others, not against its own last record.
 //!
 //! Time is injected: callers pass `now_ms`, the wall clock, so tests drive time by hand.
 
@@ -26,8 +32,13 @@ pub struct WatermarkConfig {
     pub out_of_orderness_ms: i64,
     /// Wall-clock time without records after which a partition is idle, ms.
     pub idle_timeout_ms: i64,
-    /// How far ahead of its partition's watermark a record may be, ms.
+    /// Live runs: how far ahead of the wall clock a record may be, ms.
     pub max_future_skew_ms: i64,
+    /// Bounded runs (replays): how far ahead of the latest event time of the task's inputs a
+    /// record may be, ms. Longer than any silence a history may hold (nights, holidays, the
+    /// bundled excerpt's 24 days between its two blocks): a year by default, which still
+    /// refuses a record dated 2099 among records of 2019.
+    pub max_history_gap_ms: i64,
     /// Whether time advances with the wall clock when every partition is idle.
     pub advance_when_idle: bool,
 }
@@ -38,6 +49,7 @@ impl Default for WatermarkConfig {
             out_of_orderness_ms: 0,
             idle_timeout_ms: 30_000,
             max_future_skew_ms: 3_600_000,
+            max_history_gap_ms: 365 * 24 * 3_600_000,
             advance_when_idle: true,
         }
     }
@@ -68,10 +80,13 @@ impl WatermarkConfig {
 pub enum Admission {
     /// Fine.
     Accept,
-    /// Too far in the future of the partition's watermark.
+    /// Too far ahead of the reference (the wall clock live, the latest event time in a
+    /// bounded run).
     TooFarAhead {
-        /// The partition's watermark when it arrived.
-        partition_watermark: EventTime,
+        /// What it was compared with.
+        reference: EventTime,
+        /// How far ahead it may be, ms.
+        allowed_ms: i64,
     },
 }
 
@@ -123,15 +138,33 @@ impl<P: Ord + Clone> Watermarks<P> {
             .unwrap_or(EventTime::MIN)
     }
 
-    /// Checks the future-skew rule for a record on `partition`.
-    pub fn admit(&self, partition: &P, event_time: EventTime) -> Admission {
-        let wm = self.partition_watermark(partition);
-        if wm != EventTime::MIN && event_time > wm.plus(self.config.max_future_skew_ms) {
-            Admission::TooFarAhead {
-                partition_watermark: wm,
-            }
-        } else {
-            Admission::Accept
+    /// The latest event time seen on any partition.
+    pub fn latest(&self) -> Option<EventTime> {
+        self.partitions
+            .values()
+            .filter_map(|c| c.max_event_time)
+            .max()
+    }
+
+    /// The future rule for a record of `event_time`: `wall_clock_ms` is the wall clock in a
+    /// live run, `None` in a bounded one (see the module doc).
+    pub fn admit(&self, event_time: EventTime, wall_clock_ms: Option<i64>) -> Admission {
+        let (reference, allowed_ms) = match wall_clock_ms {
+            Some(now) => (
+                Some(
+                    self.latest()
+                        .map_or(EventTime(now), |l| l.max(EventTime(now))),
+                ),
+                self.config.max_future_skew_ms,
+            ),
+            None => (self.latest(), self.config.max_history_gap_ms),
+        };
+        match reference {
+            Some(r) if event_time > r.plus(allowed_ms) => Admission::TooFarAhead {
+                reference: r,
+                allowed_ms,
+            },
+            _ => Admission::Accept,
         }
     }
 
@@ -347,20 +380,40 @@ mod tests {
     }
 
     #[test]
-    fn future_skew_boundary() {
+    fn a_record_far_ahead_of_everything_else_is_refused_live_and_bounded() {
+        const H: i64 = 3_600_000;
         let mut w = wm();
-        assert_eq!(
-            w.admit(&0, EventTime(i64::MAX / 2)),
-            Admission::Accept,
-            "no watermark yet"
-        );
+        // Bounded: nothing to compare the very first record with.
+        assert_eq!(w.admit(EventTime(i64::MAX / 2), None), Admission::Accept);
         w.observe(0, EventTime(0), 0);
-        assert_eq!(w.admit(&0, EventTime(3_600_000)), Admission::Accept);
+        w.assign(1, 0);
+        let gap = w.config().max_history_gap_ms;
+        assert_eq!(w.admit(EventTime(gap), None), Admission::Accept);
         assert_eq!(
-            w.admit(&0, EventTime(3_600_001)),
+            w.admit(EventTime(gap + 1), None),
             Admission::TooFarAhead {
-                partition_watermark: EventTime(0)
+                reference: EventTime(0),
+                allowed_ms: gap
+            },
+            "partition 1's first record is judged against partition 0"
+        );
+        // A partition quiet for a day is judged against the others, which moved on.
+        w.observe(1, EventTime(30 * H), 0);
+        assert_eq!(w.admit(EventTime(31 * H), None), Admission::Accept);
+        // Live: against the wall clock (or the latest event time when that is later).
+        let now = 100 * H;
+        assert_eq!(w.admit(EventTime(now + H), Some(now)), Admission::Accept);
+        assert_eq!(
+            w.admit(EventTime(now + H + 1), Some(now)),
+            Admission::TooFarAhead {
+                reference: EventTime(now),
+                allowed_ms: H
             }
+        );
+        assert_eq!(
+            w.admit(EventTime(31 * H), Some(0)),
+            Admission::Accept,
+            "a clock behind the inputs: the latest event time is the reference"
         );
     }
 }

@@ -333,10 +333,13 @@ mod tests {
             // One input partition whose watermark is the latest event time (no skew rule).
             let mut watermarks = Watermarks::new(WatermarkConfig {
                 max_future_skew_ms: i64::MAX,
+                max_history_gap_ms: i64::MAX,
                 ..WatermarkConfig::default()
             });
-            watermarks.observe("input/0".to_owned(), self.watermark, 0);
-            let mut gate = Gate::new(Some(&mut watermarks), "input", 0, self.watermark, 0);
+            if self.watermark > EventTime::MIN {
+                watermarks.observe("input/0".to_owned(), self.watermark, 0);
+            }
+            let mut gate = Gate::new(Some(&mut watermarks), "input", 0, self.watermark, 0, false);
             let result = self.task.process(&record, &mut gate, &mut ctx);
             let t = watermarks.current(0);
             if t > self.watermark {

@@ -121,7 +121,7 @@ impl Driver<'_> {
             };
         }
         let started = Instant::now();
-        let (ctx, dead) = slot.deliver(&record, &self.service, now_ms());
+        let (ctx, dead) = slot.deliver(&record, &self.service, now_ms(), !self.config.bounded);
         METRICS
             .processing_seconds
             .with_label_values(&[&self.topology.stages[stage].name])
