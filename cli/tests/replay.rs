@@ -260,3 +260,55 @@ fn rows_dead_lettered_for_their_content_are_accounted_for_and_the_replay_succeed
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_record_dated_2099_among_2019_is_refused_as_future_and_makes_nothing_late() {
+    let dir = std::env::temp_dir().join(format!("fitstream-future-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let input = dir.join("future.csv");
+    std::fs::write(
+        &input,
+        ",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n\
+         0,2019-10-01 00:00:00 UTC,cart,1,10,,acme,2.50,100,s-1\n\
+         1,2099-10-01 00:01:00 UTC,cart,9,10,,acme,2.50,109,s-9\n\
+         2,2019-10-01 00:05:00 UTC,purchase,1,10,,acme,2.50,100,s-1\n\
+         3,2019-10-01 00:06:00 UTC,cart,2,10,,acme,3.00,101,s-2\n",
+    )
+    .expect("written");
+    let cfg = FitstreamConfig::default();
+    let out = dir.join("out");
+    let summary = commands::replay(&cfg, &input, InputFormat::Rees46, &out).expect("replay");
+    let dead = lines(out.join("iob.dead-letter.v1.jsonl"));
+    let reasons: HashSet<(String, String)> = dead
+        .iter()
+        .map(|d| {
+            let h = &d["headers"];
+            (
+                h["fitstream.error.reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                h["fitstream.service"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        HashSet::from([
+            ("future".to_owned(), "profiler".to_owned()),
+            ("future".to_owned(), "planner".to_owned())
+        ]),
+        "only the 2099 cart is dead-lettered, by both services"
+    );
+    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        (
+            summary.planner.conversions,
+            summary.planner.abandonments,
+            summary.planner.late
+        ),
+        (1, 1, 0),
+        "the 2019 carts convert and are abandoned as if the 2099 one never came"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
