@@ -136,6 +136,12 @@ fn refit_on_unchanged_data_keeps_customers_in_their_segments() {
         "only {:.2}% kept their segment",
         100.0 * share
     );
+    // A kept id whose segment did not change keeps its label.
+    for s in &refit.model.segments {
+        if let Some(before) = model.segments.iter().find(|b| b.segment_id == s.segment_id) {
+            assert_eq!(before.label, s.label, "segment {}", s.segment_id);
+        }
+    }
 }
 
 #[test]
@@ -349,6 +355,25 @@ fn labels_name_the_personas_and_are_unique_on_four_seeds() {
                 assert!(s.description.as_deref().is_some_and(|d| d.ends_with('.')));
             }
         }
+        // Label changes of kept ids from one model to the next.
+        let changes: usize = run
+            .models
+            .windows(2)
+            .map(|w| {
+                w[1].segments
+                    .iter()
+                    .filter(|s| {
+                        w[0].segments
+                            .iter()
+                            .any(|b| b.segment_id == s.segment_id && b.label != s.label)
+                    })
+                    .count()
+            })
+            .sum();
+        eprintln!(
+            "seed {seed}: {} models, {changes} label changes of a kept id",
+            run.models.len()
+        );
         let table = persona_labels(run);
         let mut right = 0;
         eprintln!("seed {seed}: persona -> label of its majority segment");
