@@ -386,6 +386,7 @@ fn value_phrase(e: &Evidence, feature: usize) -> String {
         ix::MONETARY => format!("{:.2} spent", o.monetary),
         ix::AOV => format!("{:.2} per order", o.avg_order_value),
         ix::SESSIONS => format!("{:.1} sessions", o.sessions),
+        ix::VIEWS if o.product_views.round() == 1.0 => "1 product view".to_owned(),
         ix::VIEWS => format!("{:.0} product views", o.product_views),
         ix::CARTS => format!("{:.1} add-to-carts", o.carts),
         ix::ABANDONMENT => format!(
