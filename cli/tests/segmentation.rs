@@ -136,6 +136,12 @@ fn refit_on_unchanged_data_keeps_customers_in_their_segments() {
         "only {:.2}% kept their segment",
         100.0 * share
     );
+    // A kept id whose segment did not change keeps its label.
+    for s in &refit.model.segments {
+        if let Some(before) = model.segments.iter().find(|b| b.segment_id == s.segment_id) {
+            assert_eq!(before.label, s.label, "segment {}", s.segment_id);
+        }
+    }
 }
 
 #[test]
@@ -271,4 +277,126 @@ fn profiles_equal_a_from_scratch_computation() {
         mean < 0.002 && max < 0.1,
         "affinity error mean {mean}, max {max}"
     );
+}
+
+/// The label a persona's segment should carry.
+fn persona_label(persona: &str) -> &'static str {
+    match persona {
+        "loyal_high_spender" => "loyal high spenders",
+        "bargain_hunter" => "bargain hunters",
+        "window_shopper" => "window shoppers",
+        "new_customer" => "new customers",
+        "at_risk" => "at risk",
+        "impulse_buyer" => "impulse buyers",
+        other => panic!("unknown persona {other}"),
+    }
+}
+
+/// Persona -> (label of its majority segment, customers of the persona in it, of all).
+fn persona_labels(run: &SimulationRun) -> BTreeMap<String, (String, usize, usize)> {
+    let model = run.final_model().expect("a model");
+    let mut counts: BTreeMap<&str, BTreeMap<i32, usize>> = BTreeMap::new();
+    for (customer, a) in &run.assignments {
+        if let Some(p) = run.truth.get(customer) {
+            *counts
+                .entry(p)
+                .or_default()
+                .entry(a.segment_id)
+                .or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(p, by_segment)| {
+            let total = by_segment.values().sum();
+            let (id, n) = by_segment
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .unwrap_or_default();
+            let label = model
+                .segments
+                .iter()
+                .find(|s| s.segment_id == id)
+                .map(|s| s.label.clone())
+                .unwrap_or_default();
+            (p.to_owned(), (label, n, total))
+        })
+        .collect()
+}
+
+#[test]
+fn labels_name_the_personas_and_are_unique_on_four_seeds() {
+    let mut failures = Vec::new();
+    for seed in [sim().seed, 1, 2, 3] {
+        let owned;
+        let run = if seed == sim().seed {
+            run()
+        } else {
+            owned = run_simulation(
+                &SimConfig {
+                    seed,
+                    ..SimConfig::default()
+                },
+                &options(),
+            )
+            .expect("runs");
+            &owned
+        };
+        // No two segments of any model share a label; none has a number suffix.
+        for m in &run.models {
+            let labels: HashSet<&str> = m.segments.iter().map(|s| s.label.as_str()).collect();
+            assert_eq!(labels.len(), m.segments.len(), "seed {seed} v{}", m.version);
+            for s in &m.segments {
+                assert!(
+                    !s.label.chars().any(|c| c.is_ascii_digit()) && !s.label.is_empty(),
+                    "seed {seed}: label {:?}",
+                    s.label
+                );
+                assert!(s.description.as_deref().is_some_and(|d| d.ends_with('.')));
+            }
+        }
+        // Label changes of kept ids from one model to the next.
+        let changes: usize = run
+            .models
+            .windows(2)
+            .map(|w| {
+                w[1].segments
+                    .iter()
+                    .filter(|s| {
+                        w[0].segments
+                            .iter()
+                            .any(|b| b.segment_id == s.segment_id && b.label != s.label)
+                    })
+                    .count()
+            })
+            .sum();
+        eprintln!(
+            "seed {seed}: {} models, {changes} label changes of a kept id",
+            run.models.len()
+        );
+        let table = persona_labels(run);
+        let mut right = 0;
+        eprintln!("seed {seed}: persona -> label of its majority segment");
+        for (persona, (label, n, total)) in &table {
+            let ok = label == persona_label(persona);
+            right += usize::from(ok);
+            eprintln!(
+                "  {persona:<20} -> {label:<32} {n:>4} of {total:>4} {}",
+                if ok { "ok" } else { "MISMATCH" }
+            );
+        }
+        let model = run.final_model().expect("a model");
+        for s in &model.segments {
+            eprintln!(
+                "    {:>3} {:<32} {}",
+                s.segment_id,
+                s.label,
+                s.description.as_deref().unwrap_or_default()
+            );
+        }
+        if table.len() != 6 || right < 5 {
+            failures.push(format!("seed {seed}: {right} of {} personas", table.len()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }

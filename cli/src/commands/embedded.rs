@@ -79,13 +79,13 @@ pub fn segment_table(segments: &[fitstream_contracts::SegmentProfile], version: 
     );
     let _ = writeln!(
         t,
-        "  {:>3}  {:<22} {:>6}  {:>8} {:>6} {:>8} {:>7} {:>8} {:>9} {:>7}  top categories",
+        "  {:>3}  {:<32} {:>6}  {:>8} {:>6} {:>8} {:>7} {:>8} {:>9} {:>7}  top categories",
         "id", "label", "size", "recency", "orders", "spend", "AOV", "sessions", "abandon", "conv"
     );
     for s in segments {
         let _ = writeln!(
             t,
-            "  {:>3}  {:<22} {:>6}  {:>7.1}d {:>6.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}% {:>6.0}%  {}",
+            "  {:>3}  {:<32} {:>6}  {:>7.1}d {:>6.2} {:>8.2} {:>7.2} {:>8.2} {:>8.0}% {:>6.0}%  {}",
             s.segment_id,
             s.label,
             s.size,
@@ -98,6 +98,9 @@ pub fn segment_table(segments: &[fitstream_contracts::SegmentProfile], version: 
             (s.conversion_rate * 100.0).max(0.0),
             s.top_categories.join(", ")
         );
+        if let Some(d) = &s.description {
+            let _ = writeln!(t, "       {d}");
+        }
     }
     t
 }
@@ -231,7 +234,7 @@ pub fn segments(cfg: &FitstreamConfig, sim: SimConfig) -> anyhow::Result<f64> {
     for r in &e.segments {
         let personas: Vec<String> = r.personas.iter().map(|(p, n)| format!("{p} {n}")).collect();
         println!(
-            "  {:>3}  {:<22} {}",
+            "  {:>3}  {:<32} {}",
             r.segment_id,
             r.label,
             personas.join(", ")

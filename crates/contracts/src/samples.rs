@@ -149,11 +149,13 @@ pub fn model() -> SegmentModel {
                 segment_id: 1,
                 label: "window shoppers".into(),
                 centroid: vec![0.1; 10],
+                description: Some("Browse many products and rarely buy.".into()),
             },
             ModelSegment {
                 segment_id: 3,
                 label: "loyal high spenders".into(),
                 centroid: vec![-0.2; 10],
+                description: None,
             },
         ],
         quality_metric: "silhouette".into(),
@@ -180,6 +182,7 @@ pub fn segment_profile() -> SegmentProfile {
         conversion_rate: 0.44,
         top_categories: vec!["skincare".into()],
         retired: false,
+        description: Some("Repeat buyers who spend the most.".into()),
     }
 }
 

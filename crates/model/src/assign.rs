@@ -165,11 +165,13 @@ mod tests {
                     segment_id: 4,
                     label: "a".into(),
                     centroid: centroid(0.0),
+                    description: None,
                 },
                 ModelSegment {
                     segment_id: 7,
                     label: "b".into(),
                     centroid: centroid(10.0),
+                    description: None,
                 },
             ],
             // Above its segment ids, as in a model the segmenter publishes.

@@ -19,7 +19,8 @@
 //! - [`quality`]: silhouette, Davies-Bouldin and the adjusted Rand index.
 //! - [`seeding`]: greedy k-means++ initial centres for every KMeans run.
 //! - [`matching`]: Hungarian matching of new centroids to old ones with a distance limit.
-//! - [`labels`]: the rules that name a segment ("loyal high spenders", "at risk", ...).
+//! - [`labels`]: what names and describes a segment: a catalogue of marketing labels ("loyal
+//!   high spenders", "at risk", ...) matched one-to-one by z-scores, or a descriptive label.
 //! - [`assign`](mod@assign): nearest-centroid assignment without allocation; from the
 //!   `fitstream-model` crate, re-exported.
 //! - [`synthetic`]: seeded synthetic customers from known personas, for tests and benchmarks.

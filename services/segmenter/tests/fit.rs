@@ -190,6 +190,9 @@ fn warm_refit_on_unchanged_data_keeps_customers_in_their_segment() {
         share * 100.0
     );
     assert!(share >= 0.98, "only {share} kept their segment");
+    if v1.k == v2.k {
+        assert_eq!(labels_by_id(&v1.model), labels_by_id(&v2.model));
+    }
     assert_eq!(v2.model.version, 2);
     assert!(v2.model.next_segment_id >= v1.model.next_segment_id);
     assert!(v2.candidates.iter().any(|c| c.warm_start));
@@ -209,6 +212,16 @@ fn refit_on_a_fresh_sample_keeps_ids() {
     assert!(v2.retired_segment_ids.is_empty());
     assert_eq!(v2.model.next_segment_id, v1.model.next_segment_id);
     assert_eq!(v2.profiles.len(), 6);
+    // Same segments, same character: same labels.
+    assert_eq!(labels_by_id(&v1.model), labels_by_id(&v2.model));
+}
+
+fn labels_by_id(model: &SegmentModel) -> Vec<(i32, String)> {
+    model
+        .segments
+        .iter()
+        .map(|s| (s.segment_id, s.label.clone()))
+        .collect()
 }
 
 /// Moves the at-risk customers: recent again (recency / 15) and buying more often.

@@ -69,6 +69,9 @@ pub struct ModelSegment {
     pub label: String,
     /// Centroid in scaled space.
     pub centroid: Vec<f64>,
+    /// One sentence for marketing: what sets the segment apart (None from older producers).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 /// A fitted segment model (`iob.segment-models.v1`).
@@ -110,6 +113,10 @@ impl Contract for SegmentModel {
                     ("segment_id", Value::Int(s.segment_id)),
                     ("label", string(&s.label)),
                     ("centroid", avro::doubles(&s.centroid)),
+                    (
+                        "description",
+                        nullable(s.description.as_deref().map(string)),
+                    ),
                 ])
             })
             .collect();
@@ -145,6 +152,7 @@ impl Contract for SegmentModel {
                     segment_id: s.int("segment_id")?,
                     label: s.string("label")?,
                     centroid: s.doubles("centroid")?,
+                    description: s.opt_string("description")?,
                 })
             })
             .collect::<Result<Vec<_>, RecordError>>()?;
@@ -195,6 +203,9 @@ pub struct SegmentProfile {
     pub top_categories: Vec<String>,
     /// The segment is gone in this model version.
     pub retired: bool,
+    /// One sentence for marketing: what sets the segment apart (None from older producers).
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 impl Contract for SegmentProfile {
@@ -219,6 +230,10 @@ impl Contract for SegmentProfile {
             ("conversion_rate", Value::Double(self.conversion_rate)),
             ("top_categories", avro::strings(&self.top_categories)),
             ("retired", Value::Boolean(self.retired)),
+            (
+                "description",
+                nullable(self.description.as_deref().map(string)),
+            ),
         ]))
     }
 
@@ -239,6 +254,7 @@ impl Contract for SegmentProfile {
             conversion_rate: f.double("conversion_rate")?,
             top_categories: f.strings("top_categories")?,
             retired: f.boolean("retired")?,
+            description: f.opt_string("description")?,
         })
     }
 }

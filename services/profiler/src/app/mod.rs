@@ -293,11 +293,13 @@ mod tests {
                     segment_id: 1,
                     label: "browsers".into(),
                     centroid: vec![0.0; 10],
+                    description: None,
                 },
                 ModelSegment {
                     segment_id: 2,
                     label: "buyers".into(),
                     centroid: far,
+                    description: None,
                 },
             ],
             ..samples::model()

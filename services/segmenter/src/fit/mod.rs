@@ -32,7 +32,10 @@
 //!    the new model). Unmatched centroids get fresh ids from `next_segment_id`, which only
 //!    grows; previous ids without a match are retired and never come back. The first model's
 //!    ids are 1..=k.
-//! 6. Labels ([`crate::labels`]) and one
+//! 6. Labels and descriptions ([`crate::labels`]: a one-to-one matching of segments to a
+//!    catalogue of marketing labels by the centroids' z-scores, a descriptive label from the
+//!    two most distinctive features where none fits; a kept id keeps its label unless its
+//!    character changed) and one
 //!    [`SegmentProfile`](fitstream_contracts::SegmentProfile) per segment: its size in the
 //!    sample, the centroid in original units (the inverse transform of the centroid: for log1p
 //!    features a geometric-mean-like "typical member", not the arithmetic mean), the most

@@ -88,8 +88,17 @@ pub(super) fn build_outcome(
     order.sort_by_key(|&i| ids[i]);
     let centroids: Vec<FeatureVector> = order.iter().map(|&i| chosen.centroids[i]).collect();
     let sorted_ids: Vec<i32> = order.iter().map(|&i| ids[i]).collect();
+    // The label each id had in the previous model, for stable labels.
+    let previous_labels: Vec<Option<&str>> = sorted_ids
+        .iter()
+        .map(|id| {
+            prev.and_then(|p| p.model.segments.iter().find(|s| s.segment_id == *id))
+                .map(|s| s.label.as_str())
+        })
+        .collect();
     let labels = label_segments(
         &centroids,
+        &previous_labels,
         scaler,
         &LabelContext::from_sample(sample.iter().map(|r| &r.1)),
     );
@@ -119,7 +128,8 @@ pub(super) fn build_outcome(
         cats.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         profiles.push(profile(
             sorted_ids[pos],
-            &labels[pos],
+            &labels[pos].label,
+            Some(labels[pos].description.clone()),
             sizes[pos],
             version,
             chosen.quality,
@@ -132,8 +142,9 @@ pub(super) fn build_outcome(
         ));
         segments.push(ModelSegment {
             segment_id: sorted_ids[pos],
-            label: labels[pos].clone(),
+            label: labels[pos].label.clone(),
             centroid: centroids[pos].to_vec(),
+            description: Some(labels[pos].description.clone()),
         });
     }
     for s in &retired {
@@ -144,6 +155,7 @@ pub(super) fn build_outcome(
         profiles.push(profile(
             s.segment_id,
             &s.label,
+            s.description.clone(),
             0,
             version,
             chosen.quality,
@@ -185,6 +197,7 @@ pub(super) fn build_outcome(
 fn profile(
     segment_id: i32,
     label: &str,
+    description: Option<String>,
     size: i64,
     model_version: i64,
     quality_score: f64,
@@ -207,5 +220,6 @@ fn profile(
         conversion_rate: centroid.conversion_rate,
         top_categories,
         retired,
+        description,
     }
 }
