@@ -238,3 +238,82 @@ fn progress_bar(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
 pub fn count_lines(path: &Path) -> std::io::Result<u64> {
     Ok(BufReader::new(File::open(path)?).lines().count() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    fn gzip(parts: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in parts {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
+            enc.write_all(part.as_bytes()).expect("gzip");
+            out.extend(enc.finish().expect("gzip"));
+        }
+        out
+    }
+
+    fn text(path: &Path) -> String {
+        let mut s = String::new();
+        open_input(path)
+            .expect("open")
+            .read_to_string(&mut s)
+            .expect("read");
+        s
+    }
+
+    #[test]
+    fn gzip_input_is_read_directly_by_its_magic_number_whatever_its_name() {
+        let dir = tempfile::tempdir().expect("dir");
+        let rows = "1,2,3,pv,1511544070\n1,2,3,buy,1511544090\n";
+        let plain = dir.path().join("UserBehavior.csv");
+        std::fs::write(&plain, rows).expect("write");
+        // Two gzip members one after the other (as `cat a.gz b.gz` makes) are one stream.
+        let gz = dir.path().join("UserBehavior.csv.gz");
+        std::fs::write(
+            &gz,
+            gzip(&["1,2,3,pv,1511544070\n", "1,2,3,buy,1511544090\n"]),
+        )
+        .expect("write");
+        let misnamed = dir.path().join("history.csv");
+        std::fs::write(&misnamed, gzip(&[rows])).expect("write");
+        for path in [&plain, &gz, &misnamed] {
+            assert_eq!(text(path), rows, "{}", path.display());
+            assert_eq!(InputFormat::guess(path), InputFormat::Taobao);
+            let records: Vec<InputRecord> = read_inputs(path, InputFormat::Taobao)
+                .expect("read")
+                .collect();
+            assert_eq!(records.len(), 2);
+        }
+        let rees46 = dir.path().join("2019-Oct.csv.gz");
+        std::fs::write(&rees46, gzip(&[",event_time,event_type,product_id\n"])).expect("write");
+        assert_eq!(InputFormat::guess(&rees46), InputFormat::Rees46);
+        assert_eq!(
+            InputFormat::guess(Path::new("x.jsonl.gz")),
+            InputFormat::Jsonl
+        );
+        // A truncated gzip file fails to read (the readers make that their last error item).
+        let truncated = dir.path().join("cut.csv.gz");
+        let bytes = gzip(&[rows]);
+        std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+        let mut s = String::new();
+        assert!(
+            open_input(&truncated)
+                .expect("open")
+                .read_to_string(&mut s)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn csv_histories_default_to_event_time_and_json_lines_to_file_order() {
+        assert_eq!(InputFormat::Taobao.default_order(), InputOrder::EventTime);
+        assert_eq!(InputFormat::Rees46.default_order(), InputOrder::EventTime);
+        assert_eq!(InputFormat::Jsonl.default_order(), InputOrder::File);
+    }
+}
