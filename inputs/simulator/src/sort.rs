@@ -3,8 +3,9 @@
 //! Public histories are not all sorted by time (UserBehavior is sorted by user), and a
 //! pipeline fed in file order would find most of such a file late. [`sort_by_event_time`]
 //! reads a replay once and keeps its items, each encoded as MessagePack, in a buffer of at
-//! most [`SortConfig::memory_bytes`] (the encoded bytes plus the buffer's own bookkeeping);
-//! when the buffer is full it is sorted and written to a temporary file as a sorted run. The
+//! most [`SortConfig::memory_bytes`] (the encoded items as the allocator holds them, plus the
+//! buffer's index, counted at its largest, while it grows); when the next item would not fit,
+//! the buffer is sorted in place and written to a temporary file as a sorted run. The
 //! result ([`Sorted`]) is read as many times as needed ([`Sorted::iter`]): from memory when
 //! everything fitted, otherwise by a k-way merge of the runs with a binary heap (at most
 //! [`MAX_FAN_IN`] runs at once; more are first merged in groups of consecutive runs). The
@@ -137,15 +138,37 @@ impl Item {
     }
 }
 
-/// An encoded item and its sort time.
+/// An encoded item, its sort time and its place in the buffer (ties keep it: the in-place
+/// unstable sort then gives the stable order without scratch memory).
 struct Entry {
     time: i64,
+    seq: u32,
     bytes: Box<[u8]>,
 }
 
-/// Bytes the buffer is charged for an entry beyond its encoding: the entry itself, half of one
-/// more for the stable sort's scratch space, and the allocator's header.
-const ENTRY_OVERHEAD: usize = size_of::<Entry>() * 3 / 2 + 16;
+impl Entry {
+    fn key(&self) -> (i64, u32) {
+        (self.time, self.seq)
+    }
+}
+
+/// Heap bytes an allocation of `len` bytes takes: the allocator's 8-byte header, rounded up to
+/// 16 bytes (glibc's chunks; at least 32).
+fn allocated(len: usize) -> usize {
+    ((len + 8).div_ceil(16) * 16).max(32)
+}
+
+/// Bytes the buffer's index takes while it pushes one more entry: its capacity, and when the
+/// push grows it, the new allocation beside the old one.
+fn index_bytes(buffer: &Vec<Entry>) -> usize {
+    let cap = buffer.capacity();
+    let during_push = if buffer.len() == cap {
+        cap + (2 * cap).max(4)
+    } else {
+        cap
+    };
+    during_push * size_of::<Entry>()
+}
 
 /// A history in event-time order, to be read any number of times.
 #[derive(Clone)]
@@ -170,9 +193,11 @@ where
         ..SortStats::default()
     };
     let mut buffer: Vec<Entry> = Vec::new();
+    // Heap bytes of the encoded items in the buffer.
     let mut buffered = 0_usize;
     let mut runs: Vec<tempfile::NamedTempFile> = Vec::new();
     let mut time = i64::MIN;
+    let mut scratch = Vec::new();
     for item in items {
         match &item {
             Ok(r) => {
@@ -184,20 +209,25 @@ where
             }
             Err(_) => stats.errors += 1,
         }
-        let bytes = rmp_serde::to_vec(&Item::new(item))
-            .map_err(io::Error::other)?
-            .into_boxed_slice();
-        buffered += bytes.len() + ENTRY_OVERHEAD;
-        buffer.push(Entry { time, bytes });
-        let charged = buffered + (buffer.capacity() - buffer.len()) * size_of::<Entry>();
-        if charged >= cfg.memory_bytes {
+        // Encoded in a scratch buffer, then copied to an allocation of its exact size (a grown
+        // vector shrunk in place would leave a hole beside every item).
+        scratch.clear();
+        rmp_serde::encode::write(&mut scratch, &Item::new(item)).map_err(io::Error::other)?;
+        let bytes: Box<[u8]> = Box::from(scratch.as_slice());
+        let size = allocated(bytes.len());
+        let full = buffered + size + index_bytes(&buffer) > cfg.memory_bytes
+            || buffer.len() == u32::MAX as usize;
+        if full && !buffer.is_empty() {
+            // The index keeps its allocation: the next run is about as long.
             runs.push(write_run(&mut buffer, cfg, &mut stats)?);
-            buffer = Vec::new();
             buffered = 0;
         }
+        let seq = buffer.len() as u32;
+        buffered += size;
+        buffer.push(Entry { time, seq, bytes });
     }
     let storage = if runs.is_empty() {
-        buffer.sort_by_key(|e| e.time);
+        buffer.sort_unstable_by_key(Entry::key);
         Storage::Memory(buffer)
     } else {
         if !buffer.is_empty() {
@@ -253,7 +283,7 @@ fn write_run(
     cfg: &SortConfig,
     stats: &mut SortStats,
 ) -> io::Result<tempfile::NamedTempFile> {
-    buffer.sort_by_key(|e| e.time);
+    buffer.sort_unstable_by_key(Entry::key);
     let mut run = new_run(cfg)?;
     let mut w = BufWriter::with_capacity(RUN_BUFFER, run.as_file_mut());
     for e in buffer.drain(..) {
