@@ -19,6 +19,28 @@ pub struct Cli {
     command: Command,
 }
 
+/// The order a history file is fed in.
+#[derive(clap::Args)]
+struct OrderArgs {
+    /// Order of the records: event time (the default for CSV histories, which need not be
+    /// sorted by time) or file (the default for JSON lines, which keep arrival order).
+    #[arg(long, value_enum)]
+    order: Option<commands::InputOrder>,
+    /// Memory bound of the event-time sort in MiB; beyond it, sorted runs go to temporary
+    /// files and are merged.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    sort_memory_mb: u64,
+}
+
+impl OrderArgs {
+    fn options(&self) -> commands::InputOptions {
+        commands::InputOptions {
+            order: self.order,
+            sort_memory_bytes: usize::try_from(self.sort_memory_mb << 20).unwrap_or(usize::MAX),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create or describe every topic of the product with its settings.
@@ -57,14 +79,17 @@ enum Command {
         #[arg(long)]
         truth: Option<PathBuf>,
     },
-    /// Write a history file (REES46 CSV or JSON lines) to the input topics.
+    /// Write a history file (REES46 or Taobao CSV, JSON lines; gzip-compressed or not) to the
+    /// input topics.
     Produce {
         /// The file.
         #[arg(long)]
         input: PathBuf,
-        /// Its format (guessed from the extension when absent).
+        /// Its format (guessed from the extension and the first line when absent).
         #[arg(long, value_enum)]
         format: Option<InputFormat>,
+        #[command(flatten)]
+        order: OrderArgs,
         /// Kafka bootstrap servers.
         #[arg(long)]
         bootstrap: Option<String>,
@@ -97,12 +122,14 @@ enum Command {
     },
     /// Replay a history file through the embedded pipeline (no broker); outputs to OUT/<topic>.jsonl.
     Replay {
-        /// The file (REES46 CSV or fitstream JSON lines).
+        /// The file (REES46 or Taobao CSV, fitstream JSON lines; gzip-compressed or not).
         #[arg(long)]
         input: PathBuf,
-        /// Its format (guessed from the extension when absent).
+        /// Its format (guessed from the extension and the first line when absent).
         #[arg(long, value_enum)]
         format: Option<InputFormat>,
+        #[command(flatten)]
+        order: OrderArgs,
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
@@ -194,9 +221,14 @@ pub async fn run() -> anyhow::Result<()> {
             let target = out.map(SimTarget::File).unwrap_or(SimTarget::Kafka);
             commands::simulate(&cfg, sim, target, truth.as_deref()).map(|_| ())
         }
-        Command::Produce { input, format, .. } => {
+        Command::Produce {
+            input,
+            format,
+            order,
+            ..
+        } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
-            commands::produce(&cfg, &input, format).map(|_| ())
+            commands::produce(&cfg, &input, format, &order.options()).map(|_| ())
         }
         Command::Run {
             service,
@@ -234,9 +266,14 @@ pub async fn run() -> anyhow::Result<()> {
             };
             commands::demo(&cfg, sim, &out).map(|_| ())
         }
-        Command::Replay { input, format, out } => {
+        Command::Replay {
+            input,
+            format,
+            order,
+            out,
+        } => {
             let format = format.unwrap_or_else(|| InputFormat::guess(&input));
-            commands::replay(&cfg, &input, format, &out).map(|_| ())
+            commands::replay_with(&cfg, &input, format, &order.options(), &out).map(|_| ())
         }
         Command::Tail {
             topic,

@@ -7,20 +7,52 @@ use std::time::{Duration, Instant};
 
 use fitstream_simulator::{SimConfig, Simulator};
 
-use super::{InputFormat, progress_bar, read_inputs, routing};
+use super::{InputFormat, InputOptions, Inputs, progress_bar, routing};
 use crate::config::FitstreamConfig;
 
 /// `fitstream replay`: a history file through the embedded pipeline in data-flow order
 /// ([`crate::embedded::run_bounded`]); every output topic to `out/<topic>.jsonl`, then a
-/// summary and the reconciliation of outputs with the input.
+/// summary and the reconciliation of outputs with the input. Records in the format's default
+/// order ([`InputFormat::default_order`]).
 pub fn replay(
     cfg: &FitstreamConfig,
     input: &Path,
     format: InputFormat,
     out: &Path,
 ) -> anyhow::Result<crate::embedded::Summary> {
+    replay_with(cfg, input, format, &InputOptions::default(), out)
+}
+
+/// [`replay`] with the order of the records and the sort's memory bound chosen.
+pub fn replay_with(
+    cfg: &FitstreamConfig,
+    input: &Path,
+    format: InputFormat,
+    options: &InputOptions,
+    out: &Path,
+) -> anyhow::Result<crate::embedded::Summary> {
+    let sorting = Instant::now();
+    let inputs = Inputs::open(input, format, options)?;
+    if let Some(s) = inputs.sort_stats() {
+        println!(
+            "in event-time order: {} records{} in {:.1} s ({}; {} unreadable rows skipped)",
+            s.records,
+            if s.was_in_order {
+                ", already in order,"
+            } else {
+                " sorted"
+            },
+            sorting.elapsed().as_secs_f64(),
+            if s.runs == 0 {
+                "in memory".to_owned()
+            } else {
+                format!("{} runs, {} MB on disk", s.runs, s.spilled_bytes >> 20)
+            },
+            s.errors
+        );
+    }
     let mut truth = crate::reconcile::InputTruth::default();
-    for r in read_inputs(input, format)? {
+    for r in inputs.records()? {
         truth.observe(&r);
     }
     let bar = progress_bar(None, "replaying");
@@ -30,7 +62,7 @@ pub fn replay(
         cfg,
         cfg.planner.clone(),
         routing(cfg)?,
-        || read_inputs(input, format),
+        || inputs.records(),
         out,
         |s| bar.set_position(s.inputs),
     )?;

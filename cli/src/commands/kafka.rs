@@ -13,7 +13,7 @@ use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
 use fitstream_runtime::task::Topology;
 use fitstream_simulator::{SimConfig, Simulator};
 
-use super::{InputFormat, codec, progress_bar, read_inputs, routing};
+use super::{InputFormat, InputOptions, Inputs, codec, progress_bar, routing};
 use crate::config::FitstreamConfig;
 use crate::inputs;
 
@@ -48,13 +48,18 @@ pub async fn topics_describe(cfg: &FitstreamConfig, plants: &[String]) -> anyhow
     Ok(())
 }
 
-/// `fitstream produce`: a history file to the input topics.
-pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyhow::Result<u64> {
+/// `fitstream produce`: a history file to the input topics, in the order `options` say (the
+/// format's default: event time for the CSV histories).
+pub fn produce(
+    cfg: &FitstreamConfig,
+    input: &Path,
+    format: InputFormat,
+    options: &InputOptions,
+) -> anyhow::Result<u64> {
+    let inputs = Inputs::open(input, format, options)?;
     // History older than a topic's time-based retention would be deleted by the broker while
     // it is read, and so would the outputs stamped with its event times: refuse up front.
-    let earliest = read_inputs(input, format)?
-        .filter_map(|r| r.event_time())
-        .min();
+    let earliest = inputs.records()?.filter_map(|r| r.event_time()).min();
     if let Some(earliest) = earliest {
         let plants = routing(cfg)?.plant_ids();
         let specs = cfg.topics.specs(&plants);
@@ -75,7 +80,7 @@ pub fn produce(cfg: &FitstreamConfig, input: &Path, format: InputFormat) -> anyh
         refuse_if_retention_deletes(&settings, earliest, now)?;
     }
     let codec = codec(cfg);
-    let records = read_inputs(input, format)?;
+    let records = inputs.records()?;
     let mut writer = TopicWriter::new(&cfg.kafka)?;
     let bar = progress_bar(None, "producing");
     let started = Instant::now();

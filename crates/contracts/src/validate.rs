@@ -31,6 +31,11 @@ pub const CURRENCIES: &[&str] = &[
     "KRW", "TWD", "THB", "ILS", "AED", "SAR",
 ];
 
+/// The currency of an order from a history without prices (ISO 4217 `XXX`, "no currency is
+/// involved"): its lines carry a unit price of 0, which no other currency allows. The
+/// UserBehavior history's buys are such orders; they count as units, not as spend.
+pub const NO_PRICES: &str = "XXX";
+
 /// A broken content rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -151,7 +156,8 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
     text("session_id", &p.session_id, MAX_ID_LEN)?;
     text("region", &p.region, MAX_TEXT_LEN)?;
     event_time(p.event_time)?;
-    if !CURRENCIES.contains(&p.currency.as_str()) {
+    let priced = p.currency != NO_PRICES;
+    if priced && !CURRENCIES.contains(&p.currency.as_str()) {
         return fail(
             "currency",
             format!("`{}` is not a known ISO 4217 code", p.currency),
@@ -178,7 +184,17 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
                 format!("{} is more than {MAX_QUANTITY}", line.quantity),
             );
         }
-        price("unit_price", line.unit_price, false)?;
+        if priced {
+            price("unit_price", line.unit_price, false)?;
+        } else if !line.unit_price.is_zero() {
+            return fail(
+                "unit_price",
+                format!(
+                    "{} in an order without prices (currency {NO_PRICES}), which carries 0",
+                    line.unit_price
+                ),
+            );
+        }
         options(&line.options)?;
         text(
             "category",
@@ -281,6 +297,25 @@ mod tests {
         let mut o = order();
         o.region = long;
         assert_eq!(purchase(&o).map_err(|e| e.field), Err("region"));
+    }
+
+    #[test]
+    fn an_order_without_prices_carries_zero_and_only_it_may() {
+        let mut o = order();
+        o.currency = NO_PRICES.into();
+        o.lines[0].unit_price = Decimal::ZERO;
+        assert_eq!(purchase(&o), Ok(()), "a buy from a history without prices");
+        o.lines[0].unit_price = Decimal::new(262, 2);
+        assert_eq!(purchase(&o).map_err(|e| e.field), Err("unit_price"));
+        o.lines[0].unit_price = Decimal::new(-1, 0);
+        assert_eq!(purchase(&o).map_err(|e| e.field), Err("unit_price"));
+        let mut o = order();
+        o.lines[0].unit_price = Decimal::ZERO;
+        assert_eq!(
+            purchase(&o).map_err(|e| e.field),
+            Err("unit_price"),
+            "a priced currency still needs a positive price"
+        );
     }
 
     #[test]

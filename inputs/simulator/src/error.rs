@@ -50,6 +50,16 @@ pub enum ReplayError {
         /// What is wrong with it.
         message: &'static str,
     },
+    /// An error item of a row that could not be read, found when the file was put in
+    /// event-time order ([`crate::sort`]) and reported again in that order; `message` is the
+    /// original error's.
+    #[error("line {line}: {message}")]
+    Sorted {
+        /// Line number.
+        line: u64,
+        /// The original error's message.
+        message: String,
+    },
 }
 
 impl ReplayError {
@@ -60,7 +70,8 @@ impl ReplayError {
             | ReplayError::Json { line, .. }
             | ReplayError::NotARecord { line, .. }
             | ReplayError::Csv { line, .. }
-            | ReplayError::Field { line, .. } => *line,
+            | ReplayError::Field { line, .. }
+            | ReplayError::Sorted { line, .. } => *line,
         }
     }
 }

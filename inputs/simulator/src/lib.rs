@@ -11,7 +11,10 @@
 //! - [`persona`]: the latent customer types behind the simulated behaviour.
 //! - [`simulator`]: [`SimConfig`] and the seedable [`Simulator`] iterator.
 //! - [`rees46`]: replay of the REES46 cosmetics-shop CSV history.
+//! - [`taobao`]: replay of the Alibaba/Taobao UserBehavior CSV history.
 //! - [`jsonl`]: fitstream's own JSON-lines format, written and read.
+//! - [`sort`]: event-time order with bounded memory (an external merge sort) for histories
+//!   that are not sorted by time.
 //! - [`error`]: [`ReplayError`], a bad line of a history file.
 //!
 //! ```
@@ -34,6 +37,8 @@ pub mod persona;
 pub mod record;
 pub mod rees46;
 pub mod simulator;
+pub mod sort;
+pub mod taobao;
 
 pub use catalogue::{Catalogue, CatalogueConfig};
 pub use defects::Defect;
@@ -43,3 +48,5 @@ pub use persona::Persona;
 pub use record::{InputRecord, InputTopic};
 pub use rees46::read_rees46;
 pub use simulator::{ConfigError, DelayDistribution, SimConfig, Simulator};
+pub use sort::{SortConfig, SortStats, Sorted, sort_by_event_time};
+pub use taobao::read_taobao;

@@ -67,12 +67,8 @@ const SESSION: usize = 8;
 
 /// Replays a REES46 CSV file (with its header), streaming, in file order.
 pub fn read_rees46<R: Read>(reader: R) -> impl Iterator<Item = Result<InputRecord, ReplayError>> {
-    let csv = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader);
     Rees46Replay {
-        csv,
+        csv: csv_reader(reader),
         columns: None,
         row: csv::StringRecord::new(),
         out: VecDeque::new(),
@@ -114,26 +110,21 @@ impl<R: Read> Iterator for Rees46Replay<R> {
             if self.done {
                 return None;
             }
-            let mut line = self.csv.position().line();
-            match self.csv.read_record(&mut self.row) {
-                Ok(true) => line = self.row.position().map_or(line, csv::Position::line),
-                Ok(false) => {
+            let line = match read_row(&mut self.csv, &mut self.row) {
+                CsvRow::Row(line) => line,
+                CsvRow::End => {
                     self.flush();
                     self.done = true;
                     continue;
                 }
-                Err(e) => {
-                    let line = e.position().map_or(line, csv::Position::line);
-                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                CsvRow::Bad { error, fatal } => {
+                    if fatal {
                         self.flush();
                         self.done = true;
                     }
-                    return Some(Err(ReplayError::Csv {
-                        line,
-                        message: e.to_string(),
-                    }));
+                    return Some(Err(error));
                 }
-            }
+            };
             let Some(columns) = self.columns else {
                 match header(&self.row) {
                     Ok(c) => self.columns = Some(c),
@@ -262,6 +253,40 @@ impl<R: Read> Rees46Replay<R> {
     }
 }
 
+/// A CSV reader of rows as they are: no header handling, any number of fields.
+pub(crate) fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(reader)
+}
+
+/// What reading one CSV row gave.
+pub(crate) enum CsvRow {
+    /// A row, on this 1-based line.
+    Row(u64),
+    /// The end of the file.
+    End,
+    /// A row that cannot be read; `fatal` after an I/O error, which ends the replay.
+    Bad { error: ReplayError, fatal: bool },
+}
+
+/// Reads the next row into `row`.
+pub(crate) fn read_row<R: Read>(csv: &mut csv::Reader<R>, row: &mut csv::StringRecord) -> CsvRow {
+    let line = csv.position().line();
+    match csv.read_record(row) {
+        Ok(true) => CsvRow::Row(row.position().map_or(line, csv::Position::line)),
+        Ok(false) => CsvRow::End,
+        Err(e) => CsvRow::Bad {
+            fatal: matches!(e.kind(), csv::ErrorKind::Io(_)),
+            error: ReplayError::Csv {
+                line: e.position().map_or(line, csv::Position::line),
+                message: e.to_string(),
+            },
+        },
+    }
+}
+
 /// Positions of [`COLUMNS`] in the header row.
 fn header(row: &csv::StringRecord) -> Result<[usize; 9], String> {
     let mut columns = [0; 9];
@@ -275,7 +300,7 @@ fn header(row: &csv::StringRecord) -> Result<[usize; 9], String> {
 }
 
 /// Hex of the first 16 bytes of SHA-256 over the fields, each followed by a unit separator.
-fn hash_id(fields: &[&str]) -> String {
+pub(crate) fn hash_id(fields: &[&str]) -> String {
     let mut hash = Sha256::new();
     for f in fields {
         hash.update(f.as_bytes());
