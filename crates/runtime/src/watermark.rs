@@ -36,8 +36,9 @@ pub struct WatermarkConfig {
     pub max_future_skew_ms: i64,
     /// Bounded runs (replays): how far ahead of the latest event time of the task's inputs a
     /// record may be, ms. Longer than any silence a history may hold (nights, holidays, the
-    /// bundled excerpt's 24 days between its two blocks): a year by default, which still
-    /// refuses a record dated 2099 among records of 2019.
+    /// bundled excerpt's 24 days between its two blocks, a stray early row before a file
+    /// sorted by time): five years by default, which still refuses a record dated 2099 among
+    /// records of 2019.
     pub max_history_gap_ms: i64,
     /// Whether time advances with the wall clock when every partition is idle.
     pub advance_when_idle: bool,
@@ -49,7 +50,7 @@ impl Default for WatermarkConfig {
             out_of_orderness_ms: 0,
             idle_timeout_ms: 30_000,
             max_future_skew_ms: 3_600_000,
-            max_history_gap_ms: 365 * 24 * 3_600_000,
+            max_history_gap_ms: 5 * 365 * 24 * 3_600_000,
             advance_when_idle: true,
         }
     }
