@@ -62,7 +62,9 @@ java -Xmx512m -jar "$jar" --bootstrap "$BOOTSTRAP" --application-id "$prefix-kst
   --clickstream "$prefix.iob.clickstream.v1" --purchases "$prefix.iob.purchases.v1" \
   --cart-abandonment "$prefix-ks.marketing.cart-abandonment.v1" \
   --build-orders "$prefix-ks.factory.{plant}.build-orders.v1" \
-  --plants deploy/plants.toml --threads 2 --state-dir "$work/kafka-streams-state" --until-end ${KD_PEER_FLAGS:-}
+  --plants deploy/plants.toml --threads 2 --state-dir "$work/kafka-streams-state" --until-end ${KD_PEER_FLAGS:-} \
+  2>"$work/kafka-streams.log"
+echo "Kafka Streams log (warnings and errors): $work/kafka-streams.log, $(grep -c . "$work/kafka-streams.log") lines"
 
 step "outputs (read_committed) compared"
 kd_read "$work"

@@ -60,6 +60,12 @@ import org.apache.kafka.streams.state.WindowStore;
  * implements, where its semantics differ from fitstream's, and how to run it.
  */
 public final class PlannerPeer {
+    static {
+        // Before any logger exists (the static fields below create Avro's): warnings and up.
+        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel",
+                System.getProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn"));
+    }
+
     static final Duration CART_WINDOW = Duration.ofMinutes(30);
     static final Duration BUILD_WINDOW = Duration.ofMinutes(15);
     static final Duration GRACE = Duration.ofMinutes(5);
@@ -395,8 +401,6 @@ public final class PlannerPeer {
             group's committed offsets (inputs and repartition topics) stayed unchanged for --quiet-ms.""";
 
     public static void main(String[] args) throws Exception {
-        System.setProperty("org.slf4j.simpleLogger.defaultLogLevel",
-                System.getProperty("org.slf4j.simpleLogger.defaultLogLevel", "warn"));
         Settings settings;
         try {
             settings = Settings.parse(args);
