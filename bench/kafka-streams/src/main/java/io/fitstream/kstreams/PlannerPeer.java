@@ -330,7 +330,9 @@ public final class PlannerPeer {
         // momentarily empty, and stream time runs ahead of the lagging side. The join task's two
         // repartition topics need this, or carts are null-padded although a purchase matched
         // them (README: 2,896 spurious abandonments of 4,667 in one replay with the default).
-        p.put(StreamsConfig.MAX_TASK_IDLE_MS_CONFIG, 1000L);
+        // 1 s was not enough at startup, while the consumers do not yet know the repartition
+        // topics the leader has just created (README, "Known flakiness").
+        p.put(StreamsConfig.MAX_TASK_IDLE_MS_CONFIG, 10_000L);
         p.putAll(settings.extra);
         return p;
     }
@@ -350,7 +352,7 @@ public final class PlannerPeer {
         String stateDir = System.getProperty("java.io.tmpdir") + "/kafka-streams-peer";
         long outerJoinEmitIntervalMs = 0;
         boolean untilEnd = false;
-        long quietMs = 2_000;
+        long quietMs = 1_000;
         Map<String, String> extra = new HashMap<>();
 
         String buildOrdersTopic(String plant) {
@@ -397,8 +399,9 @@ public final class PlannerPeer {
                 [--clickstream T] [--purchases T] [--cart-abandonment T] [--build-orders 'factory.{plant}.build-orders.v1']
                 [--plants deploy/plants.toml] [--threads N] [--state-dir DIR]
                 [--outer-join-emit-interval-ms MS] [--set streams.config=value]... [--until-end [--quiet-ms MS]]
-            --until-end: stop once every input record as of start is processed and committed, and the
-            group's committed offsets (inputs and repartition topics) stayed unchanged for --quiet-ms.""";
+            --until-end: stop once every input record as of start is processed and committed, then every
+            record of the repartition topics, and the group's committed offsets stayed unchanged for
+            --quiet-ms (default 1000).""";
 
     public static void main(String[] args) throws Exception {
         Settings settings;
@@ -479,13 +482,16 @@ public final class PlannerPeer {
     }
 
     /**
-     * Waits until the group has committed every input offset as of start and its committed
-     * offsets (inputs and repartition topics) then stay unchanged for the quiet time. Returns
-     * System.nanoTime() of the last change of committed offsets, or -1 when a thread failed.
+     * Waits until the group has committed every input offset as of start, then every record of
+     * its repartition topics (their read_committed end offsets: once the inputs are committed,
+     * nothing more is written to them), and its committed offsets then stay unchanged for the
+     * quiet time. Returns System.nanoTime() of
+     * the last change of committed offsets, or -1 when a thread failed.
      */
     static long awaitEnd(Admin admin, Settings s, Map<TopicPartition, Long> inputEnds, CountDownLatch failed)
             throws Exception {
         Map<TopicPartition, Long> last = Map.of();
+        List<TopicPartition> repartitions = null;
         long lastChange = System.nanoTime();
         while (true) {
             if (failed.await(100, TimeUnit.MILLISECONDS)) {
@@ -502,11 +508,28 @@ public final class PlannerPeer {
             if (!now.equals(last)) {
                 last = now;
                 lastChange = System.nanoTime();
-                continue;
             }
             boolean inputsDone = inputEnds.entrySet().stream()
                     .allMatch(e -> e.getValue() == 0 || now.getOrDefault(e.getKey(), -1L) >= e.getValue());
-            if (inputsDone && System.nanoTime() - lastChange >= s.quietMs * 1_000_000L) {
+            if (!inputsDone) {
+                continue;
+            }
+            if (repartitions == null) {
+                String prefix = s.applicationId + "-";
+                List<String> topics = admin.listTopics().names().get().stream()
+                        .filter(t -> t.startsWith(prefix) && t.endsWith("-repartition")).toList();
+                List<TopicPartition> partitions = new ArrayList<>();
+                admin.describeTopics(topics).allTopicNames().get().forEach((name, d) ->
+                        d.partitions().forEach(p -> partitions.add(new TopicPartition(name, p.partition()))));
+                repartitions = partitions;
+            }
+            // Read again every time: a commit's markers reach the partitions after the commit.
+            Map<TopicPartition, Long> repartitionEnds = endOffsets(admin, repartitions);
+            // Written transactionally, a repartition partition ends with a commit marker, which
+            // no consumer position needs to pass: one short of the end is the end.
+            boolean repartitionsDone = repartitionEnds.entrySet().stream()
+                    .allMatch(e -> e.getValue() == 0 || now.getOrDefault(e.getKey(), -1L) >= e.getValue() - 1);
+            if (repartitionsDone && System.nanoTime() - lastChange >= s.quietMs * 1_000_000L) {
                 return lastChange;
             }
         }
