@@ -53,9 +53,9 @@ kd_input "$work/input.jsonl" "$rate" "$seconds" "$customers" "$seed"
 "$FITSTREAM" --config "$work/fitstream.toml" produce --input "$work/input.jsonl"
 
 step "fitstream run planner --until-end"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 RUST_LOG=warn "$FITSTREAM" --config "$work/fitstream.toml" run planner --until-end --metrics-listen 127.0.0.1:0
-echo "fitstream planner: $(echo "$(date +%s.%N) - $start" | bc) s"
+echo "fitstream planner: $((($(date +%s%N) - start) / 1000000)) ms"
 
 step "Kafka Streams peer --until-end"
 java -Xmx512m -jar "$jar" --bootstrap "$BOOTSTRAP" --application-id "$prefix-kstreams" \
