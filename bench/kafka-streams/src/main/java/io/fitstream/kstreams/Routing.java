@@ -10,9 +10,11 @@ import java.util.TreeMap;
 
 /**
  * deploy/plants.toml, read the way fitstream's planner routes (services/planner/src/routing.rs):
- * a SKU rule, else a category rule, else {@code default_plant}. Only the subset of TOML that
- * file uses: {@code key = "value"} and {@code key = number} lines in {@code [categories]},
- * {@code [skus]} and {@code [plants.<id>]} tables, comments, quoted keys.
+ * a SKU rule, else a category rule (an exact category, a category id listed under
+ * {@code [category_ids]}, else the longest dotted prefix rule such as {@code "electronics.*"}),
+ * else {@code default_plant}. Only the subset of TOML that file uses: {@code key = "value"},
+ * {@code key = number} and one-line {@code key = ["a", "b"]} entries in {@code [categories]},
+ * {@code [category_ids]}, {@code [skus]} and {@code [plants.<id>]} tables, comments, quoted keys.
  */
 final class Routing {
     record Plant(String area, String line, long leadTimeHours) {}
@@ -20,6 +22,7 @@ final class Routing {
     final String defaultPlant;
     final Map<String, String> categories = new HashMap<>();
     final Map<String, String> skus = new HashMap<>();
+    final Map<String, String> categoryIds = new HashMap<>();
     final Map<String, Plant> plants = new TreeMap<>();
 
     private Routing(String defaultPlant) {
@@ -33,6 +36,7 @@ final class Routing {
         Map<String, Map<String, String>> plantFields = new TreeMap<>();
         Map<String, String> categories = new HashMap<>();
         Map<String, String> skus = new HashMap<>();
+        Map<String, String> categoryIds = new HashMap<>();
         for (String raw : lines) {
             String line = raw.strip();
             if (line.isEmpty() || line.startsWith("#")) {
@@ -59,6 +63,13 @@ final class Routing {
                 categories.put(key, value);
             } else if (table.equals("skus")) {
                 skus.put(key, value);
+            } else if (table.equals("category_ids")) {
+                String list = value.replace("[", "").replace("]", "");
+                for (String id : list.split(",")) {
+                    if (!id.isBlank()) {
+                        categoryIds.putIfAbsent(unquote(id.strip()), key);
+                    }
+                }
             } else if (table.startsWith("plants.")) {
                 plantFields.computeIfAbsent(unquote(table.substring(7)), k -> new HashMap<>()).put(key, value);
             }
@@ -69,6 +80,7 @@ final class Routing {
         Routing r = new Routing(defaultPlant);
         r.categories.putAll(categories);
         r.skus.putAll(skus);
+        r.categoryIds.putAll(categoryIds);
         plantFields.forEach((id, f) -> r.plants.put(id, new Plant(f.getOrDefault("area", ""),
                 f.getOrDefault("line", ""), Long.parseLong(f.getOrDefault("lead_time_hours", "24")))));
         return r;
@@ -85,6 +97,15 @@ final class Routing {
         }
         if (category != null) {
             p = categories.get(category);
+            if (p == null) {
+                p = categoryIds.get(category);
+            }
+            // Prefixes from the longest: "a.b.*" before "a.*".
+            String path = category;
+            for (int dot = path.lastIndexOf('.'); p == null && dot >= 0; dot = path.lastIndexOf('.')) {
+                path = path.substring(0, dot);
+                p = categories.get(path + ".*");
+            }
             if (p != null) {
                 return p;
             }
