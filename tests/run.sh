@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it: starts a real Kafka broker (installed
 # from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
-# Rust test (unit, property, embedded and against the broker), validates the Kubernetes
+# Rust test (unit, property, embedded and against the broker), the differential test against
+# the Kafka Streams peer (bench/kafka-streams, built with Maven), validates the Kubernetes
 # manifests offline, and stops the broker it started, even when something fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -46,6 +47,9 @@ fi
 
 step "cargo test (broker at $FITSTREAM_TEST_BOOTSTRAP)"
 cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
+
+step "differential test: the planner against its Kafka Streams peer (Maven builds the peer)"
+bash tests/kafka-streams-diff.sh
 
 step "Kubernetes manifests, CRDs and dashboard (offline)"
 bash deploy/validate/validate.sh
