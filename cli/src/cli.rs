@@ -15,8 +15,27 @@ pub struct Cli {
     /// `FITSTREAM__<SECTION>__<KEY>` override it; flags override both.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Log format on standard error: `text` (coloured only on a terminal) or `json` (one
+    /// object per line, for a pod's log collector); also `FITSTREAM_LOG_FORMAT`.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FITSTREAM_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when standard error is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The order a history file is fed in.
@@ -178,13 +197,18 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        // A file or a pod's log gets no colour codes.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     let mut cfg = crate::config::load(cli.config.as_deref())?;
     let mut bootstrap = |b: &Option<String>| {
         if let Some(b) = b {
