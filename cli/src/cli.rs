@@ -179,6 +179,13 @@ enum Command {
         /// Read from the beginning (the default; kept for familiarity).
         #[arg(long, default_value_t = true)]
         from_beginning: bool,
+        /// Read only what is written from now on (without a group's committed offsets).
+        #[arg(long)]
+        from_end: bool,
+        /// Read as this consumer group: resume after what it read last time, and commit what
+        /// is read now (default: a throwaway group of its own).
+        #[arg(long)]
+        group: Option<String>,
         /// Stop after this many seconds without a record.
         #[arg(long)]
         until_idle: Option<u64>,
@@ -303,11 +310,17 @@ pub async fn run() -> anyhow::Result<()> {
             topic,
             until_idle,
             out,
+            from_end,
+            group,
             ..
         } => commands::tail(
             &cfg,
             &topic,
-            until_idle.map(Duration::from_secs),
+            &commands::TailOptions {
+                until_idle: until_idle.map(Duration::from_secs),
+                from_end,
+                group,
+            },
             out.as_deref(),
         )
         .map(|_| ()),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -180,11 +181,23 @@ pub fn simulate(
     Ok(n)
 }
 
-/// `fitstream tail`: a topic, read_committed, decoded to JSON lines.
+/// How `tail` reads.
+#[derive(Clone, Debug, Default)]
+pub struct TailOptions {
+    /// Stop after this long without a record (None: follow until Ctrl-C).
+    pub until_idle: Option<Duration>,
+    /// Start at the end (without a group's committed offsets).
+    pub from_end: bool,
+    /// Read as this consumer group, resuming and committing.
+    pub group: Option<String>,
+}
+
+/// `fitstream tail`: a topic, read_committed, as JSON lines. A closed output (`tail ... |
+/// head`) ends it cleanly; with a group, what was written is committed.
 pub fn tail(
     cfg: &FitstreamConfig,
     topic: &str,
-    until_idle: Option<Duration>,
+    options: &TailOptions,
     out: Option<&Path>,
 ) -> anyhow::Result<u64> {
     let codec = codec(cfg);
@@ -193,31 +206,52 @@ pub fn tail(
         None => Box::new(std::io::stdout().lock()),
     };
     // Without --until-idle, follow the topic until Ctrl-C.
-    let idle = until_idle.unwrap_or(Duration::from_secs(u64::MAX / 4));
-    let mut failed = None;
-    let n = reader::read_until_idle(
-        &cfg.kafka,
-        &[topic],
-        idle,
-        Duration::from_secs(u64::MAX / 4),
-        |r| {
-            // The same JSON line as `replay` writes (dead letters with their headers).
-            let produced = fitstream_runtime::embedded::Produced::from_consumed(r);
-            if produced.progress().is_some() {
-                // A progress marker between services (segment models), not a record.
-                return;
-            }
-            let line = crate::embedded::to_json_line(&codec, cfg, &produced);
-            if let Err(e) = writeln!(sink, "{line}") {
-                failed = Some(e);
-            }
+    let read = reader::ReadOptions {
+        idle: options
+            .until_idle
+            .unwrap_or(Duration::from_secs(u64::MAX / 4)),
+        limit: Duration::from_secs(u64::MAX / 4),
+        start: if options.from_end {
+            reader::Start::End
+        } else {
+            reader::Start::Beginning
         },
-    )?;
-    sink.flush()?;
-    if let Some(e) = failed {
-        return Err(e.into());
+        group: options.group.clone(),
+    };
+    let mut failed = None;
+    let n = reader::read(&cfg.kafka, &[topic], &read, |r| {
+        // The same JSON line as `replay` writes (dead letters with their headers).
+        let produced = fitstream_runtime::embedded::Produced::from_consumed(r);
+        if produced.progress().is_some() {
+            // A progress marker between services (segment models), not a record.
+            return ControlFlow::Continue(());
+        }
+        let line = crate::embedded::to_json_line(&codec, cfg, &produced);
+        match writeln!(sink, "{line}").and_then(|()| {
+            // Following a topic, each line goes out when it comes.
+            if options.until_idle.is_none() {
+                sink.flush()
+            } else {
+                Ok(())
+            }
+        }) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                failed = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    match failed {
+        // The reader went away (`| head`): done, not an error.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(n),
+        Some(e) => return Err(e.into()),
+        None => {}
     }
-    Ok(n)
+    match sink.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(n),
+        other => Ok(other.map(|()| n)?),
+    }
 }
 
 /// A service `run` can start.

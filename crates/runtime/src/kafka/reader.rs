@@ -1,6 +1,7 @@
 //! Reading whole topics, `read_committed`, from the beginning until they go idle: for `tail`,
 //! tests and reconciliation. Not a processing loop (see the driver for that).
 
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -28,6 +29,29 @@ pub struct ConsumedRecord {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// Where a read starts when its group has no committed offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The earliest offset.
+    Beginning,
+    /// The end: only records written after the read joined.
+    End,
+}
+
+/// How a read goes.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// The read ends when no record arrived for this long after the last one.
+    pub idle: Duration,
+    /// The read ends after this long in any case.
+    pub limit: Duration,
+    /// Where to start without a committed offset.
+    pub start: Start,
+    /// A consumer group whose committed offsets the read resumes from and commits to; None:
+    /// a throwaway group of its own.
+    pub group: Option<String>,
+}
+
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
 /// calling `each` per record, until no record arrived for `idle` after the last one, or
 /// `limit` passed. Joining the group and the first fetch may take longer than `idle`: before
@@ -41,17 +65,48 @@ pub fn read_until_idle(
     limit: Duration,
     mut each: impl FnMut(ConsumedRecord),
 ) -> Result<u64, KafkaError> {
-    // A group of its own per read: readers in one process must not share partitions.
-    let group = format!("fitstream-reader-{}", uuid::Uuid::new_v4().simple());
+    let options = ReadOptions {
+        idle,
+        limit,
+        start: Start::Beginning,
+        group: None,
+    };
+    read(config, topics, &options, |r| {
+        each(r);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`read_until_idle`] with a start, a group, and an early end: the read stops at the record
+/// for which `each` breaks (a record it could not take). With a group, the records taken are
+/// committed to it, and a later read of the group resumes after them.
+pub fn read(
+    config: &KafkaConfig,
+    topics: &[&str],
+    options: &ReadOptions,
+    mut each: impl FnMut(ConsumedRecord) -> ControlFlow<()>,
+) -> Result<u64, KafkaError> {
+    // A group of its own per read unless named: readers in one process must not share
+    // partitions.
+    let group = options
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("fitstream-reader-{}", uuid::Uuid::new_v4().simple()));
+    let reset = match options.start {
+        Start::Beginning => "earliest",
+        Start::End => "latest",
+    };
     let consumer: BaseConsumer = config
         .client()
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", reset)
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .create()?;
     consumer.subscribe(topics)?;
+    let (idle, limit) = (options.idle, options.limit);
     let started = Instant::now();
     let mut last: Option<Instant> = None;
     // When the partitions were assigned, and whether any of them holds records.
@@ -85,7 +140,7 @@ pub fn read_until_idle(
                             .collect()
                     })
                     .unwrap_or_default();
-                each(ConsumedRecord {
+                let flow = each(ConsumedRecord {
                     topic: m.topic().to_owned(),
                     partition: m.partition(),
                     offset: m.offset(),
@@ -94,14 +149,25 @@ pub fn read_until_idle(
                     timestamp: m.timestamp().to_millis(),
                     headers,
                 });
+                if flow.is_break() {
+                    break;
+                }
+                if options.group.is_some() {
+                    consumer.store_offset_from_message(&m)?;
+                }
             }
             Some(Err(e)) => return Err(e.into()),
             None if last.is_none() && assigned.is_none() => {
                 if let Ok(tpl) = consumer.assignment()
                     && tpl.count() > 0
                 {
+                    // From the end, nothing already there will come.
                     let mut any = false;
-                    for e in tpl.elements() {
+                    for e in tpl
+                        .elements()
+                        .iter()
+                        .filter(|_| options.start == Start::Beginning)
+                    {
                         let (low, high) = consumer.fetch_watermarks(
                             e.topic(),
                             e.partition(),
@@ -113,6 +179,16 @@ pub fn read_until_idle(
                 }
             }
             None => {}
+        }
+    }
+    if options.group.is_some() && count > 0 {
+        // Nothing stored yet (the first record was not taken) is not an error.
+        match consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            ))
+            | Ok(()) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(count)
