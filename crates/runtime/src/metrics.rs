@@ -297,6 +297,18 @@ impl Default for Metrics {
 /// The process-wide metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
+impl Metrics {
+    /// Partitions this instance no longer owns: their lag series go, so that a dashboard
+    /// summing the lag does not count a revoked partition's last value forever.
+    pub fn forget_partitions<'a>(&self, partitions: impl IntoIterator<Item = (&'a str, i32)>) {
+        for (topic, p) in partitions {
+            let _ = self
+                .consumer_lag
+                .remove_label_values(&[topic, &p.to_string()]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +346,20 @@ mod tests {
         assert!(
             m.render()
                 .contains("fitstream_records_in_total{topic=\"t\"} 1")
+        );
+    }
+
+    #[test]
+    fn a_revoked_partition_s_lag_series_goes() {
+        let m = Metrics::new();
+        m.consumer_lag.with_label_values(&["t", "0"]).set(5);
+        m.consumer_lag.with_label_values(&["t", "1"]).set(7);
+        m.forget_partitions([("t", 0), ("never-seen", 3)]);
+        let text = m.render();
+        assert!(!text.contains("partition=\"0\""), "{text}");
+        assert!(
+            text.contains("fitstream_consumer_lag{partition=\"1\",topic=\"t\"} 7"),
+            "{text}"
         );
     }
 

@@ -270,6 +270,17 @@ fn run_once(
         }
         if revoked {
             driver.stats.rebalances += 1;
+            let owned: Vec<(&str, i32)> = driver
+                .slots
+                .keys()
+                .flat_map(|(stage, p)| {
+                    topology.stages[*stage]
+                        .inputs
+                        .iter()
+                        .map(move |t| (t.as_str(), *p))
+                })
+                .collect();
+            METRICS.forget_partitions(owned);
             driver.slots.clear();
             driver.positions.clear();
             driver.paused.clear();
