@@ -236,7 +236,7 @@ fn with_crashes(steps: &[Step], every: usize, crashes: &[usize], redo: usize) ->
                 for (k, v) in &log {
                     fresh.host.restore(k, v.as_deref(), 0).expect("restores");
                 }
-                fresh.host.restored(0);
+                fresh.host.restored(0).expect("restored");
                 let mut replay = Ctx::default();
                 for s in &steps[..=i] {
                     if let Step::Model(v) = s {

@@ -318,8 +318,8 @@ mod tests {
             store.restore(key, v.as_deref()).expect("restores");
         }
         let (versions, waiting) = r.stores();
-        versions.restored();
-        waiting.restored();
+        versions.restored().expect("restored");
+        waiting.restored().expect("restored");
         assert_eq!(r.lookup(&"c".to_owned(), EventTime(150)), Some(&1));
         assert_eq!(r.table_watermark(), EventTime(300));
         r.table_advance(EventTime(400), &mut out);

@@ -247,10 +247,11 @@ impl TaskHost {
 
     /// Every entry is restored: the task's state reflects the restored watermark already,
     /// so no advance is replayed; markers start again.
-    pub fn restored(&mut self, now_ms: i64) {
-        state::restored(self.task.as_mut());
+    pub fn restored(&mut self, now_ms: i64) -> Result<(), StateError> {
+        state::restored(self.task.as_mut())?;
         self.current = self.watermarks.current(now_ms);
         self.marker_sent = EventTime::MIN;
+        Ok(())
     }
 }
 

@@ -176,7 +176,7 @@ impl Store for DedupStore {
         Ok(())
     }
 
-    fn restored(&mut self) {
+    fn restored(&mut self) -> Result<(), StateError> {
         let mut restored: Vec<(Vec<u8>, Batch)> = self.restoring.drain().collect();
         restored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (k, batch) in restored {
@@ -189,6 +189,7 @@ impl Store for DedupStore {
                 self.memory.first_time(&id, EventTime(t));
             }
         }
+        Ok(())
     }
 }
 
@@ -232,7 +233,7 @@ mod tests {
         for (k, v) in &log {
             r.restore(k, v.as_deref()).expect("valid entry");
         }
-        r.restored();
+        r.restored().expect("restored");
         assert!(!r.first_time("b", EventTime(2 * H)), "b is remembered");
         assert!(r.first_time("a", EventTime(10)), "a was expired");
         let next = checkpoint(&mut r);

@@ -81,8 +81,10 @@ pub trait Store {
     fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError>;
     /// One changelog entry, oldest first (a later entry of a key wins; `None`: a tombstone).
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError>;
-    /// Every entry has been restored.
-    fn restored(&mut self) {}
+    /// Every entry has been restored: put together what needs all of them.
+    fn restored(&mut self) -> Result<(), StateError> {
+        Ok(())
+    }
 }
 
 /// Where a store writes its changes during a checkpoint.
@@ -180,11 +182,12 @@ pub fn restore(task: &mut dyn Task, key: &[u8], value: Option<&[u8]>) -> Result<
 }
 
 /// Every entry of `task` has been restored: stores and task rebuild what they derive.
-pub fn restored(task: &mut dyn Task) {
-    for (_, store) in task.stores() {
-        store.restored();
+pub fn restored(task: &mut dyn Task) -> Result<(), StateError> {
+    for (name, store) in task.stores() {
+        store.restored().map_err(|e| at(name, b"", e))?;
     }
     task.restored();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -234,7 +237,7 @@ mod tests {
         for (k, v) in &log {
             restore(&mut b, k, v.as_deref()).expect("restores");
         }
-        restored(&mut b);
+        restored(&mut b).expect("restored");
         assert_eq!(*b.seen, 3);
         assert_eq!(b.by_key.iter().collect::<Vec<_>>(), [(&"y".to_owned(), &2)]);
     }

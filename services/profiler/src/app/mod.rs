@@ -616,7 +616,7 @@ mod tests {
                 for (k, v) in &changelog {
                     state::restore(&mut d.task, k, v.as_deref()).expect("restores");
                 }
-                state::restored(&mut d.task);
+                state::restored(&mut d.task).expect("restored");
                 let mut ctx = Ctx::default();
                 for (_, m) in models.iter().filter(|(at, _)| *at <= i) {
                     ctx.emits.extend(d.model(m).emits);

@@ -655,7 +655,7 @@ mod tests {
         for (k, v) in &changelog {
             state::restore(&mut restored, k, v.as_deref()).expect("restores");
         }
-        state::restored(&mut restored);
+        state::restored(&mut restored).expect("restored");
         feed(&mut restored, &rows[170..], 170, &mut got);
         let mut ctx = Ctx::default();
         restored.advance(EventTime::MAX, &mut ctx);

@@ -82,7 +82,10 @@ impl Driver<'_> {
             let restored = restore(&self.config.kafka, &changelog, p, |key, value| {
                 slot.restore(key, value, now)
             })?;
-            slot.restored(now);
+            slot.restored(now).map_err(|e| KafkaError::Topic {
+                topic: changelog.clone(),
+                message: format!("restore of partition {p}: {e}"),
+            })?;
             self.stats.restored += restored;
             METRICS
                 .restore_seconds
