@@ -71,7 +71,8 @@ impl Rejection {
 /// The runtime's rules for one record, applied at the moment its task knows the record's
 /// event time: the task decodes and checks the record, asks the gate, and applies it at the
 /// watermark the gate returns. A task that has nothing to do with a record (a duplicate, an
-/// event type the stage ignores) returns without asking.
+/// event type the stage ignores) returns without asking, and so does a record of a table
+/// input (`Stage::tables`): it moves no watermark and is never late.
 pub struct Gate<'a> {
     /// The task's input watermarks, for an event-time stage (None: the stage's watermark
     /// comes from markers, or the caller applies no rule).
@@ -142,13 +143,6 @@ impl<'a> Gate<'a> {
             w.observe(self.source.clone(), t, self.now_ms);
         }
         Ok(self.current)
-    }
-
-    /// A record of a co-partitioned table input (`Stage::tables`) valid from its event time:
-    /// it moves no watermark and is never late (the task keeps versions and tracks how far
-    /// the table has come). Returns the watermark the record is applied at.
-    pub fn table(&mut self) -> EventTime {
-        self.current
     }
 }
 

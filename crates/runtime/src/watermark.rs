@@ -130,15 +130,6 @@ impl<P: Ord + Clone> Watermarks<P> {
         self.partitions.remove(partition);
     }
 
-    /// The watermark of one partition.
-    pub fn partition_watermark(&self, partition: &P) -> EventTime {
-        self.partitions
-            .get(partition)
-            .and_then(|c| c.max_event_time)
-            .map(|t| t.minus(self.config.out_of_orderness_ms))
-            .unwrap_or(EventTime::MIN)
-    }
-
     /// The latest event time seen on any partition.
     pub fn latest(&self) -> Option<EventTime> {
         self.partitions

@@ -183,8 +183,8 @@ impl Task for CartTask {
         let bytes = record.value.unwrap_or_default();
         let codec = &self.app.codec;
         let input = if record.topic == self.app.topics.segment_assignments {
+            // A table record: no watermark moves, nothing is late, the gate is not asked.
             let a: SegmentAssignment = codec.decode(record.topic, bytes)?;
-            gate.table();
             CartInput::Assignment(a)
         } else if record.topic == self.app.topics.clickstream {
             let c: ClickEvent = codec.decode(record.topic, bytes)?;
