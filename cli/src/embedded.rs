@@ -14,7 +14,7 @@ use fitstream_planner::PlannerConfig;
 use fitstream_planner::app::PlannerApp;
 use fitstream_planner::planner::{PlannerCounters, PlannerStats};
 use fitstream_planner::routing::Routing;
-use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Produced};
+use fitstream_runtime::embedded::{Embedded, EmbeddedConfig, Outcomes, Produced};
 use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_simulator::InputRecord;
 use serde_json::json;
@@ -43,6 +43,62 @@ pub struct Summary {
     pub dead_letters: BTreeMap<String, u64>,
     /// Planner counters.
     pub planner: PlannerStats,
+    /// How the input records ended in each service that reads them (`profiler`, `planner`),
+    /// by input topic.
+    pub outcomes: BTreeMap<String, BTreeMap<String, Outcomes>>,
+}
+
+impl Summary {
+    /// Whether every input record read by every service has exactly one outcome.
+    pub fn accounted(&self) -> bool {
+        self.outcomes
+            .values()
+            .flat_map(BTreeMap::values)
+            .all(Outcomes::accounted)
+    }
+}
+
+/// Appends dead letters made outside the pipeline (rows of the input file that are not
+/// records) to `out/<dead-letter topic>.jsonl`, counted in the summary like the others.
+pub fn append_dead_letters(
+    cfg: &FitstreamConfig,
+    out: &Path,
+    dead_letters: Vec<fitstream_runtime::deadletter::DeadLetter>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    if dead_letters.is_empty() {
+        return Ok(());
+    }
+    let codec = Codec::pinned();
+    let topic = &cfg.topics.dead_letter;
+    let mut file = BufWriter::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join(format!("{topic}.jsonl")))?,
+    );
+    for dl in dead_letters {
+        *summary
+            .dead_letters
+            .entry(dl.reason.as_str().to_owned())
+            .or_default() += 1;
+        *summary.outputs.entry(topic.clone()).or_default() += 1;
+        let p = Produced {
+            topic: topic.clone(),
+            partition: 0,
+            headers: dl
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+            key: dl.key,
+            value: dl.value,
+            timestamp: 0,
+        };
+        writeln!(file, "{}", to_json_line(&codec, cfg, &p))?;
+    }
+    file.flush()?;
+    Ok(())
 }
 
 /// The planner application of a configuration (pinned codec, given partitions).
@@ -264,6 +320,23 @@ impl Services {
         self.segmentation.drain()
     }
 
+    /// How the input records ended in the profiler and the planner, by input topic.
+    fn outcomes(&self, cfg: &FitstreamConfig) -> BTreeMap<String, BTreeMap<String, Outcomes>> {
+        let inputs = |o: &BTreeMap<String, Outcomes>| {
+            o.iter()
+                .filter(|(t, _)| **t == cfg.topics.clickstream || **t == cfg.topics.purchases)
+                .map(|(t, o)| (t.clone(), o.clone()))
+                .collect()
+        };
+        BTreeMap::from([
+            (
+                "profiler".to_owned(),
+                inputs(self.segmentation.profiler_outcomes()),
+            ),
+            ("planner".to_owned(), inputs(self.planner.outcomes())),
+        ])
+    }
+
     /// Feeds an encoded input record to the planner.
     fn plan(&mut self, r: &OutRecord) -> Vec<Produced> {
         let value = r.value.as_deref().unwrap_or_default();
@@ -318,6 +391,7 @@ pub fn run(
     outputs.write(services.planner.drain(), &mut summary)?;
     outputs.flush()?;
     summary.planner = services.counters.snapshot();
+    summary.outcomes = services.outcomes(cfg);
     progress(&summary);
     Ok(summary)
 }
@@ -376,6 +450,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     outputs.write(services.planner.drain(), &mut summary)?;
     outputs.flush()?;
     summary.planner = services.counters.snapshot();
+    summary.outcomes = services.outcomes(cfg);
     progress(&summary);
     Ok(summary)
 }

@@ -79,6 +79,11 @@ impl SegmentationPipeline {
         std::mem::take(&mut self.out)
     }
 
+    /// How the profiler's input records ended so far, by topic.
+    pub fn profiler_outcomes(&self) -> &BTreeMap<String, fitstream_runtime::embedded::Outcomes> {
+        self.profiler.outcomes()
+    }
+
     /// State entries and approximate bytes of the profiler's tasks.
     pub fn profiler_state_size(&self) -> (usize, usize) {
         self.profiler.state_size()

@@ -295,3 +295,73 @@ async fn every_kind_of_malformed_input_is_rejected_with_its_reason() {
         }
     }
 }
+
+/// `produce` of a history file with rows that are not records: the records reach the input
+/// topics, and each other row reaches the dead-letter topic with reason `parse`, its raw
+/// line, and its line number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_sends_rows_that_are_not_records_to_the_dead_letter_topic() {
+    let cfg = fresh(1).await;
+    // `produce` checks every topic the history's outputs go to: every plant's keeps it too.
+    let plants = commands::routing(&cfg).expect("routing").plant_ids();
+    let mut specs = cfg.topics.specs(&plants);
+    for s in &mut specs {
+        s.configs.insert("retention.ms".into(), "-1".into());
+    }
+    admin::ensure_topics(&cfg.kafka, &specs)
+        .await
+        .expect("every plant's topic");
+    let dir =
+        std::env::temp_dir().join(format!("fitstream-produce-parse-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let input = dir.join("history.csv");
+    let stray = "2,2019-10-01 00:00:02 UTC,view,1,10,,\"acme,2.50,100,s-1";
+    std::fs::write(
+        &input,
+        format!(
+            ",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n\
+             0,2019-10-01 00:00:00 UTC,view,1,10,,acme,2.50,100,s-1\n\
+             1,2019-10-01 00:00:01 UTC,view,1,10,,acme,NaN,100,s-1\n\
+             {stray}\n\
+             3,2019-10-01 00:00:03 UTC,cart,1,10,,acme,2.50,100,s-1\n"
+        ),
+    )
+    .expect("write");
+    let sent = commands::produce(
+        &cfg,
+        &input,
+        commands::InputFormat::Rees46,
+        &commands::InputOptions::default(),
+    )
+    .expect("produce");
+    assert_eq!(sent, 2);
+    assert_eq!(read_all(&cfg).len(), 2);
+    let mut dead = Vec::new();
+    read_until_idle(
+        &cfg.kafka,
+        &[&cfg.topics.dead_letter],
+        Duration::from_secs(5),
+        Duration::from_secs(120),
+        |r| dead.push(r),
+    )
+    .expect("read dead letters");
+    let header = |r: &ConsumedRecord, k: &str| {
+        r.headers
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(dead.len(), 2, "the NaN price and the stray quote, no more");
+    let by_line: BTreeMap<String, &ConsumedRecord> = dead
+        .iter()
+        .map(|r| (header(r, "fitstream.source.offset"), r))
+        .collect();
+    assert_eq!(by_line.keys().collect::<Vec<_>>(), ["3", "4"]);
+    for r in &dead {
+        assert_eq!(header(r, "fitstream.error.reason"), "parse");
+        assert_eq!(header(r, "fitstream.service"), "produce");
+    }
+    assert_eq!(by_line["4"].value.as_deref(), Some(stray.as_bytes()));
+    std::fs::remove_dir_all(&dir).ok();
+}

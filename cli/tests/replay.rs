@@ -261,6 +261,82 @@ fn rows_dead_lettered_for_their_content_are_accounted_for_and_the_replay_succeed
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Rows that are not records (issue 13, part 4): each is a dead letter with reason `parse`
+/// and its raw line, a stray quote costs its own row and no other, an over-long row is read
+/// past, and the replay succeeds with every row accounted for.
+#[test]
+fn every_row_that_is_not_a_record_is_a_parse_dead_letter_and_costs_only_itself() {
+    let dir = std::env::temp_dir().join(format!("fitstream-parse-rows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let input = dir.join("parse-rows.csv");
+    let good = |i: u32| format!("{i},2019-10-01 00:{i:02}:00 UTC,view,{i},10,,acme,2.50,100,s-1\n");
+    let bad: Vec<Vec<u8>> = vec![
+        b"90,2019-10-01 00:10:00 UTC,view,1".to_vec(),
+        b"91,2019-10-01 00:10:00 UTC,view,1,10,,acme,NaN,100,s-1".to_vec(),
+        b"92,yesterday,view,1,10,,acme,2.50,100,s-1".to_vec(),
+        b"93,2019-10-01 00:10:00 UTC,wishlist,1,10,,acme,2.50,100,s-1".to_vec(),
+        b"94,2019-10-01 00:10:00 UTC,view,1,10,,acme,12345678901234567890123456789,100,s-1"
+            .to_vec(),
+        b"95,2019-10-01 00:10:00 UTC,view,1,10,,\"acme,2.50,100,s-1".to_vec(),
+        b"96,2019-10-01 00:10:00 UTC,view,1,10,,\xff\xfe,2.50,100,s-1".to_vec(),
+        format!(
+            "97,2019-10-01 00:10:00 UTC,view,1,10,,{},2.50,100,s-1",
+            "b".repeat(100_000)
+        )
+        .into_bytes(),
+    ];
+    let mut file = b",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n".to_vec();
+    for i in 0..10 {
+        file.extend_from_slice(good(i).as_bytes());
+    }
+    for b in &bad {
+        file.extend_from_slice(b);
+        file.push(b'\n');
+    }
+    // The rows after the stray quote and the huge row are read as rows.
+    for i in 11..21 {
+        file.extend_from_slice(good(i).as_bytes());
+    }
+    std::fs::write(&input, &file).expect("written");
+    let cfg = FitstreamConfig::default();
+    let out = dir.join("out");
+    let summary = commands::replay(&cfg, &input, InputFormat::Rees46, &out)
+        .expect("every row is accounted for");
+    assert_eq!(summary.dead_letters.get("parse"), Some(&(bad.len() as u64)));
+    assert!(summary.accounted(), "{:?}", summary.outcomes);
+    for service in ["profiler", "planner"] {
+        assert_eq!(
+            summary.outcomes[service]["iob.clickstream.v1"].read, 20,
+            "{service} reads every good row, those after the stray quote included"
+        );
+    }
+    let parse: Vec<Value> = lines(out.join("iob.dead-letter.v1.jsonl"))
+        .into_iter()
+        .filter(|d| d["headers"]["fitstream.error.reason"] == "parse")
+        .collect();
+    assert_eq!(parse.len(), bad.len());
+    for (d, (i, raw)) in parse.iter().zip(bad.iter().enumerate()) {
+        let line = 12 + i;
+        assert_eq!(d["headers"]["fitstream.source.offset"], line.to_string());
+        assert_eq!(d["headers"]["fitstream.service"], "replay");
+        assert_eq!(
+            d["headers"]["fitstream.source.topic"],
+            format!("file:{}", input.display())
+        );
+        assert_eq!(d["value"]["value_hex"], hex::encode(raw), "line {line}");
+    }
+    // The 100 kB row is over the line bound: not held, but its raw line is kept up to the
+    // dead letter's bound.
+    assert!(
+        parse[7]["headers"]["fitstream.error.message"]
+            .as_str()
+            .is_some_and(|m| m.contains("longer than a line may be")),
+        "{}",
+        parse[7]["headers"]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_record_dated_2099_among_2019_is_refused_as_future_and_makes_nothing_late() {
     let dir = std::env::temp_dir().join(format!("fitstream-future-{}", std::process::id()));

@@ -3,7 +3,7 @@
 //! far smaller than the file. Released units equal the buys, every cart is converted or
 //! abandoned, nothing is late, and both files give the same outputs.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ fn make() -> Made {
         }
     }
     // A time outside the data set's days (a real oddity): a view the pipeline dead-letters
-    // (before 2000), and a row that cannot be read at all (skipped, logged).
+    // (before 2000), and a row that cannot be read at all (a dead letter, reason parse).
     csv.push_str("151,1001,2520001,pv,86400\n");
     csv.push_str("151,1001,2520001,pv,not-a-time\n");
     Made {
@@ -140,22 +140,42 @@ fn an_unsorted_taobao_file_replays_in_event_time_order_plain_and_gzipped() {
         "every cart is converted or abandoned"
     );
     assert_eq!(
-        s.dead_letters.values().sum::<u64>(),
-        2,
-        "only the view of 1970 is dead-lettered, by each service that reads it: {:?}",
-        s.dead_letters
+        s.dead_letters,
+        BTreeMap::from([("parse".to_owned(), 1), ("validation".to_owned(), 2)]),
+        "the view of 1970 is dead-lettered by each service that reads it, the unreadable row once"
     );
+    let dead = std::fs::read_to_string(out.join(format!("{}.jsonl", cfg.topics.dead_letter)))
+        .expect("dead letters");
+    let parse: Vec<serde_json::Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .filter(|l| l["headers"]["fitstream.error.reason"] == "parse")
+        .collect();
+    assert_eq!(parse.len(), 1);
+    assert_eq!(
+        parse[0]["value"]["value_hex"],
+        hex::encode("151,1001,2520001,pv,not-a-time"),
+        "the raw line"
+    );
+    assert_eq!(
+        parse[0]["headers"]["fitstream.source.offset"],
+        (made.csv.lines().count()).to_string(),
+        "its line number"
+    );
+    assert!(s.accounted(), "{:?}", s.outcomes);
     assert!(!s.segments.is_empty(), "customers are segmented");
 
     let out_gz = dir("gz");
     let s_gz = commands::replay_with(&cfg, &gz, InputFormat::Taobao, &options, &out_gz)
         .expect("the gzip file replays");
     assert_eq!(s_gz.planner.released_units, s.planner.released_units);
-    assert_eq!(
-        outputs(&out_gz),
-        outputs(&out),
-        "the same outputs from gzip"
-    );
+    // The same outputs from gzip; the parse dead letter names its own file.
+    let from_gz = outputs(&out_gz);
+    let from_plain: Vec<(String, String)> = outputs(&out)
+        .into_iter()
+        .map(|(f, text)| (f, text.replace("UserBehavior.csv", "UserBehavior.csv.gz")))
+        .collect();
+    assert_eq!(from_gz, from_plain, "the same outputs from gzip");
 
     // In file order (sorted by user) the same file is mostly late: why the sort is the default.
     let file_order = InputOptions {

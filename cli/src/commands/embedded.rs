@@ -35,7 +35,7 @@ pub fn replay_with(
     let inputs = Inputs::open(input, format, options)?;
     if let Some(s) = inputs.sort_stats() {
         println!(
-            "in event-time order: {} records{} in {:.1} s ({}; {} unreadable rows skipped)",
+            "in event-time order: {} records{} in {:.1} s ({}; {} rows that are not records)",
             s.records,
             if s.was_in_order {
                 ", already in order,"
@@ -52,9 +52,14 @@ pub fn replay_with(
         );
     }
     let mut truth = crate::reconcile::InputTruth::default();
-    for r in inputs.records()? {
-        truth.observe(&r);
+    let mut unreadable = Vec::new();
+    for item in inputs.items()? {
+        match item {
+            Ok(r) => truth.observe(&r),
+            Err(e) => unreadable.push(e),
+        }
     }
+    let parse_dead_letters = inputs.parse_dead_letters(&unreadable, "replay", 0)?;
     let bar = progress_bar(None, "replaying");
     let started = Instant::now();
     // In data-flow order, as `run all --until-end` does on Kafka: the same outputs.
@@ -67,6 +72,8 @@ pub fn replay_with(
         |s| bar.set_position(s.inputs),
     )?;
     bar.finish_and_clear();
+    let mut summary = summary;
+    crate::embedded::append_dead_letters(cfg, out, parse_dead_letters, &mut summary)?;
     println!(
         "replayed {} records in {:.1} s into {}",
         summary.inputs,
@@ -88,13 +95,78 @@ pub fn replay_with(
         "  carts: {} converted, {} abandoned; released units {}; duplicates {}; late {}; unrouted lines {}",
         p.conversions, p.abandonments, p.released_units, p.duplicates, p.late, p.unrouted
     );
+    print!("{}", outcome_table(&summary, unreadable.len() as u64));
     let reconciliation = crate::reconcile::reconcile(cfg, &truth, &summary, out)?;
     print!("{reconciliation}");
+    anyhow::ensure!(
+        summary.accounted(),
+        "some input records have no outcome (see the table above)"
+    );
     anyhow::ensure!(
         reconciliation.holds(),
         "the outputs do not reconcile with the input"
     );
     Ok(summary)
+}
+
+/// How every row of the input ended, per service that reads it: rows that are not records
+/// (dead letters, reason `parse`), then per input topic the records read and, for each
+/// service, how many it used, dropped as duplicates, or dead-lettered by reason.
+pub fn outcome_table(summary: &crate::embedded::Summary, unreadable: u64) -> String {
+    use std::collections::BTreeSet;
+    use std::fmt::Write as _;
+    let mut t = String::new();
+    // In data-flow order: the profiler, then the planner.
+    let mut services: Vec<&String> = summary.outcomes.keys().collect();
+    services.sort_by_key(|s| (s.as_str() != "profiler", s.as_str()));
+    let _ = writeln!(
+        t,
+        "  outcome of every input row     {}",
+        services
+            .iter()
+            .map(|s| format!("{s:>10}"))
+            .collect::<String>()
+    );
+    let _ = writeln!(
+        t,
+        "    not a record (parse)         {}",
+        services
+            .iter()
+            .map(|_| format!("{unreadable:>10}"))
+            .collect::<String>()
+    );
+    let topics: BTreeSet<&String> = summary.outcomes.values().flat_map(|o| o.keys()).collect();
+    let reasons: BTreeSet<&String> = summary
+        .outcomes
+        .values()
+        .flat_map(|o| o.values().flat_map(|x| x.dead.keys()))
+        .collect();
+    for topic in topics {
+        let row = |label: &str, f: &dyn Fn(&fitstream_runtime::embedded::Outcomes) -> u64| {
+            let cells: String = services
+                .iter()
+                .map(|s| {
+                    let n = summary.outcomes[*s].get(topic).map_or(0, f);
+                    format!("{n:>10}")
+                })
+                .collect();
+            format!("    {label:<29}{cells}\n")
+        };
+        t += &row(topic, &|o| o.read);
+        t += &row("  used", &|o| o.used);
+        t += &row("  duplicate", &|o| o.duplicates);
+        for reason in &reasons {
+            t += &row(&format!("  dead letter ({reason})"), &|o| {
+                o.dead.get(*reason).copied().unwrap_or(0)
+            });
+        }
+    }
+    let _ = writeln!(
+        t,
+        "    every record read has one outcome: {}",
+        if summary.accounted() { "yes" } else { "NO" }
+    );
+    t
 }
 
 /// The segments of a model as a table a marketer can read: centroids in original units.

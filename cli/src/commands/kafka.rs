@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use fitstream_contracts::EventTime;
-use fitstream_runtime::kafka::{admin, reader, writer::TopicWriter};
+use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
+use fitstream_runtime::kafka::{admin, reader};
 use fitstream_runtime::task::Topology;
 use fitstream_simulator::{SimConfig, Simulator};
 
@@ -81,7 +82,14 @@ pub fn produce(
         refuse_if_retention_deletes(&settings, earliest, now)?;
     }
     let codec = codec(cfg);
-    let records = inputs.records()?;
+    let mut unreadable = Vec::new();
+    let records = inputs.items()?.filter_map(|item| match item {
+        Ok(r) => Some(r),
+        Err(e) => {
+            unreadable.push(e);
+            None
+        }
+    });
     let mut writer = TopicWriter::new(&cfg.kafka)?;
     let bar = progress_bar(None, "producing");
     let started = Instant::now();
@@ -93,6 +101,30 @@ pub fn produce(
         "produced {n} records in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Rows that are not records are never silently dropped: each is a dead letter.
+    let dead_letters = inputs.parse_dead_letters(&unreadable, "produce", super::wall_clock_ms())?;
+    for dl in &dead_letters {
+        writer.send(&OutRecord {
+            topic: cfg.topics.dead_letter.clone(),
+            key: None,
+            value: dl.value.clone(),
+            timestamp: Some(dl.failed_at_ms),
+            headers: dl
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.into_bytes()))
+                .collect(),
+            partition: None,
+        })?;
+    }
+    writer.flush()?;
+    if !dead_letters.is_empty() {
+        println!(
+            "{} rows that are not records went to {} (reason parse)",
+            dead_letters.len(),
+            cfg.topics.dead_letter
+        );
+    }
     Ok(n)
 }
 

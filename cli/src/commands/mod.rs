@@ -19,6 +19,7 @@ use std::path::Path;
 use anyhow::Context;
 use fitstream_contracts::Codec;
 use fitstream_contracts::registry::Registry;
+use fitstream_runtime::deadletter::{self, DeadLetter};
 use fitstream_simulator::InputRecord;
 
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
@@ -116,30 +117,103 @@ impl Inputs {
         self.sorted.as_ref().map(fitstream_simulator::Sorted::stats)
     }
 
-    /// The records, from the start. Rows that cannot be read are logged and skipped.
-    pub fn records(&self) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
-        let items: Box<dyn Iterator<Item = ReplayItem>> = match &self.sorted {
+    /// The records, from the start, with an error item for each row that is not a record
+    /// (in event-time order, they come where the sort met them: first).
+    pub fn items(&self) -> anyhow::Result<Box<dyn Iterator<Item = ReplayItem>>> {
+        Ok(match &self.sorted {
             Some(sorted) => Box::new(sorted.iter()),
             None => read_items(&self.path, self.format)?,
-        };
-        Ok(Box::new(items.filter_map(|r| match r {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!("skipping input: {e}");
-                None
+        })
+    }
+
+    /// The records only, from the start: for the passes after one that took the error items
+    /// of [`Inputs::items`] (each row that is not a record is accounted for once, there).
+    pub fn records(&self) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
+        Ok(Box::new(self.items()?.filter_map(Result::ok)))
+    }
+
+    /// The dead letters (reason `parse`) of rows that are not records, as `service` names
+    /// them at `failed_at_ms` (a replay gives 0, as the embedded driver does: its outputs do
+    /// not depend on when it ran): each carries its raw line (read back from the file; the first
+    /// [`deadletter::MAX_VALUE_BYTES`] of a longer one, with its size in a header), the reason
+    /// in its message, and `file:<path>` with the line number as its source. An I/O error is
+    /// not a row: it fails here.
+    pub fn parse_dead_letters(
+        &self,
+        errors: &[fitstream_simulator::ReplayError],
+        service: &str,
+        failed_at_ms: i64,
+    ) -> anyhow::Result<Vec<DeadLetter>> {
+        use fitstream_simulator::lines::{Line, Lines};
+        if let Some(e) = errors
+            .iter()
+            .find(|e| matches!(e, fitstream_simulator::ReplayError::Io { .. }))
+        {
+            anyhow::bail!("reading {}: {e}", self.path.display());
+        }
+        let wanted: std::collections::BTreeSet<u64> = errors.iter().map(|e| e.line()).collect();
+        let mut raw = std::collections::BTreeMap::new();
+        let mut lines = Lines::new(open_input(&self.path)?, deadletter::MAX_VALUE_BYTES);
+        while raw.len() < wanted.len() {
+            let Some(item) = lines.next_line() else {
+                break;
+            };
+            let (n, line) = item?;
+            if wanted.contains(&n) {
+                let size = match line {
+                    Line::Text(t) => t.len() as u64,
+                    Line::TooLong(n) => n,
+                };
+                raw.insert(n, (lines.kept().to_vec(), size));
             }
-        })))
+        }
+        let source = format!("file:{}", self.path.display());
+        Ok(errors
+            .iter()
+            .map(|e| {
+                let (value, size) = raw.remove(&e.line()).unwrap_or_default();
+                let mut dl = DeadLetter::new(
+                    None,
+                    Some(&value),
+                    deadletter::Reason::Parse,
+                    e.to_string(),
+                    deadletter::Source {
+                        topic: source.clone(),
+                        partition: 0,
+                        offset: e.line() as i64,
+                    },
+                    service,
+                    failed_at_ms,
+                );
+                if size > value.len() as u64 {
+                    dl.cut.value_bytes = Some(size as usize);
+                }
+                dl
+            })
+            .collect())
     }
 }
 
-type ReplayItem = Result<InputRecord, fitstream_simulator::ReplayError>;
+/// Wall-clock milliseconds since the epoch.
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
-/// Reads an input file of any format in its default order (see [`Inputs`]).
+/// A record of an input file, or why a row is not one.
+pub type ReplayItem = Result<InputRecord, fitstream_simulator::ReplayError>;
+
+/// Reads an input file of any format in its default order (see [`Inputs`]); a row that is
+/// not a record is logged as a warning and skipped.
 pub fn read_inputs(
     path: &Path,
     format: InputFormat,
 ) -> anyhow::Result<Box<dyn Iterator<Item = InputRecord>>> {
-    Inputs::open(path, format, &InputOptions::default())?.records()
+    let items = Inputs::open(path, format, &InputOptions::default())?.items()?;
+    Ok(Box::new(items.filter_map(|r| {
+        r.map_err(|e| tracing::warn!("skipping input: {e}")).ok()
+    })))
 }
 
 /// A file's bytes: decompressed when it starts with the gzip magic number (`.csv.gz`, the

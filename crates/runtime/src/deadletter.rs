@@ -43,11 +43,15 @@ pub enum Reason {
     /// (an input topic, or a writer the runtime does not know): time is never moved from
     /// outside.
     MarkerOnInput,
+    /// A line of a history file (`replay`, `produce`) that is not a record at all (not CSV
+    /// or JSON of the format, a field that does not parse, longer than a line may be): the
+    /// value is the raw line, the source offset its line number.
+    Parse,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Decode,
         Reason::Schema,
         Reason::Validation,
@@ -55,6 +59,7 @@ impl Reason {
         Reason::TooLarge,
         Reason::Future,
         Reason::MarkerOnInput,
+        Reason::Parse,
     ];
 
     /// The header value.
@@ -67,6 +72,7 @@ impl Reason {
             Reason::TooLarge => "too-large",
             Reason::Future => "future",
             Reason::MarkerOnInput => "marker-on-input",
+            Reason::Parse => "parse",
         }
     }
 

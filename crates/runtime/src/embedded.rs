@@ -58,6 +58,27 @@ impl Produced {
     }
 }
 
+/// How the records of one topic ended in a service: each record read has exactly one
+/// outcome (used by the task, dropped as a duplicate, or dead-lettered with a reason).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Outcomes {
+    /// Records read.
+    pub read: u64,
+    /// Records the task took (into its state or an output).
+    pub used: u64,
+    /// Records dropped as duplicates of one already taken.
+    pub duplicates: u64,
+    /// Records dead-lettered, by reason.
+    pub dead: BTreeMap<String, u64>,
+}
+
+impl Outcomes {
+    /// Whether every record read has its outcome.
+    pub fn accounted(&self) -> bool {
+        self.read == self.used + self.duplicates + self.dead.values().sum::<u64>()
+    }
+}
+
 /// Settings of an embedded run.
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
@@ -82,6 +103,7 @@ pub struct Embedded {
     slots: BTreeMap<(usize, i32), TaskHost>,
     offsets: BTreeMap<(String, i32), i64>,
     out: Vec<Produced>,
+    outcomes: BTreeMap<String, Outcomes>,
 }
 
 impl Embedded {
@@ -100,7 +122,13 @@ impl Embedded {
             slots,
             offsets: BTreeMap::new(),
             out: Vec::new(),
+            outcomes: BTreeMap::new(),
         }
+    }
+
+    /// How the records of each topic this topology read ended so far.
+    pub fn outcomes(&self) -> &BTreeMap<String, Outcomes> {
+        &self.outcomes
     }
 
     /// Feeds one input record (keyed; partitioned like Kafka).
@@ -195,6 +223,18 @@ impl Embedded {
             return;
         };
         let (ctx, dead) = slot.deliver(&record, &self.config.service, 0, false);
+        let outcome = self.outcomes.entry(topic.to_owned()).or_default();
+        outcome.read += 1;
+        match &dead {
+            Some(dl) => {
+                *outcome
+                    .dead
+                    .entry(dl.reason.as_str().to_owned())
+                    .or_default() += 1
+            }
+            None if ctx.duplicates > 0 => outcome.duplicates += 1,
+            None => outcome.used += 1,
+        }
         if let Some(dl) = dead {
             self.dead_letter(dl);
         }

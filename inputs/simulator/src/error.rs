@@ -38,6 +38,14 @@ pub enum ReplayError {
         /// The CSV reader's message.
         message: String,
     },
+    /// A line longer than the format's bound ([`crate::lines`]): read past, not kept.
+    #[error("line {line}: {bytes} bytes, longer than a line may be")]
+    TooLong {
+        /// Line number.
+        line: u64,
+        /// Its length.
+        bytes: u64,
+    },
     /// A field whose value cannot be used (unparseable time or price, unknown event type).
     #[error("line {line}: bad {field} `{value}`: {message}")]
     Field {
@@ -71,6 +79,7 @@ impl ReplayError {
             | ReplayError::NotARecord { line, .. }
             | ReplayError::Csv { line, .. }
             | ReplayError::Field { line, .. }
+            | ReplayError::TooLong { line, .. }
             | ReplayError::Sorted { line, .. } => *line,
         }
     }

@@ -25,6 +25,7 @@ use serde_json::Value;
 
 use crate::defects::Defect;
 use crate::error::ReplayError;
+use crate::lines::{self, Lines, MAX_JSON_LINE_BYTES};
 use crate::record::{InputRecord, InputTopic};
 
 /// One line, as written and read.
@@ -128,13 +129,17 @@ pub fn from_json(json: Value) -> Result<InputRecord, String> {
             ));
         }
     };
-    match topic {
+    let record = match topic {
         InputTopic::Clickstream => serde_json::from_value::<ClickEvent>(value)
             .map(InputRecord::Click)
             .map_err(|e| format!("not a ClickEvent: {e}")),
         InputTopic::Purchases => serde_json::from_value::<PurchaseEvent>(value)
             .map(InputRecord::Purchase)
             .map_err(|e| format!("not a PurchaseEvent: {e}")),
+    }?;
+    match record.unencodable() {
+        Some(why) => Err(why),
+        None => Ok(record),
     }
 }
 
@@ -161,17 +166,13 @@ where
 /// the last item.
 pub fn read_jsonl<R: BufRead>(reader: R) -> impl Iterator<Item = Result<InputRecord, ReplayError>> {
     JsonLines {
-        reader,
-        line: 0,
-        buf: Vec::new(),
+        lines: Lines::new(reader, MAX_JSON_LINE_BYTES),
         done: false,
     }
 }
 
 struct JsonLines<R> {
-    reader: R,
-    line: u64,
-    buf: Vec<u8>,
+    lines: Lines<R>,
     done: bool,
 }
 
@@ -180,41 +181,41 @@ impl<R: BufRead> Iterator for JsonLines<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            self.buf.clear();
-            self.line += 1;
-            let line = self.line;
-            match self.reader.read_until(b'\n', &mut self.buf) {
-                Ok(0) => self.done = true,
-                Ok(_) => {
-                    let Ok(text) = std::str::from_utf8(&self.buf) else {
-                        return Some(Err(ReplayError::Json {
-                            line,
-                            message: "not UTF-8".into(),
-                        }));
-                    };
-                    if text.trim().is_empty() {
-                        continue;
-                    }
-                    let json: Value = match serde_json::from_str(text) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            return Some(Err(ReplayError::Json {
-                                line,
-                                message: e.to_string(),
-                            }));
-                        }
-                    };
-                    return Some(
-                        from_json(json)
-                            .map_err(|message| ReplayError::NotARecord { line, message }),
-                    );
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.line -= 1,
-                Err(source) => {
+            let (line, text) = match self.lines.next_line() {
+                None => {
                     self.done = true;
-                    return Some(Err(ReplayError::Io { line, source }));
+                    continue;
                 }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Some(Ok((line, lines::Line::TooLong(bytes)))) => {
+                    return Some(Err(ReplayError::TooLong { line, bytes }));
+                }
+                Some(Ok((line, lines::Line::Text(text)))) => (line, text),
+            };
+            let Ok(text) = std::str::from_utf8(text) else {
+                return Some(Err(ReplayError::Json {
+                    line,
+                    message: "not UTF-8".into(),
+                }));
+            };
+            if text.trim().is_empty() {
+                continue;
             }
+            let json: Value = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Some(Err(ReplayError::Json {
+                        line,
+                        message: e.to_string(),
+                    }));
+                }
+            };
+            return Some(
+                from_json(json).map_err(|message| ReplayError::NotARecord { line, message }),
+            );
         }
         None
     }

@@ -13,6 +13,7 @@
 //! - [`rees46`]: replay of the REES46 cosmetics-shop CSV history.
 //! - [`taobao`]: replay of the Alibaba/Taobao UserBehavior CSV history.
 //! - [`jsonl`]: fitstream's own JSON-lines format, written and read.
+//! - [`lines`]: the lines of a history file, bounded, and one CSV row per line.
 //! - [`sort`]: event-time order with bounded memory (an external merge sort) for histories
 //!   that are not sorted by time.
 //! - [`error`]: [`ReplayError`], a bad line of a history file.
@@ -33,6 +34,7 @@ pub mod catalogue;
 pub mod defects;
 pub mod error;
 pub mod jsonl;
+pub mod lines;
 pub mod persona;
 pub mod record;
 pub mod rees46;

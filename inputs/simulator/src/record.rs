@@ -73,6 +73,19 @@ pub enum InputRecord {
 }
 
 impl InputRecord {
+    /// Why the record cannot be written in its topic's schema at all (a price with more
+    /// digits than a decimal of scale 2 can hold): a history row that says so is not a
+    /// record. Content rules (an absurd but encodable price) are validation's, downstream.
+    pub fn unencodable(&self) -> Option<String> {
+        let fits = |d: &rust_decimal::Decimal| fitstream_contracts::avro::decimal(*d, 2).is_ok();
+        let bad = match self {
+            InputRecord::Click(c) => c.price.iter().find(|p| !fits(p)),
+            InputRecord::Purchase(p) => p.lines.iter().map(|l| &l.unit_price).find(|p| !fits(p)),
+            InputRecord::Raw { .. } => None,
+        };
+        bad.map(|p| format!("price {p} has more digits than a decimal of scale 2 can hold"))
+    }
+
     /// The record key: the customer id's bytes.
     pub fn key(&self) -> Option<&[u8]> {
         match self {

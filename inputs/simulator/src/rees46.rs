@@ -29,7 +29,7 @@
 //! rules (a zero price, an empty id) are passed on for the pipeline to dead-letter.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::str::FromStr;
 
 use fitstream_contracts::{
@@ -39,6 +39,7 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use crate::error::ReplayError;
+use crate::lines::{CsvLine, Line, Lines, MAX_CSV_LINE_BYTES};
 use crate::record::InputRecord;
 
 /// Currency of the REES46 prices.
@@ -68,9 +69,9 @@ const SESSION: usize = 8;
 /// Replays a REES46 CSV file (with its header), streaming, in file order.
 pub fn read_rees46<R: Read>(reader: R) -> impl Iterator<Item = Result<InputRecord, ReplayError>> {
     Rees46Replay {
-        csv: csv_reader(reader),
+        lines: Lines::new(BufReader::new(reader), MAX_CSV_LINE_BYTES),
         columns: None,
-        row: csv::StringRecord::new(),
+        row: CsvLine::default(),
         out: VecDeque::new(),
         instant: None,
         checkouts: Vec::new(),
@@ -86,10 +87,10 @@ struct Checkout {
 }
 
 struct Rees46Replay<R> {
-    csv: csv::Reader<R>,
+    lines: Lines<BufReader<R>>,
     /// Position of each of [`COLUMNS`] in a row, once the header is read.
     columns: Option<[usize; 9]>,
-    row: csv::StringRecord,
+    row: CsvLine,
     out: VecDeque<Result<InputRecord, ReplayError>>,
     /// Raw `event_time` text of the checkouts being collected.
     instant: Option<String>,
@@ -110,14 +111,15 @@ impl<R: Read> Iterator for Rees46Replay<R> {
             if self.done {
                 return None;
             }
-            let line = match read_row(&mut self.csv, &mut self.row) {
-                CsvRow::Row(line) => line,
-                CsvRow::End => {
+            let line = match next_row(&mut self.lines, &mut self.row) {
+                Some(Ok(Some(line))) => line,
+                Some(Ok(None)) => continue,
+                None => {
                     self.flush();
                     self.done = true;
                     continue;
                 }
-                CsvRow::Bad { error, fatal } => {
+                Some(Err((error, fatal))) => {
                     if fatal {
                         self.flush();
                         self.done = true;
@@ -153,7 +155,7 @@ impl<R: Read> Rees46Replay<R> {
 
     fn take_fields(
         &mut self,
-        row: &csv::StringRecord,
+        row: &CsvLine,
         columns: [usize; 9],
         line: u64,
     ) -> Result<(), ReplayError> {
@@ -173,6 +175,9 @@ impl<R: Read> Rees46Replay<R> {
         let event_time = EventTime::parse(fields[TIME]).ok_or_else(|| bad(TIME, "not a time"))?;
         let price =
             Decimal::from_str(fields[PRICE].trim()).map_err(|_| bad(PRICE, "not a decimal"))?;
+        if fitstream_contracts::avro::decimal(price, 2).is_err() {
+            return Err(bad(PRICE, "more digits than a decimal of scale 2 can hold"));
+        }
         let event_type = match fields[TYPE] {
             "view" => Some(ClickEventType::ProductView),
             "cart" => Some(ClickEventType::AddToCart),
@@ -253,47 +258,37 @@ impl<R: Read> Rees46Replay<R> {
     }
 }
 
-/// A CSV reader of rows as they are: no header handling, any number of fields.
-pub(crate) fn csv_reader<R: Read>(reader: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader)
-}
-
-/// What reading one CSV row gave.
-pub(crate) enum CsvRow {
-    /// A row, on this 1-based line.
-    Row(u64),
-    /// The end of the file.
-    End,
-    /// A row that cannot be read; `fatal` after an I/O error, which ends the replay.
-    Bad { error: ReplayError, fatal: bool },
-}
-
-/// Reads the next row into `row`.
-pub(crate) fn read_row<R: Read>(csv: &mut csv::Reader<R>, row: &mut csv::StringRecord) -> CsvRow {
-    let line = csv.position().line();
-    match csv.read_record(row) {
-        Ok(true) => CsvRow::Row(row.position().map_or(line, csv::Position::line)),
-        Ok(false) => CsvRow::End,
-        Err(e) => CsvRow::Bad {
-            fatal: matches!(e.kind(), csv::ErrorKind::Io(_)),
-            error: ReplayError::Csv {
-                line: e.position().map_or(line, csv::Position::line),
-                message: e.to_string(),
-            },
+/// Reads the next line into `row`: `None` at the end of the file; `Some(Ok(None))` for a
+/// blank line (nothing, not a bad row); `Some(Ok(Some(line)))` for a row on that 1-based line;
+/// an error item for a line that is too long or not UTF-8 (`true`: after an I/O error, which
+/// ends the replay).
+pub(crate) fn next_row<R: std::io::BufRead>(
+    lines: &mut Lines<R>,
+    row: &mut CsvLine,
+) -> Option<Result<Option<u64>, (ReplayError, bool)>> {
+    Some(match lines.next_line()? {
+        Err(e) => Err((e, true)),
+        Ok((line, Line::TooLong(bytes))) => Err((ReplayError::TooLong { line, bytes }, false)),
+        Ok((_, Line::Text(t))) if t.iter().all(u8::is_ascii_whitespace) => Ok(None),
+        Ok((line, Line::Text(t))) => match row.parse(t) {
+            Ok(()) => Ok(Some(line)),
+            Err(message) => Err((
+                ReplayError::Csv {
+                    line,
+                    message: message.to_owned(),
+                },
+                false,
+            )),
         },
-    }
+    })
 }
 
 /// Positions of [`COLUMNS`] in the header row.
-fn header(row: &csv::StringRecord) -> Result<[usize; 9], String> {
+fn header(row: &CsvLine) -> Result<[usize; 9], String> {
     let mut columns = [0; 9];
     for (slot, name) in columns.iter_mut().zip(COLUMNS) {
-        *slot = row
-            .iter()
-            .position(|h| h.trim() == name)
+        *slot = (0..row.len())
+            .position(|i| row.get(i).is_some_and(|h| h.trim() == name))
             .ok_or_else(|| format!("the header has no `{name}` column; is this a REES46 file?"))?;
     }
     Ok(columns)
@@ -458,6 +453,37 @@ mod tests {
             got[3]
         );
         assert!(got[4].is_ok());
+    }
+
+    #[test]
+    fn a_stray_quote_or_a_huge_row_costs_that_row_only() {
+        let good = |i: u32| format!("{i},2019-10-01 00:00:0{i} UTC,view,1,2,,,1.00,u1,s1\n");
+        let huge = format!(
+            "9,2019-10-01 00:00:00 UTC,view,1,2,,{},1.00,u1,s1\n",
+            "b".repeat(200_000)
+        );
+        let body = format!(
+            "{}0,2019-10-01 00:00:00 UTC,view,1,2,,\"runail,1.00,u1,s1\n{}{huge}{}",
+            good(1),
+            good(2),
+            good(3)
+        );
+        let got = replay(&body);
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(
+            got[0].is_ok() && got[2].is_ok() && got[4].is_ok(),
+            "{got:?}"
+        );
+        assert!(
+            matches!(&got[1], Err(ReplayError::Csv { line: 3, .. })),
+            "{:?}",
+            got[1]
+        );
+        assert!(
+            matches!(&got[3], Err(ReplayError::TooLong { line: 5, bytes }) if *bytes as usize == huge.len() - 1),
+            "{:?}",
+            got[3]
+        );
     }
 
     #[test]

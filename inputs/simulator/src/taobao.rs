@@ -3,10 +3,9 @@
 //! `pv|cart|fav|buy`, Unix seconds, no prices.
 //!
 //! Mapping (one row is one record):
-//! - `pv` → `PRODUCT_VIEW`; `cart` → `ADD_TO_CART`; `fav` (added to the favourites, a wishlist
-//!   click made on the product's page) → `PRODUCT_VIEW`: the click-event schema has no wishlist
-//!   type, and a favourite is at least a look at the product (the profiler counts it as a
-//!   product view; no schema change).
+//! - `pv` → `PRODUCT_VIEW`; `cart` → `ADD_TO_CART`; `fav` (added to the favourites) →
+//!   `ADD_TO_WISHLIST`, a wishlist click (the profiler counts its category, not a product
+//!   view; readers of the clickstream that predate the symbol read the enum's default).
 //! - `buy` → a `PurchaseEvent` of one line, one unit, with no price: currency
 //!   [`fitstream_contracts::validate::NO_PRICES`] (ISO 4217 `XXX`, "no currency involved") and
 //!   unit price 0, which validation accepts for that currency only.
@@ -22,7 +21,7 @@
 //! time before 2000 — the data set has a few outside its nine days) are passed on for the
 //! pipeline to dead-letter.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 
 use fitstream_contracts::validate::NO_PRICES;
 use fitstream_contracts::{
@@ -31,8 +30,9 @@ use fitstream_contracts::{
 use rust_decimal::Decimal;
 
 use crate::error::ReplayError;
+use crate::lines::{CsvLine, Lines, MAX_CSV_LINE_BYTES};
 use crate::record::InputRecord;
-use crate::rees46::{CsvRow, csv_reader, hash_id, read_row};
+use crate::rees46::{hash_id, next_row};
 
 /// The columns, in file order.
 pub const COLUMNS: [&str; 5] = [
@@ -51,8 +51,8 @@ const TIME: usize = 4;
 /// Replays a UserBehavior CSV file (no header), streaming, in file order.
 pub fn read_taobao<R: Read>(reader: R) -> impl Iterator<Item = Result<InputRecord, ReplayError>> {
     TaobaoReplay {
-        csv: csv_reader(reader),
-        row: csv::StringRecord::new(),
+        lines: Lines::new(BufReader::new(reader), MAX_CSV_LINE_BYTES),
+        row: CsvLine::default(),
         done: false,
     }
 }
@@ -67,8 +67,8 @@ pub fn looks_like_taobao(line: &str) -> bool {
 }
 
 struct TaobaoReplay<R> {
-    csv: csv::Reader<R>,
-    row: csv::StringRecord,
+    lines: Lines<BufReader<R>>,
+    row: CsvLine,
     done: bool,
 }
 
@@ -80,28 +80,26 @@ impl<R: Read> Iterator for TaobaoReplay<R> {
             if self.done {
                 return None;
             }
-            let line = match read_row(&mut self.csv, &mut self.row) {
-                CsvRow::Row(line) => line,
-                CsvRow::End => {
+            let line = match next_row(&mut self.lines, &mut self.row) {
+                Some(Ok(Some(line))) => line,
+                // A blank line (a trailing one, say) is nothing, not a bad row.
+                Some(Ok(None)) => continue,
+                None => {
                     self.done = true;
                     continue;
                 }
-                CsvRow::Bad { error, fatal } => {
+                Some(Err((error, fatal))) => {
                     self.done = fatal;
                     return Some(Err(error));
                 }
             };
-            // A blank line (a trailing one, say) is nothing, not a bad row.
-            if self.row.len() == 1 && self.row[0].trim().is_empty() {
-                continue;
-            }
             return Some(record(&self.row, line));
         }
     }
 }
 
 /// The record of one row.
-fn record(row: &csv::StringRecord, line: u64) -> Result<InputRecord, ReplayError> {
+fn record(row: &CsvLine, line: u64) -> Result<InputRecord, ReplayError> {
     if row.len() != COLUMNS.len() {
         return Err(ReplayError::Csv {
             line,
@@ -122,7 +120,8 @@ fn record(row: &csv::StringRecord, line: u64) -> Result<InputRecord, ReplayError
         .ok_or_else(|| bad(TIME, "not a whole number of Unix seconds"))?;
     let event_time = EventTime(millis);
     let event_type = match fields[BEHAVIOUR] {
-        "pv" | "fav" => Some(ClickEventType::ProductView),
+        "pv" => Some(ClickEventType::ProductView),
+        "fav" => Some(ClickEventType::AddToWishlist),
         "cart" => Some(ClickEventType::AddToCart),
         "buy" => None,
         _ => return Err(bad(BEHAVIOUR, "is not pv, cart, fav or buy")),
@@ -210,7 +209,7 @@ mod tests {
         let fav = click(&got[2]);
         assert_eq!(
             fav.event_type,
-            ClickEventType::ProductView,
+            ClickEventType::AddToWishlist,
             "a wishlist click"
         );
         assert_eq!(fav.sku.as_deref(), Some("2333346"));

@@ -253,7 +253,12 @@ impl CustomerState {
             ClickEventType::ProductView => inc(&mut self.product_views),
             ClickEventType::AddToCart => inc(&mut self.carts),
             ClickEventType::RemoveFromCart => inc(&mut self.cart_removals),
-            ClickEventType::PageView | ClickEventType::Search | ClickEventType::CheckoutStart => {}
+            // A wishlist click says which categories interest the customer (counted below),
+            // not that a product page was seen.
+            ClickEventType::PageView
+            | ClickEventType::Search
+            | ClickEventType::CheckoutStart
+            | ClickEventType::AddToWishlist => {}
         }
         if let Some(category) = &c.category {
             let id = interner.intern(category);

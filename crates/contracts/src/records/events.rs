@@ -25,16 +25,19 @@ pub enum ClickEventType {
     RemoveFromCart,
     /// The checkout started.
     CheckoutStart,
+    /// A product added to the wishlist (favourites).
+    AddToWishlist,
 }
 
 impl ClickEventType {
-    const SYMBOLS: [(&'static str, ClickEventType); 6] = [
+    const SYMBOLS: [(&'static str, ClickEventType); 7] = [
         ("PAGE_VIEW", ClickEventType::PageView),
         ("PRODUCT_VIEW", ClickEventType::ProductView),
         ("SEARCH", ClickEventType::Search),
         ("ADD_TO_CART", ClickEventType::AddToCart),
         ("REMOVE_FROM_CART", ClickEventType::RemoveFromCart),
         ("CHECKOUT_START", ClickEventType::CheckoutStart),
+        ("ADD_TO_WISHLIST", ClickEventType::AddToWishlist),
     ];
 
     /// The Avro symbol.
