@@ -15,35 +15,12 @@ use std::time::Instant;
 
 use fitstream::config::FitstreamConfig;
 use fitstream::{commands, embedded, inputs};
-use fitstream_contracts::EventTime;
 use fitstream_contracts::topics::TopicsConfig;
 use fitstream_runtime::kafka::driver::{self, DriverConfig};
 use fitstream_runtime::kafka::writer::TopicWriter;
 use fitstream_runtime::kafka::{KafkaConfig, admin};
-use fitstream_runtime::task::{
-    Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource,
-};
 use fitstream_runtime::watermark::WatermarkConfig;
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
-
-struct Copy {
-    to: String,
-}
-
-impl Task for Copy {
-    fn process(
-        &mut self,
-        r: &Record<'_>,
-        gate: &mut Gate<'_>,
-        ctx: &mut Ctx,
-    ) -> Result<(), Rejection> {
-        gate.at(EventTime(0))?;
-        let value = r.value.unwrap_or_default().to_vec();
-        ctx.emit(&self.to, r.key.map(<[u8]>::to_vec), value, EventTime(0));
-        Ok(())
-    }
-    fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
-}
 
 fn driver_config(cfg: &FitstreamConfig) -> DriverConfig {
     DriverConfig {
@@ -114,19 +91,11 @@ fn main() -> anyhow::Result<()> {
     );
 
     // 1. Passthrough.
-    let to = copy_topic.clone();
-    let topology = Topology {
-        name: format!("passthrough-{id}"),
-        stages: vec![Stage {
-            name: "copy".into(),
-            inputs: vec![cfg.topics.clickstream.clone(), cfg.topics.purchases.clone()],
-            tables: Vec::new(),
-            repartitions: vec![],
-            watermark: WatermarkSource::EventTime,
-            globals: vec![],
-            factory: Box::new(move |_| Box::new(Copy { to: to.clone() })),
-        }],
-    };
+    let topology = fitstream_runtime::passthrough::topology(
+        format!("passthrough-{id}"),
+        vec![cfg.topics.clickstream.clone(), cfg.topics.purchases.clone()],
+        copy_topic.clone(),
+    );
     let started = Instant::now();
     let stats = driver::run(
         topology,

@@ -16,6 +16,7 @@
 //! - [`dedup`]: the memory of ids seen within a retention of event time.
 //! - [`deadletter`]: the dead-letter record and its headers.
 //! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
+//! - [`passthrough`]: the transactional passthrough, the ceiling benchmarks divide by.
 //! - [`host`]: one task with its watermarks, markers and state, as both drivers run it.
 //! - [`embedded`]: the embedded driver, a topology in one process over in-memory records.
 //! - [`kafka`]: the Kafka driver (consumer group, transactions), client configuration, topic
@@ -34,6 +35,7 @@ pub mod join;
 pub mod kafka;
 pub mod metrics;
 pub mod partition;
+pub mod passthrough;
 pub mod shutdown;
 pub mod state;
 pub mod task;

@@ -8,7 +8,8 @@
 //!
 //! Environment: `FITSTREAM_BENCH_ROWS` (default 10000000), `FITSTREAM_BENCH_SORT_MB` (the
 //! sort's memory bound, default 64), `FITSTREAM_BENCH_DIR` (where the file and the runs go;
-//! default the system's temporary directory).
+//! default the system's temporary directory), `FITSTREAM_BENCH_WRITE` (a path: only write the
+//! file there and stop; `bench/replay-10m.sh` replays it whole with `fitstream replay`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -84,6 +85,17 @@ fn generate(path: &PathBuf, rows: u64) -> std::io::Result<()> {
 
 fn main() -> std::io::Result<()> {
     let rows = env("FITSTREAM_BENCH_ROWS", 10_000_000);
+    if let Some(path) = std::env::var_os("FITSTREAM_BENCH_WRITE") {
+        let path = PathBuf::from(path);
+        let started = Instant::now();
+        generate(&path, rows)?;
+        println!(
+            "generated {rows} rows into {} in {:.1} s",
+            path.display(),
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let bound_mb = env("FITSTREAM_BENCH_SORT_MB", 64);
     let dir = std::env::var_os("FITSTREAM_BENCH_DIR")
         .map(PathBuf::from)
