@@ -36,7 +36,10 @@ latency_rate="${VKS_LATENCY_RATE:-5000}" latency_seconds="${VKS_LATENCY_SECONDS:
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/vs-kafka-streams.XXXXXX")"
 prefix="vks-$(date +%s)-$$"
+engine_pid=""
 cleanup() {
+  # A live engine of a latency run never outlives the script.
+  [ -z "$engine_pid" ] || kill -TERM "$engine_pid" 2>/dev/null || true
   bash deploy/kafka.sh topics --delete --topic ".*$prefix.*" >/dev/null 2>&1 || true
   [ "${VKS_KEEP:-0}" = 1 ] || rm -rf "$work"
 }
@@ -170,6 +173,7 @@ latency_run() {
       --plants deploy/plants.toml --threads "$threads" --state-dir "$dir/state" >"$dir/engine.log" 2>&1 &
   fi
   pid=$!
+  engine_pid=$pid
   sleep 15 # joined its group, tasks assigned
   say "latency: $engine live, $latency_rate records/s for $latency_seconds s"
   "$EXAMPLES/latency" --config "$dir/fitstream.toml" --input "$work/latency-input.jsonl" \
@@ -179,6 +183,7 @@ latency_run() {
   }
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  engine_pid=""
   cat "$dir/latency.out" >&2
   sed -n "s/^latency: /$engine /p" "$dir/latency.out" >>"$work/latency"
 }

@@ -150,37 +150,20 @@ fn simulated_traffic_replay_reconciles() {
 }
 
 /// A small history of REES46's multi-category shop (the layout of its monthly files, with
-/// `category_code`s), made here: per category, a shopper carts and buys a product; one more
-/// shopper in a category no rule names.
-fn multi_category_history() -> String {
-    let mut csv = String::from(
-        ",event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session\n",
-    );
-    let categories = [
-        ("electronics.smartphone", 1_000),
-        ("electronics.audio.headphone", 2_000),
-        ("computers.notebook", 3_000),
-        ("appliances.kitchen.kettle", 4_000),
-    ];
-    let mut row = 0;
-    for (i, (code, product)) in categories.iter().enumerate() {
-        for (minute, kind) in [(10, "view"), (11, "cart"), (14, "purchase")] {
-            csv.push_str(&format!(
-                "{row},2019-11-01 0{i}:{minute}:00 UTC,{kind},{product},20530135{i},{code},acme,99.00,{},s-{i}\n",
-                500 + i
-            ));
-            row += 1;
-        }
-    }
-    csv
+/// `category_code`s), made by hand (`tests/data/README.md`): per category, a shopper carts and
+/// buys a product; one more shopper in a category no rule names.
+fn multi_category_history() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/multi-category.csv"
+    ))
 }
 
 #[test]
 fn a_multi_category_history_is_routed_by_category_path() {
     let dir = std::env::temp_dir().join(format!("fitstream-multi-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a directory");
-    let input = dir.join("multi-category.csv");
-    std::fs::write(&input, multi_category_history()).expect("written");
+    let input = multi_category_history();
     let cfg = FitstreamConfig::default();
     let out = dir.join("out");
     let summary = commands::replay(&cfg, &input, InputFormat::Rees46, &out).expect("replay");

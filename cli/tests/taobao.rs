@@ -188,3 +188,46 @@ fn an_unsorted_taobao_file_replays_in_event_time_order_plain_and_gzipped() {
         .late;
     assert!(late > 0, "file order has late records");
 }
+
+/// The sample in `tests/data` (the README's example): user-sorted, with wishlist clicks, a
+/// time outside the data set's days and a row that does not parse; every row has an outcome.
+#[test]
+fn the_taobao_sample_replays_with_every_row_accounted_for() {
+    let input = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/taobao-sample.csv"
+    ));
+    assert_eq!(InputFormat::guess(&input), InputFormat::Taobao);
+    let rows = std::fs::read_to_string(&input)
+        .expect("sample")
+        .lines()
+        .count() as u64;
+    let wishlist = commands::read_inputs(&input, InputFormat::Taobao)
+        .expect("read")
+        .filter(|r| {
+            matches!(r, fitstream_simulator::InputRecord::Click(c)
+                if c.event_type == fitstream_contracts::ClickEventType::AddToWishlist)
+        })
+        .count();
+    assert!(wishlist > 0, "fav rows are wishlist clicks");
+    let out = dir("sample");
+    let s = commands::replay(
+        &FitstreamConfig::default(),
+        &input,
+        InputFormat::Taobao,
+        &out,
+    )
+    .expect("replays and reconciles");
+    assert!(s.accounted(), "{:?}", s.outcomes);
+    assert_eq!(s.dead_letters.get("parse"), Some(&1));
+    let read: u64 = s.outcomes["profiler"].values().map(|o| o.read).sum();
+    assert_eq!(
+        read + 1,
+        rows,
+        "every row but the unparsable one is a record"
+    );
+    assert!(
+        s.planner.conversions >= 12,
+        "each shopper's last cart converts"
+    );
+}
