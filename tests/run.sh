@@ -2,7 +2,8 @@
 # The whole test suite, as a newcomer and CI run it: starts a real Kafka broker (installed
 # from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
 # Rust test (unit, property, embedded and against the broker), the differential test against
-# the Kafka Streams peer (bench/kafka-streams, built with Maven), validates the Kubernetes
+# the Kafka Streams peer (bench/kafka-streams, built with Maven), the consumer examples
+# (consumers/, Python from PyPI and Java with Maven) against the broker, validates the Kubernetes
 # manifests offline, and stops the broker it started, even when something fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -50,6 +51,9 @@ cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
 
 step "differential test: the planner against its Kafka Streams peer (Maven builds the peer)"
 bash tests/kafka-streams-diff.sh
+
+step "consumer kit: the Python and Java examples read every output topic as fitstream tail does"
+bash tests/consumers.sh
 
 step "Kubernetes manifests, CRDs and dashboard (offline)"
 bash deploy/validate/validate.sh

@@ -35,7 +35,7 @@ pub fn replay_with(
     let inputs = Inputs::open(input, format, options)?;
     if let Some(s) = inputs.sort_stats() {
         println!(
-            "in event-time order: {} records{} in {:.1} s ({}; {} rows that are not records)",
+            "in event-time order: {} records{} in {:.1} s ({}; rows that are not records: {})",
             s.records,
             if s.was_in_order {
                 ", already in order,"

@@ -401,3 +401,34 @@ fn a_restore_past_its_deadline_fails_instead_of_running_on_part_of_the_state() {
         })
     );
 }
+
+/// Waiting for topics to show in the metadata needs no async runtime (CI's run of 2026-12-06
+/// panicked with "no reactor running" when a loaded broker showed new topics a moment late,
+/// under `futures::executor::block_on`, as the driver calls it). A topic that never appears
+/// makes the wait time out with an error, outside any runtime, deterministically.
+#[test]
+fn waiting_for_topics_needs_no_async_runtime_and_times_out_with_an_error() {
+    let kafka = KafkaConfig {
+        bootstrap_servers: std::env::var("FITSTREAM_TEST_BOOTSTRAP")
+            .unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        ..KafkaConfig::default()
+    };
+    let never = TopicSpec {
+        name: format!("never-created-{}", uuid::Uuid::new_v4().simple()),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+        role: TopicRole::Output,
+        value: None,
+    };
+    let started = std::time::Instant::now();
+    let waited = admin::wait_visible(&kafka, &[&never], std::time::Duration::from_millis(500));
+    assert!(
+        matches!(
+            waited,
+            Err(fitstream_runtime::kafka::KafkaError::Timeout(_))
+        ),
+        "{waited:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+}

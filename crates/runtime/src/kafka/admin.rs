@@ -71,18 +71,28 @@ pub async fn ensure_topics(
         .filter(|(_, (_, p))| *p == Provisioned::Created)
         .map(|(s, _)| s)
         .collect();
-    wait_visible(config, &created).await?;
+    wait_visible(config, &created, Duration::from_secs(30))?;
     Ok(out)
 }
 
-/// Waits until the metadata shows every partition of `specs` with a leader.
-async fn wait_visible(config: &KafkaConfig, specs: &[&TopicSpec]) -> Result<(), KafkaError> {
+/// Waits until the metadata shows every partition of `specs` with a leader, at most
+/// `timeout` ([`KafkaError::Timeout`] after it).
+///
+/// Blocking, like the metadata requests it makes, and needing no async runtime: the Kafka
+/// driver and the tests call [`ensure_topics`] through `futures::executor::block_on`, where a
+/// Tokio timer panics ("no reactor running"). CI met that panic when a broker under load
+/// showed created topics a moment late.
+pub fn wait_visible(
+    config: &KafkaConfig,
+    specs: &[&TopicSpec],
+    timeout: Duration,
+) -> Result<(), KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     if specs.is_empty() {
         return Ok(());
     }
     let consumer: BaseConsumer = config.client().create()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
         let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
         let ready = specs.iter().all(|s| {
@@ -97,11 +107,12 @@ async fn wait_visible(config: &KafkaConfig, specs: &[&TopicSpec]) -> Result<(), 
             return Ok(());
         }
         if std::time::Instant::now() > deadline {
-            return Err(KafkaError::Timeout(
-                "created topics not visible in metadata after 30 s".into(),
-            ));
+            return Err(KafkaError::Timeout(format!(
+                "created topics not visible in metadata after {} ms",
+                timeout.as_millis()
+            )));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
