@@ -102,10 +102,21 @@ def main():
         "auto.offset.reset": "latest" if args.from_end else "earliest",
         "enable.auto.commit": bool(args.group),
     })
-    consumer.subscribe([args.topic])
-    last = time.monotonic()
+    # The idle time counts from the assignment: joining a new group alone can take longer
+    # (the broker's group.initial.rebalance.delay.ms is 3 s by default).
+    assigned = []
+    consumer.subscribe([args.topic], on_assign=lambda c, parts: assigned.append(time.monotonic()))
+    started = time.monotonic()
+    last = None
     try:
-        while time.monotonic() - last < args.idle:
+        while True:
+            now = time.monotonic()
+            if last is None and assigned:
+                last = assigned[0]
+            if last is None and now - started > 60:
+                raise SystemExit(f"no partitions of {args.topic} assigned within 60 s")
+            if last is not None and now - last >= args.idle:
+                break
             m = consumer.poll(0.5)
             if m is None:
                 continue

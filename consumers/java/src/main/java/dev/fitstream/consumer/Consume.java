@@ -5,6 +5,7 @@ import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Collection;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -20,8 +21,10 @@ import org.apache.avro.generic.GenericRecord;
 import org.apache.avro.io.DecoderFactory;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
@@ -121,12 +124,32 @@ public final class Consume {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, String.valueOf(group != null));
         try (KafkaConsumer<byte[], byte[]> consumer =
                 new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
-            consumer.subscribe(List.of(topic));
-            long last = System.nanoTime();
-            while (System.nanoTime() - last < idleSeconds * 1_000_000_000L) {
+            // The idle time counts from the assignment: joining a new group alone can take
+            // longer (the broker's group.initial.rebalance.delay.ms is 3 s by default).
+            long[] last = {0};
+            consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                @Override
+                public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                    if (last[0] == 0) {
+                        last[0] = System.nanoTime();
+                    }
+                }
+
+                @Override
+                public void onPartitionsRevoked(Collection<TopicPartition> partitions) {}
+            });
+            long started = System.nanoTime();
+            while (true) {
+                long now = System.nanoTime();
+                if (last[0] == 0 && now - started > 60_000_000_000L) {
+                    throw new IOException("no partitions of " + topic + " assigned within 60 s");
+                }
+                if (last[0] != 0 && now - last[0] >= idleSeconds * 1_000_000_000L) {
+                    break;
+                }
                 ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(500));
                 for (ConsumerRecord<byte[], byte[]> r : records) {
-                    last = System.nanoTime();
+                    last[0] = System.nanoTime();
                     Map<String, String> headers = new LinkedHashMap<>();
                     for (Header h : r.headers()) {
                         headers.put(h.key(), h.value() == null ? "" : new String(h.value(), StandardCharsets.UTF_8));
