@@ -115,15 +115,23 @@ impl fmt::Display for Reconciliation {
     }
 }
 
-fn lines(dir: &Path, topic: &str) -> anyhow::Result<Vec<Value>> {
+/// Calls `each` with every line of `dir/<topic>.jsonl` (none when the file is missing), one
+/// at a time: an output file can be larger than memory (a 10M-row replay writes gigabytes).
+fn each_line(
+    dir: &Path,
+    topic: &str,
+    mut each: impl FnMut(Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
     let path = dir.join(format!("{topic}.jsonl"));
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok(());
     }
-    std::fs::read_to_string(&path)?
-        .lines()
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
+    let file = std::io::BufReader::new(std::fs::File::open(&path)?);
+    for line in file.lines() {
+        each(serde_json::from_str(&line?)?)?;
+    }
+    Ok(())
 }
 
 /// Reconciles the outputs a replay wrote to `out` with the input it read.
@@ -141,23 +149,24 @@ pub fn reconcile(
         .keys()
         .filter(|t| topics.plant_of(t).is_some())
     {
-        for line in lines(out, topic)? {
+        each_line(out, topic, |line| {
             let v = &line["value"];
             if v["request_state"] == "Released" {
                 let q: f64 = v["quantity"].as_str().unwrap_or("0").parse()?;
                 released_units += q.round() as i64;
             }
-        }
+            Ok(())
+        })?;
     }
     let planner = cfg.application("planner");
     // Per reason: distinct order ids with their units, distinct cart event ids. Only records
     // the input truth counted (well-formed: their bytes decode) can be matched.
     let mut dead_orders: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
     let mut dead_carts: BTreeMap<String, HashSet<String>> = BTreeMap::new();
-    for line in lines(out, &topics.dead_letter)? {
+    each_line(out, &topics.dead_letter, |line| {
         let h = &line["headers"];
         if h["fitstream.service"] != planner.as_str() {
-            continue;
+            return Ok(());
         }
         let reason = h["fitstream.error.reason"]
             .as_str()
@@ -167,7 +176,7 @@ pub fn reconcile(
         let bytes = hex::decode(line["value"]["value_hex"].as_str().unwrap_or_default())?;
         if source == topics.purchases {
             let Ok(p) = codec.decode_unchecked::<PurchaseEvent>(source, &bytes) else {
-                continue;
+                return Ok(());
             };
             if truth.orders.contains_key(&p.order_id) {
                 let units = p.lines.iter().map(|l| i64::from(l.quantity)).sum();
@@ -178,14 +187,19 @@ pub fn reconcile(
             }
         } else if source == topics.clickstream {
             let Ok(c) = codec.decode_unchecked::<ClickEvent>(source, &bytes) else {
-                continue;
+                return Ok(());
             };
             if truth.carts.contains(&c.event_id) {
                 dead_carts.entry(reason).or_default().insert(c.event_id);
             }
         }
-    }
-    let abandoned = lines(out, &topics.cart_abandonment)?.len() as u64;
+        Ok(())
+    })?;
+    let mut abandoned = 0u64;
+    each_line(out, &topics.cart_abandonment, |_| {
+        abandoned += 1;
+        Ok(())
+    })?;
     Ok(Reconciliation {
         purchased_units: truth.orders.values().sum(),
         released_units,
