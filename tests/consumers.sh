@@ -24,23 +24,11 @@ jar="$(bash consumers/java/build.sh)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/consumers.XXXXXX")"
 prefix="cons-$(date +%s)-$$"
 trap 'bash deploy/kafka.sh topics --delete --topic ".*$prefix.*" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-cat >"$work/fitstream.toml" <<TOML
-application_suffix = "-$prefix"
-[kafka]
-bootstrap_servers = "$BOOTSTRAP"
-[topics]
-clickstream = "$prefix.iob.clickstream.v1"
-purchases = "$prefix.iob.purchases.v1"
-profiles = "$prefix.iob.customer-profiles.v1"
-segment_models = "$prefix.iob.segment-models.v1"
-segment_assignments = "$prefix.marketing.segment-assignments.v1"
-segment_profiles = "$prefix.marketing.segment-profiles.v1"
-cart_abandonment = "$prefix.marketing.cart-abandonment.v1"
-build_orders = "$prefix.factory.{plant}.build-orders.v1"
-dead_letter = "$prefix.iob.dead-letter.v1"
-partitions = 3
-retention_ms = -1
-TOML
+# The same configuration as the differential test's (every topic under the prefix, no
+# time-based retention), three partitions.
+# shellcheck source=../bench/kafka-streams/harness.sh
+source bench/kafka-streams/harness.sh
+kd_configs "$work" "$prefix" 3
 cfg=(--config "$work/fitstream.toml")
 "$FITSTREAM" "${cfg[@]}" topics create >/dev/null
 "$FITSTREAM" "${cfg[@]}" simulate --bootstrap "$BOOTSTRAP" --seconds 7200 --rate 3 --customers 400 --seed 7 >/dev/null
