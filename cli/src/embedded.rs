@@ -160,6 +160,57 @@ fn feed_assignments(engine: &mut Embedded, topic: &str, produced: &[Produced]) {
     }
 }
 
+/// Records of one topic kept in an unnamed temporary file (gone when dropped), in order: a
+/// key-presence byte, the key and the value, each length-prefixed.
+struct Spill {
+    file: std::io::BufWriter<File>,
+}
+
+impl Spill {
+    fn new() -> std::io::Result<Spill> {
+        Ok(Spill {
+            file: std::io::BufWriter::new(tempfile::tempfile()?),
+        })
+    }
+
+    /// Keeps the records of `topic` among `produced`.
+    fn keep(&mut self, topic: &str, produced: &[Produced]) -> std::io::Result<()> {
+        use std::io::Write;
+        for p in produced.iter().filter(|p| p.topic == topic) {
+            let value = p.value.as_deref().unwrap_or_default();
+            self.file.write_all(&[u8::from(p.key.is_some())])?;
+            for bytes in [p.key.as_deref().unwrap_or_default(), value] {
+                self.file.write_all(&(bytes.len() as u64).to_le_bytes())?;
+                self.file.write_all(bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every record kept, in order.
+    fn replay(self, mut each: impl FnMut(Option<&[u8]>, &[u8])) -> anyhow::Result<()> {
+        use std::io::{Read, Seek};
+        let mut file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        let mut file = std::io::BufReader::new(file);
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        let mut present = [0u8; 1];
+        loop {
+            match file.read_exact(&mut present) {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                other => other?,
+            }
+            for buf in [&mut key, &mut value] {
+                let mut len = [0u8; 8];
+                file.read_exact(&mut len)?;
+                buf.resize(u64::from_le_bytes(len) as usize, 0);
+                file.read_exact(buf)?;
+            }
+            each((present[0] == 1).then_some(&key[..]), &value);
+        }
+    }
+}
+
 /// Writes output records to `out/<topic>.jsonl` and keeps the summary.
 struct Outputs<'a> {
     cfg: &'a FitstreamConfig,
@@ -414,20 +465,15 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
     let mut services = Services::new(cfg, planner_cfg, routing);
     let mut summary = Summary::default();
-    let mut assignments = Vec::new();
-    let mut keep = |segmented: &[Produced]| {
-        assignments.extend(
-            segmented
-                .iter()
-                .filter(|p| p.topic == cfg.topics.segment_assignments)
-                .cloned(),
-        );
-    };
+    // The assignments wait on disk for the second pass, not in memory: they grow with the
+    // input's length.
+    let mut assignments = Spill::new()?;
+    let topic = &cfg.topics.segment_assignments;
     for record in inputs()? {
         summary.inputs += 1;
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
         let segmented = services.segment(&r);
-        keep(&segmented);
+        assignments.keep(topic, &segmented)?;
         outputs.write(segmented, &mut summary)?;
         if summary.inputs % 5_000 == 0 {
             progress(&summary);
@@ -435,13 +481,9 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     }
     services.segmentation.finish()?;
     let segmented = services.segmentation.drain();
-    keep(&segmented);
+    assignments.keep(topic, &segmented)?;
     outputs.write(segmented, &mut summary)?;
-    feed_assignments(
-        &mut services.planner,
-        &cfg.topics.segment_assignments,
-        &assignments,
-    );
+    assignments.replay(|key, value| services.planner.push(topic, key, value))?;
     for record in inputs()? {
         let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
         outputs.write(services.plan(&r), &mut summary)?;

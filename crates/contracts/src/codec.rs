@@ -22,8 +22,20 @@ use crate::validate::{self, ValidationError};
 pub const MAGIC: u8 = 0x00;
 /// Bytes before the Avro datum.
 pub const HEADER_LEN: usize = 5;
-/// Default largest value accepted, in bytes.
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The producers' `message.max.bytes` (librdkafka's default, set explicitly on every
+/// producer): the largest record, key, value and headers included, a producer sends.
+pub const PRODUCER_MAX_MESSAGE_BYTES: usize = 1_000_000;
+/// Default largest value accepted, in bytes, read or written: below
+/// [`PRODUCER_MAX_MESSAGE_BYTES`] with room for a key and headers, so every record the codec
+/// writes fits a produce request.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 900_000;
+const _: () = assert!(DEFAULT_MAX_VALUE_BYTES + 64 * 1024 <= PRODUCER_MAX_MESSAGE_BYTES);
+/// The most memory one Avro string, bytes or collection may ask for while decoding (the
+/// `apache_avro` allocation limit, process-wide, set by the first [`Codec`]). Above any value
+/// the codec accepts, so a length prefix can never ask for more than a value could hold; a
+/// crafted length or count is refused before anything is allocated. Its default, 512 MiB, let
+/// a 70-byte record ask for 679 MB.
+pub const AVRO_MAX_ALLOCATION_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why bytes could not become a record. Each variant maps to a dead-letter reason.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +98,18 @@ impl DecodeError {
     }
 }
 
-/// Why a record could not be encoded. These are bugs or configuration errors, not bad data.
+/// Why a record could not be encoded: a bug or a configuration error, or a record too large
+/// to be written (its service dead-letters it).
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    /// Larger than the codec's limit: no producer could send it.
+    #[error("encoded value of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Encoded length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
     /// The subject has no id yet (call [`Codec::prepare_writer`] at startup).
     #[error("no schema id for subject `{0}`: prepare the writer first")]
     NotPrepared(String),
@@ -178,6 +199,10 @@ pub fn value_subject(topic: &str) -> String {
 impl Codec {
     /// A codec over `registry`.
     pub fn new(registry: Registry, max_value_bytes: usize) -> Codec {
+        let avro = apache_avro::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
+        if avro != AVRO_MAX_ALLOCATION_BYTES {
+            tracing::warn!("the Avro allocation limit was already set to {avro} bytes");
+        }
         Codec {
             inner: Arc::new(Inner {
                 registry,
@@ -232,6 +257,13 @@ impl Codec {
         };
         let datum = apache_avro::to_avro_datum(T::KIND.schema(), record.to_avro()?)
             .map_err(|e| EncodeError::Avro(e.to_string()))?;
+        let max = self.inner.max_value_bytes;
+        if HEADER_LEN + datum.len() > max {
+            return Err(EncodeError::TooLarge {
+                len: HEADER_LEN + datum.len(),
+                max,
+            });
+        }
         Ok(frame(id, &datum))
     }
 

@@ -304,6 +304,9 @@ impl Embedded {
 
     fn route(&mut self, stage: usize, task_partition: i32, ctx: Ctx) {
         account(&ctx, &self.config.service);
+        for r in &ctx.rejected {
+            self.dead_letter(r.dead_letter(&self.config.service, 0));
+        }
         for e in ctx.emits {
             if self.topology.is_repartition(&e.topic) {
                 let value = e.value.clone().unwrap_or_default();

@@ -183,9 +183,73 @@ pub struct Ctx {
     pub late: u64,
     /// Duplicates dropped.
     pub duplicates: u64,
+    /// Outputs the task could not write (see [`Ctx::reject_output`]).
+    pub rejected: Vec<RejectedOutput>,
+}
+
+/// An output a task made but could not write (too large to encode): it goes to the
+/// dead-letter topic in its place, with its topic as the source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RejectedOutput {
+    /// The topic it was meant for.
+    pub topic: String,
+    /// Its key.
+    pub key: Option<Vec<u8>>,
+    /// What can be kept of it (the dead letter bounds it).
+    pub value: Option<Vec<u8>>,
+    /// Why.
+    pub reason: Reason,
+    /// Details for people.
+    pub message: String,
+}
+
+impl RejectedOutput {
+    /// Its dead letter, written by `service` at `failed_at_ms`.
+    pub fn dead_letter(&self, service: &str, failed_at_ms: i64) -> DeadLetter {
+        DeadLetter::new(
+            self.key.as_deref(),
+            self.value.as_deref(),
+            self.reason,
+            self.message.clone(),
+            Source {
+                topic: self.topic.clone(),
+                partition: -1,
+                offset: -1,
+            },
+            service,
+            failed_at_ms,
+        )
+    }
 }
 
 impl Ctx {
+    /// Whether the call produced nothing to write (no output, no rejected output).
+    pub fn is_empty(&self) -> bool {
+        self.emits.is_empty() && self.rejected.is_empty()
+    }
+
+    /// An output for `topic` that could not be encoded: dead-lettered with `error`'s reason
+    /// (`too-large` for a value over the codec's limit), never dropped and never a crash.
+    pub fn reject_output(
+        &mut self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        error: &fitstream_contracts::EncodeError,
+    ) {
+        let reason = match error {
+            fitstream_contracts::EncodeError::TooLarge { .. } => Reason::TooLarge,
+            _ => Reason::Schema,
+        };
+        tracing::error!(topic, "an output could not be written: {error}");
+        self.rejected.push(RejectedOutput {
+            topic: topic.to_owned(),
+            key,
+            value: None,
+            reason,
+            message: format!("output for {topic}: {error}"),
+        });
+    }
+
     /// Emits a record.
     pub fn emit(
         &mut self,

@@ -107,7 +107,11 @@ impl PlannerApp {
                             bytes,
                             a.window_closed_at,
                         ),
-                        Err(e) => tracing::error!("cannot encode an abandonment: {e}"),
+                        Err(e) => ctx.reject_output(
+                            &self.topics.cart_abandonment,
+                            Some(a.customer_id.into_bytes()),
+                            &e,
+                        ),
                     }
                 }
                 Output::BuildOrder { plant, order } => {
@@ -125,7 +129,11 @@ impl PlannerApp {
                                 order.window_end,
                             )
                         }
-                        Err(e) => tracing::error!("cannot encode a build order: {e}"),
+                        Err(e) => ctx.reject_output(
+                            &topic,
+                            Some(order.material_definition_id.into_bytes()),
+                            &e,
+                        ),
                     }
                 }
             }

@@ -54,6 +54,11 @@ impl KafkaConfig {
     pub fn client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
+        // Explicit: the codec keeps every value it writes below it (a property may raise it).
+        c.set(
+            "message.max.bytes",
+            fitstream_contracts::codec::PRODUCER_MAX_MESSAGE_BYTES.to_string(),
+        );
         for (k, v) in &self.properties {
             // Environment variables cannot carry dots: `SASL_USERNAME` means `sasl.username`
             // (no librdkafka property has an underscore).

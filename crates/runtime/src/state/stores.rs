@@ -98,10 +98,18 @@ impl<T: Serialize + DeserializeOwned + Default> Store for Value<T> {
 
 /// A sorted map written per changed key (a tombstone for a removed one). Reading goes
 /// through `Deref` to the map.
+///
+/// A key added and removed between two checkpoints is never written and leaves nothing
+/// behind, so what the store remembers between checkpoints is bounded by its live keys and
+/// the keys written before, however long it runs without one (a replay checkpoints only at
+/// its end).
 #[derive(Debug)]
 pub struct Keyed<K, V> {
     map: BTreeMap<K, V>,
+    /// Keys whose value differs from what the changelog has.
     changed: BTreeSet<K>,
+    /// Of those, the keys the changelog does not have (added since the last checkpoint).
+    unwritten: BTreeSet<K>,
 }
 
 impl<K, V> Default for Keyed<K, V> {
@@ -109,23 +117,43 @@ impl<K, V> Default for Keyed<K, V> {
         Keyed {
             map: BTreeMap::new(),
             changed: BTreeSet::new(),
+            unwritten: BTreeSet::new(),
         }
     }
 }
 
 impl<K: Ord + Clone, V> Keyed<K, V> {
+    /// Marks `key` changed before a write; remembers whether the changelog lacks it.
+    fn touch(&mut self, key: &K) {
+        // Absent now and unchanged since the checkpoint: absent from the changelog too.
+        if !self.map.contains_key(key) && self.changed.insert(key.clone()) {
+            self.unwritten.insert(key.clone());
+        } else {
+            self.changed.insert(key.clone());
+        }
+    }
+
+    /// Marks `key` removed: a tombstone at the next checkpoint, unless it was never written.
+    fn removed(&mut self, key: &K) {
+        if self.unwritten.remove(key) {
+            self.changed.remove(key);
+        } else {
+            self.changed.insert(key.clone());
+        }
+    }
+
     /// The value of `key` to change in place, inserted as the default when absent.
     pub fn get_or_insert_default(&mut self, key: K) -> &mut V
     where
         V: Default,
     {
-        self.changed.insert(key.clone());
+        self.touch(&key);
         self.map.entry(key).or_default()
     }
 
     /// Inserts or replaces a value.
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        self.changed.insert(key.clone());
+        self.touch(&key);
         self.map.insert(key, value)
     }
 
@@ -133,7 +161,7 @@ impl<K: Ord + Clone, V> Keyed<K, V> {
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let old = self.map.remove(key);
         if old.is_some() {
-            self.changed.insert(key.clone());
+            self.removed(key);
         }
         old
     }
@@ -141,7 +169,7 @@ impl<K: Ord + Clone, V> Keyed<K, V> {
     /// Removes the first entry.
     pub fn pop_first(&mut self) -> Option<(K, V)> {
         let (k, v) = self.map.pop_first()?;
-        self.changed.insert(k.clone());
+        self.removed(&k);
         Some((k, v))
     }
 
@@ -162,6 +190,7 @@ impl<K, V> Deref for Keyed<K, V> {
 
 impl<K: StoreKey, V: Serialize + DeserializeOwned> Store for Keyed<K, V> {
     fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        self.unwritten.clear();
         for key in std::mem::take(&mut self.changed) {
             match self.map.get(&key) {
                 Some(v) => out.put(&key.to_bytes(), v)?,
@@ -322,6 +351,92 @@ mod tests {
             store.restore(k, v.as_deref()).expect("restores");
         }
         store.restored().expect("restored");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u8, u16),
+        Remove(u8),
+        PopFirst,
+        Bump(u8),
+        Checkpoint,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..12, any::<u16>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            (0u8..12).prop_map(Op::Remove),
+            Just(Op::PopFirst),
+            (0u8..12).prop_map(Op::Bump),
+            Just(Op::Checkpoint),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the operations, a restore of the changelog gives the map as of each
+        /// checkpoint; a tombstone is written only for a key the changelog has; and what
+        /// the store remembers between checkpoints never exceeds its live keys plus the
+        /// keys written before (a key added and removed in between leaves nothing).
+        #[test]
+        fn a_keyed_store_writes_what_restores_it_and_remembers_no_more(
+            ops in proptest::collection::vec(op(), 0..200)
+        ) {
+            let mut s: Keyed<String, u16> = Keyed::default();
+            let mut log = Vec::new();
+            let mut logged: BTreeSet<String> = BTreeSet::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => { s.insert(k.to_string(), v); }
+                    Op::Remove(k) => { s.remove(&k.to_string()); }
+                    Op::PopFirst => { s.pop_first(); }
+                    Op::Bump(k) => {
+                        *s.get_or_insert_default(k.to_string()) += 1;
+                        if let Some(v) = s.get_mut(&k.to_string()) { *v = v.wrapping_add(1); }
+                    }
+                    Op::Checkpoint => {
+                        let from = log.len();
+                        write(&mut s, &mut log);
+                        for (k, v) in &log[from..] {
+                            let k = String::from_utf8(k[2..].to_vec()).expect("utf-8");
+                            match v {
+                                Some(_) => { logged.insert(k); }
+                                None => proptest::prop_assert!(
+                                    logged.remove(&k), "a tombstone for {k}, never written"
+                                ),
+                            }
+                        }
+                        let mut r: Keyed<String, u16> = Keyed::default();
+                        read(&mut r, &log);
+                        proptest::prop_assert_eq!(&*r, &*s);
+                    }
+                }
+                let remembered = s.changed.len();
+                let bound = s.map.len() + logged.len();
+                proptest::prop_assert!(remembered <= bound, "{remembered} > {bound}");
+                proptest::prop_assert!(s.changed.iter().all(|k| s.map.contains_key(k) || logged.contains(k)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_added_and_removed_between_checkpoints_is_never_written() {
+        let mut s: Keyed<String, u8> = Keyed::default();
+        let mut log = Vec::new();
+        for i in 0..10_000u32 {
+            s.insert(i.to_string(), 1);
+            s.remove(&i.to_string());
+        }
+        assert!(s.changed.is_empty() && s.unwritten.is_empty());
+        s.insert("kept".into(), 2);
+        write(&mut s, &mut log);
+        assert_eq!(log.len(), 1, "one put");
+        s.remove(&"kept".to_string());
+        s.insert("kept".into(), 3);
+        s.remove(&"kept".to_string());
+        write(&mut s, &mut log);
+        assert_eq!(log.len(), 2, "then its tombstone");
+        assert_eq!(log[1].1, None);
     }
 
     #[test]

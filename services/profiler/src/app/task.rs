@@ -158,7 +158,7 @@ impl ProfileTask {
                 METRICS.assignments_changed.inc();
                 bump(&self.app.counters.assignments);
             }
-            Err(e) => tracing::error!("cannot encode a segment assignment: {e}"),
+            Err(e) => ctx.reject_output(topic, Some(customer.as_bytes().to_vec()), &e),
         }
     }
 
@@ -200,7 +200,7 @@ impl ProfileTask {
                     ctx.emit(topic, Some(id.as_bytes().to_vec()), bytes, t);
                     bump(&self.app.counters.profiles);
                 }
-                Err(e) => tracing::error!("cannot encode a customer profile: {e}"),
+                Err(e) => ctx.reject_output(topic, Some(id.as_bytes().to_vec()), &e),
             }
             let key = (t, id);
             if self.queue.insert(key.clone(), profile.features).is_none() {

@@ -255,7 +255,7 @@ impl FitTask {
                 cutoff,
             ),
             Err(e) => {
-                tracing::error!("cannot encode the segment model: {e}");
+                ctx.reject_output(&topics.segment_models, Some(MODEL_KEY.to_vec()), &e);
                 bump(&self.app.counters.fit_failures);
                 return;
             }
@@ -268,7 +268,11 @@ impl FitTask {
                     bytes,
                     cutoff,
                 ),
-                Err(e) => tracing::error!("cannot encode a segment profile: {e}"),
+                Err(e) => ctx.reject_output(
+                    &topics.segment_profiles,
+                    Some(p.segment_id.to_string().into_bytes()),
+                    &e,
+                ),
             }
         }
         METRICS.model_version.set(outcome.model.version);

@@ -67,7 +67,7 @@ impl Driver<'_> {
             if let Some(slot) = self.slots.get_mut(&(stage, p)) {
                 f(slot.task.as_mut(), &mut ctx);
             }
-            if !ctx.emits.is_empty() {
+            if !ctx.is_empty() {
                 self.begin()?;
             }
             self.route(stage, p, ctx)?;

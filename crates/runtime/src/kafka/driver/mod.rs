@@ -114,6 +114,29 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Failures of the driver in a row, forgiven after a healthy period: a driver that ran
+/// [`Restarts::HEALTHY`] before it failed starts counting again, so a service that meets a
+/// broker fault once a day is not ended by the fifth, and one that fails at once, over and
+/// over, ends after [`Restarts::LIMIT`].
+#[derive(Debug, Default)]
+struct Restarts {
+    failures: u32,
+}
+
+impl Restarts {
+    const LIMIT: u32 = 5;
+    const HEALTHY: Duration = Duration::from_secs(120);
+
+    /// A run that lasted `ran_for` failed: whether to restart.
+    fn failed(&mut self, ran_for: Duration) -> bool {
+        if ran_for >= Self::HEALTHY {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        self.failures <= Self::LIMIT
+    }
+}
+
 /// Runs `topology` until `shutdown` is set or a fatal error occurs.
 pub fn run(
     topology: Topology,
@@ -122,12 +145,18 @@ pub fn run(
 ) -> Result<DriverStats, KafkaError> {
     // Crash-only: a broken producer or a fenced transaction restarts the driver in this
     // process (state and offsets come back from Kafka); a few failures in a row end it.
-    let mut failures = 0;
+    let mut restarts = Restarts::default();
     loop {
+        let started = Instant::now();
         match run_once(&topology, &config, &shutdown) {
-            Err(KafkaError::Client(e)) if failures < 5 && !shutdown.load(Ordering::SeqCst) => {
-                failures += 1;
-                tracing::warn!("restarting the {} driver after: {e}", topology.name);
+            Err(KafkaError::Client(e))
+                if !shutdown.load(Ordering::SeqCst) && restarts.failed(started.elapsed()) =>
+            {
+                tracing::warn!(
+                    failures = restarts.failures,
+                    "restarting the {} driver after: {e}",
+                    topology.name
+                );
                 std::thread::sleep(Duration::from_secs(1));
             }
             other => return other,
@@ -387,4 +416,29 @@ struct Driver<'t> {
     last_table_check: Instant,
     last_backlog_check: Instant,
     quiet_since: Option<Instant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_in_a_row_end_the_driver_but_a_healthy_period_forgives_them() {
+        let quick = Duration::from_secs(3);
+        let mut r = Restarts::default();
+        for _ in 0..Restarts::LIMIT {
+            assert!(r.failed(quick));
+        }
+        assert!(!r.failed(quick), "the sixth failure in a row ends it");
+
+        let mut r = Restarts::default();
+        for day in 0..50 {
+            assert!(r.failed(Restarts::HEALTHY * 100), "day {day}");
+            assert_eq!(r.failures, 1);
+        }
+        for _ in 1..Restarts::LIMIT {
+            assert!(r.failed(quick));
+        }
+        assert!(!r.failed(quick));
+    }
 }

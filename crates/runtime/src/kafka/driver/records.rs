@@ -160,6 +160,9 @@ impl Driver<'_> {
     ) -> Result<(), KafkaError> {
         account(&ctx, &self.service);
         let now = now_ms();
+        for r in &ctx.rejected {
+            self.dead_letter(&r.dead_letter(&self.service, now))?;
+        }
         for e in ctx.emits {
             let n = self.partitions_of(&e.topic)?;
             if e.kind == EmitKind::Progress {
@@ -213,7 +216,7 @@ impl Driver<'_> {
                 slot.idle = idle;
             }
             if let Some(ctx) = slot.tick(now) {
-                if !ctx.emits.is_empty() {
+                if !ctx.is_empty() {
                     self.begin()?;
                 }
                 self.route(stage, p, ctx)?;

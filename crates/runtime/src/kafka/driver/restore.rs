@@ -105,7 +105,7 @@ impl Driver<'_> {
                 }
             }
             self.slots.insert((stage_idx, p), slot);
-            if !ctx.emits.is_empty() {
+            if !ctx.is_empty() {
                 self.begin()?;
             }
             self.route(stage_idx, p, ctx)?;
