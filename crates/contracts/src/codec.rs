@@ -199,7 +199,7 @@ pub fn value_subject(topic: &str) -> String {
 impl Codec {
     /// A codec over `registry`.
     pub fn new(registry: Registry, max_value_bytes: usize) -> Codec {
-        let avro = apache_avro::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
+        let avro = apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
         if avro != AVRO_MAX_ALLOCATION_BYTES {
             tracing::warn!("the Avro allocation limit was already set to {avro} bytes");
         }

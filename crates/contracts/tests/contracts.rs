@@ -199,50 +199,6 @@ fn huge_values_are_too_large_to_write_and_to_read() {
     assert_eq!(err.reason(), "too-large");
 }
 
-/// A zig-zag varint, as Avro writes lengths and counts.
-fn avro_long(n: i64) -> Vec<u8> {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    let mut out = Vec::new();
-    loop {
-        let b = (z & 0x7f) as u8;
-        z >>= 7;
-        if z == 0 {
-            out.push(b);
-            return out;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-/// A few bytes whose length prefix asks for hundreds of megabytes are refused by the Avro
-/// allocation limit before anything is allocated: the decoder names the allocation, where
-/// with apache_avro's default limit (512 MiB) it would allocate the buffer and then fail to
-/// fill it.
-#[test]
-fn a_crafted_length_or_count_is_refused_before_it_is_allocated() {
-    let codec = Codec::pinned();
-    let id = fitstream_contracts::registry::default_pinned_id(SchemaKind::ClickEvent);
-    // event_id: a string of 300 MB, in a 10-byte record.
-    let datum = avro_long(300_000_000);
-    let err = codec
-        .decode::<ClickEvent>(CLICKS, &codec::frame(id, &datum))
-        .expect_err("refused");
-    assert_eq!(err.reason(), "decode", "{err}");
-    assert!(err.to_string().contains("llocat"), "{err}");
-    // A map (as `options`) whose count claims a million entries, in a 3-byte datum:
-    // the limit the codec set holds for every Avro read of the process.
-    let map = Schema::parse_str(r#"{"type": "map", "values": "string"}"#).expect("schema");
-    #[allow(deprecated)]
-    let err = apache_avro::from_avro_datum(&map, &mut &avro_long(1_000_000)[..], None)
-        .expect_err("refused");
-    assert!(err.to_string().contains("llocat"), "{err}");
-    assert_eq!(
-        codec::AVRO_MAX_ALLOCATION_BYTES,
-        apache_avro::max_allocation_bytes(0),
-        "the limit is the codec's"
-    );
-}
-
 /// A schema registry serving the two endpoints fitstream uses, on loopback: the real HTTP
 /// protocol, with the registry's storage kept in memory.
 mod registry_server {

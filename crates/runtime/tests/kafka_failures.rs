@@ -51,7 +51,8 @@ impl Serialize for Tally {
     }
 }
 
-/// Copies every record to `to` and counts it; the record `poison` poisons the count.
+/// Copies every record to `to` and counts it; the record `poison` poisons the count; the
+/// record `unwritable` makes an output too large to write.
 struct Counting {
     to: String,
     tally: Value<Tally>,
@@ -73,6 +74,15 @@ impl Task for Counting {
             ));
         }
         let value = record.value.unwrap_or_default();
+        if value == b"unwritable" {
+            // What a service does when its output does not encode within the codec's limit.
+            let error = fitstream_contracts::EncodeError::TooLarge {
+                len: 2_000_000,
+                max: fitstream_contracts::codec::DEFAULT_MAX_VALUE_BYTES,
+            };
+            ctx.reject_output(&self.to, record.key.map(<[u8]>::to_vec), &error);
+            return Ok(());
+        }
         if value == b"poison" {
             self.tally.poisoned = true;
         } else {
@@ -363,6 +373,39 @@ fn marker_headers_on_an_input_topic_are_dead_lettered_and_move_no_watermark() {
         vec![(b"forged".to_vec(), "marker-on-input".to_owned())],
         "the forged marker is dead-lettered with its reason, and nothing else is"
     );
+}
+
+/// An output that cannot be written goes to the dead-letter topic in its place, with its
+/// topic as the source and the reason: the run goes on and commits, no restart, no loss.
+#[test]
+fn an_output_that_cannot_be_written_is_dead_lettered_and_the_run_goes_on() {
+    let s = Setup::new("unwritable");
+    s.produce(
+        &s.input,
+        &[(b"k", b"a"), (b"u", b"unwritable"), (b"k", b"b")],
+    );
+    let stats = s.run().expect("the run ends");
+    assert_eq!(s.values(&s.output), vec![b"a".to_vec(), b"b".to_vec()]);
+    let dead = s.read(&s.dead_letters);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let header = |name: &str| {
+        dead[0]
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(
+        header("fitstream.error.reason").as_deref(),
+        Some("too-large")
+    );
+    assert_eq!(
+        header("fitstream.source.topic").as_deref(),
+        Some(s.output.as_str())
+    );
+    assert_eq!(dead[0].key.as_deref(), Some(&b"u"[..]));
+    assert_eq!(s.committed(), Some(3), "every input offset committed");
+    assert!(stats.commits >= 1);
 }
 
 #[test]
