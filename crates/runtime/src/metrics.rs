@@ -60,10 +60,14 @@ pub struct Metrics {
     pub model_quality: prometheus::Gauge,
     /// 1 once state is restored and processing runs.
     pub ready: IntGauge,
+    /// Tasks of the current assignment whose state is not yet restored.
+    pub restore_pending: IntGauge,
+    /// Changelog records read by restores.
+    pub restore_records: prometheus::IntCounter,
 }
 
 /// Every metric name, as Prometheus shows them (histograms by base name).
-pub const NAMES: [&str; 23] = [
+pub const NAMES: [&str; 25] = [
     "fitstream_records_in_total",
     "fitstream_records_out_total",
     "fitstream_late_records_total",
@@ -86,6 +90,8 @@ pub const NAMES: [&str; 23] = [
     "fitstream_segments",
     "fitstream_model_quality",
     "fitstream_ready",
+    "fitstream_restore_pending_tasks",
+    "fitstream_restore_records_total",
     "fitstream_build_info",
 ];
 
@@ -174,6 +180,17 @@ impl Metrics {
             "fitstream_ready",
             "1 once state is restored and processing runs.",
         );
+        let restore_pending = int(
+            "fitstream_restore_pending_tasks",
+            "Tasks of the current assignment whose state is not yet restored.",
+        );
+        let restore_records = prometheus::IntCounter::new(
+            "fitstream_restore_records_total",
+            "Changelog records read by state restores.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(restore_records.clone()))
+            .expect("registered once");
         let model_quality = prometheus::Gauge::new(
             "fitstream_model_quality",
             "Quality score of the current model.",
@@ -272,6 +289,8 @@ impl Metrics {
                 "Event-time watermark as Unix seconds.",
                 &["operator"],
             ),
+            restore_pending,
+            restore_records,
             model_version,
             segments,
             model_quality,

@@ -20,7 +20,7 @@ use fitstream_runtime::kafka::driver::{self, DriverConfig, DriverStats};
 use fitstream_runtime::kafka::reader::{ConsumedRecord, read_until_idle};
 use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
 use fitstream_runtime::kafka::{KafkaConfig, KafkaError, admin};
-use fitstream_runtime::state::{self, Store, Value, codec};
+use fitstream_runtime::state::{self, Keyed, Store, Value, codec};
 use fitstream_runtime::task::{
     Ctx, Gate, Record, Rejection, Stage, Task, Topology, WatermarkSource, marker_headers,
 };
@@ -52,10 +52,27 @@ impl Serialize for Tally {
 }
 
 /// Copies every record to `to` and counts it; the record `poison` poisons the count; the
-/// record `unwritable` makes an output too large to write.
+/// record `unwritable` makes an output too large to write; a record `remember-...` is kept
+/// in a store that is slow to restore.
 struct Counting {
     to: String,
     tally: Value<Tally>,
+    remembered: SlowToRestore,
+}
+
+/// A keyed store whose restore takes a millisecond per entry: a large state's restore.
+#[derive(Default)]
+struct SlowToRestore(Keyed<String, i64>);
+
+impl Store for SlowToRestore {
+    fn checkpoint(&mut self, out: &mut state::Changes<'_>) -> Result<(), state::StateError> {
+        self.0.checkpoint(out)
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), state::StateError> {
+        std::thread::sleep(Duration::from_millis(1));
+        self.0.restore(key, value)
+    }
 }
 
 impl Task for Counting {
@@ -83,6 +100,11 @@ impl Task for Counting {
             ctx.reject_output(&self.to, record.key.map(<[u8]>::to_vec), &error);
             return Ok(());
         }
+        if value.starts_with(b"remember-") {
+            self.remembered
+                .0
+                .insert(String::from_utf8_lossy(value).into_owned(), record.offset);
+        }
         if value == b"poison" {
             self.tally.poisoned = true;
         } else {
@@ -95,7 +117,10 @@ impl Task for Counting {
     fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
 
     fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
-        vec![("tally", &mut self.tally)]
+        vec![
+            ("tally", &mut self.tally),
+            ("remembered", &mut self.remembered),
+        ]
     }
 }
 
@@ -153,6 +178,7 @@ impl Setup {
                     Box::new(Counting {
                         to: to.clone(),
                         tally: Value::default(),
+                        remembered: SlowToRestore::default(),
                     })
                 }),
             }],
@@ -406,6 +432,55 @@ fn an_output_that_cannot_be_written_is_dead_lettered_and_the_run_goes_on() {
     assert_eq!(dead[0].key.as_deref(), Some(&b"u"[..]));
     assert_eq!(s.committed(), Some(3), "every input offset committed");
     assert!(stats.commits >= 1);
+}
+
+/// A restore longer than `max.poll.interval.ms` (here 8,000 entries at a millisecond each,
+/// against 6 s) runs between polls of the group: the instance keeps its membership (one
+/// assignment, no revocation), and the run goes on from the restored state.
+#[test]
+fn a_restore_longer_than_the_poll_interval_keeps_the_group() {
+    let s = Setup::new("long-restore");
+    let values: Vec<Vec<u8>> = (0..8_000)
+        .map(|i| format!("remember-{i}").into_bytes())
+        .collect();
+    let records: Vec<(&[u8], &[u8])> = values.iter().map(|v| (&b"k"[..], &v[..])).collect();
+    s.produce(&s.input, &records);
+    s.run().expect("the first run ends");
+    assert_eq!(s.committed(), Some(8_000));
+
+    s.produce(&s.input, &[(b"k", b"after")]);
+    let mut kafka = s.kafka.clone();
+    kafka
+        .properties
+        .insert("max.poll.interval.ms".into(), "6000".into());
+    kafka
+        .properties
+        .insert("session.timeout.ms".into(), "6000".into());
+    let restored_before = fitstream_runtime::metrics::METRICS.restore_records.get();
+    let started = std::time::Instant::now();
+    let stats = s.run_with(kafka).expect("the second run ends");
+    assert!(
+        stats.restored >= 8_000,
+        "{} changelog records restored",
+        stats.restored
+    );
+    assert!(
+        started.elapsed() > Duration::from_secs(8),
+        "the restore took its time"
+    );
+    assert_eq!(
+        stats.rebalances, 1,
+        "one assignment, never revoked: the group did not lose the instance"
+    );
+    assert!(
+        fitstream_runtime::metrics::METRICS.restore_records.get() - restored_before >= 8_000,
+        "the restore's progress is counted"
+    );
+    let outputs = s.values(&s.output);
+    assert_eq!(outputs.len(), 8_001, "every record exactly once");
+    assert_eq!(outputs.last().map(Vec::as_slice), Some(&b"after"[..]));
+    assert_eq!(s.committed(), Some(8_001));
+    assert_eq!(s.tally().map(|t| t.seen), Some(8_001));
 }
 
 #[test]

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::metrics::METRICS;
 
@@ -90,16 +90,12 @@ impl ConsumerContext for DriverContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let mut pause = TopicPartitionList::new();
-            for e in tpl.elements() {
-                if self.table_streams.iter().any(|t| t == e.topic()) {
-                    pause.add_partition(e.topic(), e.partition());
-                }
-            }
-            if pause.count() > 0
-                && let Err(e) = consumer.pause(&pause)
+            // Every input waits for its task's restore (and a stream of a stage with a
+            // table, for the table too): the loop restores between polls and resumes them.
+            if tpl.count() > 0
+                && let Err(e) = consumer.pause(tpl)
             {
-                tracing::warn!("pausing stream inputs until their tables are read: {e}");
+                tracing::warn!("pausing the assigned inputs until their state is restored: {e}");
             }
         }
         if let Rebalance::Assign(tpl) = rebalance

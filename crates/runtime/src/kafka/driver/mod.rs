@@ -272,6 +272,7 @@ fn run_once(
         last_backlog_check: Instant::now(),
         quiet_since: None,
         ends_taken: config.chain.inputs_complete.is_none(),
+        restoring: None,
     };
     driver.service = driver.topology.name.clone();
     let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
@@ -310,6 +311,8 @@ fn run_once(
                 })
                 .collect();
             METRICS.forget_partitions(owned);
+            driver.restoring = None;
+            METRICS.restore_pending.set(0);
             driver.slots.clear();
             driver.positions.clear();
             driver.paused.clear();
@@ -318,13 +321,15 @@ fn run_once(
             METRICS.ready.set(0);
         }
         if let Some(assignment) = assigned {
-            // Every stream input of a table stage was paused on assignment.
+            // Every input was paused on assignment, until its task is restored.
             for (topic, p) in &assignment {
-                if consumer.context().table_streams.contains(topic) {
-                    driver.paused.insert((topic.clone(), *p));
-                }
+                driver.paused.insert((topic.clone(), *p));
             }
             driver.assign(&assignment)?;
+        }
+        if driver.restoring.is_some() && driver.restore_step(Duration::from_millis(100))? {
+            driver.restoring = None;
+            driver.resume_restored(&consumer, &consumer.context().table_streams)?;
             driver.pace_tables(&consumer, &ends, true)?;
             METRICS.ready.set(1);
         }
@@ -370,6 +375,7 @@ fn run_once(
                 if driver
                     .quiet_since
                     .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
+                    && driver.restoring.is_none()
                     && driver.slots.values().all(|s| s.task.settled())
                 {
                     break;
@@ -416,6 +422,8 @@ struct Driver<'t> {
     last_table_check: Instant,
     last_backlog_check: Instant,
     quiet_since: Option<Instant>,
+    /// The assignment's restore under way, if any.
+    restoring: Option<restore::Restoring>,
 }
 
 #[cfg(test)]

@@ -8,11 +8,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::context::DriverContext;
 use super::{Driver, now_ms};
 use crate::host::TaskHost;
-use crate::kafka::{KafkaConfig, KafkaError};
+use crate::kafka::KafkaError;
 use crate::metrics::METRICS;
-use crate::state::StateError;
 use crate::task::{Ctx, WatermarkSource};
 
 impl Driver<'_> {
@@ -70,113 +70,243 @@ impl Driver<'_> {
                 wanted.insert((stage, *p), ());
             }
         }
-        for (stage_idx, p) in wanted.into_keys() {
-            let started = Instant::now();
-            let stage = &self.topology.stages[stage_idx];
-            // A bounded run's watermarks never move with the wall clock: the end of its input
-            // closes everything, and its outputs do not depend on how fast it ran.
-            let mut rules = self.config.watermark.clone();
-            rules.advance_when_idle &= !self.config.bounded;
-            let mut slot = TaskHost::new(self.topology, stage_idx, p, rules, now);
-            let changelog = self.topology.changelog_topic(stage);
-            let restored = restore(&self.config.kafka, &changelog, p, |key, value| {
-                slot.restore(key, value, now)
-            })?;
-            slot.restored(now).map_err(|e| KafkaError::Topic {
-                topic: changelog.clone(),
-                message: format!("restore of partition {p}: {e}"),
-            })?;
-            self.stats.restored += restored;
-            METRICS
-                .restore_seconds
-                .with_label_values(&[&stage.name])
-                .set(started.elapsed().as_secs_f64());
-            tracing::info!(stage = %stage.name, partition = p, restored, "task restored");
-            let mut ctx = Ctx::default();
-            for (topic, key, value) in &self.global_log {
-                if stage.globals.iter().any(|g| g == topic) {
-                    slot.task
-                        .global(topic, key.as_deref(), value.as_deref(), &mut ctx);
+        let deadline = Instant::now() + Duration::from_millis(self.config.kafka.restore_timeout_ms);
+        self.restoring = Some(Restoring {
+            pending: wanted.into_keys().collect(),
+            job: None,
+            deadline,
+            now,
+        });
+        METRICS.restore_pending.set(self.restore_pending() as i64);
+        Ok(())
+    }
+
+    /// Tasks still to restore (the one under way included).
+    pub(super) fn restore_pending(&self) -> usize {
+        self.restoring
+            .as_ref()
+            .map_or(0, |r| r.pending.len() + usize::from(r.job.is_some()))
+    }
+
+    /// Restores for at most `budget`, between two polls of the group's consumer: the group
+    /// never waits on a restore past `max.poll.interval.ms`, and every input stays paused
+    /// until its task is whole. Returns true when the last task of the assignment is
+    /// restored (the caller then resumes the inputs). Past `kafka.restore_timeout_ms` for the
+    /// whole assignment it fails: a task never runs on part of its state.
+    pub(super) fn restore_step(&mut self, budget: Duration) -> Result<bool, KafkaError> {
+        let Some(mut r) = self.restoring.take() else {
+            return Ok(false);
+        };
+        let until = Instant::now() + budget;
+        while Instant::now() < until {
+            if r.job.is_none() {
+                if r.pending.is_empty() {
+                    METRICS.restore_pending.set(0);
+                    return Ok(true);
                 }
+                let (stage, p) = r.pending.remove(0);
+                r.job = Some(self.start_restore(stage, p, r.now)?);
             }
-            for (topic, wm) in &self.global_progress {
-                if stage.globals.iter().any(|g| g == topic) {
-                    slot.task.global_progress(topic, *wm, &mut ctx);
-                }
+            let job = r.job.as_mut().expect("a job under way");
+            if !job.done && Instant::now() >= r.deadline {
+                return Err(KafkaError::Timeout(format!(
+                    "restore of {} partition {}: {} records read in {} s, the end offset {} not reached, {} more tasks to restore (kafka.restore_timeout_ms)",
+                    job.changelog,
+                    job.p,
+                    job.n,
+                    self.config.kafka.restore_timeout_ms / 1000,
+                    job.high,
+                    r.pending.len(),
+                )));
             }
-            self.slots.insert((stage_idx, p), slot);
-            if !ctx.is_empty() {
-                self.begin()?;
+            if job.step(until, r.now)? {
+                let job = r.job.take().expect("a job under way");
+                self.finish_restore(job, r.now)?;
+                METRICS.restore_pending.set((r.pending.len()) as i64);
             }
-            self.route(stage_idx, p, ctx)?;
+        }
+        self.restoring = Some(r);
+        Ok(false)
+    }
+
+    fn start_restore(&self, stage_idx: usize, p: i32, now: i64) -> Result<RestoreJob, KafkaError> {
+        let stage = &self.topology.stages[stage_idx];
+        // A bounded run's watermarks never move with the wall clock: the end of its input
+        // closes everything, and its outputs do not depend on how fast it ran.
+        let mut rules = self.config.watermark.clone();
+        rules.advance_when_idle &= !self.config.bounded;
+        let slot = TaskHost::new(self.topology, stage_idx, p, rules, now);
+        let changelog = self.topology.changelog_topic(stage);
+        let consumer: BaseConsumer = self
+            .config
+            .kafka
+            .client()
+            .set(
+                "group.id",
+                format!("fitstream-restore-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let (low, high) = consumer.fetch_watermarks(&changelog, p, Duration::from_secs(30))?;
+        if high > low {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&changelog, p, Offset::Beginning)?;
+            consumer.assign(&tpl)?;
+        }
+        Ok(RestoreJob {
+            stage: stage_idx,
+            p,
+            slot,
+            changelog,
+            consumer,
+            high,
+            done: high <= low,
+            n: 0,
+            started: Instant::now(),
+        })
+    }
+
+    fn finish_restore(&mut self, job: RestoreJob, now: i64) -> Result<(), KafkaError> {
+        let RestoreJob {
+            stage: stage_idx,
+            p,
+            mut slot,
+            changelog,
+            n,
+            started,
+            ..
+        } = job;
+        slot.restored(now).map_err(|e| KafkaError::Topic {
+            topic: changelog.clone(),
+            message: format!("restore of partition {p}: {e}"),
+        })?;
+        let stage = &self.topology.stages[stage_idx];
+        self.stats.restored += n;
+        METRICS
+            .restore_seconds
+            .with_label_values(&[&stage.name])
+            .set(started.elapsed().as_secs_f64());
+        tracing::info!(stage = %stage.name, partition = p, restored = n, "task restored");
+        let mut ctx = Ctx::default();
+        for (topic, key, value) in &self.global_log {
+            if stage.globals.iter().any(|g| g == topic) {
+                slot.task
+                    .global(topic, key.as_deref(), value.as_deref(), &mut ctx);
+            }
+        }
+        for (topic, wm) in &self.global_progress {
+            if stage.globals.iter().any(|g| g == topic) {
+                slot.task.global_progress(topic, *wm, &mut ctx);
+            }
+        }
+        self.slots.insert((stage_idx, p), slot);
+        if !ctx.is_empty() {
+            self.begin()?;
+        }
+        self.route(stage_idx, p, ctx)
+    }
+}
+
+impl Driver<'_> {
+    /// Every task of the assignment is whole: its inputs resume where they were (a record
+    /// fetched before the pause is read again), except the streams of a stage with a table,
+    /// which resume once their table is read (`pace_tables`).
+    pub(super) fn resume_restored(
+        &mut self,
+        consumer: &BaseConsumer<DriverContext>,
+        table_streams: &[String],
+    ) -> Result<(), KafkaError> {
+        let mut resume = TopicPartitionList::new();
+        let paused: Vec<(String, i32)> = self.paused.iter().cloned().collect();
+        for key in paused {
+            if table_streams.contains(&key.0) {
+                continue;
+            }
+            if let Some(offset) = self.rewind.remove(&key) {
+                consumer.seek(
+                    &key.0,
+                    key.1,
+                    Offset::Offset(offset),
+                    Duration::from_secs(10),
+                )?;
+            }
+            resume.add_partition(&key.0, key.1);
+            self.paused.remove(&key);
+        }
+        if resume.count() > 0 {
+            consumer.resume(&resume)?;
         }
         Ok(())
     }
 }
 
-/// Reads changelog partition `p` from the beginning to its end, committed records only.
-fn restore(
-    config: &KafkaConfig,
-    topic: &str,
+/// The restore of an assignment, a task at a time, in steps between polls of the group.
+pub(super) struct Restoring {
+    /// Tasks not started, in order.
+    pending: Vec<(usize, i32)>,
+    job: Option<RestoreJob>,
+    deadline: Instant,
+    /// The wall clock at assignment (the tasks' creation time).
+    now: i64,
+}
+
+/// One task's changelog partition, read from the beginning to its end, committed records
+/// only.
+struct RestoreJob {
+    stage: usize,
     p: i32,
-    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), StateError>,
-) -> Result<u64, KafkaError> {
-    let consumer: BaseConsumer = config
-        .client()
-        .set(
-            "group.id",
-            format!("fitstream-restore-{}", uuid::Uuid::new_v4().simple()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
-        .create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30))?;
-    if high <= low {
-        return Ok(0);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
-    let mut n = 0;
-    let limit = Duration::from_millis(config.restore_timeout_ms);
-    let deadline = Instant::now() + limit;
-    loop {
-        // All or nothing: a task never runs on part of its state.
-        if Instant::now() >= deadline {
-            return Err(KafkaError::Timeout(format!(
-                "restore of {topic} partition {p}: {n} records read in {} s, the end offset {high} not reached (kafka.restore_timeout_ms)",
-                limit.as_secs()
-            )));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                n += 1;
-                if let Some(k) = m.key() {
-                    apply(k, m.payload()).map_err(|e| KafkaError::Topic {
-                        topic: topic.into(),
-                        message: format!("restore of partition {p} at offset {}: {e}", m.offset()),
-                    })?;
+    slot: TaskHost,
+    changelog: String,
+    consumer: BaseConsumer,
+    high: i64,
+    done: bool,
+    n: u64,
+    started: Instant,
+}
+
+impl RestoreJob {
+    /// Reads until `until`; true once the end offset is reached.
+    fn step(&mut self, until: Instant, now: i64) -> Result<bool, KafkaError> {
+        let (topic, p, high) = (self.changelog.as_str(), self.p, self.high);
+        while !self.done && Instant::now() < until {
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    self.n += 1;
+                    METRICS.restore_records.inc();
+                    if let Some(k) = m.key() {
+                        self.slot
+                            .restore(k, m.payload(), now)
+                            .map_err(|e| KafkaError::Topic {
+                                topic: topic.into(),
+                                message: format!(
+                                    "restore of partition {p} at offset {}: {e}",
+                                    m.offset()
+                                ),
+                            })?;
+                    }
+                    if m.offset() + 1 >= high {
+                        self.done = true;
+                    }
                 }
-                if m.offset() + 1 >= high {
-                    break;
-                }
-            }
-            Some(Err(e)) => return Err(e.into()),
-            None => {
-                // The end may be a transaction marker, which is never delivered: compare the
-                // position instead.
-                let at = consumer
-                    .position()?
-                    .find_partition(topic, p)
-                    .map(|e| e.offset());
-                if let Some(Offset::Offset(o)) = at
-                    && o >= high
-                {
-                    break;
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    // The end may be a transaction marker, which is never delivered: compare
+                    // the position instead.
+                    let at = self
+                        .consumer
+                        .position()?
+                        .find_partition(topic, p)
+                        .map(|e| e.offset());
+                    if let Some(Offset::Offset(o)) = at
+                        && o >= high
+                    {
+                        self.done = true;
+                    }
                 }
             }
         }
+        Ok(self.done)
     }
-    Ok(n)
 }
