@@ -303,3 +303,74 @@ pub fn java_murmur2(data: &[u8]) -> i32 {
     h ^= h >> 15;
     h as i32
 }
+
+/// The broker of the fault tests (`tests/faults.sh`): its own node on
+/// `FITSTREAM_FAULTS_KAFKA_PORT` (controller on the next port), started and stopped through
+/// `deploy/kafka.sh` like the test broker, so that killing it disturbs no other test.
+pub struct FaultBroker {
+    port: u16,
+}
+
+impl FaultBroker {
+    /// The fault broker, when `tests/faults.sh` named one.
+    pub fn from_env() -> Option<FaultBroker> {
+        let port = std::env::var("FITSTREAM_FAULTS_KAFKA_PORT").ok()?;
+        Some(FaultBroker {
+            port: port.parse().expect("FITSTREAM_FAULTS_KAFKA_PORT is a port"),
+        })
+    }
+
+    fn script(&self, command: &str) -> std::process::ExitStatus {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        Command::new("bash")
+            .arg(repo.join("deploy/kafka.sh"))
+            .arg(command)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
+            .stdout(Stdio::null())
+            .status()
+            .expect("deploy/kafka.sh")
+    }
+
+    fn pid(&self) -> String {
+        let home = std::env::var("FITSTREAM_KAFKA_HOME").unwrap_or_else(|_| {
+            let cache = std::env::var("XDG_CACHE_HOME")
+                .unwrap_or_else(|_| format!("{}/.cache", std::env::var("HOME").expect("HOME")));
+            format!("{cache}/fitstream/kafka")
+        });
+        let file = format!("{home}/data-{}/kafka.pid", self.port);
+        std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .trim()
+            .to_owned()
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.pid();
+        let status = Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// `kill -9` of the broker.
+    pub fn kill(&self) {
+        self.signal("-KILL");
+    }
+
+    /// The broker frozen (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// The frozen broker goes on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    /// Starts the broker (after a kill: the same data, recovered) and waits until it serves.
+    pub fn start(&self) {
+        assert!(self.script("start").success(), "the fault broker starts");
+    }
+}

@@ -31,6 +31,11 @@ pub struct KafkaConfig {
     /// How long restoring one task's state from its changelog partition may take; past it
     /// the driver fails (all or nothing: it never processes with part of its state).
     pub restore_timeout_ms: u64,
+    /// How long no broker may be reachable before a service gives up: the driver keeps
+    /// retrying (restarts logged, with a growing pause) until the brokers have been
+    /// unreachable this long, then fails with a message naming the setting, and the process
+    /// exits non-zero.
+    pub unavailable_limit_ms: u64,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
 }
@@ -43,12 +48,19 @@ impl Default for KafkaConfig {
             commit_interval_ms: 100,
             transaction_timeout_ms: 60_000,
             restore_timeout_ms: 600_000,
+            unavailable_limit_ms: 300_000,
             properties: BTreeMap::new(),
         }
     }
 }
 
 impl KafkaConfig {
+    /// How long a call that needs the broker may wait: `normal`, or less when
+    /// `unavailable_limit_ms` is shorter, so that no single call outlasts the limit.
+    pub fn broker_wait(&self, normal: std::time::Duration) -> std::time::Duration {
+        normal.min(std::time::Duration::from_millis(self.unavailable_limit_ms))
+    }
+
     /// A librdkafka client configuration with the bootstrap servers and the pass-through
     /// properties.
     pub fn client(&self) -> ClientConfig {
@@ -88,6 +100,13 @@ pub enum KafkaError {
     /// Timed out.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// Another instance with this instance's `group.instance.id` took its place (a zombie
+    /// of it, or a second deployment with the same ids): this one stops.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// No broker was reachable for longer than `kafka.unavailable_limit_ms`.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A task's state could not be written (the transaction is aborted) or restored.
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),

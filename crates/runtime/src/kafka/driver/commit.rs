@@ -95,11 +95,16 @@ impl Driver<'_> {
         let offsets = if tpl.count() == 0 {
             Ok(())
         } else {
-            self.producer
-                .send_offsets_to_transaction(&tpl, &metadata, Duration::from_secs(30))
+            self.producer.send_offsets_to_transaction(
+                &tpl,
+                &metadata,
+                self.config.kafka.broker_wait(Duration::from_secs(30)),
+            )
         };
-        let result =
-            offsets.and_then(|_| self.producer.commit_transaction(Duration::from_secs(60)));
+        let result = offsets.and_then(|_| {
+            self.producer
+                .commit_transaction(self.config.kafka.broker_wait(Duration::from_secs(60)))
+        });
         self.in_txn.store(false, Ordering::SeqCst);
         match result {
             Ok(()) => {
@@ -111,7 +116,16 @@ impl Driver<'_> {
                 Ok(())
             }
             Err(e) => {
-                self.abort();
+                // `in_txn` is already cleared: abort the failed transaction itself, or it
+                // stays open (and holds back read_committed readers of every topic it wrote)
+                // until the coordinator times it out.
+                METRICS.transactions.with_label_values(&["aborted"]).inc();
+                if let Err(a) = self
+                    .producer
+                    .abort_transaction(self.config.kafka.broker_wait(Duration::from_secs(30)))
+                {
+                    tracing::warn!("aborting the failed transaction failed: {a}");
+                }
                 Err(e.into())
             }
         }
@@ -122,7 +136,10 @@ impl Driver<'_> {
     pub(super) fn abort(&mut self) {
         if self.in_txn.swap(false, Ordering::SeqCst) {
             METRICS.transactions.with_label_values(&["aborted"]).inc();
-            if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+            if let Err(e) = self
+                .producer
+                .abort_transaction(self.config.kafka.broker_wait(Duration::from_secs(30)))
+            {
                 tracing::warn!("aborting the transaction failed: {e}");
             }
         }

@@ -44,10 +44,16 @@ pub(super) struct DriverContext {
     pub(super) table_streams: Vec<String>,
     pub(super) producer: Arc<ThreadedProducer<DefaultProducerContext>>,
     pub(super) in_txn: Arc<AtomicBool>,
+    /// When statistics last showed a broker up (wall-clock milliseconds).
+    pub(super) broker_up_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl ClientContext for DriverContext {
     fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.broker_up_ms
+                .store(super::now_ms(), std::sync::atomic::Ordering::SeqCst);
+        }
         let Ok(mut ends) = self.ends.lock() else {
             return;
         };

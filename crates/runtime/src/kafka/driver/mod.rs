@@ -115,27 +115,64 @@ fn now_ms() -> i64 {
 }
 
 /// Failures of the driver in a row, forgiven after a healthy period: a driver that ran
-/// [`Restarts::HEALTHY`] before it failed starts counting again, so a service that meets a
-/// broker fault once a day is not ended by the fifth, and one that fails at once, over and
-/// over, ends after [`Restarts::LIMIT`].
-#[derive(Debug, Default)]
+/// [`Restarts::HEALTHY`] before it failed starts a new streak, so a service that meets a
+/// broker fault once a day is never ended by it. Within a streak each restart waits longer
+/// (1 s, doubling, at most 30 s); a streak ends the driver once it has lasted `limit`
+/// (`kafka.unavailable_limit_ms`).
+#[derive(Debug)]
 struct Restarts {
+    limit: Duration,
     failures: u32,
+    streak_since: Option<Instant>,
 }
 
 impl Restarts {
-    const LIMIT: u32 = 5;
     const HEALTHY: Duration = Duration::from_secs(120);
 
-    /// A run that lasted `ran_for` failed: whether to restart.
-    fn failed(&mut self, ran_for: Duration) -> bool {
+    fn new(limit: Duration) -> Restarts {
+        Restarts {
+            limit,
+            failures: 0,
+            streak_since: None,
+        }
+    }
+
+    /// A run that lasted `ran_for` failed at `now`: the pause before the next run, or None
+    /// when the streak has lasted the limit.
+    fn failed(&mut self, ran_for: Duration, now: Instant) -> Option<Duration> {
         if ran_for >= Self::HEALTHY {
             self.failures = 0;
+            self.streak_since = None;
         }
+        let since = *self.streak_since.get_or_insert(now);
         self.failures += 1;
-        self.failures <= Self::LIMIT
+        if now.duration_since(since) >= self.limit {
+            return None;
+        }
+        Some(Duration::from_secs(1 << (self.failures - 1).min(5)).min(Duration::from_secs(30)))
     }
 }
+
+/// Whether `e` says another client took this one's identity: its static membership
+/// (`FENCED_INSTANCE_ID`) or its transactional id (`PRODUCER_FENCED`, librdkafka's fatal
+/// `_FENCED`).
+fn is_fencing(e: &RdError) -> bool {
+    let code = match e {
+        RdError::Transaction(t) => Some(t.code()),
+        other => other.rdkafka_error_code(),
+    };
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::FencedInstanceId
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::Fenced
+        )
+    )
+}
+
+/// A static member fenced twice within this long stops (see [`run`]).
+const FENCED_AGAIN: Duration = Duration::from_secs(120);
 
 /// Runs `topology` until `shutdown` is set or a fatal error occurs.
 pub fn run(
@@ -144,22 +181,57 @@ pub fn run(
     shutdown: Arc<AtomicBool>,
 ) -> Result<DriverStats, KafkaError> {
     // Crash-only: a broken producer or a fenced transaction restarts the driver in this
-    // process (state and offsets come back from Kafka); a few failures in a row end it.
-    let mut restarts = Restarts::default();
+    // process (state and offsets come back from Kafka); a streak of failures as long as
+    // `kafka.unavailable_limit_ms` ends it.
+    let mut restarts = Restarts::new(Duration::from_millis(config.kafka.unavailable_limit_ms));
+    let mut last_fenced: Option<Instant> = None;
     loop {
         let started = Instant::now();
-        match run_once(&topology, &config, &shutdown) {
-            Err(KafkaError::Client(e))
-                if !shutdown.load(Ordering::SeqCst) && restarts.failed(started.elapsed()) =>
-            {
-                tracing::warn!(
-                    failures = restarts.failures,
-                    "restarting the {} driver after: {e}",
-                    topology.name
-                );
-                std::thread::sleep(Duration::from_secs(1));
-            }
+        let e = match run_once(&topology, &config, &shutdown) {
+            Err(KafkaError::Client(e)) if !shutdown.load(Ordering::SeqCst) => e,
             other => return other,
+        };
+        if let Some(id) = &config.kafka.group_instance_id
+            && is_fencing(&e)
+        {
+            // Static membership: the member id and the transactional id are this instance's
+            // own. Fenced once, it may have fenced itself (its session timed out during a
+            // broker outage and its rejoin replaced its old membership): it restarts. Fenced
+            // again soon after, another instance runs with its id (a zombie of it, or a
+            // second deployment); restarting would fence that one in turn and the two would
+            // take turns forever: it stops.
+            if last_fenced.is_some_and(|t: Instant| t.elapsed() < FENCED_AGAIN) {
+                tracing::error!(
+                    "fenced again: another instance runs with group.instance.id {id}; stopping"
+                );
+                return Err(KafkaError::Fenced(format!(
+                    "another instance runs with group.instance.id {id} ({e})"
+                )));
+            }
+            last_fenced = Some(Instant::now());
+        }
+        let Some(pause) = restarts.failed(started.elapsed(), Instant::now()) else {
+            tracing::error!(
+                failures = restarts.failures,
+                "the {} driver failed again after {} s of failures in a row: giving up (kafka.unavailable_limit_ms)",
+                topology.name,
+                restarts.limit.as_secs()
+            );
+            return Err(KafkaError::Unavailable(format!(
+                "{} failures in a row over {} s (kafka.unavailable_limit_ms), the last: {e}",
+                restarts.failures,
+                restarts.limit.as_secs()
+            )));
+        };
+        tracing::warn!(
+            failures = restarts.failures,
+            pause_s = pause.as_secs(),
+            "restarting the {} driver after: {e}",
+            topology.name
+        );
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !shutdown.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -190,7 +262,7 @@ fn run_once(
             .set("queue.buffering.max.messages", "100000")
             .create()?,
     );
-    producer.init_transactions(Duration::from_secs(60))?;
+    producer.init_transactions(config.kafka.broker_wait(Duration::from_secs(60)))?;
     let in_txn = Arc::new(AtomicBool::new(false));
     let state = Arc::new(Mutex::new(RebalanceState::default()));
     let ends: Ends = Arc::default();
@@ -200,12 +272,15 @@ fn run_once(
         .filter(|s| !s.tables.is_empty())
         .flat_map(|s| s.inputs.iter().cloned())
         .collect();
+    let broker_up_ms = Arc::new(std::sync::atomic::AtomicI64::new(now_ms()));
+    let unavailable_limit = config.kafka.unavailable_limit_ms as i64;
     let context = DriverContext {
         state: state.clone(),
         ends: ends.clone(),
         table_streams,
         producer: producer.clone(),
         in_txn: in_txn.clone(),
+        broker_up_ms: broker_up_ms.clone(),
     };
     let mut client = config.kafka.client();
     client
@@ -284,6 +359,14 @@ fn run_once(
             break;
         }
         let message = consumer.poll(Duration::from_millis(10));
+        let unreachable_ms = now_ms() - broker_up_ms.load(Ordering::SeqCst);
+        if unreachable_ms > unavailable_limit {
+            return Err(KafkaError::Unavailable(format!(
+                "no broker of {} reachable for {} s (kafka.unavailable_limit_ms)",
+                config.kafka.bootstrap_servers,
+                unreachable_ms / 1000
+            )));
+        }
         let (revoked, assigned, broken) = match state.lock() {
             Ok(mut s) => (
                 std::mem::take(&mut s.revoked),
@@ -347,6 +430,9 @@ fn run_once(
         let message_seen = matches!(message, Some(Ok(_)));
         match message {
             Some(Ok(m)) => driver.handle(&m)?,
+            Some(Err(e)) if is_fencing(&e) || matches!(e, RdError::MessageConsumptionFatal(_)) => {
+                return Err(e.into());
+            }
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
@@ -431,22 +517,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failures_in_a_row_end_the_driver_but_a_healthy_period_forgives_them() {
+    fn failures_in_a_row_end_the_driver_after_the_limit_but_a_healthy_period_forgives_them() {
+        let limit = Duration::from_secs(300);
         let quick = Duration::from_secs(3);
-        let mut r = Restarts::default();
-        for _ in 0..Restarts::LIMIT {
-            assert!(r.failed(quick));
+        let t0 = Instant::now();
+        let mut r = Restarts::new(limit);
+        // Quick failures: pauses of 1, 2, 4, ... 30 s, until the streak has lasted the limit.
+        let mut now = t0 + quick;
+        let mut pauses = Vec::new();
+        while let Some(pause) = r.failed(quick, now) {
+            pauses.push(pause.as_secs());
+            now += pause + quick;
         }
-        assert!(!r.failed(quick), "the sixth failure in a row ends it");
+        assert_eq!(&pauses[..6], [1, 2, 4, 8, 16, 30]);
+        assert!(pauses[6..].iter().all(|p| *p == 30), "{pauses:?}");
+        assert!(now.duration_since(t0) >= limit, "not before the limit");
+        assert!(now.duration_since(t0) < limit + Duration::from_secs(40));
 
-        let mut r = Restarts::default();
+        // A failure a day, each after a healthy run: never given up.
+        let mut r = Restarts::new(limit);
+        let mut now = t0;
         for day in 0..50 {
-            assert!(r.failed(Restarts::HEALTHY * 100), "day {day}");
+            now += Duration::from_secs(86_400);
+            assert_eq!(
+                r.failed(Duration::from_secs(86_000), now),
+                Some(Duration::from_secs(1)),
+                "day {day}"
+            );
             assert_eq!(r.failures, 1);
+            now += Duration::from_secs(1);
         }
-        for _ in 1..Restarts::LIMIT {
-            assert!(r.failed(quick));
-        }
-        assert!(!r.failed(quick));
     }
 }
