@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as a newcomer and CI run it: starts a real Kafka broker (installed
 # from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
-# Rust test (unit, property, embedded and against the broker), the differential test against
+# Rust test (unit, property, embedded and against the broker), the broker and process fault
+# scenarios (tests/faults.sh, on a second broker it starts and stops), the differential test against
 # the Kafka Streams peer (bench/kafka-streams, built with Maven), the consumer examples
 # (consumers/, Python from PyPI and Java with Maven) against the broker, validates the Kubernetes
 # manifests offline, and stops the broker it started, even when something fails.
@@ -48,6 +49,9 @@ fi
 
 step "cargo test (broker at $FITSTREAM_TEST_BOOTSTRAP)"
 cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
+
+step "broker and process faults, on a broker of their own (tests/faults.sh)"
+bash tests/faults.sh
 
 step "differential test: the planner against its Kafka Streams peer (Maven builds the peer)"
 bash tests/kafka-streams-diff.sh

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Where a replay's memory goes: heaptrack (Debian's `heaptrack`, installed when missing) over
+# `fitstream replay --format taobao` of the `sort_10m` generator's file (FITSTREAM_BENCH_ROWS
+# rows, default 1,000,000), then the heap at its peak, by the deepest frames of fitstream's
+# own code that allocated it. Prints the replay's summary, then:
+#   replay-heap: rows R, peak heap H MB
+#   <MB>  <frames, innermost first>      (the ten largest)
+# Not part of CI. Runs about three times slower than the replay alone.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+rows="${FITSTREAM_BENCH_ROWS:-1000000}"
+if ! command -v heaptrack >/dev/null; then
+  echo "installing heaptrack (Debian package)" >&2
+  apt-get update -qq && apt-get install -y -qq heaptrack
+fi
+work="$(mktemp -d "${TMPDIR:-/tmp}/replay-heap.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+FITSTREAM_BENCH_ROWS="$rows" FITSTREAM_BENCH_WRITE="$work/UserBehavior.csv" \
+  cargo bench -q -j 2 -p fitstream-simulator --bench sort_10m >&2
+cargo build --release -q -j 2 -p fitstream --bin fitstream
+FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
+
+TMPDIR="$work" RUST_LOG=warn heaptrack -o "$work/heap" "$FITSTREAM" replay --format taobao \
+  --input "$work/UserBehavior.csv" --out "$work/out" >"$work/replay.log" 2>&1 || {
+  cat "$work/replay.log"
+  exit 1
+}
+grep -v '^heaptrack\|^$' "$work/replay.log" | sed -n '/outcome of every input row/,$p'
+heaptrack_print -f "$work"/heap.*zst --print-peaks 0 --print-allocators 0 \
+  --print-temporary 0 --print-leaks 0 -s 0 -F "$work/peak.txt" \
+  --flamegraph-cost-type peak >/dev/null
+python3 - "$work/peak.txt" "$rows" <<'PY'
+import collections, re, sys
+# Frames of the standard library and of allocation itself say nothing about who holds memory.
+library = re.compile(r"^(alloc|raw_vec|boxed|vec|map|set|node|btree|hash|rustc_entry|function"
+                     r"|option|sync|spec_.*|iterator|string|str|slice|result|convert|clone"
+                     r"|borrow|into_iter|rc|entry|append|cmp|mod|zip|cloned)\.rs$")
+by_stack, total = collections.Counter(), 0
+for line in open(sys.argv[1]):
+    stack, _, n = line.rstrip().rpartition(" ")
+    n = int(n)
+    total += n
+    ours = []
+    for frame in stack.split(";"):
+        m = re.search(r"^(.*) \(([^()]*)\)$", frame)
+        if not m or library.match(m.group(2)) or m.group(2).startswith("/"):
+            continue
+        name = re.sub(r"<.*", "", m.group(1))[-40:]
+        ours.append(f"{name} ({m.group(2)})")
+    by_stack[" <- ".join(reversed(ours[-4:])) or "(outside fitstream)"] += n
+print(f"replay-heap: rows {sys.argv[2]}, peak heap {total / 1e6:.1f} MB")
+for stack, n in by_stack.most_common(10):
+    print(f"{n / 1e6:8.1f}  {stack[:200]}")
+PY
