@@ -45,6 +45,9 @@ pub struct FitstreamConfig {
     pub segmenter: fitstream_segmenter::app::SegmenterConfig,
     /// Event-time rules of the processing services.
     pub watermark: fitstream_runtime::watermark::WatermarkConfig,
+    /// Bounds of every input field (lengths, options, lines, units): a record beyond them is
+    /// dead-lettered with reason `validation`.
+    pub limits: fitstream_contracts::validate::Limits,
     /// Appended to every service's application name (consumer group `fitstream-planner<suffix>`,
     /// internal topics, transactional ids): lets several pipelines share one cluster.
     pub application_suffix: String,
@@ -95,6 +98,7 @@ fn load_with(
         .try_deserialize()
         .map_err(|e| ConfigError(e.to_string()))?;
     config.planner.check().map_err(ConfigError)?;
+    config.limits.check().map_err(ConfigError)?;
     Ok(config)
 }
 
@@ -139,6 +143,43 @@ mod tests {
         assert_eq!(cfg.topics.partitions, 3);
         assert_eq!(cfg.watermark.idle_timeout_ms, 2000);
         assert!(!cfg.watermark.advance_when_idle);
+    }
+
+    /// Field limits come from the configuration, reach the codec every service decodes
+    /// with, and a record past them is a validation error there; absurd limits are refused.
+    #[test]
+    fn field_limits_are_configured_and_reach_the_codec() {
+        use fitstream_contracts::{ClickEvent, samples};
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cfg =
+            load_with(None, Some(env(&[("FITSTREAM__LIMITS__TEXT_BYTES", "4")]))).expect("load");
+        assert_eq!(cfg.limits.text_bytes, 4);
+        assert_eq!(
+            cfg.limits.id_bytes,
+            fitstream_contracts::validate::MAX_ID_LEN
+        );
+        let topic = cfg.topics.clickstream.clone();
+        let mut click = samples::click();
+        click.category = Some("hair-care".into());
+        let bytes = crate::commands::codec(&FitstreamConfig::default())
+            .encode(&topic, &click)
+            .expect("encode");
+        assert!(
+            crate::commands::codec(&FitstreamConfig::default())
+                .decode::<ClickEvent>(&topic, &bytes)
+                .is_ok()
+        );
+        let e = crate::commands::codec(&cfg)
+            .decode::<ClickEvent>(&topic, &bytes)
+            .expect_err("a 9-byte category past a 4-byte limit");
+        assert_eq!(e.reason(), "validation", "{e}");
+        let refused = load_with(None, Some(env(&[("FITSTREAM__LIMITS__LINES", "0")])));
+        assert!(refused.is_err());
     }
 
     #[test]

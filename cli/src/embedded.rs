@@ -69,7 +69,7 @@ pub fn append_dead_letters(
     if dead_letters.is_empty() {
         return Ok(());
     }
-    let codec = Codec::pinned();
+    let codec = Codec::pinned().limited(cfg.limits.clone());
     let topic = &cfg.topics.dead_letter;
     let mut file = BufWriter::new(
         std::fs::OpenOptions::new()
@@ -334,7 +334,7 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
 
 /// The profiler and the segmenter of a configuration, wired together on the embedded driver.
 pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipeline {
-    let codec = Codec::pinned();
+    let codec = Codec::pinned().limited(cfg.limits.clone());
     let profiler = fitstream_profiler::app::ProfilerApp::new(
         cfg.application("profiler"),
         cfg.profiler.clone(),
@@ -356,7 +356,12 @@ pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipel
 
 impl Services {
     fn new(cfg: &FitstreamConfig, planner_cfg: PlannerConfig, routing: Routing) -> Services {
-        let app = planner_app(cfg, planner_cfg, routing, Codec::pinned());
+        let app = planner_app(
+            cfg,
+            planner_cfg,
+            routing,
+            Codec::pinned().limited(cfg.limits.clone()),
+        );
         Services {
             counters: app.counters.clone(),
             planner: Embedded::new(app.topology(), embedded_config(cfg, app.name.clone())),
@@ -408,7 +413,7 @@ pub fn run(
     out: &Path,
     mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
-    let codec = Codec::pinned();
+    let codec = Codec::pinned().limited(cfg.limits.clone());
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
     let mut services = Services::new(cfg, planner_cfg, routing);
     let mut summary = Summary::default();
@@ -461,7 +466,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     out: &Path,
     mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
-    let codec = Codec::pinned();
+    let codec = Codec::pinned().limited(cfg.limits.clone());
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
     let mut services = Services::new(cfg, planner_cfg, routing);
     let mut summary = Summary::default();

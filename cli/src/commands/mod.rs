@@ -31,9 +31,10 @@ use crate::config::FitstreamConfig;
 
 /// The codec of a configuration.
 pub fn codec(cfg: &FitstreamConfig) -> Codec {
-    Codec::new(
+    Codec::with_limits(
         Registry::from_config(&cfg.registry),
         fitstream_contracts::codec::DEFAULT_MAX_VALUE_BYTES,
+        cfg.limits.clone(),
     )
 }
 

@@ -162,26 +162,28 @@ pub struct Codec {
 struct Inner {
     registry: Registry,
     max_value_bytes: usize,
+    limits: validate::Limits,
     writer_ids: DashMap<String, u32>,
     writer_schemas: DashMap<u32, Arc<Schema>>,
 }
 
 /// A record type whose content is checked on decode.
 pub trait Validated {
-    /// Checks content rules.
-    fn check(&self) -> Result<(), ValidationError> {
+    /// Checks content rules within `limits`.
+    fn check(&self, limits: &validate::Limits) -> Result<(), ValidationError> {
+        let _ = limits;
         Ok(())
     }
 }
 
 impl Validated for ClickEvent {
-    fn check(&self) -> Result<(), ValidationError> {
-        validate::click(self)
+    fn check(&self, limits: &validate::Limits) -> Result<(), ValidationError> {
+        validate::click_within(self, limits)
     }
 }
 impl Validated for PurchaseEvent {
-    fn check(&self) -> Result<(), ValidationError> {
-        validate::purchase(self)
+    fn check(&self, limits: &validate::Limits) -> Result<(), ValidationError> {
+        validate::purchase_within(self, limits)
     }
 }
 impl Validated for crate::records::CustomerProfile {}
@@ -197,8 +199,17 @@ pub fn value_subject(topic: &str) -> String {
 }
 
 impl Codec {
-    /// A codec over `registry`.
+    /// A codec over `registry`, with the default field limits.
     pub fn new(registry: Registry, max_value_bytes: usize) -> Codec {
+        Codec::with_limits(registry, max_value_bytes, validate::Limits::default())
+    }
+
+    /// A codec over `registry` that checks input records within `limits`.
+    pub fn with_limits(
+        registry: Registry,
+        max_value_bytes: usize,
+        limits: validate::Limits,
+    ) -> Codec {
         let avro = apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION_BYTES);
         if avro != AVRO_MAX_ALLOCATION_BYTES {
             tracing::warn!("the Avro allocation limit was already set to {avro} bytes");
@@ -207,6 +218,7 @@ impl Codec {
             inner: Arc::new(Inner {
                 registry,
                 max_value_bytes,
+                limits,
                 writer_ids: DashMap::new(),
                 writer_schemas: DashMap::new(),
             }),
@@ -218,6 +230,15 @@ impl Codec {
         Codec::new(
             Registry::from_config(&RegistryConfig::default()),
             DEFAULT_MAX_VALUE_BYTES,
+        )
+    }
+
+    /// This codec with input records checked within `limits` instead.
+    pub fn limited(&self, limits: validate::Limits) -> Codec {
+        Codec::with_limits(
+            self.inner.registry.clone(),
+            self.inner.max_value_bytes,
+            limits,
         )
     }
 
@@ -275,7 +296,7 @@ impl Codec {
         bytes: &[u8],
     ) -> Result<T, DecodeError> {
         let record: T = self.decode_unchecked(topic, bytes)?;
-        record.check()?;
+        record.check(&self.inner.limits)?;
         Ok(record)
     }
 

@@ -24,6 +24,72 @@ pub const MAX_QUANTITY: i32 = 100_000;
 /// tighter skew rule relative to the watermark.
 pub const MAX_VALID_TIME: EventTime = EventTime(4_102_444_800_000);
 
+/// The bounds of every input field (configuration `[limits]`, environment
+/// `FITSTREAM__LIMITS__*`): what a record may carry before it is dead-lettered with reason
+/// `validation`. The defaults are the constants above, which no real shop reaches; every
+/// string an output or a state entry copies is bounded by them.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest event, order, customer or session id, in bytes.
+    pub id_bytes: usize,
+    /// Longest SKU or product id, in bytes.
+    pub sku_bytes: usize,
+    /// Longest option name or value, category, channel or region, in bytes.
+    pub text_bytes: usize,
+    /// Longest search query, in bytes.
+    pub query_bytes: usize,
+    /// Most options on one product.
+    pub options: usize,
+    /// Most lines in one order.
+    pub lines: usize,
+    /// Most units on one order line.
+    pub quantity: i32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            id_bytes: MAX_ID_LEN,
+            sku_bytes: MAX_SKU_LEN,
+            text_bytes: MAX_TEXT_LEN,
+            query_bytes: MAX_QUERY_LEN,
+            options: MAX_OPTIONS,
+            lines: MAX_LINES,
+            quantity: MAX_QUANTITY,
+        }
+    }
+}
+
+impl Limits {
+    /// Whether the limits can hold a record at all (each at least 1), and keep a record within
+    /// the codec's value limit (every text, id and line bounded well below it).
+    pub fn check(&self) -> Result<(), String> {
+        let sizes = [
+            ("id_bytes", self.id_bytes),
+            ("sku_bytes", self.sku_bytes),
+            ("text_bytes", self.text_bytes),
+            ("query_bytes", self.query_bytes),
+            ("options", self.options),
+            ("lines", self.lines),
+        ];
+        for (name, v) in sizes {
+            if v == 0 {
+                return Err(format!("limits.{name} is 0: no record would pass"));
+            }
+            if v > 64 * 1024 {
+                return Err(format!(
+                    "limits.{name} is {v}: more than 65,536 lets one record outgrow the codec's value limit"
+                ));
+            }
+        }
+        if self.quantity < 1 {
+            return Err(format!("limits.quantity is {}", self.quantity));
+        }
+        Ok(())
+    }
+}
+
 /// ISO 4217 codes fitstream accepts.
 pub const CURRENCIES: &[&str] = &[
     "USD", "EUR", "GBP", "JPY", "CHF", "CAD", "AUD", "NZD", "CNY", "HKD", "SGD", "SEK", "NOK",
@@ -78,16 +144,16 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<(), ValidationEr
     Ok(())
 }
 
-fn options(o: &crate::records::Options) -> Result<(), ValidationError> {
-    if o.len() > MAX_OPTIONS {
+fn options(o: &crate::records::Options, l: &Limits) -> Result<(), ValidationError> {
+    if o.len() > l.options {
         return fail(
             "options",
-            format!("has {} entries, more than {MAX_OPTIONS}", o.len()),
+            format!("has {} entries, more than {}", o.len(), l.options),
         );
     }
     for (k, v) in o {
-        text("options", k, MAX_TEXT_LEN)?;
-        text("options", v, MAX_TEXT_LEN)?;
+        text("options", k, l.text_bytes)?;
+        text("options", v, l.text_bytes)?;
     }
     Ok(())
 }
@@ -115,33 +181,33 @@ fn price(field: &'static str, p: Decimal, zero_ok: bool) -> Result<(), Validatio
     Ok(())
 }
 
-/// Checks a click event.
-pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
-    id("event_id", &e.event_id, MAX_ID_LEN)?;
-    id("customer_id", &e.customer_id, MAX_ID_LEN)?;
+/// Checks a click event within `l`.
+pub fn click_within(e: &ClickEvent, l: &Limits) -> Result<(), ValidationError> {
+    id("event_id", &e.event_id, l.id_bytes)?;
+    id("customer_id", &e.customer_id, l.id_bytes)?;
     // A session is optional context (real histories have rows without one).
-    text("session_id", &e.session_id, MAX_ID_LEN)?;
+    text("session_id", &e.session_id, l.id_bytes)?;
     event_time(e.event_time)?;
     if let Some(p) = e.price {
         price("price", p, true)?;
     }
-    options(&e.options)?;
+    options(&e.options, l)?;
     text(
         "category",
         e.category.as_deref().unwrap_or(""),
-        MAX_TEXT_LEN,
+        l.text_bytes,
     )?;
-    text("query", e.query.as_deref().unwrap_or(""), MAX_QUERY_LEN)?;
-    text("channel", &e.channel, MAX_TEXT_LEN)?;
-    text("region", &e.region, MAX_TEXT_LEN)?;
+    text("query", e.query.as_deref().unwrap_or(""), l.query_bytes)?;
+    text("channel", &e.channel, l.text_bytes)?;
+    text("region", &e.region, l.text_bytes)?;
     if matches!(
         e.event_type,
         ClickEventType::AddToCart | ClickEventType::RemoveFromCart
     ) {
         match (&e.product_id, &e.sku) {
             (Some(p), Some(s)) => {
-                id("product_id", p, MAX_SKU_LEN)?;
-                id("sku", s, MAX_SKU_LEN)?;
+                id("product_id", p, l.sku_bytes)?;
+                id("sku", s, l.sku_bytes)?;
             }
             _ => return fail("sku", "a cart event needs a product id and a SKU"),
         }
@@ -149,12 +215,12 @@ pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Checks a purchase.
-pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
-    id("order_id", &p.order_id, MAX_ID_LEN)?;
-    id("customer_id", &p.customer_id, MAX_ID_LEN)?;
-    text("session_id", &p.session_id, MAX_ID_LEN)?;
-    text("region", &p.region, MAX_TEXT_LEN)?;
+/// Checks a purchase within `l`.
+pub fn purchase_within(p: &PurchaseEvent, l: &Limits) -> Result<(), ValidationError> {
+    id("order_id", &p.order_id, l.id_bytes)?;
+    id("customer_id", &p.customer_id, l.id_bytes)?;
+    text("session_id", &p.session_id, l.id_bytes)?;
+    text("region", &p.region, l.text_bytes)?;
     event_time(p.event_time)?;
     let priced = p.currency != NO_PRICES;
     if priced && !CURRENCIES.contains(&p.currency.as_str()) {
@@ -166,22 +232,22 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
     if p.lines.is_empty() {
         return fail("lines", "an order needs at least one line");
     }
-    if p.lines.len() > MAX_LINES {
+    if p.lines.len() > l.lines {
         return fail(
             "lines",
-            format!("{} lines, more than {MAX_LINES}", p.lines.len()),
+            format!("{} lines, more than {}", p.lines.len(), l.lines),
         );
     }
     for line in &p.lines {
-        id("product_id", &line.product_id, MAX_SKU_LEN)?;
-        id("sku", &line.sku, MAX_SKU_LEN)?;
+        id("product_id", &line.product_id, l.sku_bytes)?;
+        id("sku", &line.sku, l.sku_bytes)?;
         if line.quantity <= 0 {
             return fail("quantity", format!("{} is not positive", line.quantity));
         }
-        if line.quantity > MAX_QUANTITY {
+        if line.quantity > l.quantity {
             return fail(
                 "quantity",
-                format!("{} is more than {MAX_QUANTITY}", line.quantity),
+                format!("{} is more than {}", line.quantity, l.quantity),
             );
         }
         if priced {
@@ -195,14 +261,24 @@ pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
                 ),
             );
         }
-        options(&line.options)?;
+        options(&line.options, l)?;
         text(
             "category",
             line.category.as_deref().unwrap_or(""),
-            MAX_TEXT_LEN,
+            l.text_bytes,
         )?;
     }
     Ok(())
+}
+
+/// Checks a click event within the default limits.
+pub fn click(e: &ClickEvent) -> Result<(), ValidationError> {
+    click_within(e, &Limits::default())
+}
+
+/// Checks a purchase within the default limits.
+pub fn purchase(p: &PurchaseEvent) -> Result<(), ValidationError> {
+    purchase_within(p, &Limits::default())
 }
 
 #[cfg(test)]
@@ -258,6 +334,55 @@ mod tests {
             break_it(&mut o);
             assert_eq!(purchase(&o).map_err(|e| e.field), Err(field));
         }
+    }
+
+    #[test]
+    fn configured_limits_replace_the_defaults() {
+        let c = crate::samples::click();
+        let tight = Limits {
+            text_bytes: 3,
+            ..Limits::default()
+        };
+        assert_eq!(click(&c), Ok(()));
+        // The sample's option values and its category are longer than 3 bytes.
+        assert_eq!(
+            click_within(&c, &tight).map_err(|e| e.field),
+            Err("options")
+        );
+        let mut bare = crate::samples::click();
+        bare.options.clear();
+        assert_eq!(
+            click_within(&bare, &tight).map_err(|e| e.field),
+            Err("category")
+        );
+        let one_line = Limits {
+            lines: 1,
+            ..Limits::default()
+        };
+        let mut o = order();
+        assert_eq!(purchase_within(&o, &one_line), Ok(()));
+        o.lines.push(o.lines[0].clone());
+        assert_eq!(
+            purchase_within(&o, &one_line).map_err(|e| e.field),
+            Err("lines")
+        );
+        assert!(Limits::default().check().is_ok());
+        assert!(
+            Limits {
+                lines: 0,
+                ..Limits::default()
+            }
+            .check()
+            .is_err()
+        );
+        assert!(
+            Limits {
+                text_bytes: 1 << 20,
+                ..Limits::default()
+            }
+            .check()
+            .is_err()
+        );
     }
 
     #[test]
