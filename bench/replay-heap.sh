@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a replay's memory goes: heaptrack (Debian's `heaptrack`, installed when missing) over
 # `fitstream replay --format taobao` of the `sort_10m` generator's file (FITSTREAM_BENCH_ROWS
-# rows, default 1,000,000), then the heap at its peak, by the deepest frames of fitstream's
+# rows, default 1,000,000; sorted within FITSTREAM_BENCH_SORT_MB MiB, default 64, as
+# bench/replay-10m.sh does), then the heap at its peak, by the deepest frames of fitstream's
 # own code that allocated it. Prints the replay's summary, then:
 #   replay-heap: rows R, peak heap H MB
 #   <MB>  <frames, innermost first>      (the ten largest)
@@ -9,7 +10,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-rows="${FITSTREAM_BENCH_ROWS:-1000000}"
+rows="${FITSTREAM_BENCH_ROWS:-1000000}" sort_mb="${FITSTREAM_BENCH_SORT_MB:-64}"
 if ! command -v heaptrack >/dev/null; then
   echo "installing heaptrack (Debian package)" >&2
   apt-get update -qq && apt-get install -y -qq heaptrack
@@ -23,7 +24,7 @@ cargo build --release -q -j 2 -p fitstream --bin fitstream
 FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
 
 TMPDIR="$work" RUST_LOG=warn heaptrack -o "$work/heap" "$FITSTREAM" replay --format taobao \
-  --input "$work/UserBehavior.csv" --out "$work/out" >"$work/replay.log" 2>&1 || {
+  --sort-memory-mb "$sort_mb" --input "$work/UserBehavior.csv" --out "$work/out" >"$work/replay.log" 2>&1 || {
   cat "$work/replay.log"
   exit 1
 }

@@ -34,6 +34,8 @@ Checks
                 every config/secret file it names exists.
   copy          k8s/base/config/plants.toml is byte for byte deploy/plants.toml (kustomize reads
                 no file from outside k8s/, so the base carries a copy of the routing file).
+  rules         a PrometheusRule's rules each have an alert (with severity and summary) or a
+                record, an expression, and every fitstream_ metric in it is in metrics.txt.
   metrics-list  deploy/grafana/metrics.txt: one fitstream_ name per line, no duplicates.
   dashboard     the dashboard is Grafana JSON with queries, and every fitstream_ metric in a
                 query (panels, rows, templating, annotations) is in metrics.txt (histograms
@@ -349,7 +351,30 @@ def render(report: Report, name: str, overlay: Path) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def check_manifests(report: Report, env: str, text: str, schemas: Schemas) -> None:
+def check_rules(doc: dict, metrics: set[str] | None) -> list[str]:
+    errors = []
+    groups = (doc.get("spec") or {}).get("groups") or []
+    if not groups:
+        errors.append("no rule groups")
+    for g in groups:
+        for r in g.get("rules") or []:
+            name = r.get("alert") or r.get("record") or "?"
+            expr = str(r.get("expr") or "")
+            if not expr.strip():
+                errors.append(f"{name}: no expr")
+            if r.get("alert"):
+                if not (r.get("labels") or {}).get("severity"):
+                    errors.append(f"{name}: no severity label")
+                if not (r.get("annotations") or {}).get("summary"):
+                    errors.append(f"{name}: no summary annotation")
+            if metrics is not None:
+                for m in sorted({m for m in METRIC_RE.findall(expr) if not allowed(m, metrics)}):
+                    errors.append(f"{name}: uses {m}, which is not in the metrics list")
+    return errors
+
+
+def check_manifests(report: Report, env: str, text: str, schemas: Schemas,
+                    metrics: set[str] | None = None) -> None:
     try:
         docs = [d for d in yaml.load_all(text, Loader=Loader) if d]
     except yaml.YAMLError as e:
@@ -377,6 +402,8 @@ def check_manifests(report: Report, env: str, text: str, schemas: Schemas) -> No
             report.check("strimzi", subject, check_strimzi(d))
         if kind == "ScaledObject":
             report.check("keda", subject, check_keda(d, idx, docs))
+        if kind == "PrometheusRule":
+            report.check("rules", subject, check_rules(d, metrics))
 
 
 # ---------------------------------------------------------------------------------- compose
@@ -538,13 +565,14 @@ def main(argv: list[str]) -> int:
     crds = Crds(a.crds)
     report.check("crds", str(a.crds), [] if crds.by_gvk else ["no CRD schemas found"])
     schemas = Schemas(a.k8s_version, crds)
+    metrics = load_metrics(report, a.metrics) if a.metrics else None
     for spec in a.overlay + a.manifests:
         name, sep, file = spec.partition("=")
         if not sep:
             ap.error(f"--overlay/--manifests want NAME=PATH, got {spec!r}")
         text = render(report, name, Path(file)) if spec in a.overlay else Path(file).read_text()
         if text is not None:
-            check_manifests(report, name, text, schemas)
+            check_manifests(report, name, text, schemas, metrics)
     for c in a.compose:
         check_compose(report, c, a.compose_schema)
     for spec in a.copy:
@@ -552,8 +580,7 @@ def main(argv: list[str]) -> int:
         if not sep:
             ap.error(f"--copy wants COPY=ORIGINAL, got {spec!r}")
         check_copy(report, Path(copy_file), Path(original))
-    if a.metrics:
-        metrics = load_metrics(report, a.metrics)
+    if metrics is not None:
         for d in a.dashboard:
             check_dashboard(report, d, metrics)
     print(f"{a.summary}: {report.passed} passed, {report.failed} failed")

@@ -39,6 +39,7 @@ install -m 0644 "$keda/config/crd/bases/keda.sh_triggerauthentications.yaml" "$h
 po="$(moddir "github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}")"
 install -m 0644 "$po/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$here/"
 install -m 0644 "$po/example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml" "$here/"
+install -m 0644 "$po/example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml" "$here/"
 
 compose="$(moddir "github.com/compose-spec/compose-go/v2@${COMPOSE_GO_VERSION}")"
 mkdir -p "$validate/schemas"

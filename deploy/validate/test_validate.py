@@ -121,6 +121,20 @@ def servicemonitor_misspelled(docs, dash):
     rename(find(docs, "ServiceMonitor", "fitstream")["spec"]["endpoints"][0], "interval", "intervall")
 
 
+def rule_unknown_metric(docs, dash):
+    rule = find(docs, "PrometheusRule", "fitstream")["spec"]["groups"][0]["rules"][0]
+    rule["expr"] = "sum(fitstream_consumer_lag) > 1000"
+
+
+def rule_without_severity(docs, dash):
+    rule = find(docs, "PrometheusRule", "fitstream")["spec"]["groups"][0]["rules"][1]
+    del rule["labels"]["severity"]
+
+
+def rule_misspelled(docs, dash):
+    rename(find(docs, "PrometheusRule", "fitstream")["spec"]["groups"][0]["rules"][2], "for", "fro")
+
+
 def pdb_misspelled(docs, dash):
     rename(find(docs, "PodDisruptionBudget", "fitstream-profiler")["spec"], "maxUnavailable", "maxUnavailabe")
 
@@ -191,6 +205,9 @@ CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
     ("KEDA target with spec.replicas", "prod", scaledobject_replicas_conflict, "keda", "ScaledObject/fitstream-planner", r"spec\.replicas"),
     ("KEDA consumerGroup not the group id", "prod", scaledobject_wrong_group, "keda", "ScaledObject/fitstream-planner", r"fitstream-planner"),
     ("misspelled field in a ServiceMonitor", "prod", servicemonitor_misspelled, "schema", "ServiceMonitor/fitstream", r"intervall"),
+    ("alert on a metric that does not exist", "prod", rule_unknown_metric, "rules", "PrometheusRule/fitstream", r"fitstream_consumer_lag\b"),
+    ("alert without a severity", "dev", rule_without_severity, "rules", "PrometheusRule/fitstream", r"FitstreamDeadLetterRate: no severity"),
+    ("misspelled field in a PrometheusRule", "dev", rule_misspelled, "schema", "PrometheusRule/fitstream", r"fro"),
     ("misspelled field in a PodDisruptionBudget", "prod", pdb_misspelled, "schema", "PodDisruptionBudget/fitstream-profiler", r"maxUnavailabe"),
     ("writable root file system", "dev", not_read_only, "security", "StatefulSet/fitstream-profiler", r"readOnlyRootFilesystem"),
     ("SASL password not from the KafkaUser Secret", "dev", password_not_from_secret, "credentials", "StatefulSet/fitstream-segmenter", r"secretKeyRef"),

@@ -64,10 +64,17 @@ pub struct Metrics {
     pub restore_pending: IntGauge,
     /// Changelog records read by restores.
     pub restore_records: prometheus::IntCounter,
+    /// Broker connection state from librdkafka's statistics, by broker.
+    pub kafka_broker_up: IntGaugeVec,
+    /// Mean request round trip to each broker, from librdkafka's statistics.
+    pub kafka_broker_rtt_seconds: prometheus::GaugeVec,
+    /// Messages received by the consumer, from librdkafka's statistics.
+    pub kafka_messages_received: IntCounter,
 }
 
-/// Every metric name, as Prometheus shows them (histograms by base name).
-pub const NAMES: [&str; 25] = [
+/// Every fitstream metric name, as Prometheus shows them (histograms by base name). The
+/// process collector's `process_*` metrics come beside them.
+pub const NAMES: [&str; 28] = [
     "fitstream_records_in_total",
     "fitstream_records_out_total",
     "fitstream_late_records_total",
@@ -81,17 +88,20 @@ pub const NAMES: [&str; 25] = [
     "fitstream_event_latency_seconds",
     "fitstream_transaction_commit_seconds",
     "fitstream_model_fit_seconds",
-    "fitstream_consumer_lag",
+    "fitstream_consumer_lag_records",
     "fitstream_state_entries",
     "fitstream_state_bytes",
     "fitstream_restore_seconds",
-    "fitstream_watermark_seconds",
+    "fitstream_watermark_timestamp_seconds",
     "fitstream_model_version",
     "fitstream_segments",
     "fitstream_model_quality",
     "fitstream_ready",
     "fitstream_restore_pending_tasks",
     "fitstream_restore_records_total",
+    "fitstream_kafka_broker_up",
+    "fitstream_kafka_broker_rtt_seconds",
+    "fitstream_kafka_messages_received_total",
     "fitstream_build_info",
 ];
 
@@ -131,6 +141,12 @@ impl Metrics {
     #[allow(clippy::expect_used)] // metric definitions are constants: a failure is a bug
     pub fn new() -> Metrics {
         let r = Registry::new();
+        // The process's CPU, memory, threads and file descriptors (`process_*`), from /proc.
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("registered once");
         let fast = prometheus::exponential_buckets(0.000_01, 4.0, 10).expect("buckets");
         let slow = prometheus::exponential_buckets(0.001, 4.0, 12).expect("buckets");
         let info = IntGaugeVec::new(
@@ -215,7 +231,7 @@ impl Metrics {
                 &r,
                 "fitstream_late_records_total",
                 "Records that arrived after their window closed.",
-                &["operator"],
+                &["service"],
             ),
             dead_letters: counter(
                 &r,
@@ -227,7 +243,7 @@ impl Metrics {
                 &r,
                 "fitstream_duplicates_total",
                 "Duplicate records dropped.",
-                &["operator"],
+                &["service"],
             ),
             assignments_changed,
             unrouted,
@@ -247,7 +263,7 @@ impl Metrics {
                 &r,
                 "fitstream_processing_seconds",
                 "Time to process one record.",
-                &["operator"],
+                &["stage"],
                 fast,
             ),
             event_latency_seconds: histogram(
@@ -261,36 +277,52 @@ impl Metrics {
             model_fit_seconds,
             consumer_lag: gauge(
                 &r,
-                "fitstream_consumer_lag",
+                "fitstream_consumer_lag_records",
                 "Consumer lag in records.",
                 &["topic", "partition"],
             ),
             state_entries: gauge(
                 &r,
                 "fitstream_state_entries",
-                "Entries in a state store.",
-                &["store"],
+                "Entries in a service's state stores (its tasks on this instance).",
+                &["service"],
             ),
             state_bytes: gauge(
                 &r,
                 "fitstream_state_bytes",
-                "Approximate bytes in a state store.",
-                &["store"],
+                "Approximate bytes in a service's state stores (its tasks on this instance).",
+                &["service"],
             ),
             restore_seconds: fgauge(
                 &r,
                 "fitstream_restore_seconds",
-                "Duration of the last state restore.",
-                &["store"],
+                "Duration of a stage's last task restore.",
+                &["stage"],
             ),
             watermark_seconds: fgauge(
                 &r,
-                "fitstream_watermark_seconds",
-                "Event-time watermark as Unix seconds.",
-                &["operator"],
+                "fitstream_watermark_timestamp_seconds",
+                "A stage's event-time watermark, as a Unix timestamp in seconds.",
+                &["stage"],
             ),
             restore_pending,
             restore_records,
+            kafka_broker_up: gauge(
+                &r,
+                "fitstream_kafka_broker_up",
+                "1 while librdkafka's statistics show the broker connection up.",
+                &["broker"],
+            ),
+            kafka_broker_rtt_seconds: fgauge(
+                &r,
+                "fitstream_kafka_broker_rtt_seconds",
+                "Mean request round trip to a broker over the last statistics window.",
+                &["broker"],
+            ),
+            kafka_messages_received: one(
+                "fitstream_kafka_messages_received_total",
+                "Messages the consumer received from the brokers (librdkafka statistics).",
+            ),
             model_version,
             segments,
             model_quality,
@@ -317,6 +349,31 @@ impl Default for Metrics {
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
+    /// What a client's librdkafka statistics say: each broker connection's state and round
+    /// trip, and the messages received since the previous statistics (`last` keeps the
+    /// client's running total; internal brokers, id -1, are left out).
+    pub fn observe_client(
+        &self,
+        statistics: &rdkafka::Statistics,
+        last: &std::sync::atomic::AtomicI64,
+    ) {
+        for b in statistics.brokers.values().filter(|b| b.nodeid >= 0) {
+            self.kafka_broker_up
+                .with_label_values(&[&b.nodename])
+                .set(i64::from(b.state == "UP"));
+            if let Some(rtt) = &b.rtt {
+                self.kafka_broker_rtt_seconds
+                    .with_label_values(&[&b.nodename])
+                    .set(rtt.avg as f64 / 1e6);
+            }
+        }
+        let previous = last.swap(statistics.rxmsgs, std::sync::atomic::Ordering::SeqCst);
+        if statistics.rxmsgs > previous {
+            self.kafka_messages_received
+                .inc_by((statistics.rxmsgs - previous) as u64);
+        }
+    }
+
     /// Partitions this instance no longer owns: their lag series go, so that a dashboard
     /// summing the lag does not count a revoked partition's last value forever.
     pub fn forget_partitions<'a>(&self, partitions: impl IntoIterator<Item = (&'a str, i32)>) {
@@ -352,16 +409,27 @@ mod tests {
         m.state_bytes.with_label_values(&["s"]).set(1);
         m.restore_seconds.with_label_values(&["s"]).set(1.0);
         m.watermark_seconds.with_label_values(&["o"]).set(1.0);
-        let mut registered: Vec<String> = m
+        m.kafka_broker_up.with_label_values(&["b"]).set(1);
+        m.kafka_broker_rtt_seconds
+            .with_label_values(&["b"])
+            .set(0.001);
+        let gathered: Vec<String> = m
             .registry
             .gather()
             .iter()
             .map(|f| f.name().to_owned())
             .collect();
+        let mut registered: Vec<&String> = gathered
+            .iter()
+            .filter(|n| n.starts_with("fitstream_"))
+            .collect();
         registered.sort();
         let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
         names.sort();
-        assert_eq!(registered, names);
+        assert_eq!(registered, names.iter().collect::<Vec<_>>());
+        for process in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(gathered.iter().any(|n| n == process), "{process}");
+        }
         assert!(
             m.render()
                 .contains("fitstream_records_in_total{topic=\"t\"} 1")
@@ -377,7 +445,7 @@ mod tests {
         let text = m.render();
         assert!(!text.contains("partition=\"0\""), "{text}");
         assert!(
-            text.contains("fitstream_consumer_lag{partition=\"1\",topic=\"t\"} 7"),
+            text.contains("fitstream_consumer_lag_records{partition=\"1\",topic=\"t\"} 7"),
             "{text}"
         );
     }

@@ -46,6 +46,8 @@ pub(super) struct DriverContext {
     pub(super) in_txn: Arc<AtomicBool>,
     /// When statistics last showed a broker up (wall-clock milliseconds).
     pub(super) broker_up_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// Messages received as of the previous statistics (the counter moves by the difference).
+    pub(super) rxmsgs: std::sync::atomic::AtomicI64,
 }
 
 impl ClientContext for DriverContext {
@@ -54,6 +56,7 @@ impl ClientContext for DriverContext {
             self.broker_up_ms
                 .store(super::now_ms(), std::sync::atomic::Ordering::SeqCst);
         }
+        crate::metrics::METRICS.observe_client(&statistics, &self.rxmsgs);
         let Ok(mut ends) = self.ends.lock() else {
             return;
         };

@@ -281,6 +281,7 @@ fn run_once(
         producer: producer.clone(),
         in_txn: in_txn.clone(),
         broker_up_ms: broker_up_ms.clone(),
+        rxmsgs: std::sync::atomic::AtomicI64::new(0),
     };
     let mut client = config.kafka.client();
     client
