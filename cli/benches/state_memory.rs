@@ -38,15 +38,7 @@ fn live(region: &Region<'_, System>) -> f64 {
     c.bytes_allocated as f64 - c.bytes_deallocated as f64
 }
 
-const CATEGORIES: [&str; 7] = [
-    "skincare",
-    "makeup",
-    "haircare",
-    "fragrance",
-    "nails",
-    "bodycare",
-    "tools",
-];
+use fitstream_simulator::catalogue::CATEGORIES;
 const START: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
 
 fn click(c: usize, e: usize, customers: usize) -> ClickEvent {
