@@ -74,7 +74,7 @@ fn profiler(customers: usize) {
                 ids += 1;
             }
             store.click(&event);
-            if (e * customers + c) % 10_000 == 0 {
+            if (e * customers + c).is_multiple_of(10_000) {
                 // What checkpoints clear.
                 store.take_changed();
                 store.take_pending();
@@ -121,7 +121,6 @@ fn planner(n: usize) {
         out.clear();
     }
     let per_cart = live(&region) / n as f64;
-    drop(region);
 
     let mut windows = Planner::new(config, Routing::bundled());
     let region = Region::new(GLOBAL);
