@@ -233,6 +233,26 @@ impl Codec {
         )
     }
 
+    /// This codec with another value limit (the same registry, ids and field limits): what
+    /// a producer with a larger limit writes, for tests of oversized input.
+    pub fn with_max_value_bytes(&self, max_value_bytes: usize) -> Codec {
+        let codec = Codec::with_limits(
+            self.inner.registry.clone(),
+            max_value_bytes,
+            self.inner.limits.clone(),
+        );
+        for e in self.inner.writer_ids.iter() {
+            codec.inner.writer_ids.insert(e.key().clone(), *e.value());
+        }
+        for e in self.inner.writer_schemas.iter() {
+            codec
+                .inner
+                .writer_schemas
+                .insert(*e.key(), e.value().clone());
+        }
+        codec
+    }
+
     /// This codec with input records checked within `limits` instead.
     pub fn limited(&self, limits: validate::Limits) -> Codec {
         Codec::with_limits(

@@ -13,7 +13,7 @@
 //! | `MissingField` | a ClickEvent datum without `event_time`, ClickEvent id | clickstream | `decode` |
 //! | `NegativeQuantity` | a valid PurchaseEvent with a line of quantity -1 | purchases | `validation` |
 //! | `AbsurdTimestamp` | a valid event at 1970-01-01T00:00:00Z | the record's | `validation` |
-//! | `Oversized` | a valid event padded beyond 1 MiB | the record's | `too-large` |
+//! | `Oversized` | a valid event padded beyond the codec's 900,000-byte limit | the record's | `too-large` |
 //! | `NotAvro` | the record as JSON text, unframed | the record's | `decode` |
 //!
 //! `MissingField` is `decode`, not `schema`: the datum is read with the writer schema its id
@@ -25,8 +25,9 @@
 //!
 //! The ids in the framing are those of the codec passed in; with a schema registry whose ids
 //! differ from the pinned defaults, encode with a codec prepared for both input topics.
-//! `Oversized` values exceed librdkafka's default `message.max.bytes` (1,000,000) and the
-//! broker's default `max.message.bytes` (1,048,588): producing them needs both raised.
+//! `Oversized` values exceed the codec's limit (900,000 bytes) by a few bytes, within
+//! librdkafka's default `message.max.bytes` (1,000,000) and the broker's default
+//! `max.message.bytes` (1,048,588).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -184,6 +185,8 @@ impl Defect {
                 (own_topic, bytes)
             }
             Defect::Oversized => {
+                // Written as a producer with a larger limit would: this codec refuses it.
+                let codec = &codec.with_max_value_bytes(4 * DEFAULT_MAX_VALUE_BYTES);
                 let padding = "x".repeat(DEFAULT_MAX_VALUE_BYTES);
                 let bytes = match base {
                     InputRecord::Purchase(p) => {

@@ -55,8 +55,8 @@ pub struct SimConfig {
     pub duplicate_fraction: f64,
     /// Fraction of records replaced by raw bytes with one of `defects`.
     pub malformed_fraction: f64,
-    /// Defects drawn for malformed records. The default leaves out `Oversized`, whose 1 MiB
-    /// values a Kafka producer and broker with default limits refuse; add it when they allow.
+    /// Defects drawn for malformed records. The default leaves out `Oversized`, whose values
+    /// of 900,000 bytes each would make a simulated stream heavy; add it when wanted.
     pub defects: Vec<Defect>,
     /// The product catalogue.
     pub catalogue: CatalogueConfig,
