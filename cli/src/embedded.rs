@@ -69,7 +69,7 @@ pub fn append_dead_letters(
     if dead_letters.is_empty() {
         return Ok(());
     }
-    let codec = Codec::pinned().limited(cfg.limits.clone());
+    let codec = pinned_codec(cfg);
     let topic = &cfg.topics.dead_letter;
     let mut file = BufWriter::new(
         std::fs::OpenOptions::new()
@@ -158,6 +158,11 @@ fn feed_assignments(engine: &mut Embedded, topic: &str, produced: &[Produced]) {
             p.value.as_deref().unwrap_or_default(),
         );
     }
+}
+
+/// The embedded codec: pinned schema ids, the configuration's field limits.
+fn pinned_codec(cfg: &FitstreamConfig) -> Codec {
+    Codec::pinned().limited(cfg.limits.clone())
 }
 
 /// Records of one topic kept in an unnamed temporary file (gone when dropped), in order: a
@@ -334,7 +339,7 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
 
 /// The profiler and the segmenter of a configuration, wired together on the embedded driver.
 pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipeline {
-    let codec = Codec::pinned().limited(cfg.limits.clone());
+    let codec = pinned_codec(cfg);
     let profiler = fitstream_profiler::app::ProfilerApp::new(
         cfg.application("profiler"),
         cfg.profiler.clone(),
@@ -356,12 +361,7 @@ pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipel
 
 impl Services {
     fn new(cfg: &FitstreamConfig, planner_cfg: PlannerConfig, routing: Routing) -> Services {
-        let app = planner_app(
-            cfg,
-            planner_cfg,
-            routing,
-            Codec::pinned().limited(cfg.limits.clone()),
-        );
+        let app = planner_app(cfg, planner_cfg, routing, pinned_codec(cfg));
         Services {
             counters: app.counters.clone(),
             planner: Embedded::new(app.topology(), embedded_config(cfg, app.name.clone())),
@@ -413,7 +413,7 @@ pub fn run(
     out: &Path,
     mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
-    let codec = Codec::pinned().limited(cfg.limits.clone());
+    let codec = pinned_codec(cfg);
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
     let mut services = Services::new(cfg, planner_cfg, routing);
     let mut summary = Summary::default();
@@ -466,7 +466,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     out: &Path,
     mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
-    let codec = Codec::pinned().limited(cfg.limits.clone());
+    let codec = pinned_codec(cfg);
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
     let mut services = Services::new(cfg, planner_cfg, routing);
     let mut summary = Summary::default();

@@ -59,12 +59,20 @@ fn fault_broker() -> FaultBroker {
     FaultBroker::from_env().expect("tests/faults.sh runs this test against its own broker")
 }
 
-fn freeze(child: &std::process::Child, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal}");
+/// A planner of the fault scenarios (bounded, short session), still running after a random
+/// 4 to 10 s, when the fault comes.
+fn planner_mid_run(
+    cfg: &fitstream::config::FitstreamConfig,
+    membership: Membership,
+    rng: &mut impl Rng,
+) -> Stopped {
+    let mut child = Stopped(spawn_with(cfg, "planner", membership, true, &SHORT_SESSION));
+    std::thread::sleep(Duration::from_millis(rng.random_range(4_000..10_000)));
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "the planner ended before the fault"
+    );
+    child
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,18 +315,7 @@ async fn pipeline(scenario: Scenario) {
         }
         Scenario::BrokerKilled => {
             let broker = fault_broker();
-            let mut child = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Static,
-                true,
-                &SHORT_SESSION,
-            ));
-            std::thread::sleep(Duration::from_millis(rng.random_range(4_000..10_000)));
-            assert!(
-                child.0.try_wait().expect("wait").is_none(),
-                "killed mid-run"
-            );
+            let mut child = planner_mid_run(&cfg, Membership::Static, &mut rng);
             broker.kill();
             println!("broker killed at {:.1} s", started.elapsed().as_secs_f64());
             std::thread::sleep(Duration::from_secs(5));
@@ -332,18 +329,7 @@ async fn pipeline(scenario: Scenario) {
         }
         Scenario::BrokerFrozen => {
             let broker = fault_broker();
-            let mut child = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Static,
-                true,
-                &SHORT_SESSION,
-            ));
-            std::thread::sleep(Duration::from_millis(rng.random_range(4_000..10_000)));
-            assert!(
-                child.0.try_wait().expect("wait").is_none(),
-                "frozen mid-run"
-            );
+            let mut child = planner_mid_run(&cfg, Membership::Static, &mut rng);
             broker.freeze();
             std::thread::sleep(Duration::from_secs(20));
             broker.thaw();
@@ -355,14 +341,7 @@ async fn pipeline(scenario: Scenario) {
             );
         }
         Scenario::SameInstanceTwice => {
-            let mut first = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Static,
-                true,
-                &SHORT_SESSION,
-            ));
-            std::thread::sleep(Duration::from_secs(5));
+            let mut first = planner_mid_run(&cfg, Membership::Static, &mut rng);
             let mut second = Stopped(spawn_with(
                 &cfg,
                 "planner",
@@ -379,19 +358,8 @@ async fn pipeline(scenario: Scenario) {
             );
         }
         Scenario::FrozenZombie => {
-            let mut zombie = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Dynamic,
-                true,
-                &SHORT_SESSION,
-            ));
-            std::thread::sleep(Duration::from_millis(rng.random_range(4_000..8_000)));
-            assert!(
-                zombie.0.try_wait().expect("wait").is_none(),
-                "frozen mid-run"
-            );
-            freeze(&zombie.0, "-STOP");
+            let mut zombie = planner_mid_run(&cfg, Membership::Dynamic, &mut rng);
+            send_signal(&zombie.0.id().to_string(), "STOP");
             std::thread::sleep(Duration::from_secs(2));
             let mut heir = Stopped(spawn_with(
                 &cfg,
@@ -401,7 +369,7 @@ async fn pipeline(scenario: Scenario) {
                 &SHORT_SESSION,
             ));
             std::thread::sleep(Duration::from_secs(25));
-            freeze(&zombie.0, "-CONT");
+            send_signal(&zombie.0.id().to_string(), "CONT");
             println!("the zombie was frozen for 27 s while another instance took over");
             let heir_status = wait_for(&mut heir.0, Duration::from_secs(900));
             let zombie_status = wait_for(&mut zombie.0, Duration::from_secs(900));

@@ -304,6 +304,16 @@ pub fn java_murmur2(data: &[u8]) -> i32 {
     h as i32
 }
 
+/// Sends `signal` (`KILL`, `STOP`, `CONT`) to process `pid` with bash's built-in `kill`, which
+/// needs no procps on the machine.
+pub fn send_signal(pid: &str, signal: &str) {
+    let status = Command::new("bash")
+        .args(["-c", "kill -s \"$0\" \"$1\"", signal, pid])
+        .status()
+        .expect("bash");
+    assert!(status.success(), "kill -s {signal} {pid}");
+}
+
 /// The broker of the fault tests (`tests/faults.sh`): its own node on
 /// `FITSTREAM_FAULTS_KAFKA_PORT` (controller on the next port), started and stopped through
 /// `deploy/kafka.sh` like the test broker, so that killing it disturbs no other test.
@@ -346,27 +356,22 @@ impl FaultBroker {
     }
 
     fn signal(&self, signal: &str) {
-        let pid = self.pid();
-        let status = Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success(), "kill {signal} {pid}");
+        send_signal(&self.pid(), signal);
     }
 
     /// `kill -9` of the broker.
     pub fn kill(&self) {
-        self.signal("-KILL");
+        self.signal("KILL");
     }
 
     /// The broker frozen (SIGSTOP): connections stay open, nothing answers.
     pub fn freeze(&self) {
-        self.signal("-STOP");
+        self.signal("STOP");
     }
 
     /// The frozen broker goes on (SIGCONT).
     pub fn thaw(&self) {
-        self.signal("-CONT");
+        self.signal("CONT");
     }
 
     /// Starts the broker (after a kill: the same data, recovered) and waits until it serves.

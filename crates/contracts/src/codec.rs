@@ -236,11 +236,17 @@ impl Codec {
     /// This codec with another value limit (the same registry, ids and field limits): what
     /// a producer with a larger limit writes, for tests of oversized input.
     pub fn with_max_value_bytes(&self, max_value_bytes: usize) -> Codec {
-        let codec = Codec::with_limits(
-            self.inner.registry.clone(),
-            max_value_bytes,
-            self.inner.limits.clone(),
-        );
+        self.rebuilt(max_value_bytes, self.inner.limits.clone())
+    }
+
+    /// This codec with input records checked within `limits` instead.
+    pub fn limited(&self, limits: validate::Limits) -> Codec {
+        self.rebuilt(self.inner.max_value_bytes, limits)
+    }
+
+    /// A codec with these settings and this one's registry, writer ids and schemas.
+    fn rebuilt(&self, max_value_bytes: usize, limits: validate::Limits) -> Codec {
+        let codec = Codec::with_limits(self.inner.registry.clone(), max_value_bytes, limits);
         for e in self.inner.writer_ids.iter() {
             codec.inner.writer_ids.insert(e.key().clone(), *e.value());
         }
@@ -251,15 +257,6 @@ impl Codec {
                 .insert(*e.key(), e.value().clone());
         }
         codec
-    }
-
-    /// This codec with input records checked within `limits` instead.
-    pub fn limited(&self, limits: validate::Limits) -> Codec {
-        Codec::with_limits(
-            self.inner.registry.clone(),
-            self.inner.max_value_bytes,
-            limits,
-        )
     }
 
     /// The registry behind this codec.

@@ -200,13 +200,10 @@ impl Metrics {
             "fitstream_restore_pending_tasks",
             "Tasks of the current assignment whose state is not yet restored.",
         );
-        let restore_records = prometheus::IntCounter::new(
+        let restore_records = one(
             "fitstream_restore_records_total",
             "Changelog records read by state restores.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(restore_records.clone()))
-            .expect("registered once");
+        );
         let model_quality = prometheus::Gauge::new(
             "fitstream_model_quality",
             "Quality score of the current model.",

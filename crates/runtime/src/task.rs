@@ -193,10 +193,8 @@ pub struct Ctx {
 pub struct RejectedOutput {
     /// The topic it was meant for.
     pub topic: String,
-    /// Its key.
+    /// Its key (its value could not be encoded: the dead letter has none).
     pub key: Option<Vec<u8>>,
-    /// What can be kept of it (the dead letter bounds it).
-    pub value: Option<Vec<u8>>,
     /// Why.
     pub reason: Reason,
     /// Details for people.
@@ -208,7 +206,7 @@ impl RejectedOutput {
     pub fn dead_letter(&self, service: &str, failed_at_ms: i64) -> DeadLetter {
         DeadLetter::new(
             self.key.as_deref(),
-            self.value.as_deref(),
+            None,
             self.reason,
             self.message.clone(),
             Source {
@@ -244,7 +242,6 @@ impl Ctx {
         self.rejected.push(RejectedOutput {
             topic: topic.to_owned(),
             key,
-            value: None,
             reason,
             message: format!("output for {topic}: {error}"),
         });

@@ -105,9 +105,9 @@ impl Driver<'_> {
             self.producer
                 .commit_transaction(self.config.kafka.broker_wait(Duration::from_secs(60)))
         });
-        self.in_txn.store(false, Ordering::SeqCst);
         match result {
             Ok(()) => {
+                self.in_txn.store(false, Ordering::SeqCst);
                 self.stats.commits += 1;
                 METRICS.transactions.with_label_values(&["committed"]).inc();
                 METRICS
@@ -116,16 +116,9 @@ impl Driver<'_> {
                 Ok(())
             }
             Err(e) => {
-                // `in_txn` is already cleared: abort the failed transaction itself, or it
-                // stays open (and holds back read_committed readers of every topic it wrote)
-                // until the coordinator times it out.
-                METRICS.transactions.with_label_values(&["aborted"]).inc();
-                if let Err(a) = self
-                    .producer
-                    .abort_transaction(self.config.kafka.broker_wait(Duration::from_secs(30)))
-                {
-                    tracing::warn!("aborting the failed transaction failed: {a}");
-                }
+                // Still marked open: aborted here, or it would hold back read_committed
+                // readers of every topic it wrote until the coordinator timed it out.
+                self.abort();
                 Err(e.into())
             }
         }

@@ -1,7 +1,7 @@
 //! Assignment: where each partition resumes, the tasks of the assigned partitions restored
 //! from their changelog partitions, and the global tables replayed to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -71,21 +71,15 @@ impl Driver<'_> {
             }
         }
         let deadline = Instant::now() + Duration::from_millis(self.config.kafka.restore_timeout_ms);
+        let pending: VecDeque<(usize, i32)> = wanted.into_keys().collect();
+        METRICS.restore_pending.set(pending.len() as i64);
         self.restoring = Some(Restoring {
-            pending: wanted.into_keys().collect(),
+            pending,
             job: None,
             deadline,
             now,
         });
-        METRICS.restore_pending.set(self.restore_pending() as i64);
         Ok(())
-    }
-
-    /// Tasks still to restore (the one under way included).
-    pub(super) fn restore_pending(&self) -> usize {
-        self.restoring
-            .as_ref()
-            .map_or(0, |r| r.pending.len() + usize::from(r.job.is_some()))
     }
 
     /// Restores for at most `budget`, between two polls of the group's consumer: the group
@@ -100,11 +94,9 @@ impl Driver<'_> {
         let until = Instant::now() + budget;
         while Instant::now() < until {
             if r.job.is_none() {
-                if r.pending.is_empty() {
-                    METRICS.restore_pending.set(0);
+                let Some((stage, p)) = r.pending.pop_front() else {
                     return Ok(true);
-                }
-                let (stage, p) = r.pending.remove(0);
+                };
                 r.job = Some(self.start_restore(stage, p, r.now)?);
             }
             let job = r.job.as_mut().expect("a job under way");
@@ -122,7 +114,7 @@ impl Driver<'_> {
             if job.step(until, r.now)? {
                 let job = r.job.take().expect("a job under way");
                 self.finish_restore(job, r.now)?;
-                METRICS.restore_pending.set((r.pending.len()) as i64);
+                METRICS.restore_pending.set(r.pending.len() as i64);
             }
         }
         self.restoring = Some(r);
@@ -207,9 +199,6 @@ impl Driver<'_> {
         }
         self.route(stage_idx, p, ctx)
     }
-}
-
-impl Driver<'_> {
     /// Every task of the assignment is whole: its inputs resume where they were (a record
     /// fetched before the pause is read again), except the streams of a stage with a table,
     /// which resume once their table is read (`pace_tables`).
@@ -245,7 +234,7 @@ impl Driver<'_> {
 /// The restore of an assignment, a task at a time, in steps between polls of the group.
 pub(super) struct Restoring {
     /// Tasks not started, in order.
-    pending: Vec<(usize, i32)>,
+    pending: VecDeque<(usize, i32)>,
     job: Option<RestoreJob>,
     deadline: Instant,
     /// The wall clock at assignment (the tasks' creation time).
