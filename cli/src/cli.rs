@@ -128,6 +128,10 @@ enum Command {
         /// Output directory.
         #[arg(long, default_value = "out")]
         out: PathBuf,
+        /// Also serve the web console over the outputs at this address (127.0.0.1:8080 when
+        /// given without one), and keep serving after the run until Ctrl-C.
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+        console: Option<String>,
     },
     /// Segment simulated customers with known personas and print how well segments match
     /// them (adjusted Rand index) with the segment table.
@@ -168,6 +172,23 @@ enum Command {
         /// window, commit, exit.
         #[arg(long)]
         until_end: bool,
+    },
+    /// Serve the web console: segments, audiences, build orders and health, read from the
+    /// output topics (Kafka, read_committed) or a directory of topic JSON lines (--from).
+    Console {
+        /// Kafka bootstrap servers (overrides configuration).
+        #[arg(long, conflicts_with = "from")]
+        bootstrap: Option<String>,
+        /// A directory of topic JSON lines (the output of replay, demo or tail), followed as
+        /// it grows.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The services' metrics endpoints (http://host:port/metrics), for the health page.
+        #[arg(long, num_args = 1..)]
+        metrics: Vec<String>,
     },
     /// Print a topic as JSON lines, read_committed, decoded.
     Tail {
@@ -226,7 +247,8 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Topics { bootstrap: b, .. }
         | Command::Simulate { bootstrap: b, .. }
         | Command::Produce { bootstrap: b, .. }
-        | Command::Tail { bootstrap: b, .. } => bootstrap(b),
+        | Command::Tail { bootstrap: b, .. }
+        | Command::Console { bootstrap: b, .. } => bootstrap(b),
         Command::Run { bootstrap: b, .. } => bootstrap(b),
         Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => {}
     }
@@ -288,6 +310,7 @@ pub async fn run() -> anyhow::Result<()> {
             rate,
             seed,
             out,
+            console,
         } => {
             let sim = fitstream_simulator::SimConfig {
                 seconds,
@@ -295,7 +318,25 @@ pub async fn run() -> anyhow::Result<()> {
                 seed,
                 ..Default::default()
             };
-            commands::demo(&cfg, sim, &out).map(|_| ())
+            commands::demo(&cfg, sim, &out, console.as_deref()).map(|_| ())
+        }
+        Command::Console {
+            from,
+            listen,
+            metrics,
+            ..
+        } => {
+            let options = commands::ConsoleOptions {
+                from,
+                listen,
+                metrics,
+            };
+            commands::console(
+                &cfg,
+                &options,
+                fitstream_runtime::shutdown::wait_for_signal(),
+            )
+            .await
         }
         Command::Replay {
             input,

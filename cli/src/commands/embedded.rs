@@ -5,6 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use fitstream_simulator::{SimConfig, Simulator};
 
 use super::{InputFormat, InputOptions, Inputs, progress_bar, routing};
@@ -272,8 +273,26 @@ pub fn demo(
     cfg: &FitstreamConfig,
     sim: SimConfig,
     out: &Path,
+    console: Option<&str>,
 ) -> anyhow::Result<crate::embedded::Summary> {
     let simulator = Simulator::new(sim)?;
+    // The console follows the output files as the run writes them.
+    let console = match console {
+        Some(listen) => Some(
+            fitstream_console::spawn_on_directory(
+                cfg.topics.clone(),
+                out.to_owned(),
+                listen,
+                Vec::new(),
+            )
+            .with_context(|| format!("console: cannot listen on {listen}"))?,
+        ),
+        None => None,
+    };
+    let title = match console {
+        Some(addr) => format!("demo (console at http://{addr}/)"),
+        None => "demo".to_owned(),
+    };
     let tty = std::io::stdout().is_terminal();
     let every = if tty {
         Duration::from_millis(250)
@@ -288,7 +307,7 @@ pub fn demo(
         }
         *last = Instant::now();
         if tty {
-            print!("\x1b[2J\x1b[H{}", view(s, started.elapsed(), "demo"));
+            print!("\x1b[2J\x1b[H{}", view(s, started.elapsed(), &title));
         } else {
             println!(
                 "demo: {} records, {:.0}/s, event time {}, build orders {}, abandonments {}, segments {}, dead letters {}",
@@ -314,8 +333,16 @@ pub fn demo(
     if tty {
         print!("\x1b[2J\x1b[H");
     }
-    print!("{}", view(&summary, started.elapsed(), "demo"));
+    print!("{}", view(&summary, started.elapsed(), &title));
     println!("outputs: {}/<topic>.jsonl", out.display());
+    if let Some(addr) = console {
+        println!("console: http://{addr}/ (Ctrl-C to stop)");
+        let _ = std::io::stdout().flush();
+        let stop = fitstream_runtime::shutdown::on_signals();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     Ok(summary)
 }
 

@@ -6,9 +6,11 @@
 //!   [`count_lines`]) and the progress bar.
 //! - `kafka`: the commands that talk to a broker: `topics create` and `topics describe`,
 //!   `produce`, `simulate` (to Kafka or a file), `tail` and `run` ([`run_service`]).
+//! - `console`: the web console over the output topics, from Kafka or a directory.
 //! - `embedded`: the commands that run the pipeline in this process ([`crate::embedded`]):
 //!   `replay`, `demo` and `segments`, with the terminal views ([`segment_table`], [`view`]).
 
+mod console;
 mod embedded;
 mod kafka;
 
@@ -22,6 +24,7 @@ use fitstream_contracts::registry::Registry;
 use fitstream_runtime::deadletter::{self, DeadLetter};
 use fitstream_simulator::InputRecord;
 
+pub use self::console::{ConsoleOptions, console};
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
 pub use self::kafka::{
     DEFAULT_PLANTS, Service, SimTarget, TailOptions, produce, run_service, simulate, tail,

@@ -21,7 +21,8 @@ pub fn on_signals() -> Arc<AtomicBool> {
     flag
 }
 
-async fn wait_for_signal() {
+/// Resolves at the first SIGTERM or Ctrl-C (servers without a transaction to finish).
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -4,9 +4,10 @@ use fitstream_contracts::EventTime;
 use maud::{Markup, html};
 
 /// Colours of the series, in order (then round again).
-pub const PALETTE: [&str; 10] = [
+pub const PALETTE: [&str; 20] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+    "#f7b6d2", "#393b41", "#dbdb8d", "#0b5563",
 ];
 
 /// One line: its name and its points `(event time ms, value)`, in time order.
@@ -37,7 +38,8 @@ fn ceiling(max: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-fn short(t: i64) -> String {
+/// An event time as the x axis shows it: to the minute.
+pub fn minute(t: i64) -> String {
     let s = EventTime(t).to_string();
     // 2019-10-01T07:00:00.000Z -> 2019-10-01 07:00
     s.get(..16).map(|d| d.replace('T', " ")).unwrap_or(s)
@@ -53,8 +55,25 @@ fn number(v: f64) -> String {
     }
 }
 
-/// The chart, with its legend; `title` names it for screen readers.
-pub fn lines(title: &str, series: &[Series]) -> Markup {
+/// A line is broken where the data has a gap: a step more than [`GAP`] times the smallest
+/// step of the series (a silent month is not drawn as a slope).
+pub const GAP: i64 = 10;
+
+fn runs(points: &[(i64, f64)]) -> Vec<&[(i64, f64)]> {
+    let step = points
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > 0)
+        .min()
+        .unwrap_or(1);
+    points
+        .chunk_by(|a, b| b.0 - a.0 <= step.saturating_mul(GAP))
+        .collect()
+}
+
+/// The chart, with its legend; `title` names it for screen readers, `label` writes an x value
+/// (the axis shows the first and the last).
+pub fn lines(title: &str, label: &dyn Fn(i64) -> String, series: &[Series]) -> Markup {
     let points = series.iter().flat_map(|s| s.points.iter());
     let (mut x0, mut x1, mut ymax) = (i64::MAX, i64::MIN, 0f64);
     for &(x, y) in points {
@@ -80,15 +99,17 @@ pub fn lines(title: &str, series: &[Series]) -> Markup {
                     line x1=(LEFT) x2=(W - RIGHT) y1=(py(*t)) y2=(py(*t)) stroke="#e3e3e3" {}
                     text x=(LEFT - 6.0) y=(py(*t) + 4.0) text-anchor="end" font-size="11" { (number(*t)) }
                 }
-                text x=(LEFT) y=(H - 8.0) font-size="11" { (short(x0)) }
-                text x=(W - RIGHT) y=(H - 8.0) font-size="11" text-anchor="end" { (short(x1)) }
+                text x=(LEFT) y=(H - 8.0) font-size="11" { (label(x0)) }
+                text x=(W - RIGHT) y=(H - 8.0) font-size="11" text-anchor="end" { (label(x1)) }
                 @for (i, s) in series.iter().enumerate() {
                     @let colour = PALETTE[i % PALETTE.len()];
-                    @let pts = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect::<Vec<_>>().join(" ");
-                    @if s.points.len() == 1 {
-                        circle cx=(px(s.points[0].0)) cy=(py(s.points[0].1)) r="3" fill=(colour) {}
-                    } @else {
-                        polyline points=(pts) fill="none" stroke=(colour) stroke-width="1.5" {}
+                    @for run in runs(&s.points) {
+                        @if run.len() == 1 {
+                            circle cx=(px(run[0].0)) cy=(py(run[0].1)) r="2.5" fill=(colour) {}
+                        } @else {
+                            @let pts = run.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect::<Vec<_>>().join(" ");
+                            polyline points=(pts) fill="none" stroke=(colour) stroke-width="1.5" {}
+                        }
                     }
                 }
             }
@@ -126,10 +147,27 @@ mod tests {
                 points: vec![(0, 0.5)],
             },
         ];
-        let svg = lines("orders", &s).into_string();
+        let svg = lines("orders", &minute, &s).into_string();
         assert_eq!(svg.matches("<polyline").count(), 1);
         assert_eq!(svg.matches("<circle").count(), 1);
         assert!(svg.contains("Forecast &lt;&amp;&gt;"), "{svg}");
-        assert!(lines("none", &[]).into_string().contains("No data yet"));
+        assert!(
+            lines("none", &minute, &[])
+                .into_string()
+                .contains("No data yet")
+        );
+        // A gap breaks the line: two runs, one of them a single point.
+        let gap = [Series {
+            name: "g".into(),
+            points: vec![(0, 1.0), (10, 2.0), (20, 1.0), (10_000, 4.0)],
+        }];
+        let svg = lines("gap", &minute, &gap).into_string();
+        assert_eq!(
+            (
+                svg.matches("<polyline").count(),
+                svg.matches("<circle").count()
+            ),
+            (1, 1)
+        );
     }
 }

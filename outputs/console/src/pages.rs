@@ -95,6 +95,7 @@ pub fn layout(page: Page, view: &View, source: &Source, body: Markup) -> Markup 
                         }
                         " · read " (now) " from " (source.name)
                         @if source.live { " · live" }
+                        @if let Some(p) = &view.problem { " · " span.bad #problem { (p) } }
                     }
                 }
                 main { (body) }
@@ -137,6 +138,10 @@ pub fn segments(view: &View) -> Markup {
             points,
         })
         .collect();
+    let version = |v: i64| match view.version_times.get(&v) {
+        Some(t) => format!("model v{v}, {}", chart::minute(*t)),
+        None => format!("model v{v}"),
+    };
     let moves = view.moves.matrix();
     let name =
         |s: Option<i32>| s.map_or_else(|| "new (first placed)".to_owned(), |s| view.label(s));
@@ -165,7 +170,7 @@ pub fn segments(view: &View) -> Markup {
             p.desc { "Features are the segment's mean per customer in original units: days between first and last visit, orders, money spent, sessions; abandonment is the share of carted units not bought, conversion the share of sessions with an order." }
         }
         h2 { "Customers per segment, by model version" }
-        (chart::lines("customers per segment over event time", &series))
+        (chart::lines("customers per segment by model version", &version, &series))
         h2 { "Moves into model v" (view.moves.version) }
         @if moves.is_empty() {
             p.empty { "No customer changed segment with the latest model." }
@@ -292,7 +297,7 @@ pub fn orders(view: &View) -> Markup {
             h2 { "Plant " (plant) }
             @let released = p.windows.iter().map(|(t, (r, _))| (*t, f64::try_from(*r).unwrap_or(0.0))).collect();
             @let forecast = p.windows.iter().map(|(t, (_, f))| (*t, f64::try_from(*f).unwrap_or(0.0))).collect();
-            (chart::lines(&format!("{plant}: quantity per window"), &[
+            (chart::lines(&format!("{plant}: quantity per window"), &chart::minute, &[
                 Series { name: "Released".into(), points: released },
                 Series { name: "Forecast".into(), points: forecast },
             ]))
@@ -308,7 +313,7 @@ pub fn orders(view: &View) -> Markup {
                             td { (o.product_production_rule_id) } td { (o.material_definition_id) }
                             td.n { (o.quantity) " " (o.unit_of_measure) }
                             td { (o.location.site) " / " (o.location.area) " / " (o.location.line) }
-                            td { (o.window_start) " – " (o.window_end) }
+                            td { (chart::minute(o.window_start.millis())) " – " (chart::minute(o.window_end.millis()).get(11..).unwrap_or("")) }
                             td { @for s in &o.segment_mix { (s.segment_label) " " (s.quantity) br; } }
                         }
                     }

@@ -65,6 +65,17 @@ impl Console {
         self.updates.send_replace(records);
     }
 
+    /// The topics the console reads from Kafka, with the given plants' build orders.
+    pub fn topics(&self, plants: &[String]) -> Vec<String> {
+        self.view().topics(plants)
+    }
+
+    /// Says on every page that the source failed (the data shown stops there).
+    pub fn fail(&self, problem: String) {
+        self.view().problem = Some(problem);
+        self.updates.send_modify(|n| *n += 1);
+    }
+
     /// Forgets everything read (the source starts over).
     pub fn reset(&self) {
         *self.view() = View::new(self.topics.clone());

@@ -119,6 +119,8 @@ pub struct View {
     pub plants: BTreeMap<String, PlantOrders>,
     /// Dead letters by service and reason.
     pub dead_letters: DeadLetters,
+    /// Why the source stopped, if it did.
+    pub problem: Option<String>,
 }
 
 fn decode<T: DeserializeOwned>(v: &Value) -> Option<T> {
@@ -141,6 +143,7 @@ impl View {
             abandonments_total: 0,
             plants: BTreeMap::new(),
             dead_letters: BTreeMap::new(),
+            problem: None,
         }
     }
 
