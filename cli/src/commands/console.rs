@@ -33,7 +33,17 @@ pub async fn console(
     let listener = tokio::net::TcpListener::bind(&options.listen)
         .await
         .with_context(|| format!("console: cannot listen on {}", options.listen))?;
-    let addr = listener.local_addr()?;
+    println!("console: http://{}/", listener.local_addr()?);
+    console_on(cfg, options, listener, shutdown).await
+}
+
+/// [`console`] on a bound listener.
+pub async fn console_on(
+    cfg: &FitstreamConfig,
+    options: &ConsoleOptions,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let topics = cfg.topics.clone();
     let console = match &options.from {
         Some(dir) => {
@@ -57,7 +67,6 @@ pub async fn console(
             console
         }
     };
-    println!("console: http://{addr}/");
     fitstream_console::serve(listener, console, shutdown).await?;
     Ok(())
 }

@@ -24,7 +24,7 @@ use fitstream_contracts::registry::Registry;
 use fitstream_runtime::deadletter::{self, DeadLetter};
 use fitstream_simulator::InputRecord;
 
-pub use self::console::{ConsoleOptions, console};
+pub use self::console::{ConsoleOptions, console, console_on};
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
 pub use self::kafka::{
     DEFAULT_PLANTS, Service, SimTarget, TailOptions, produce, run_service, simulate, tail,
