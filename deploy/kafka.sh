@@ -29,6 +29,7 @@ POM="$SCRIPT_DIR/kafka/pom.xml"
 TEMPLATE="$SCRIPT_DIR/kafka/server.properties.template"
 SECURE_TEMPLATE="$SCRIPT_DIR/kafka/server-secure.properties.template"
 ACLS_PY="$SCRIPT_DIR/kafka/acls.py"
+TOOL_BATCH="$SCRIPT_DIR/kafka/ToolBatch.java"
 
 # ----------------------------------------------------------------- settings
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
@@ -52,7 +53,7 @@ KAFKA_SECURE_PORT="${KAFKA_SECURE_PORT:-9392}"
 KAFKA_SECURE_CONTROLLER_PORT="${KAFKA_SECURE_CONTROLLER_PORT:-9393}"
 KAFKA_SECURE_DATA_DIR="${KAFKA_SECURE_DATA_DIR:-$FITSTREAM_KAFKA_HOME/data-secure-$KAFKA_SECURE_PORT}"
 KAFKA_SECURE_EXTRA_PROPERTIES="${KAFKA_SECURE_EXTRA_PROPERTIES:-}"
-KAFKA_USERS_FILE="${KAFKA_USERS_FILE:-$SCRIPT_DIR/../k8s/base/users.yaml}"
+KAFKA_USERS_FILE="${KAFKA_USERS_FILE:-${SCRIPT_DIR%/*}/k8s/base/users.yaml}"
 KAFKA_CERT_DAYS="${KAFKA_CERT_DAYS:-365}"
 KAFKA_PYTHON="${KAFKA_PYTHON:-python3}"
 SECURE=0
@@ -406,6 +407,7 @@ EOF
 # and the client settings of each and of the admin in <data>/clients/.
 USERS=()
 NEW_PASSWORDS=()
+FORMATTED_NOW=0
 secure_users() {
     local out u
     out="$("$KAFKA_PYTHON" "$ACLS_PY" users "$KAFKA_USERS_FILE")" || die "cannot read $KAFKA_USERS_FILE"
@@ -420,6 +422,13 @@ secure_users() {
         [[ "$u" =~ ^[A-Za-z0-9._-]+$ ]] || die "user name '$u' in $KAFKA_USERS_FILE: not [A-Za-z0-9._-]+"
         [[ "$u" != "$ADMIN_USER" ]] || die "$KAFKA_USERS_FILE must not define the broker's super user '$ADMIN_USER'"
         if new_secret "$u"; then NEW_PASSWORDS+=("$u"); fi
+    done
+    local f keep=" $ADMIN_USER ${USERS[*]} "
+    for f in "$CLIENTS_DIR"/*.java.properties; do # users no longer in the file
+        [[ -e "$f" ]] || continue
+        u="${f##*/}"
+        u="${u%.java.properties}"
+        [[ "$keep" == *" $u "* ]] || rm -f "$CLIENTS_DIR/$u".{properties,java.properties,env}
     done
     for u in "$ADMIN_USER" ${USERS[@]+"${USERS[@]}"}; do
         write_clients "$u" "$(secret "$u")"
@@ -471,9 +480,32 @@ secure_prepare() {
     secure_users
 }
 
+# run_batch FILE LOG: the commands of FILE (a line each, words separated by tabs), their
+# output in LOG. In one JVM (deploy/kafka/ToolBatch.java, by Java's source launcher) when the
+# JDK's compiler is there, else in a JVM each. Fails unless every command succeeded.
+run_batch() {
+    local file="$1" log="$2" java
+    java="$(java_bin)"
+    write_tools_log4j
+    if [[ -x "$(dirname -- "$(readlink -f -- "$java")")/javac" ]]; then
+        "$java" -Xmx512m -XX:TieredStopAtLevel=1 "-Dlog4j2.configurationFile=$TOOLS_LOG4J_FILE" \
+            -cp "$(classpath)" "$TOOL_BATCH" "$file" >"$log" 2>&1 </dev/null &&
+            grep -q '^toolbatch: [0-9]* commands ok$' "$log"
+        return
+    fi
+    local -a cmd
+    : >"$log"
+    while IFS=$'\t' read -r -a cmd; do
+        ((${#cmd[@]})) || continue
+        printf '$ %s\n' "${cmd[*]}" >>"$log"
+        run_tool "${cmd[@]}" >>"$log" 2>&1 </dev/null || return 1
+    done <"$file"
+}
+
 # secure_sync FORCE: makes the running broker's SCRAM users and ACLs those of the users
-# file (deploy/kafka/acls.py plans, the Kafka tools apply). Skipped when neither the file
-# nor acls.py changed since the last sync and no password is new, unless FORCE is 1.
+# file: deploy/kafka/acls.py plans, the Kafka tools (AclCommand, ConfigCommand) apply.
+# Skipped when neither the file nor acls.py changed since the last sync and no password is
+# new, unless FORCE is 1.
 secure_sync() {
     local force="$1" want
     want="$(cat "$KAFKA_USERS_FILE" "$ACLS_PY" | sha256sum | cut -d' ' -f1)"
@@ -483,42 +515,27 @@ secure_sync() {
     fi
     mkdir -p "$STATE_DIR"
     rm -f "$SYNC_STAMP"
-    local start_s=$SECONDS
-    local -a base=(--bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG")
-    write_tools_log4j
-    # What the broker has: both listings at once.
-    run_tool org.apache.kafka.tools.AclCommand "${base[@]}" --list \
-        >"$STATE_DIR/acls.list" 2>&1 &
-    local acls_pid=$!
-    run_tool org.apache.kafka.tools.ConfigCommand "${base[@]}" --describe --entity-type users \
-        >"$STATE_DIR/scram.list" 2>&1 &
-    local scram_pid=$! f
-    for f in acls:$acls_pid scram:$scram_pid; do
-        wait "${f#*:}" || {
-            cat "$STATE_DIR/${f%%:*}.list" >&2
-            die "could not list the broker's ${f%%:*} (as $ADMIN_USER)"
+    local start_s=$SECONDS u
+    local -a connect=(--bootstrap "$BOOTSTRAP" --command-config "$ADMIN_CONFIG") listing=() reset=()
+    # What the broker has; a cluster formatted by this run has no ACLs and only the admin.
+    if ((!FORMATTED_NOW)); then
+        "$KAFKA_PYTHON" "$ACLS_PY" list "${connect[@]}" >"$STATE_DIR/list.tsv" || die "acls.py list failed"
+        run_batch "$STATE_DIR/list.tsv" "$STATE_DIR/listing.log" || {
+            tail -n 30 "$STATE_DIR/listing.log" >&2
+            die "could not list the broker's ACLs and SCRAM users as $ADMIN_USER (log: $STATE_DIR/listing.log)"
         }
-    done
-    local -a reset=()
-    for f in ${NEW_PASSWORDS[@]+"${NEW_PASSWORDS[@]}"}; do reset+=(--reset "$f"); done
-    "$KAFKA_PYTHON" "$ACLS_PY" plan "$KAFKA_USERS_FILE" --bootstrap "$BOOTSTRAP" \
-        --command-config "$ADMIN_CONFIG" --secrets "$SECRETS_DIR" \
-        --acls "$STATE_DIR/acls.list" --scram "$STATE_DIR/scram.list" --keep "$ADMIN_USER" \
-        ${reset[@]+"${reset[@]}"} >"$STATE_DIR/plan.txt" || die "acls.py plan failed"
-    local line n=0 total
-    total="$(grep -c . "$STATE_DIR/plan.txt" || true)"
-    : >"$STATE_DIR/sync.log"
-    while IFS= read -r line; do
-        [[ -n "$line" ]] || continue
-        n=$((n + 1))
-        local -a cmd
-        eval "cmd=($line)" # shell words from acls.py (shlex.join)
-        printf '$ %s\n' "$line" >>"$STATE_DIR/sync.log"
-        run_tool "${cmd[@]}" >>"$STATE_DIR/sync.log" 2>&1 </dev/null || {
-            tail -n 30 "$STATE_DIR/sync.log" >&2
-            die "command $n/$total of the users/ACLs sync failed (log: $STATE_DIR/sync.log; the broker runs; retry: $0 sync --secure)"
-        }
-    done <"$STATE_DIR/plan.txt"
+        listing=(--listing "$STATE_DIR/listing.log")
+    fi
+    for u in ${NEW_PASSWORDS[@]+"${NEW_PASSWORDS[@]}"}; do reset+=(--reset "$u"); done
+    "$KAFKA_PYTHON" "$ACLS_PY" plan "$KAFKA_USERS_FILE" "${connect[@]}" --secrets "$SECRETS_DIR" \
+        --keep "$ADMIN_USER" ${listing[@]+"${listing[@]}"} ${reset[@]+"${reset[@]}"} \
+        >"$STATE_DIR/plan.tsv" || die "acls.py plan failed"
+    local total
+    total="$(grep -c . "$STATE_DIR/plan.tsv" || true)"
+    if ((total > 0)) && ! run_batch "$STATE_DIR/plan.tsv" "$STATE_DIR/sync.log"; then
+        tail -n 30 "$STATE_DIR/sync.log" >&2
+        die "the users/ACLs sync failed (log: $STATE_DIR/sync.log); the broker runs; retry: $0 sync --secure"
+    fi
     NEW_PASSWORDS=()
     printf '%s\n' "$want" >"$SYNC_STAMP"
     say "users and ACLs synced from $KAFKA_USERS_FILE: $total commands in $((SECONDS - start_s))s (log: $STATE_DIR/sync.log)"
@@ -590,14 +607,11 @@ do_format() {
     if [[ -z "$cid" ]]; then
         cid="$(run_tool kafka.tools.StorageTool random-uuid | tail -n 1)"
     fi
-    # The secured broker's SCRAM users are in the bootstrap metadata: the admin (the broker
-    # itself logs in as it) and those of the users file.
+    # The secured broker's admin is in the bootstrap metadata: the broker itself logs in
+    # as it (inter-broker listener). The users of the users file are made after the start.
     local -a scram=()
     if ((SECURE)); then
-        local u
-        for u in "$ADMIN_USER" ${USERS[@]+"${USERS[@]}"}; do
-            scram+=(--add-scram "$SCRAM_MECHANISM=[name=$u,password=$(secret "$u")]")
-        done
+        scram=(--add-scram "$SCRAM_MECHANISM=[name=$ADMIN_USER,password=$(secret "$ADMIN_USER")]")
         rm -f "$SYNC_STAMP"
     fi
     say "formatting KRaft storage in $KRAFT_DIR (cluster id $cid)"
@@ -607,7 +621,7 @@ do_format() {
         die "storage format failed"
     }
     is_formatted || die "storage format did not create $KRAFT_DIR/meta.properties"
-    NEW_PASSWORDS=() # all in the bootstrap metadata now
+    FORMATTED_NOW=1
 }
 
 cmd_format() {

@@ -9,17 +9,21 @@ YAML and prints; the shell script runs what it prints with the broker's tool cla
         The SCRAM-SHA-512 user names, one per line.
     acls.py table USERS_YAML
         The ACLs the file asks for, one per line (for people).
+    acls.py list --bootstrap HOST:PORT --command-config FILE
+        The commands that list what the broker has: `AclCommand --list` and
+        `ConfigCommand --describe --entity-type users`.
     acls.py plan USERS_YAML --bootstrap HOST:PORT --command-config FILE --secrets DIR
-                 --acls LISTING --scram LISTING [--keep USER]... [--reset USER]...
-        The commands that bring the broker to the file, one per line as shell words
-        (shlex.join): the main class (org.apache.kafka.tools.AclCommand or ConfigCommand)
-        followed by its arguments. LISTING files are the outputs of
-        `AclCommand --list` and `ConfigCommand --describe --entity-type users`. ACLs missing
-        from the broker are added, ACLs the file does not ask for are removed (also those of
-        principals the file does not know: the file is the source of truth). SCRAM users
-        missing from the broker, and the --reset ones, get the password of
-        DIR/<user>.scram (a properties file `SCRAM-SHA-512=password=...`, so no password is
-        on a command line); SCRAM users the file does not name are deleted, except --keep.
+                 [--listing FILE] [--keep USER]... [--reset USER]...
+        The commands that bring the broker to the file. LISTING is the output of the `list`
+        commands (none: a broker without ACLs or SCRAM users). ACLs missing from the broker
+        are added, ACLs the file does not ask for are removed (also those of principals the
+        file does not know: the file is the source of truth). SCRAM users missing from the
+        broker, and the --reset ones, get the password of DIR/<user>.scram (a properties
+        file `SCRAM-SHA-512=password=...`: no password is on a command line); SCRAM users
+        the file does not name are deleted, except --keep.
+Commands are printed one per line, their words separated by tabs: the main class
+(org.apache.kafka.tools.AclCommand or ConfigCommand) and its arguments; deploy/kafka.sh runs
+them in one JVM with deploy/kafka/ToolBatch.java. --shell prints them as shell words instead.
 
 Strimzi semantics (KafkaUser kafka.strimzi.io/v1, spec.authorization.type simple):
   principal     User:<metadata.name> for scram-sha-512 (and when authentication is absent);
@@ -112,6 +116,13 @@ class SpecError(Exception):
     pass
 
 
+def check_word(value: str, where: str) -> str:
+    """Commands are tab-separated lines: no tab or line break in a name."""
+    if any(c in value for c in "\t\r\n"):
+        raise SpecError(f"{where}: {value!r} has a tab or a line break")
+    return value
+
+
 def warn(msg: str) -> None:
     print(f"acls.py: warning: {msg}", file=sys.stderr)
 
@@ -131,6 +142,7 @@ def load(path: Path) -> tuple[list[User], list[Acl]]:
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}: no metadata.name")
         where = f"{path}: KafkaUser {name}"
+        check_word(name, where)
         if name in seen:
             raise SpecError(f"{where}: defined twice")
         seen.add(name)
@@ -172,6 +184,7 @@ def rule_acls(rule: dict, user: User, where: str) -> list[Acl]:
         name = resource.get("name")
         if not isinstance(name, str) or not name:
             raise SpecError(f"{where}: {rtype} without a name")
+        check_word(name, where)
         ptype = resource.get("patternType", "literal")
         if ptype not in PATTERN_TYPES:
             raise SpecError(f"{where}: patternType {ptype!r} (literal or prefix)")
@@ -179,7 +192,7 @@ def rule_acls(rule: dict, user: User, where: str) -> list[Acl]:
     permission = rule.get("type", "allow")
     if permission not in ("allow", "deny"):
         raise SpecError(f"{where}: type {permission!r} (allow or deny)")
-    host = rule.get("host", "*")
+    host = check_word(str(rule.get("host", "*")), where)
     ops = rule.get("operations")
     if ops is None and "operation" in rule:  # the pre-v1 single operation
         ops = [rule["operation"]]
@@ -191,7 +204,7 @@ def rule_acls(rule: dict, user: User, where: str) -> list[Acl]:
             raise SpecError(f"{where}: unknown operation {op!r}")
         if op not in VALID_OPERATIONS[kafka_type]:
             raise SpecError(f"{where}: operation {op} does not apply to a {rtype}")
-        out.append(Acl(kafka_type, name, pattern, user.principal, str(host), kafka_operation(op),
+        out.append(Acl(kafka_type, name, pattern, user.principal, host, kafka_operation(op),
                        permission.upper()))
     return out
 
@@ -205,6 +218,7 @@ ENTRY_RE = re.compile(r"^\s*\(principal=(.*), host=(.*), operation=([A-Z_]+), "
 
 
 def parse_acl_listing(text: str) -> set[Acl]:
+    """The bindings in `AclCommand --list` output (other lines are skipped)."""
     acls: set[Acl] = set()
     resource = None
     for line in text.splitlines():
@@ -217,8 +231,10 @@ def parse_acl_listing(text: str) -> set[Acl]:
             if resource is None:
                 raise SpecError(f"ACL listing: entry before any resource: {line.strip()}")
             acls.add(Acl(*resource, *m.groups()))
-        elif line.strip() and not line.startswith("["):  # "[date] WARN ..." log lines pass
-            raise SpecError(f"ACL listing: unexpected line: {line.strip()}")
+        elif "(principal=" in line:
+            raise SpecError(f"ACL listing: an entry of an unknown form: {line.strip()}")
+        else:
+            resource = None if not line.startswith(("\t", " ")) else resource
     return acls
 
 
@@ -263,10 +279,17 @@ def acl_commands(action: str, acls: set[Acl], base: list[str]) -> list[list[str]
     return cmds
 
 
+def list_commands(args: argparse.Namespace) -> list[list[str]]:
+    base = ["--bootstrap-server", args.bootstrap, "--command-config", str(args.command_config)]
+    return [[ACL_COMMAND, *base, "--list"],
+            [CONFIG_COMMAND, *base, "--describe", "--entity-type", "users"]]
+
+
 def plan(args: argparse.Namespace) -> list[list[str]]:
     users, wanted = load(args.users_yaml)
-    have = parse_acl_listing(args.acls.read_text())
-    scram_have = parse_scram_listing(args.scram.read_text())
+    listing = args.listing.read_text() if args.listing else ""
+    have = parse_acl_listing(listing)
+    scram_have = parse_scram_listing(listing)
     base = ["--bootstrap-server", args.bootstrap, "--command-config", str(args.command_config)]
     cmds = []
     scram_users = [u.name for u in users if u.scram]
@@ -289,15 +312,17 @@ def main(argv: list[str]) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("users", "table"):
         sub.add_parser(name).add_argument("users_yaml", type=Path)
+    lp = sub.add_parser("list")
     pp = sub.add_parser("plan")
     pp.add_argument("users_yaml", type=Path)
-    pp.add_argument("--bootstrap", required=True)
-    pp.add_argument("--command-config", required=True, type=Path)
     pp.add_argument("--secrets", required=True, type=Path)
-    pp.add_argument("--acls", required=True, type=Path)
-    pp.add_argument("--scram", required=True, type=Path)
+    pp.add_argument("--listing", type=Path)
     pp.add_argument("--keep", action="append", default=[])
     pp.add_argument("--reset", action="append", default=[])
+    for q in (lp, pp):
+        q.add_argument("--bootstrap", required=True)
+        q.add_argument("--command-config", required=True, type=Path)
+        q.add_argument("--shell", action="store_true", help="print shell words, not tabs")
     args = p.parse_args(argv)
     try:
         if args.cmd == "users":
@@ -305,11 +330,12 @@ def main(argv: list[str]) -> int:
                 if u.scram:
                     print(u.name)
         elif args.cmd == "table":
-            for a in sorted(load(args.users_yaml)[1]):
+            for a in sorted(set(load(args.users_yaml)[1])):
                 print(a.describe())
         else:
-            for cmd in plan(args):
-                print(shlex.join(cmd))
+            cmds = list_commands(args) if args.cmd == "list" else plan(args)
+            for cmd in cmds:
+                print(shlex.join(cmd) if args.shell else "\t".join(cmd))
     except (SpecError, OSError, yaml.YAMLError) as e:
         print(f"acls.py: error: {e}", file=sys.stderr)
         return 1
