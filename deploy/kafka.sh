@@ -58,7 +58,7 @@ KAFKA_CERT_DAYS="${KAFKA_CERT_DAYS:-365}"
 KAFKA_PYTHON="${KAFKA_PYTHON:-python3}"
 SECURE=0
 SAY_PREFIX=kafka
-ADMIN_USER=admin
+ADMIN_USER="admin"
 BROKER_CN=fitstream-kafka-broker
 SCRAM_MECHANISM=SCRAM-SHA-512
 
@@ -331,7 +331,9 @@ secret() {
 new_secret() {
     local f="$SECRETS_DIR/$1.password"
     [[ -s "$f" ]] && return 1
-    openssl rand -hex 24 >"$f.tmp" && mv -f "$f.tmp" "$f" || die "could not write $f"
+    if ! openssl rand -hex 24 >"$f.tmp" || ! mv -f "$f.tmp" "$f"; then
+        die "could not write $f"
+    fi
 }
 
 need_secure_tools() {
@@ -493,12 +495,12 @@ run_batch() {
             grep -q '^toolbatch: [0-9]* commands ok$' "$log"
         return
     fi
-    local -a cmd
+    local -a words
     : >"$log"
-    while IFS=$'\t' read -r -a cmd; do
-        ((${#cmd[@]})) || continue
-        printf '$ %s\n' "${cmd[*]}" >>"$log"
-        run_tool "${cmd[@]}" >>"$log" 2>&1 </dev/null || return 1
+    while IFS=$'\t' read -r -a words; do
+        ((${#words[@]})) || continue
+        printf '$ %s\n' "${words[*]}" >>"$log"
+        run_tool "${words[@]}" >>"$log" 2>&1 </dev/null || return 1
     done <"$file"
 }
 
@@ -547,9 +549,13 @@ secure_summary() {
     echo "  ca:        $CA_FILE"
     echo "  clients:   $CLIENTS_DIR/<user>.properties (librdkafka), <user>.java.properties (Java), <user>.env (fitstream)"
     if [[ -d "$CLIENTS_DIR" ]]; then
-        local users
-        users="$(cd "$CLIENTS_DIR" && ls -- *.java.properties 2>/dev/null | sed 's/\.java\.properties$//' | paste -sd' ' -)"
-        echo "  users:     ${users:-(none yet)}"
+        local f users=""
+        for f in "$CLIENTS_DIR"/*.java.properties; do
+            [[ -e "$f" ]] || continue
+            f="${f##*/}"
+            users+=" ${f%.java.properties}"
+        done
+        echo "  users:    ${users:- (none yet)}"
     fi
 }
 

@@ -35,11 +35,11 @@ field() { sed -n "s/^  $1: *//p" <<<"$status"; }
 bootstrap="$(field bootstrap)"
 ca="$(field ca)"
 clients="$(field data)/clients"
-[ -n "$bootstrap" ] && [ -s "$ca" ] && [ -d "$clients" ] || {
+if [ -z "$bootstrap" ] || [ ! -s "$ca" ] || [ ! -d "$clients" ]; then
     echo "secured-broker: cannot read the broker's status:" >&2
     echo "$status" >&2
     exit 1
-}
+fi
 host="${bootstrap%:*}"
 controller="$host:${KAFKA_SECURE_CONTROLLER_PORT:-9393}"
 topic=marketing.segment-assignments.v1
