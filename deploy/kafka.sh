@@ -420,12 +420,12 @@ secure_users() {
         rm -f "$SECRETS_DIR/$ADMIN_USER.password"
         die "the admin password of $KAFKA_DATA_DIR is lost; start afresh: $0 reset --secure"
     fi
-    for u in "${USERS[@]}"; do
+    for u in ${USERS[@]+"${USERS[@]}"}; do
         [[ "$u" =~ ^[A-Za-z0-9._-]+$ ]] || die "user name '$u' in $KAFKA_USERS_FILE: not [A-Za-z0-9._-]+"
         [[ "$u" != "$ADMIN_USER" ]] || die "$KAFKA_USERS_FILE must not define the broker's super user '$ADMIN_USER'"
         if new_secret "$u"; then NEW_PASSWORDS+=("$u"); fi
     done
-    local f keep=" $ADMIN_USER ${USERS[*]} "
+    local f pw keep=" $ADMIN_USER ${USERS[*]-} "
     for f in "$CLIENTS_DIR"/*.java.properties; do # users no longer in the file
         [[ -e "$f" ]] || continue
         u="${f##*/}"
@@ -433,7 +433,8 @@ secure_users() {
         [[ "$keep" == *" $u "* ]] || rm -f "$CLIENTS_DIR/$u".{properties,java.properties,env}
     done
     for u in "$ADMIN_USER" ${USERS[@]+"${USERS[@]}"}; do
-        write_clients "$u" "$(secret "$u")"
+        pw="$(secret "$u")"
+        write_clients "$u" "$pw"
     done
 }
 
@@ -534,6 +535,7 @@ secure_sync() {
         >"$STATE_DIR/plan.tsv" || die "acls.py plan failed"
     local total
     total="$(grep -c . "$STATE_DIR/plan.tsv" || true)"
+    : >"$STATE_DIR/sync.log"
     if ((total > 0)) && ! run_batch "$STATE_DIR/plan.tsv" "$STATE_DIR/sync.log"; then
         tail -n 30 "$STATE_DIR/sync.log" >&2
         die "the users/ACLs sync failed (log: $STATE_DIR/sync.log); the broker runs; retry: $0 sync --secure"
