@@ -33,6 +33,7 @@ REGISTRY_HEAP_OPTS="${REGISTRY_HEAP_OPTS:--Xms32m -Xmx384m}"
 REGISTRY_OPTS="${REGISTRY_OPTS:-}"
 REGISTRY_USER="${REGISTRY_USER:-fitstream}"
 REGISTRY_DEFAULT_COMPATIBILITY="${REGISTRY_DEFAULT_COMPATIBILITY:-BACKWARD}"
+REGISTRY_CANONICAL_HASH="${REGISTRY_CANONICAL_HASH:-true}"
 REGISTRY_LOG_LEVEL="${REGISTRY_LOG_LEVEL:-INFO}"
 REGISTRY_START_TIMEOUT="${REGISTRY_START_TIMEOUT:-90}"
 REGISTRY_STOP_TIMEOUT="${REGISTRY_STOP_TIMEOUT:-20}"
@@ -72,6 +73,7 @@ validate_settings() {
     [[ "$REGISTRY_USER" =~ ^[A-Za-z0-9_.-]+$ ]] || die "invalid REGISTRY_USER '$REGISTRY_USER' (letters, digits, _ . -)"
     [[ "$REGISTRY_DEFAULT_COMPATIBILITY" =~ ^(|NONE|BACKWARD|BACKWARD_TRANSITIVE|FORWARD|FORWARD_TRANSITIVE|FULL|FULL_TRANSITIVE)$ ]] ||
         die "invalid REGISTRY_DEFAULT_COMPATIBILITY '$REGISTRY_DEFAULT_COMPATIBILITY'"
+    [[ "$REGISTRY_CANONICAL_HASH" =~ ^(true|false)$ ]] || die "invalid REGISTRY_CANONICAL_HASH '$REGISTRY_CANONICAL_HASH' (true or false)"
     [[ "$REGISTRY_START_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid REGISTRY_START_TIMEOUT"
     [[ "$REGISTRY_STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "invalid REGISTRY_STOP_TIMEOUT"
 }
@@ -170,6 +172,18 @@ registry_pid() {
     return 1
 }
 
+# Prints the pids of the registries (any port) that run the jars of $APP_DIR.
+app_pids() {
+    local f cmd pid out=""
+    for f in $(grep -lsF -- "$APP_DIR/registry-" /proc/[0-9]*/cmdline 2>/dev/null || true); do
+        cmd="$(tr '\0' ' ' <"$f" 2>/dev/null || true)"
+        pid="${f#/proc/}"
+        pid="${pid%/cmdline}"
+        [[ "$cmd" == *" -jar $APP_DIR/registry-"* ]] && out+="$pid "
+    done
+    printf '%s' "${out% }"
+}
+
 rss_mib() { # rss_mib PID -> resident set size in MiB (or ?)
     local kb
     kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || true)"
@@ -260,6 +274,9 @@ render_config() {
             echo "%prod.quarkus.log.category.\"io.apicurio\".level=$REGISTRY_LOG_LEVEL"
             echo "quarkus.log.console.color=false"
             echo "quarkus.banner.enabled=false"
+            echo "# Schemas are told apart by a hash of their canonical form, as Confluent does:"
+            echo "# the same schema written differently gets the same id (false: the exact text)."
+            echo "registry.ccompat.use-canonical-hash=$REGISTRY_CANONICAL_HASH"
             if [[ "$MODE" == secure ]]; then
                 echo "# HTTPS only, on 127.0.0.1:$PORT."
                 echo "quarkus.http.insecure-requests=disabled"
@@ -334,7 +351,7 @@ cmd_install() {
     fi
     # The build replaces $APP_DIR, whose jars a running registry reads.
     local running
-    running="$(grep -lsF -- "$APP_DIR/registry-" /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | tr '\n' ' ' || true)"
+    running="$(app_pids)"
     [[ -z "$running" ]] || die "a registry of $APP_DIR is running (pid $running); stop it first (deploy/registry.sh stop --all)"
     command -v "$REGISTRY_MVN" >/dev/null 2>&1 || die "maven ('$REGISTRY_MVN') not found"
     check_java
