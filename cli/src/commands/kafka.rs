@@ -286,6 +286,36 @@ pub fn tail(
     }
 }
 
+/// The product topics a service reads or writes (its internal topics, under its group's
+/// prefix, it creates itself), with their expected partition counts.
+fn needed_topics(
+    topology: &Topology,
+    outputs: &[String],
+    dead_letter: &str,
+    partitions: &BTreeMap<String, i32>,
+) -> Vec<admin::Needed> {
+    let internal = format!("{}-", topology.group_id());
+    let mut names: Vec<String> = topology.input_topics();
+    names.extend(
+        topology
+            .stages
+            .iter()
+            .flat_map(|s| s.globals.iter().cloned()),
+    );
+    names.extend(outputs.iter().cloned());
+    names.push(dead_letter.to_owned());
+    names.retain(|n| !n.starts_with(&internal));
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| admin::Needed {
+            partitions: partitions.get(&name).copied(),
+            name,
+        })
+        .collect()
+}
+
 /// A service `run` can start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Service {
@@ -297,6 +327,18 @@ pub enum Service {
     Segmenter,
     /// All three in one process (handy on a laptop).
     All,
+}
+
+impl Service {
+    /// Its name: in group ids, topics and `kafka.services.<name>` settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Planner => "planner",
+            Service::Profiler => "profiler",
+            Service::Segmenter => "segmenter",
+            Service::All => "all",
+        }
+    }
 }
 
 /// `fitstream run`: a service against Kafka until SIGTERM or Ctrl-C, or with `bounded` until
@@ -318,7 +360,14 @@ pub async fn run_service(
     let codec = codec(cfg);
     let routing = routing(cfg)?;
     let plants = routing.plant_ids();
-    admin::ensure_topics(&cfg.kafka, &cfg.topics.specs(&plants)).await?;
+    // The product's topics are an admin's to create (`topics create`, or the KafkaTopic
+    // resources); each service checks those it touches, as its own principal.
+    let partitions: BTreeMap<String, i32> = cfg
+        .topics
+        .specs(&plants)
+        .into_iter()
+        .map(|s| (s.name, s.partitions))
+        .collect();
     let wanted: Vec<Service> = match service {
         Service::All => vec![Service::Profiler, Service::Segmenter, Service::Planner],
         one => vec![one],
@@ -338,6 +387,7 @@ pub async fn run_service(
     let mut phases: Vec<Vec<(Topology, DriverConfig)>> = vec![Vec::new()];
     for service in wanted {
         let mut config = driver.clone();
+        config.kafka = cfg.kafka.for_service(service.name());
         let (topology, outputs) = match service {
             Service::Planner => {
                 let app = crate::embedded::planner_app(
@@ -379,6 +429,12 @@ pub async fn run_service(
                 (app.topology(), app.output_topics())
             }
         };
+        let needed = needed_topics(&topology, &outputs, &cfg.topics.dead_letter, &partitions);
+        let (kafka, limit) = (
+            config.kafka.clone(),
+            Duration::from_millis(cfg.kafka.unavailable_limit_ms),
+        );
+        tokio::task::spawn_blocking(move || admin::check_topics(&kafka, &needed, limit)).await??;
         for topic in outputs {
             if let Some(kind) = cfg.topics.kind_of(&topic) {
                 codec.prepare_writer(&topic, kind).await?;

@@ -160,3 +160,166 @@ pub async fn delete_topics(config: &KafkaConfig, names: &[&str]) -> Result<(), K
     admin.delete_topics(names, &AdminOptions::new()).await?;
     Ok(())
 }
+
+/// Remembers a client's last error: librdkafka reports a refused connection, a failed TLS
+/// handshake or a failed SASL login through the error callback, not through the call that
+/// waits for the broker.
+#[derive(Default)]
+pub struct Probe {
+    last: std::sync::Mutex<Option<(Option<RDKafkaErrorCode>, String)>>,
+}
+
+impl Probe {
+    /// The last error: its code and librdkafka's text.
+    pub fn last(&self) -> Option<(Option<RDKafkaErrorCode>, String)> {
+        self.last.lock().map(|l| l.clone()).unwrap_or(None)
+    }
+}
+
+impl rdkafka::ClientContext for Probe {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::debug!("librdkafka: {error}: {reason}");
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some((error.rdkafka_error_code(), reason.to_owned()));
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Probe {}
+
+/// Whether a connection error is one only a change of configuration fixes (TLS, SASL).
+fn is_login_failure(code: Option<RDKafkaErrorCode>) -> bool {
+    matches!(
+        code,
+        Some(
+            RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+        )
+    )
+}
+
+/// How long [`connect`] tries before it reports the cause (and keeps trying).
+pub const CONNECT_REPORT_AFTER: Duration = Duration::from_secs(5);
+
+/// Connects to the brokers and returns a metadata client. A TLS or SASL failure is an error
+/// at once ([`KafkaError::Connect`]: it names the address, the principal and librdkafka's
+/// cause); an unreachable broker is logged with its cause every [`CONNECT_REPORT_AFTER`] and
+/// waited for, up to `limit` ([`KafkaError::Unavailable`] after it).
+pub fn connect(
+    config: &KafkaConfig,
+    limit: Duration,
+) -> Result<rdkafka::consumer::BaseConsumer<Probe>, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer<Probe> = config.client().create_with_context(Probe::default())?;
+    let started = std::time::Instant::now();
+    let mut reported = std::time::Instant::now();
+    let failure = |probe: &Probe| {
+        probe
+            .last()
+            .map_or_else(|| "no answer".to_owned(), |(_, text)| text)
+    };
+    loop {
+        match consumer.fetch_metadata(None, Duration::from_secs(1)) {
+            Ok(_) => return Ok(consumer),
+            Err(e) => {
+                let probe = consumer.context();
+                if let Some((code, text)) = probe.last()
+                    && is_login_failure(code)
+                {
+                    return Err(KafkaError::Connect {
+                        bootstrap: config.bootstrap_servers.clone(),
+                        principal: config.principal(),
+                        cause: text,
+                    });
+                }
+                if started.elapsed() >= limit {
+                    return Err(KafkaError::Unavailable(format!(
+                        "no broker at {} answered within {} s: {} ({e})",
+                        config.bootstrap_servers,
+                        limit.as_secs(),
+                        failure(probe)
+                    )));
+                }
+                if reported.elapsed() >= CONNECT_REPORT_AFTER {
+                    reported = std::time::Instant::now();
+                    tracing::warn!(
+                        "cannot reach a broker at {} yet ({} s): {}; retrying up to {} s (kafka.unavailable_limit_ms)",
+                        config.bootstrap_servers,
+                        started.elapsed().as_secs(),
+                        failure(probe),
+                        limit.as_secs()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A topic a service reads or writes, and the partitions it must have (None: any).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Needed {
+    /// Topic.
+    pub name: String,
+    /// Expected partition count.
+    pub partitions: Option<i32>,
+}
+
+/// Checks that every needed topic exists with its partitions and that this principal may see
+/// it, naming every missing topic at once. Services do not create the product's topics: an
+/// admin does (`fitstream topics create`, or the `KafkaTopic` resources in `k8s/`).
+pub fn check_topics(
+    config: &KafkaConfig,
+    needed: &[Needed],
+    limit: Duration,
+) -> Result<(), KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let consumer = connect(config, limit)?;
+    let mut missing = Vec::new();
+    for n in needed {
+        let md = consumer.fetch_metadata(Some(&n.name), Duration::from_secs(10))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == n.name) else {
+            missing.push(n.name.clone());
+            continue;
+        };
+        match t.error().map(RDKafkaErrorCode::from) {
+            None => {}
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                missing.push(n.name.clone());
+                continue;
+            }
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
+                return Err(KafkaError::Denied {
+                    principal: config.principal(),
+                    operation: "Describe".into(),
+                    resource: format!("topic {}", n.name),
+                    cause: "TOPIC_AUTHORIZATION_FAILED".into(),
+                });
+            }
+            Some(code) => {
+                return Err(KafkaError::Topic {
+                    topic: n.name.clone(),
+                    message: format!("metadata: {code}"),
+                });
+            }
+        }
+        let found = t.partitions().len() as i32;
+        if let Some(expected) = n.partitions
+            && found != expected
+        {
+            return Err(KafkaError::Topic {
+                topic: n.name.clone(),
+                message: format!(
+                    "has {found} partitions, expected {expected} (co-partitioned joins need the same count)"
+                ),
+            });
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(KafkaError::Topic {
+        topic: missing.join(", "),
+        message: "missing: create the topics as an admin with `fitstream topics create --bootstrap ...`, or apply the KafkaTopic resources (k8s/base/topics.yaml)".into(),
+    })
+}

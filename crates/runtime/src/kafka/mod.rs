@@ -38,6 +38,10 @@ pub struct KafkaConfig {
     pub unavailable_limit_ms: u64,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
+    /// Properties per service over [`properties`](Self::properties): each service's clients
+    /// connect as its own principal, also when `run all` runs them in one process
+    /// (`[kafka.services.planner] sasl_username = "fitstream-planner"`).
+    pub services: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for KafkaConfig {
@@ -50,6 +54,7 @@ impl Default for KafkaConfig {
             restore_timeout_ms: 600_000,
             unavailable_limit_ms: 300_000,
             properties: BTreeMap::new(),
+            services: BTreeMap::new(),
         }
     }
 }
@@ -59,6 +64,44 @@ impl KafkaConfig {
     /// `unavailable_limit_ms` is shorter, so that no single call outlasts the limit.
     pub fn broker_wait(&self, normal: std::time::Duration) -> std::time::Duration {
         normal.min(std::time::Duration::from_millis(self.unavailable_limit_ms))
+    }
+
+    /// The configuration a service's clients use: its own properties over the shared ones.
+    pub fn for_service(&self, service: &str) -> KafkaConfig {
+        let mut c = self.clone();
+        if let Some(own) = self.services.get(service) {
+            for (k, v) in own {
+                // One spelling per property: `sasl_username` and `sasl.username` are one key.
+                c.properties
+                    .retain(|key, _| key.replace('_', ".") != k.replace('_', "."));
+                c.properties.insert(k.clone(), v.clone());
+            }
+        }
+        c.services.clear();
+        c
+    }
+
+    /// A pass-through property, by its librdkafka name (either spelling in configuration).
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(k, _)| k.replace('_', ".") == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The principal the brokers see these clients as, for error messages: the SASL user,
+    /// or the anonymous principal of an unauthenticated listener.
+    pub fn principal(&self) -> String {
+        match self.property("sasl.username") {
+            Some(user) => format!("User:{user}"),
+            None if self
+                .property("security.protocol")
+                .is_some_and(|p| p.eq_ignore_ascii_case("ssl")) =>
+            {
+                "the principal of the client certificate".to_owned()
+            }
+            None => "User:ANONYMOUS".to_owned(),
+        }
     }
 
     /// A librdkafka client configuration with the bootstrap servers and the pass-through
@@ -100,6 +143,32 @@ pub enum KafkaError {
     /// Timed out.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The brokers refused this client's principal an operation on a resource. Not retried:
+    /// only a change of ACLs helps.
+    #[error(
+        "{principal} may not {operation} {resource} ({cause}); grant it with an ACL (k8s/base/users.yaml) or run as a principal that has it"
+    )]
+    Denied {
+        /// The principal (`User:fitstream-planner`).
+        principal: String,
+        /// What it did (`Read`, `Write`, `Describe`, `IdempotentWrite`).
+        operation: String,
+        /// On what (`topic iob.clickstream.v1`, `group fitstream-planner`).
+        resource: String,
+        /// The broker's error.
+        cause: String,
+    },
+    /// The client could not connect: the address, TLS or SASL failed. TLS and SASL failures
+    /// are not retried.
+    #[error("cannot connect to {bootstrap} as {principal}: {cause}")]
+    Connect {
+        /// `bootstrap.servers`.
+        bootstrap: String,
+        /// The principal.
+        principal: String,
+        /// librdkafka's last error.
+        cause: String,
+    },
     /// Another instance with this instance's `group.instance.id` took its place (a zombie
     /// of it, or a second deployment with the same ids): this one stops.
     #[error("fenced: {0}")]

@@ -171,6 +171,54 @@ fn is_fencing(e: &RdError) -> bool {
     )
 }
 
+/// `e` as a [`KafkaError::Denied`] naming the principal, the operation and the resource, if
+/// it is an authorization failure: no restart fixes those.
+fn denied(e: &RdError, topology: &Topology, config: &DriverConfig) -> Option<KafkaError> {
+    let code = match e {
+        RdError::Transaction(t) => Some(t.code()),
+        other => other.rdkafka_error_code(),
+    }?;
+    let group = topology.group_id();
+    let (operation, resource) = match code {
+        RDKafkaErrorCode::GroupAuthorizationFailed => (
+            "Read".to_owned(),
+            format!(
+                "group {group} (its groups are {group}, {group}-restore-*, {group}-globals-*: one prefix)"
+            ),
+        ),
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed => (
+            "Write".to_owned(),
+            format!("transactional id {group}-<instance> (prefix {group}-)"),
+        ),
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            ("IdempotentWrite".to_owned(), "the cluster".to_owned())
+        }
+        RDKafkaErrorCode::TopicAuthorizationFailed => {
+            let mut outputs: Vec<String> = topology
+                .stages
+                .iter()
+                .flat_map(|s| s.repartitions.iter().cloned())
+                .collect();
+            outputs.push(config.dead_letter_topic.clone());
+            (
+                "Read or Write".to_owned(),
+                format!(
+                    "one of its topics (reads {}; writes its outputs, {})",
+                    topology.input_topics().join(", "),
+                    outputs.join(", ")
+                ),
+            )
+        }
+        _ => return None,
+    };
+    Some(KafkaError::Denied {
+        principal: config.kafka.principal(),
+        operation,
+        resource,
+        cause: format!("{code:?}: {e}"),
+    })
+}
+
 /// A static member fenced twice within this long stops (see [`run`]).
 const FENCED_AGAIN: Duration = Duration::from_secs(120);
 
@@ -191,6 +239,10 @@ pub fn run(
             Err(KafkaError::Client(e)) if !shutdown.load(Ordering::SeqCst) => e,
             other => return other,
         };
+        if let Some(d) = denied(&e, &topology, &config) {
+            tracing::error!("the {} driver stops: {d}", topology.name);
+            return Err(d);
+        }
         if let Some(id) = &config.kafka.group_instance_id
             && is_fencing(&e)
         {

@@ -135,7 +135,12 @@ impl Driver<'_> {
             .client()
             .set(
                 "group.id",
-                format!("fitstream-restore-{}", uuid::Uuid::new_v4().simple()),
+                // Under the service's group prefix: the one group ACL a service has.
+                format!(
+                    "{}-restore-{}",
+                    self.topology.group_id(),
+                    uuid::Uuid::new_v4().simple()
+                ),
             )
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
