@@ -2,7 +2,8 @@
 # The whole test suite, as a newcomer and CI run it: starts a real Kafka broker (installed
 # from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
 # Rust test (unit, property, embedded and against the broker), the broker and process fault
-# scenarios (tests/faults.sh, on a second broker it starts and stops), the differential test against
+# scenarios (tests/faults.sh, on a second broker it starts and stops), the secured-cluster tests
+# (tests/secured.sh, on a SASL_SSL broker with ACLs it starts and stops), the differential test against
 # the Kafka Streams peer (bench/kafka-streams, built with Maven), the consumer examples
 # (consumers/, Python from PyPI and Java with Maven) against the broker, validates the Kubernetes
 # manifests offline, and stops the broker it started, even when something fails.
@@ -52,6 +53,9 @@ cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
 
 step "broker and process faults, on a broker of their own (tests/faults.sh)"
 bash tests/faults.sh
+
+step "a secured cluster: SASL_SSL, ACLs from k8s/base/users.yaml, every service its own principal (tests/secured.sh)"
+bash tests/secured.sh
 
 step "differential test: the planner against its Kafka Streams peer (Maven builds the peer)"
 bash tests/kafka-streams-diff.sh

@@ -286,34 +286,127 @@ pub fn tail(
     }
 }
 
-/// The product topics a service reads or writes (its internal topics, under its group's
-/// prefix, it creates itself), with their expected partition counts.
-fn needed_topics(
-    topology: &Topology,
-    outputs: &[String],
-    dead_letter: &str,
-    partitions: &BTreeMap<String, i32>,
-) -> Vec<admin::Needed> {
-    let internal = format!("{}-", topology.group_id());
-    let mut names: Vec<String> = topology.input_topics();
-    names.extend(
-        topology
-            .stages
-            .iter()
-            .flat_map(|s| s.globals.iter().cloned()),
-    );
-    names.extend(outputs.iter().cloned());
-    names.push(dead_letter.to_owned());
-    names.retain(|n| !n.starts_with(&internal));
-    names.sort();
-    names.dedup();
-    names
+/// A service's topology and output topics, as `run` runs it. In a bounded `run all`, `chain`
+/// links the profiler to the segmenter: the profiler waits for the segmenter's last model at
+/// its end and says when the profiles are complete; the segmenter ends on that.
+fn service_topology(
+    cfg: &FitstreamConfig,
+    service: Service,
+    routing: &fitstream_planner::routing::Routing,
+    codec: &fitstream_contracts::Codec,
+    chain: Option<(
+        &mut fitstream_runtime::kafka::driver::BoundedChain,
+        &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    )>,
+) -> (Topology, Vec<String>) {
+    match service {
+        Service::Planner => {
+            let app = crate::embedded::planner_app(
+                cfg,
+                cfg.planner.clone(),
+                routing.clone(),
+                codec.clone(),
+            );
+            (app.topology(), app.output_topics())
+        }
+        Service::Profiler => {
+            let mut app = fitstream_profiler::app::ProfilerApp::new(
+                cfg.application("profiler"),
+                cfg.profiler.clone(),
+                cfg.topics.clone(),
+                codec.clone(),
+            );
+            if let Some((chain, complete)) = chain {
+                app.await_segmenter_at_end = true;
+                chain.finished = Some(complete.clone());
+            }
+            (app.topology(), app.output_topics())
+        }
+        Service::Segmenter | Service::All => {
+            let mut app = fitstream_segmenter::app::SegmenterApp::new(
+                cfg.application("segmenter"),
+                cfg.segmenter.clone(),
+                cfg.topics.clone(),
+                codec.clone(),
+            );
+            // A service reads the clock for its fit-duration metric (tasks never do).
+            app.stopwatch = std::sync::Arc::new(fitstream_segmenter::app::FitSecondsHistogram);
+            if let Some((chain, complete)) = chain {
+                chain.inputs_complete = Some(complete.clone());
+            }
+            (app.topology(), app.output_topics())
+        }
+    }
+}
+
+/// What a service touches on the cluster, as its principal needs it granted: the product's
+/// topics it reads and writes, its group prefix (its consumer group, restore and globals
+/// groups, transactional ids and internal topics all start with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceNeeds {
+    /// The service.
+    pub service: Service,
+    /// `fitstream-<service>`: the group, and the prefix of its other groups, its
+    /// transactional ids (`<group>-<instance>`) and its internal topics (`<group>-...`).
+    pub group: String,
+    /// Product topics it reads (Read, Describe).
+    pub reads: Vec<String>,
+    /// Product topics it writes (Write, Describe).
+    pub writes: Vec<String>,
+}
+
+impl ServiceNeeds {
+    fn of(
+        service: Service,
+        topology: &Topology,
+        outputs: &[String],
+        cfg: &FitstreamConfig,
+    ) -> Self {
+        let group = topology.group_id();
+        let internal = format!("{group}-");
+        let clean = |mut names: Vec<String>| {
+            names.retain(|n| !n.starts_with(&internal));
+            names.sort();
+            names.dedup();
+            names
+        };
+        let mut reads = topology.input_topics();
+        reads.extend(
+            topology
+                .stages
+                .iter()
+                .flat_map(|s| s.globals.iter().cloned()),
+        );
+        let mut writes = outputs.to_vec();
+        writes.push(cfg.topics.dead_letter.clone());
+        ServiceNeeds {
+            service,
+            group,
+            reads: clean(reads),
+            writes: clean(writes),
+        }
+    }
+
+    /// Every product topic it touches.
+    pub fn topics(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.reads.iter().chain(&self.writes).cloned().collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// What each service needs granted, for the ACLs (`k8s/base/users.yaml` is checked against
+/// it).
+pub fn service_needs(cfg: &FitstreamConfig) -> anyhow::Result<Vec<ServiceNeeds>> {
+    let (routing, codec) = (routing(cfg)?, codec(cfg));
+    Ok([Service::Profiler, Service::Segmenter, Service::Planner]
         .into_iter()
-        .map(|name| admin::Needed {
-            partitions: partitions.get(&name).copied(),
-            name,
+        .map(|service| {
+            let (topology, outputs) = service_topology(cfg, service, &routing, &codec, None);
+            ServiceNeeds::of(service, &topology, &outputs, cfg)
         })
-        .collect()
+        .collect())
 }
 
 /// A service `run` can start.
@@ -388,53 +481,26 @@ pub async fn run_service(
     for service in wanted {
         let mut config = driver.clone();
         config.kafka = cfg.kafka.for_service(service.name());
-        let (topology, outputs) = match service {
-            Service::Planner => {
-                let app = crate::embedded::planner_app(
-                    cfg,
-                    cfg.planner.clone(),
-                    routing.clone(),
-                    codec.clone(),
-                );
-                if chained {
-                    phases.push(Vec::new());
-                }
-                (app.topology(), app.output_topics())
-            }
-            Service::Profiler => {
-                let mut app = fitstream_profiler::app::ProfilerApp::new(
-                    cfg.application("profiler"),
-                    cfg.profiler.clone(),
-                    cfg.topics.clone(),
-                    codec.clone(),
-                );
-                if chained {
-                    app.await_segmenter_at_end = true;
-                    config.chain.finished = Some(profiles_complete.clone());
-                }
-                (app.topology(), app.output_topics())
-            }
-            Service::Segmenter | Service::All => {
-                let mut app = fitstream_segmenter::app::SegmenterApp::new(
-                    cfg.application("segmenter"),
-                    cfg.segmenter.clone(),
-                    cfg.topics.clone(),
-                    codec.clone(),
-                );
-                // A service reads the clock for its fit-duration metric (tasks never do).
-                app.stopwatch = std::sync::Arc::new(fitstream_segmenter::app::FitSecondsHistogram);
-                if chained {
-                    config.chain.inputs_complete = Some(profiles_complete.clone());
-                }
-                (app.topology(), app.output_topics())
-            }
-        };
-        let needed = needed_topics(&topology, &outputs, &cfg.topics.dead_letter, &partitions);
+        if chained && service == Service::Planner {
+            phases.push(Vec::new());
+        }
+        let chain = chained.then_some((&mut config.chain, &profiles_complete));
+        let (topology, outputs) = service_topology(cfg, service, &routing, &codec, chain);
+        let needed: Vec<admin::Needed> = ServiceNeeds::of(service, &topology, &outputs, cfg)
+            .topics()
+            .into_iter()
+            .map(|name| admin::Needed {
+                partitions: partitions.get(&name).copied(),
+                name,
+            })
+            .collect();
         let (kafka, limit) = (
             config.kafka.clone(),
             Duration::from_millis(cfg.kafka.unavailable_limit_ms),
         );
-        tokio::task::spawn_blocking(move || admin::check_topics(&kafka, &needed, limit)).await??;
+        let stop = shutdown.clone();
+        tokio::task::spawn_blocking(move || admin::check_topics(&kafka, &needed, limit, &stop))
+            .await??;
         for topic in outputs {
             if let Some(kind) = cfg.topics.kind_of(&topic) {
                 codec.prepare_writer(&topic, kind).await?;

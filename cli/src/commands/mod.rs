@@ -27,8 +27,8 @@ use fitstream_simulator::InputRecord;
 pub use self::console::{ConsoleOptions, console, console_on};
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
 pub use self::kafka::{
-    DEFAULT_PLANTS, Service, SimTarget, TailOptions, produce, run_service, simulate, tail,
-    topics_create, topics_describe,
+    DEFAULT_PLANTS, Service, ServiceNeeds, SimTarget, TailOptions, produce, run_service,
+    service_needs, simulate, tail, topics_create, topics_describe,
 };
 use crate::config::FitstreamConfig;
 

@@ -210,6 +210,15 @@ pub fn connect(
     config: &KafkaConfig,
     limit: Duration,
 ) -> Result<rdkafka::consumer::BaseConsumer<Probe>, KafkaError> {
+    connect_until(config, limit, &std::sync::atomic::AtomicBool::new(false))
+}
+
+/// [`connect`], giving up when `stop` is set (a signal while waiting for the brokers).
+pub fn connect_until(
+    config: &KafkaConfig,
+    limit: Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<rdkafka::consumer::BaseConsumer<Probe>, KafkaError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer<Probe> = config.client().create_with_context(Probe::default())?;
     let started = std::time::Instant::now();
@@ -223,6 +232,8 @@ pub fn connect(
         match consumer.fetch_metadata(None, Duration::from_secs(1)) {
             Ok(_) => return Ok(consumer),
             Err(e) => {
+                // Callbacks (the error callback among them) are served by polling.
+                let _ = consumer.poll(Duration::ZERO);
                 let probe = consumer.context();
                 if let Some((code, text)) = probe.last()
                     && is_login_failure(code)
@@ -232,6 +243,13 @@ pub fn connect(
                         principal: config.principal(),
                         cause: text,
                     });
+                }
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Err(KafkaError::Unavailable(format!(
+                        "stopped while waiting for a broker at {}: {}",
+                        config.bootstrap_servers,
+                        failure(probe)
+                    )));
                 }
                 if started.elapsed() >= limit {
                     return Err(KafkaError::Unavailable(format!(
@@ -272,9 +290,10 @@ pub fn check_topics(
     config: &KafkaConfig,
     needed: &[Needed],
     limit: Duration,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(), KafkaError> {
     use rdkafka::consumer::Consumer;
-    let consumer = connect(config, limit)?;
+    let consumer = connect_until(config, limit, stop)?;
     let mut missing = Vec::new();
     for n in needed {
         let md = consumer.fetch_metadata(Some(&n.name), Duration::from_secs(10))?;
@@ -322,4 +341,30 @@ pub fn check_topics(
         topic: missing.join(", "),
         message: "missing: create the topics as an admin with `fitstream topics create --bootstrap ...`, or apply the KafkaTopic resources (k8s/base/topics.yaml)".into(),
     })
+}
+
+/// The names of every topic this principal may see.
+pub fn list_topics(config: &KafkaConfig) -> Result<Vec<String>, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let consumer = connect(config, config.broker_wait(Duration::from_secs(30)))?;
+    let md = consumer.fetch_metadata(None, Duration::from_secs(10))?;
+    Ok(md.topics().iter().map(|t| t.name().to_owned()).collect())
+}
+
+/// Deletes consumer groups (tests start over); a group that does not exist is no error.
+pub async fn delete_groups(config: &KafkaConfig, groups: &[&str]) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = config.client().create()?;
+    let results = admin.delete_groups(groups, &AdminOptions::new()).await?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::GroupIdNotFound)) => {}
+            Err((group, code)) => {
+                return Err(KafkaError::Topic {
+                    topic: format!("group {group}"),
+                    message: format!("delete failed: {code}"),
+                });
+            }
+        }
+    }
+    Ok(())
 }

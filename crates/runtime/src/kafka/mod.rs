@@ -123,6 +123,28 @@ impl KafkaConfig {
     }
 }
 
+/// `e` as [`KafkaError::Denied`] when it is an authorization failure of a consumer in
+/// `group` reading `topics`, else as it is.
+pub fn classify_read_error(
+    e: rdkafka::error::KafkaError,
+    config: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+) -> KafkaError {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let (operation, resource) = match e.rdkafka_error_code() {
+        Some(C::GroupAuthorizationFailed) => ("Read", format!("group {group}")),
+        Some(C::TopicAuthorizationFailed) => ("Read", format!("topic {}", topics.join(", "))),
+        _ => return KafkaError::Client(e),
+    };
+    KafkaError::Denied {
+        principal: config.principal(),
+        operation: operation.to_owned(),
+        resource,
+        cause: e.to_string(),
+    }
+}
+
 /// Errors from Kafka clients, classified.
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaError {

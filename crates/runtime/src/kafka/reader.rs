@@ -77,6 +77,9 @@ pub fn read_until_idle(
     })
 }
 
+/// The prefix of a reader's throwaway group (`tail`, the console): the readers' group ACL.
+pub const READER_GROUP_PREFIX: &str = "fitstream-reader-";
+
 /// [`read_until_idle`] with a start, a group, and an early end: the read stops at the record
 /// for which `each` breaks (a record it could not take). With a group, the records taken are
 /// committed to it, and a later read of the group resumes after them.
@@ -91,11 +94,18 @@ pub fn read(
     let group = options
         .group
         .clone()
-        .unwrap_or_else(|| format!("fitstream-reader-{}", uuid::Uuid::new_v4().simple()));
+        .unwrap_or_else(|| format!("{READER_GROUP_PREFIX}{}", uuid::Uuid::new_v4().simple()));
     let reset = match options.start {
         Start::Beginning => "earliest",
         Start::End => "latest",
     };
+    // A TLS or SASL failure, or no broker at all, is said now, not after waiting for records.
+    drop(super::admin::connect(
+        config,
+        options
+            .limit
+            .min(Duration::from_millis(config.unavailable_limit_ms)),
+    )?);
     let consumer: BaseConsumer = config
         .client()
         .set("group.id", &group)
@@ -156,7 +166,7 @@ pub fn read(
                     consumer.store_offset_from_message(&m)?;
                 }
             }
-            Some(Err(e)) => return Err(e.into()),
+            Some(Err(e)) => return Err(super::classify_read_error(e, config, &group, topics)),
             None if last.is_none() && assigned.is_none() => {
                 if let Ok(tpl) = consumer.assignment()
                     && tpl.count() > 0
@@ -188,7 +198,7 @@ pub fn read(
                 rdkafka::types::RDKafkaErrorCode::NoOffset,
             ))
             | Ok(()) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(super::classify_read_error(e, config, &group, topics)),
         }
     }
     Ok(count)
