@@ -510,6 +510,7 @@ pub async fn run_service(
             phase.push((topology, config));
         }
     }
+    fitstream_runtime::health::LIVENESS.set_timeout(cfg.kafka.liveness_timeout_ms as i64);
     let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
     tracing::info!(%addr, "metrics, /healthz and /readyz");
     let mut stats = DriverStats::default();

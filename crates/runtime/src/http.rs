@@ -1,5 +1,6 @@
 //! The observability endpoints on their own port: `/metrics` (Prometheus text), `/healthz`
-//! (the process serves) and `/readyz` (state restored and processing: `fitstream_ready` is 1).
+//! (every processing loop polled within `kafka.liveness_timeout_ms` and none stopped for good:
+//! [`crate::health`]) and `/readyz` (state restored and processing: `fitstream_ready` is 1).
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -11,7 +12,18 @@ use crate::metrics::METRICS;
 pub fn router() -> Router {
     Router::new()
         .route("/metrics", get(|| async { METRICS.render() }))
-        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/healthz",
+            get(|| async {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                match crate::health::LIVENESS.check(now) {
+                    Ok(()) => (StatusCode::OK, "ok".to_owned()),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|| async {

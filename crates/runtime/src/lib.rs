@@ -29,6 +29,7 @@ pub mod asof;
 pub mod deadletter;
 pub mod dedup;
 pub mod embedded;
+pub mod health;
 pub mod host;
 pub mod http;
 pub mod join;

@@ -36,6 +36,13 @@ pub struct KafkaConfig {
     /// unreachable this long, then fails with a message naming the setting, and the process
     /// exits non-zero.
     pub unavailable_limit_ms: u64,
+    /// How long a processing loop may go without polling before `/healthz` fails (and
+    /// Kubernetes restarts the pod): longer than the longest single broker call (a commit
+    /// waits up to 60 s).
+    pub liveness_timeout_ms: u64,
+    /// The whole drain on SIGTERM (the last commit) is bounded by this; the manifests' grace
+    /// period leaves room for it (a test checks that they agree).
+    pub shutdown_timeout_ms: u64,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
     /// Properties per service over [`properties`](Self::properties): each service's clients
@@ -53,6 +60,8 @@ impl Default for KafkaConfig {
             transaction_timeout_ms: 60_000,
             restore_timeout_ms: 600_000,
             unavailable_limit_ms: 300_000,
+            liveness_timeout_ms: 120_000,
+            shutdown_timeout_ms: 30_000,
             properties: BTreeMap::new(),
             services: BTreeMap::new(),
         }

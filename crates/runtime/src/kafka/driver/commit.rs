@@ -98,12 +98,12 @@ impl Driver<'_> {
             self.producer.send_offsets_to_transaction(
                 &tpl,
                 &metadata,
-                self.config.kafka.broker_wait(Duration::from_secs(30)),
+                self.wait(Duration::from_secs(30)),
             )
         };
         let result = offsets.and_then(|_| {
             self.producer
-                .commit_transaction(self.config.kafka.broker_wait(Duration::from_secs(60)))
+                .commit_transaction(self.wait(Duration::from_secs(60)))
         });
         match result {
             Ok(()) => {
@@ -124,6 +124,16 @@ impl Driver<'_> {
         }
     }
 
+    /// How long a broker call may wait: `normal`, capped by `kafka.unavailable_limit_ms`
+    /// and, while draining on SIGTERM, by what is left of `kafka.shutdown_timeout_ms`.
+    pub(super) fn wait(&self, normal: Duration) -> Duration {
+        let w = self.config.kafka.broker_wait(normal);
+        match self.draining {
+            Some(until) => w.min(until.saturating_duration_since(Instant::now())),
+            None => w,
+        }
+    }
+
     /// Aborts the open transaction (its records are never visible to read_committed readers,
     /// its offsets are not committed).
     pub(super) fn abort(&mut self) {
@@ -131,7 +141,7 @@ impl Driver<'_> {
             METRICS.transactions.with_label_values(&["aborted"]).inc();
             if let Err(e) = self
                 .producer
-                .abort_transaction(self.config.kafka.broker_wait(Duration::from_secs(30)))
+                .abort_transaction(self.wait(Duration::from_secs(30)))
             {
                 tracing::warn!("aborting the transaction failed: {e}");
             }

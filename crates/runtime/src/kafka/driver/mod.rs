@@ -256,9 +256,9 @@ pub fn run(
                 tracing::error!(
                     "fenced again: another instance runs with group.instance.id {id}; stopping"
                 );
-                return Err(KafkaError::Fenced(format!(
-                    "another instance runs with group.instance.id {id} ({e})"
-                )));
+                let why = format!("another instance runs with group.instance.id {id} ({e})");
+                crate::health::LIVENESS.fail(format!("fenced for good: {why}"));
+                return Err(KafkaError::Fenced(why));
             }
             last_fenced = Some(Instant::now());
         }
@@ -401,18 +401,25 @@ fn run_once(
         quiet_since: None,
         ends_taken: config.chain.inputs_complete.is_none(),
         restoring: None,
+        draining: None,
     };
     driver.service = driver.topology.name.clone();
+    let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
     let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
     let mut last_commit = Instant::now();
     METRICS.ready.set(0);
     loop {
         if shutdown.load(Ordering::SeqCst) {
+            driver.draining = Some(
+                Instant::now() + Duration::from_millis(config.kafka.shutdown_timeout_ms),
+            );
             driver.commit(&consumer)?;
             break;
         }
         let message = consumer.poll(Duration::from_millis(10));
-        let unreachable_ms = now_ms() - broker_up_ms.load(Ordering::SeqCst);
+        let now = now_ms();
+        beat.beat(now);
+        let unreachable_ms = now - broker_up_ms.load(Ordering::SeqCst);
         if unreachable_ms > unavailable_limit {
             return Err(KafkaError::Unavailable(format!(
                 "no broker of {} reachable for {} s (kafka.unavailable_limit_ms)",
@@ -563,6 +570,9 @@ struct Driver<'t> {
     quiet_since: Option<Instant>,
     /// The assignment's restore under way, if any.
     restoring: Option<restore::Restoring>,
+    /// Set on SIGTERM: every broker call of the last commit ends by then
+    /// (`kafka.shutdown_timeout_ms`).
+    draining: Option<Instant>,
 }
 
 #[cfg(test)]
