@@ -77,10 +77,12 @@ fn admin_config() -> KafkaConfig {
 }
 
 fn config() -> FitstreamConfig {
-    let mut cfg = FitstreamConfig::default();
-    cfg.kafka = admin_config();
-    cfg.kafka.group_instance_id = Some("secured-1".into());
-    cfg
+    let mut kafka = admin_config();
+    kafka.group_instance_id = Some("secured-1".into());
+    FitstreamConfig {
+        kafka,
+        ..FitstreamConfig::default()
+    }
 }
 
 /// Deletes the product's topics, the services' internal topics and their groups, then

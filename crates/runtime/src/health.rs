@@ -85,7 +85,10 @@ impl Liveness {
             return Err(why);
         }
         let timeout = self.timeout_ms.load(Ordering::Relaxed);
-        let loops = self.loops.lock().map_err(|_| "liveness poisoned".to_owned())?;
+        let loops = self
+            .loops
+            .lock()
+            .map_err(|_| "liveness poisoned".to_owned())?;
         for (name, at) in loops.values() {
             let silent = now_ms - at.load(Ordering::Relaxed);
             if silent > timeout {
@@ -116,7 +119,10 @@ mod tests {
         profiler.beat(5_400);
         assert!(l.check(5_500).is_ok());
         drop(planner);
-        assert!(l.check(6_000).is_ok(), "only the profiler left, beaten 0.6 s ago");
+        assert!(
+            l.check(6_000).is_ok(),
+            "only the profiler left, beaten 0.6 s ago"
+        );
         l.fail("fenced".into());
         assert_eq!(l.check(6_000), Err("fenced".into()));
     }

@@ -73,5 +73,12 @@ mod tests {
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
         assert!(get("/metrics").await.contains("fitstream_build_info"));
+        // A loop that last polled in 1970 is wedged: the process is unhealthy, and says why.
+        let wedged = crate::health::LIVENESS.register("wedged", 0);
+        let answer = get("/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("the wedged loop has not polled"), "{answer}");
+        drop(wedged);
+        assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     }
 }

@@ -410,9 +410,8 @@ fn run_once(
     METRICS.ready.set(0);
     loop {
         if shutdown.load(Ordering::SeqCst) {
-            driver.draining = Some(
-                Instant::now() + Duration::from_millis(config.kafka.shutdown_timeout_ms),
-            );
+            driver.draining =
+                Some(Instant::now() + Duration::from_millis(config.kafka.shutdown_timeout_ms));
             driver.commit(&consumer)?;
             break;
         }
