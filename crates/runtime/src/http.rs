@@ -77,7 +77,10 @@ mod tests {
         let wedged = crate::health::LIVENESS.register("wedged", 0);
         let answer = get("/healthz").await;
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert!(answer.contains("the wedged loop has not polled"), "{answer}");
+        assert!(
+            answer.contains("the wedged loop has not polled"),
+            "{answer}"
+        );
         drop(wedged);
         assert!(get("/healthz").await.starts_with("HTTP/1.1 200"));
     }
