@@ -3,7 +3,7 @@
 # API) checked with curl, on both instances: the plain one (HTTP, no authentication) and the
 # secure one (HTTPS with a certificate from the CA made by deploy/registry.sh, HTTP basic
 # authentication with the generated user). On each: an Avro schema is registered under
-# iob.clickstream.v1-value, read back by id, registered again (same id), the subject's
+# fitstream-registry-test-value (REGISTRY_TEST_SUBJECT), read back by id, registered again (same id), the subject's
 # compatibility level is set and read, a compatible and an incompatible schema are checked,
 # the incompatible one is refused (409) and the compatible one registered as version 2.
 # On the secure one also: no credentials and a wrong password get 401, a client that does not
@@ -18,7 +18,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 REG=(bash deploy/registry.sh)
-SUBJECT="${REGISTRY_TEST_SUBJECT:-iob.clickstream.v1-value}"
+SUBJECT="${REGISTRY_TEST_SUBJECT:-fitstream-registry-test-value}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/registry-test.XXXXXX")"
 started=()
@@ -201,3 +201,18 @@ else
   echo "registry: $passed checks passed, $failed failed"
   exit 1
 fi
+
+# ---------------------------------------------------------------- fitstream against it
+# The ignored tests of cli/tests/registry.rs, on both instances and the test broker
+# (FITSTREAM_TEST_BOOTSTRAP): `schemas register|check`, produce + run all + tail through the
+# registry equal to replay, a record of another producer's newer schema read by fetching its
+# id, TLS and basic authentication. Prints the cargo test summary line.
+log="$work/cargo.log"
+set +e
+FITSTREAM_TEST_REGISTRY="$(bash deploy/registry.sh url)" FITSTREAM_TEST_REGISTRY_SECURE="$client_env" \
+  cargo test -j "${FITSTREAM_TEST_JOBS:-2}" -p fitstream --test registry -- --ignored \
+  --test-threads 1 --nocapture 2>&1 | tee "$log"
+status="${PIPESTATUS[0]}"
+set -e
+echo "registry (fitstream): $(grep -E '^test result:' "$log" | tail -1)"
+exit "$status"

@@ -3,7 +3,8 @@
 # from Maven Central by deploy/kafka.sh on first use), checks formatting and lints, runs every
 # Rust test (unit, property, embedded and against the broker), the broker and process fault
 # scenarios (tests/faults.sh, on a second broker it starts and stops), the secured-cluster tests
-# (tests/secured.sh, on a SASL_SSL broker with ACLs it starts and stops), the differential test against
+# (tests/secured.sh, on a SASL_SSL broker with ACLs it starts and stops), the schema-registry
+# tests (tests/registry.sh, on a registry it installs and starts), the differential test against
 # the Kafka Streams peer (bench/kafka-streams, built with Maven), the consumer examples
 # (consumers/, Python from PyPI and Java with Maven) against the broker, validates the Kubernetes
 # manifests offline, and stops the broker it started, even when something fails.
@@ -56,6 +57,9 @@ bash tests/faults.sh
 
 step "a secured cluster: SASL_SSL, ACLs from k8s/base/users.yaml, every service its own principal (tests/secured.sh)"
 bash tests/secured.sh
+
+step "a real schema registry (deploy/registry.sh: Apicurio from Maven Central) and fitstream against it (tests/registry.sh)"
+bash tests/registry.sh
 
 step "differential test: the planner against its Kafka Streams peer (Maven builds the peer)"
 bash tests/kafka-streams-diff.sh

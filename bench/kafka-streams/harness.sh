@@ -34,6 +34,10 @@ retention_ms = -1
 [watermark]
 # A replay: the end of the input closes the windows, not the wall clock.
 advance_when_idle = false
+
+[registry]
+# No schema registry here: fitstream's own schema ids, on purpose.
+pinned_ids = true
 TOML
   done
 }

@@ -74,6 +74,19 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_values_t = commands::DEFAULT_PLANTS.map(String::from))]
         plants: Vec<String>,
     },
+    /// Register every schema with the schema registry (registry.url) under its topic's
+    /// subject with the compatibility level the docs promise, or check them.
+    Schemas {
+        /// register | check
+        #[arg(value_parser = ["register", "check"])]
+        action: String,
+        /// The registry's URL (overrides configuration).
+        #[arg(long)]
+        registry: Option<String>,
+        /// Plants whose build-order topics to include.
+        #[arg(long, value_delimiter = ',', default_values_t = commands::DEFAULT_PLANTS.map(String::from))]
+        plants: Vec<String>,
+    },
     /// Simulate customer behaviour into Kafka (--bootstrap) or a JSON-lines file (--out).
     Simulate {
         /// Events per second of event time.
@@ -251,12 +264,20 @@ pub async fn run() -> anyhow::Result<()> {
         | Command::Console { bootstrap: b, .. } => bootstrap(b),
         Command::Run { bootstrap: b, .. } => bootstrap(b),
         Command::Replay { .. } | Command::Demo { .. } | Command::Segments { .. } => {}
+        Command::Schemas { registry, .. } => {
+            if let Some(url) = registry {
+                cfg.registry.url = Some(url.clone());
+            }
+        }
     }
     match cli.command {
         Command::Topics { action, plants, .. } if action == "create" => {
             commands::topics_create(&cfg, &plants).await
         }
         Command::Topics { plants, .. } => commands::topics_describe(&cfg, &plants).await,
+        Command::Schemas { action, plants, .. } => {
+            commands::schemas(&cfg, action == "check", &plants).await
+        }
         Command::Simulate {
             rate,
             seconds,

@@ -47,6 +47,7 @@ fn services_env() -> Vec<(String, String)> {
         .into_iter()
         .filter(|(k, _)| !k.contains("SASL_USERNAME") && !k.contains("SASL_PASSWORD"))
         .collect();
+    env.push(("FITSTREAM__REGISTRY__PINNED_IDS".into(), "true".into()));
     for service in ["profiler", "segmenter", "planner"] {
         for (k, v) in user_env(&format!("fitstream-{service}")) {
             if let Some(p) = k.strip_prefix("FITSTREAM__KAFKA__PROPERTIES__SASL_") {
@@ -136,6 +137,7 @@ fn fitstream(args: &[&str], env: &[(String, String)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fitstream"))
         .args(args)
         .env("RUST_LOG", "warn")
+        .env("FITSTREAM__REGISTRY__PINNED_IDS", "true")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .output()
         .expect("run fitstream")

@@ -451,6 +451,14 @@ pub async fn run_service(
     use fitstream_runtime::kafka::driver::{BoundedChain, DriverConfig, DriverStats};
 
     let codec = codec(cfg);
+    if codec.registry().is_pinned() && !cfg.registry.pinned_ids {
+        anyhow::bail!(
+            "no schema registry (registry.url): the outputs would carry fitstream's own schema ids \
+             (1001..1008, docs/consumers.md), which a deserializer that looks ids up in a registry \
+             misreads. Set registry.url (FITSTREAM__REGISTRY__URL), or registry.pinned_ids = true \
+             (FITSTREAM__REGISTRY__PINNED_IDS=true) when every consumer reads the ids as documented"
+        );
+    }
     let routing = routing(cfg)?;
     let plants = routing.plant_ids();
     // The product's topics are an admin's to create (`topics create`, or the KafkaTopic

@@ -6,6 +6,7 @@
 //!   [`count_lines`]) and the progress bar.
 //! - `kafka`: the commands that talk to a broker: `topics create` and `topics describe`,
 //!   `produce`, `simulate` (to Kafka or a file), `tail` and `run` ([`run_service`]).
+//! - `schemas`: `schemas register|check` against a schema registry.
 //! - `console`: the web console over the output topics, from Kafka or a directory.
 //! - `embedded`: the commands that run the pipeline in this process ([`crate::embedded`]):
 //!   `replay`, `demo` and `segments`, with the terminal views ([`segment_table`], [`view`]).
@@ -13,6 +14,7 @@
 mod console;
 mod embedded;
 mod kafka;
+mod schemas;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal};
@@ -25,6 +27,7 @@ use fitstream_runtime::deadletter::{self, DeadLetter};
 use fitstream_simulator::InputRecord;
 
 pub use self::console::{ConsoleOptions, console, console_on};
+pub use self::schemas::{level_of, schemas};
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
 pub use self::kafka::{
     DEFAULT_PLANTS, Service, ServiceNeeds, SimTarget, TailOptions, produce, run_service,

@@ -100,6 +100,8 @@ pub fn env_of(cfg: &FitstreamConfig) -> Vec<(String, String)> {
             t.segment_profiles.clone(),
         ),
         ("FITSTREAM__TOPICS__PARTITIONS", t.partitions.to_string()),
+        // No registry in these tests: fitstream's own ids, on purpose.
+        ("FITSTREAM__REGISTRY__PINNED_IDS", "true".to_owned()),
         (
             "RUST_LOG",
             std::env::var("FITSTREAM_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".to_owned()),

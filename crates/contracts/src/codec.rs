@@ -110,9 +110,6 @@ pub enum EncodeError {
         /// Limit.
         max: usize,
     },
-    /// The subject has no id yet (call [`Codec::prepare_writer`] at startup).
-    #[error("no schema id for subject `{0}`: prepare the writer first")]
-    NotPrepared(String),
     /// The record does not fit its schema.
     #[error("record: {0}")]
     Record(#[from] RecordError),
@@ -264,7 +261,9 @@ impl Codec {
         &self.inner.registry
     }
 
-    /// Makes sure `topic` has a writer id for `kind` (registers it with a registry server).
+    /// Makes sure `topic` has a writer id for `kind` (registers it with a registry server), so
+    /// that a registry that refuses the schema stops a service at start, not at its first
+    /// output.
     pub async fn prepare_writer(&self, topic: &str, kind: SchemaKind) -> Result<u32, EncodeError> {
         let subject = value_subject(topic);
         if let Some(id) = self.inner.writer_ids.get(&subject) {
@@ -285,13 +284,17 @@ impl Codec {
         let subject = value_subject(topic);
         let id = match self.inner.writer_ids.get(&subject) {
             Some(id) => *id,
-            None => match &self.inner.registry {
-                Registry::Pinned(pinned) => pinned
-                    .get(&subject)
-                    .copied()
-                    .unwrap_or_else(|| crate::registry::default_pinned_id(T::KIND)),
-                Registry::Rest { .. } => return Err(EncodeError::NotPrepared(subject)),
-            },
+            // Registered on first use (the registry's id of an identical schema when there
+            // is one), then cached; services register theirs at start.
+            None => {
+                let id = self.inner.registry.register_blocking(&subject, T::KIND)?;
+                self.inner.writer_ids.insert(subject, id);
+                self.inner
+                    .writer_schemas
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(T::KIND.schema().clone()));
+                id
+            }
         };
         let datum = apache_avro::to_avro_datum(T::KIND.schema(), record.to_avro()?)
             .map_err(|e| EncodeError::Avro(e.to_string()))?;
@@ -305,8 +308,11 @@ impl Codec {
         Ok(frame(id, &datum))
     }
 
-    /// Decodes a record from `topic` without asking a registry server: an id not yet cached
-    /// is [`DecodeError::UnknownSchemaId`] (see [`Codec::decode_fetching`]).
+    /// Decodes a record from `topic`. With a registry server, an id not seen before is looked
+    /// up once (`GET /schemas/ids/{id}`) and cached: records of another producer, written
+    /// with another version of the schema, are read by schema resolution. An id the registry
+    /// does not know is [`DecodeError::UnknownSchemaId`]; a registry that cannot be reached
+    /// is [`DecodeError::Registry`].
     pub fn decode<T: Contract + Validated>(
         &self,
         topic: &str,
@@ -359,33 +365,6 @@ impl Codec {
         Ok(T::from_avro(value)?)
     }
 
-    /// Like [`Codec::decode`], but asks the registry server for ids it has not seen.
-    pub async fn decode_fetching<T: Contract + Validated>(
-        &self,
-        topic: &str,
-        bytes: &[u8],
-    ) -> Result<T, DecodeError> {
-        match self.decode(topic, bytes) {
-            Err(DecodeError::UnknownSchemaId(id)) if !self.inner.registry.is_pinned() => {
-                let text = self
-                    .inner
-                    .registry
-                    .schema_text(id)
-                    .await?
-                    .ok_or(DecodeError::UnknownSchemaId(id))?;
-                let schema =
-                    Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
-                        id,
-                        reader: T::KIND,
-                        message: format!("registry schema does not parse: {e}"),
-                    })?;
-                self.inner.writer_schemas.insert(id, Arc::new(schema));
-                self.decode(topic, bytes)
-            }
-            other => other,
-        }
-    }
-
     fn writer_schema(
         &self,
         topic: &str,
@@ -405,7 +384,23 @@ impl Codec {
                 self.inner.writer_schemas.insert(id, schema.clone());
                 Ok(schema)
             }
-            None => Err(DecodeError::UnknownSchemaId(id)),
+            None if self.inner.registry.is_pinned() => Err(DecodeError::UnknownSchemaId(id)),
+            None => {
+                let text = self
+                    .inner
+                    .registry
+                    .schema_text_blocking(id)?
+                    .ok_or(DecodeError::UnknownSchemaId(id))?;
+                let schema =
+                    Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
+                        id,
+                        reader,
+                        message: format!("the registry's schema does not parse: {e}"),
+                    })?;
+                let schema = Arc::new(schema);
+                self.inner.writer_schemas.insert(id, schema.clone());
+                Ok(schema)
+            }
         }
     }
 }

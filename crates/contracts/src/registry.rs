@@ -3,10 +3,13 @@
 //! - [`Registry::Pinned`]: no registry server; each subject's id is fixed in configuration
 //!   (defaults: 1001..1008 in [`SchemaKind::ALL`] order), and an id read from the wire must be
 //!   one of them.
-//! - [`Registry::Rest`]: a Confluent-compatible Schema Registry. Writers register their schema
-//!   under `<topic>-value` (TopicNameStrategy, `POST /subjects/{subject}/versions`) once;
-//!   readers resolve unknown ids with `GET /schemas/ids/{id}`. Both are cached for the life of
-//!   the process: an id never changes its schema.
+//! - [`Registry::Rest`]: a Confluent-compatible Schema Registry (HTTP basic authentication and
+//!   a CA of its own when configured). Writers register their schema under `<topic>-value`
+//!   (TopicNameStrategy, `POST /subjects/{subject}/versions`: the id of an identical schema
+//!   when it is there) once; readers resolve ids they have not seen with
+//!   `GET /schemas/ids/{id}`. Both are cached for the life of the process: an id never changes
+//!   its schema. `fitstream schemas register` registers every schema and sets each subject's
+//!   compatibility level; `fitstream schemas check` checks the code's schemas against them.
 
 use std::collections::BTreeMap;
 
@@ -37,12 +40,26 @@ pub enum RegistryError {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// Base URL of a Confluent-compatible registry (`http://host:8081`). Empty: pinned ids.
+    /// Base URL of a Confluent-compatible registry (`https://host:8081`). Empty: pinned ids.
     #[serde(default)]
     pub url: Option<String>,
+    /// HTTP basic authentication: the user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// HTTP basic authentication: the password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A PEM file of the CA that signed the registry's certificate (beside the system's).
+    #[serde(default)]
+    pub ca_location: Option<String>,
     /// Pinned ids by subject (`<topic>-value`), overriding the defaults per schema kind.
     #[serde(default)]
     pub pinned: BTreeMap<String, u32>,
+    /// Services on Kafka refuse to start without a registry unless this says the pinned ids
+    /// are meant: records then carry fitstream's own ids (1001..1008, `docs/consumers.md`),
+    /// which a deserializer that looks ids up in a registry would misread.
+    #[serde(default)]
+    pub pinned_ids: bool,
 }
 
 /// The default pinned id of a schema kind.
@@ -56,12 +73,111 @@ pub enum Registry {
     /// Ids fixed in configuration.
     Pinned(BTreeMap<String, u32>),
     /// A registry's REST API.
-    Rest {
-        /// Base URL without trailing slash.
-        url: String,
-        /// HTTP client.
-        client: reqwest::Client,
-    },
+    Rest(Rest),
+}
+
+/// A Confluent-compatible registry server.
+#[derive(Clone, Debug)]
+pub struct Rest {
+    /// Base URL without trailing slash.
+    pub url: String,
+    config: RegistryConfig,
+    client: reqwest::Client,
+}
+
+/// Schema compatibility levels of a subject (Confluent's names).
+pub const COMPATIBILITY_LEVELS: [&str; 7] = [
+    "NONE",
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+];
+
+impl Rest {
+    fn new(url: &str, config: &RegistryConfig) -> Rest {
+        Rest {
+            url: url.trim_end_matches('/').to_owned(),
+            config: config.clone(),
+            client: client(config),
+        }
+    }
+
+    /// A request with the registry's media type and credentials.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+        match &self.config.username {
+            Some(user) => r.basic_auth(user, self.config.password.as_deref()),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response, RegistryError> {
+        r.send().await.map_err(|e| {
+            // The source chain says why (refused, TLS, timeout); reqwest's own text does not.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            RegistryError::Unreachable(format!("{}: {why}", self.url))
+        })
+    }
+}
+
+/// The HTTP client of a registry: its CA beside the system's, a 10 s timeout.
+fn client(config: &RegistryConfig) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+    if let Some(path) = &config.ca_location {
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(ca) => b = b.add_root_certificate(ca),
+            // The TLS handshake then fails, naming the certificate; say why here too.
+            Err(e) => tracing::error!("registry.ca_location {path}: {e}"),
+        }
+    }
+    b.build().unwrap_or_default()
+}
+
+/// Runs a registry call to its end from synchronous code (a codec miss in the Kafka driver,
+/// `tail`, `produce`), on a thread of its own with its own runtime and client: it may be
+/// called from inside an async runtime or outside one.
+fn blocking<T: Send + 'static>(
+    rest: &Rest,
+    call: impl FnOnce(Rest) -> std::pin::Pin<Box<dyn Future<Output = Result<T, RegistryError>> + Send>>
+    + Send
+    + 'static,
+) -> Result<T, RegistryError> {
+    // A client of the thread's own runtime: a pooled connection of another runtime may be dead.
+    let fresh = Rest::new(&rest.url, &rest.config);
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+        runtime.block_on(call(fresh))
+    })
+    .join()
+    .map_err(|_| RegistryError::Unreachable("the registry call panicked".into()))?
+}
+
+#[derive(Deserialize)]
+struct CompatibleResponse {
+    is_compatible: bool,
+}
+
+#[derive(Deserialize)]
+struct LevelResponse {
+    #[serde(alias = "compatibilityLevel")]
+    compatibility: String,
 }
 
 #[derive(Deserialize)]
@@ -78,13 +194,7 @@ impl Registry {
     /// Builds a registry from configuration.
     pub fn from_config(config: &RegistryConfig) -> Registry {
         match &config.url {
-            Some(url) if !url.is_empty() => Registry::Rest {
-                url: url.trim_end_matches('/').to_owned(),
-                client: reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_secs(10))
-                    .build()
-                    .unwrap_or_default(),
-            },
+            Some(url) if !url.is_empty() => Registry::Rest(Rest::new(url, config)),
             _ => Registry::Pinned(config.pinned.clone()),
         }
     }
@@ -92,42 +202,109 @@ impl Registry {
     /// The id under which `kind`'s schema is written to `subject`, registering it if needed.
     pub async fn register(&self, subject: &str, kind: SchemaKind) -> Result<u32, RegistryError> {
         match self {
-            Registry::Pinned(pinned) => Ok(pinned
-                .get(subject)
-                .copied()
-                .unwrap_or_else(|| default_pinned_id(kind))),
-            Registry::Rest { url, client } => {
-                // The full schema (logical types and docs included), compacted; the Parsing Canonical
-                // Form would drop logical types such as decimal.
-                let compact = serde_json::from_str::<serde_json::Value>(kind.text())
-                    .map(|v| v.to_string())
-                    .unwrap_or_else(|_| kind.text().to_owned());
-                let body = serde_json::json!({ "schema": compact });
-                let response = client
-                    .post(format!("{url}/subjects/{subject}/versions"))
-                    .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-                    .json(&body)
-                    .send()
-                    .await
-                    .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+            Registry::Pinned(pinned) => Ok(pinned_id(pinned, subject, kind)),
+            Registry::Rest(rest) => {
+                let response = rest
+                    .send(
+                        rest.request(
+                            reqwest::Method::POST,
+                            &format!("/subjects/{subject}/versions"),
+                        )
+                        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                        .json(&schema_body(kind)),
+                    )
+                    .await?;
                 Ok(read_json::<IdResponse>(response).await?.id)
             }
         }
     }
 
+    /// [`Registry::register`] from synchronous code.
+    pub fn register_blocking(&self, subject: &str, kind: SchemaKind) -> Result<u32, RegistryError> {
+        match self {
+            Registry::Pinned(pinned) => Ok(pinned_id(pinned, subject, kind)),
+            Registry::Rest(rest) => {
+                let subject = subject.to_owned();
+                blocking(rest, move |r| {
+                    Box::pin(async move { Registry::Rest(r).register(&subject, kind).await })
+                })
+            }
+        }
+    }
+
+    /// [`Registry::schema_text`] from synchronous code.
+    pub fn schema_text_blocking(&self, id: u32) -> Result<Option<String>, RegistryError> {
+        match self {
+            Registry::Pinned(_) => Ok(pinned_text(id)),
+            Registry::Rest(rest) => blocking(rest, move |r| {
+                Box::pin(async move { Registry::Rest(r).schema_text(id).await })
+            }),
+        }
+    }
+
+    /// Sets a subject's compatibility level (one of [`COMPATIBILITY_LEVELS`]).
+    pub async fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
+        let Registry::Rest(rest) = self else {
+            return Ok(());
+        };
+        let response = rest
+            .send(
+                rest.request(reqwest::Method::PUT, &format!("/config/{subject}"))
+                    .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                    .json(&serde_json::json!({ "compatibility": level })),
+            )
+            .await?;
+        read_json::<LevelResponse>(response).await.map(|_| ())
+    }
+
+    /// A subject's compatibility level as the registry reports it.
+    pub async fn compatibility(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        let Registry::Rest(rest) = self else {
+            return Ok(None);
+        };
+        let response = rest
+            .send(rest.request(reqwest::Method::GET, &format!("/config/{subject}")))
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(read_json::<LevelResponse>(response).await?.compatibility))
+    }
+
+    /// Whether `kind`'s schema may be registered under `subject` by the subject's level
+    /// (`None`: nothing registered under it yet).
+    pub async fn is_compatible(
+        &self,
+        subject: &str,
+        kind: SchemaKind,
+    ) -> Result<Option<bool>, RegistryError> {
+        let Registry::Rest(rest) = self else {
+            return Ok(Some(true));
+        };
+        let response = rest
+            .send(
+                rest.request(
+                    reqwest::Method::POST,
+                    &format!("/compatibility/subjects/{subject}/versions/latest"),
+                )
+                .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                .json(&schema_body(kind)),
+            )
+            .await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(read_json::<CompatibleResponse>(response).await?.is_compatible))
+    }
+
     /// The schema text of an id, for a reader that met it on the wire.
     pub async fn schema_text(&self, id: u32) -> Result<Option<String>, RegistryError> {
         match self {
-            Registry::Pinned(_) => Ok(SchemaKind::ALL
-                .into_iter()
-                .find(|k| default_pinned_id(*k) == id)
-                .map(|k| k.text().to_owned())),
-            Registry::Rest { url, client } => {
-                let response = client
-                    .get(format!("{url}/schemas/ids/{id}"))
-                    .send()
-                    .await
-                    .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+            Registry::Pinned(_) => Ok(pinned_text(id)),
+            Registry::Rest(rest) => {
+                let response = rest
+                    .send(rest.request(reqwest::Method::GET, &format!("/schemas/ids/{id}")))
+                    .await?;
                 if response.status() == reqwest::StatusCode::NOT_FOUND {
                     return Ok(None);
                 }
@@ -144,7 +321,7 @@ impl Registry {
             Registry::Pinned(_) => SchemaKind::ALL
                 .into_iter()
                 .find(|k| default_pinned_id(*k) == id),
-            Registry::Rest { .. } => None,
+            Registry::Rest(_) => None,
         }
     }
 
@@ -152,6 +329,30 @@ impl Registry {
     pub fn is_pinned(&self) -> bool {
         matches!(self, Registry::Pinned(_))
     }
+}
+
+/// The body that registers or checks `kind`'s schema: the full schema (logical types and
+/// docs included), compacted; the Parsing Canonical Form would drop logical types such as
+/// decimal.
+fn schema_body(kind: SchemaKind) -> serde_json::Value {
+    let compact = serde_json::from_str::<serde_json::Value>(kind.text())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| kind.text().to_owned());
+    serde_json::json!({ "schema": compact })
+}
+
+fn pinned_id(pinned: &BTreeMap<String, u32>, subject: &str, kind: SchemaKind) -> u32 {
+    pinned
+        .get(subject)
+        .copied()
+        .unwrap_or_else(|| default_pinned_id(kind))
+}
+
+fn pinned_text(id: u32) -> Option<String> {
+    SchemaKind::ALL
+        .into_iter()
+        .find(|k| default_pinned_id(*k) == id)
+        .map(|k| k.text().to_owned())
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(
