@@ -12,12 +12,7 @@ BOOTSTRAP="${FITSTREAM_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
 FITSTREAM="${FITSTREAM:-${CARGO_TARGET_DIR:-$REPO/target}/debug/fitstream}"
 [ -x "$FITSTREAM" ] || cargo build -q -j 2 -p fitstream --bin fitstream
 
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/fitstream/venv-consumers"
-if ! "$venv/bin/python" -c "import confluent_kafka, fastavro" 2>/dev/null; then
-  echo "consumers: installing the Python example's packages (PyPI) into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r consumers/python/requirements.txt
-fi
+python="$(bash consumers/python/venv.sh)"
 
 jar="$(bash consumers/java/build.sh)"
 
@@ -44,7 +39,7 @@ for topic in customer-profiles segment-models segment-assignments segment-profil
     *) name="$prefix.iob.$topic.v1" ;;
   esac
   "$FITSTREAM" "${cfg[@]}" tail "$name" --until-idle 3 --out "$work/tail.jsonl" >/dev/null
-  "$venv/bin/python" consumers/python/consume.py --bootstrap "$BOOTSTRAP" --topic "$name" \
+  "$python" consumers/python/consume.py --bootstrap "$BOOTSTRAP" --topic "$name" \
     --idle 3 >"$work/python.jsonl"
   java -jar "$jar" --bootstrap "$BOOTSTRAP" --topic "$name" --idle-seconds 3 >"$work/java.jsonl" 2>"$work/java.err"
   if ! python3 - "$work/tail.jsonl" "$work/python.jsonl" "$work/java.jsonl" "$topic" <<'PY'; then failed=1; fi

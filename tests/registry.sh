@@ -208,8 +208,10 @@ fi
 # registry equal to replay, a record of another producer's newer schema read by fetching its
 # id, TLS and basic authentication. Prints the cargo test summary line.
 log="$work/cargo.log"
+python="$(bash consumers/python/venv.sh)"
 set +e
 FITSTREAM_TEST_REGISTRY="$(bash deploy/registry.sh url)" FITSTREAM_TEST_REGISTRY_SECURE="$client_env" \
+  FITSTREAM_TEST_PYTHON="$python" \
   cargo test -j "${FITSTREAM_TEST_JOBS:-2}" -p fitstream --test registry -- --ignored \
   --test-threads 1 --nocapture 2>&1 | tee "$log"
 status="${PIPESTATUS[0]}"

@@ -121,6 +121,34 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     }
     assert!(total > 0);
 
+    // A consumer of another team with Confluent's own AvroDeserializer (Python), looking the
+    // ids up in the registry, reads the build orders as fitstream wrote them.
+    let python = std::env::var("FITSTREAM_TEST_PYTHON").expect("tests/registry.sh sets the venv");
+    let orders = cfg.topics.build_orders_topic("berlin");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../consumers/python/consume.py");
+    let out = Command::new(&python)
+        .args([script, "--bootstrap", &cfg.kafka.bootstrap_servers, "--topic", &orders])
+        .args(["--registry", &plain_url(), "--idle", "3"])
+        .output()
+        .expect("python consumer");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let read: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    let expected = read_jsonl(&replayed, &orders);
+    assert_eq!(read.len(), expected.len(), "the Python consumer read another count");
+    let ids: std::collections::BTreeSet<String> =
+        read.iter().map(|r| r["value"]["request_id"].to_string()).collect();
+    let want: std::collections::BTreeSet<String> =
+        expected.iter().map(|r| r["value"]["request_id"].to_string()).collect();
+    assert_eq!(ids, want);
+    println!(
+        "the Confluent AvroDeserializer (Python) read {} build orders, schema id {}",
+        read.len(),
+        read.first().map_or(serde_json::Value::Null, |r| r["schema_id"].clone())
+    );
+
     // Another producer writes clicks with a newer version of the schema (a field fitstream
     // does not know, with a default): registered by it, fetched by id and read by fitstream.
     let subject = format!("{}-value", cfg.topics.clickstream);

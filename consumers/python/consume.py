@@ -15,8 +15,14 @@ The way any team subscribes to fitstream's outputs (docs/consumers.md):
 
     python3 consume.py --bootstrap 127.0.0.1:9092 --topic factory.berlin.build-orders.v1
     python3 consume.py --topic marketing.cart-abandonment.v1 --from-end --group my-team
+    python3 consume.py --topic factory.berlin.build-orders.v1 --registry http://registry:8081
 
-Dependencies: confluent-kafka and fastavro (requirements.txt).
+With --registry (fitstream run with a schema registry), values are decoded by Confluent's own
+AvroDeserializer, which looks each schema id up in the registry (--registry-user,
+--registry-password and --registry-ca for one with basic authentication and its own CA).
+
+Dependencies: confluent-kafka (with its Avro and schema-registry extras) and fastavro
+(requirements.txt).
 """
 
 import argparse
@@ -92,9 +98,29 @@ def main():
     p.add_argument("--group", help="a consumer group to resume from and commit to")
     p.add_argument("--idle", type=float, default=5.0, help="stop after this many seconds without a record")
     p.add_argument("--markers", action="store_true", help="print progress markers too")
+    p.add_argument("--registry", help="a Confluent-compatible schema registry's URL")
+    p.add_argument("--registry-user")
+    p.add_argument("--registry-password")
+    p.add_argument("--registry-ca", help="a PEM file of the registry's CA")
     args = p.parse_args()
 
     schema = schema_for(args.topic)
+    registry_decode = None
+    if args.registry and schema is not None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroDeserializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        conf = {"url": args.registry}
+        if args.registry_user:
+            conf["basic.auth.user.info"] = f"{args.registry_user}:{args.registry_password or ''}"
+        if args.registry_ca:
+            conf["ssl.ca.location"] = args.registry_ca
+        deserializer = AvroDeserializer(SchemaRegistryClient(conf))
+
+        def registry_decode(m):
+            (schema_id,) = struct.unpack(">I", m.value()[1:5])
+            return schema_id, deserializer(m.value(), SerializationContext(m.topic(), MessageField.VALUE))
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group or f"consume-py-{os.getpid()}-{time.time_ns()}",
@@ -138,6 +164,10 @@ def main():
             elif schema is None:
                 out["headers"] = headers
                 out["value_hex"] = m.value().hex()
+            elif registry_decode is not None:
+                schema_id, value = registry_decode(m)
+                out["schema_id"] = schema_id
+                out["value"] = plain(value)
             else:
                 schema_id, value = decode(schema, m.value())
                 out["schema_id"] = schema_id
