@@ -222,7 +222,7 @@ pub fn audiences(view: &View, filter: Option<Option<i32>>) -> Markup {
                 option value="unassigned" selected[chosen == "unassigned"] { "unassigned" }
             } }
             " " button type="submit" { "Show" }
-            " " a #csv href=(format!("/audiences.csv?segment={chosen}")) { "Download CSV (" (matching) " customers' carts)" }
+            " " a #csv href=(format!("/audiences.csv?segment={chosen}")) { "Download CSV (" (matching) " abandonments)" }
         }
         p { (matching) " abandonments match, of the latest " (view.abandonments.len())
             " kept (" (view.abandonments_total) " read; the console keeps the latest " (AUDIENCE_LIMIT) ")." }
