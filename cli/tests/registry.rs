@@ -65,13 +65,28 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     env.push(("FITSTREAM__REGISTRY__URL".into(), plain_url()));
 
     // The schemas first, with their subjects' levels; then a check finds them so.
-    let registered = ok(fitstream(&["schemas", "register"], &env), "schemas register");
+    let registered = ok(
+        fitstream(&["schemas", "register"], &env),
+        "schemas register",
+    );
     print!("{registered}");
-    for spec in cfg.topics.specs(&plants()).iter().filter(|s| s.value.is_some()) {
-        assert!(registered.contains(&format!("{}-value", spec.name)), "{registered}");
+    for spec in cfg
+        .topics
+        .specs(&plants())
+        .iter()
+        .filter(|s| s.value.is_some())
+    {
+        assert!(
+            registered.contains(&format!("{}-value", spec.name)),
+            "{registered}"
+        );
     }
     let checked = ok(fitstream(&["schemas", "check"], &env), "schemas check");
-    assert_eq!(checked.matches("  ok").count(), registered.lines().count() - 1, "{checked}");
+    assert_eq!(
+        checked.matches("  ok").count(),
+        registered.lines().count() - 1,
+        "{checked}"
+    );
 
     // produce, run all and tail in registry mode against replay (embedded, pinned ids): the
     // same records, decoded.
@@ -84,20 +99,42 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
         ..SimConfig::default()
     };
     let file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
-    fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file)
-        .expect("write");
+    fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file).expect("write");
     let input_arg = input.to_string_lossy().into_owned();
     let replayed = dir.path().join("replay");
     ok(
         fitstream(
-            &["replay", "--input", &input_arg, "--format", "jsonl", "--out", &replayed.to_string_lossy()],
+            &[
+                "replay",
+                "--input",
+                &input_arg,
+                "--format",
+                "jsonl",
+                "--out",
+                &replayed.to_string_lossy(),
+            ],
             &[],
         ),
         "replay",
     );
-    ok(fitstream(&["produce", "--input", &input_arg, "--format", "jsonl"], &env), "produce");
     ok(
-        fitstream(&["run", "all", "--until-end", "--metrics-listen", "127.0.0.1:0"], &env),
+        fitstream(
+            &["produce", "--input", &input_arg, "--format", "jsonl"],
+            &env,
+        ),
+        "produce",
+    );
+    ok(
+        fitstream(
+            &[
+                "run",
+                "all",
+                "--until-end",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            &env,
+        ),
         "run all with a registry",
     );
     let tailed = dir.path().join("kafka");
@@ -110,12 +147,26 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
         }
         let file = tailed.join(format!("{topic}.jsonl"));
         ok(
-            fitstream(&["tail", topic, "--until-idle", "3", "--out", &file.to_string_lossy()], &env),
+            fitstream(
+                &[
+                    "tail",
+                    topic,
+                    "--until-idle",
+                    "3",
+                    "--out",
+                    &file.to_string_lossy(),
+                ],
+                &env,
+            ),
             "tail",
         );
         let r = multiset(read_jsonl(&replayed, topic).into_iter().map(normalise));
         let k = multiset(read_jsonl(&tailed, topic).into_iter().map(normalise));
-        println!("{topic}: {} (replay), {} (kafka, registry ids)", r.values().sum::<u32>(), k.values().sum::<u32>());
+        println!(
+            "{topic}: {} (replay), {} (kafka, registry ids)",
+            r.values().sum::<u32>(),
+            k.values().sum::<u32>()
+        );
         assert!(r == k, "{topic} differs");
         total += r.values().sum::<u32>();
     }
@@ -125,28 +176,50 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     // ids up in the registry, reads the build orders as fitstream wrote them.
     let python = std::env::var("FITSTREAM_TEST_PYTHON").expect("tests/registry.sh sets the venv");
     let orders = cfg.topics.build_orders_topic("berlin");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../consumers/python/consume.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../consumers/python/consume.py"
+    );
     let out = Command::new(&python)
-        .args([script, "--bootstrap", &cfg.kafka.bootstrap_servers, "--topic", &orders])
+        .args([
+            script,
+            "--bootstrap",
+            &cfg.kafka.bootstrap_servers,
+            "--topic",
+            &orders,
+        ])
         .args(["--registry", &plain_url(), "--idle", "3"])
         .output()
         .expect("python consumer");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let read: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
     let expected = read_jsonl(&replayed, &orders);
-    assert_eq!(read.len(), expected.len(), "the Python consumer read another count");
-    let ids: std::collections::BTreeSet<String> =
-        read.iter().map(|r| r["value"]["request_id"].to_string()).collect();
-    let want: std::collections::BTreeSet<String> =
-        expected.iter().map(|r| r["value"]["request_id"].to_string()).collect();
+    assert_eq!(
+        read.len(),
+        expected.len(),
+        "the Python consumer read another count"
+    );
+    let ids: std::collections::BTreeSet<String> = read
+        .iter()
+        .map(|r| r["value"]["request_id"].to_string())
+        .collect();
+    let want: std::collections::BTreeSet<String> = expected
+        .iter()
+        .map(|r| r["value"]["request_id"].to_string())
+        .collect();
     assert_eq!(ids, want);
     println!(
         "the Confluent AvroDeserializer (Python) read {} build orders, schema id {}",
         read.len(),
-        read.first().map_or(serde_json::Value::Null, |r| r["schema_id"].clone())
+        read.first()
+            .map_or(serde_json::Value::Null, |r| r["schema_id"].clone())
     );
 
     // Another producer writes clicks with a newer version of the schema (a field fitstream
@@ -154,9 +227,12 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     let subject = format!("{}-value", cfg.topics.clickstream);
     let mut schema: serde_json::Value =
         serde_json::from_str(fitstream_contracts::SchemaKind::ClickEvent.text()).expect("json");
-    schema["fields"].as_array_mut().expect("fields").push(serde_json::json!(
-        {"name": "campaign", "type": ["null", "string"], "default": null}
-    ));
+    schema["fields"]
+        .as_array_mut()
+        .expect("fields")
+        .push(serde_json::json!(
+            {"name": "campaign", "type": ["null", "string"], "default": null}
+        ));
     let answer: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/subjects/{subject}/versions", plain_url()))
         .json(&serde_json::json!({ "schema": schema.to_string() }))
@@ -172,7 +248,13 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     click.event_id = format!("from-another-producer-{id}");
     let mut value = fitstream_contracts::Contract::to_avro(&click).expect("avro");
     if let apache_avro::types::Value::Record(fields) = &mut value {
-        fields.push(("campaign".into(), apache_avro::types::Value::Union(1, Box::new(apache_avro::types::Value::String("spring".into())))));
+        fields.push((
+            "campaign".into(),
+            apache_avro::types::Value::Union(
+                1,
+                Box::new(apache_avro::types::Value::String("spring".into())),
+            ),
+        ));
     }
     #[allow(deprecated)]
     let datum = apache_avro::to_avro_datum(&v2, value).expect("v2 datum");
@@ -189,7 +271,14 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     let file = tailed.join("clicks.jsonl");
     ok(
         fitstream(
-            &["tail", &cfg.topics.clickstream, "--until-idle", "3", "--out", &file.to_string_lossy()],
+            &[
+                "tail",
+                &cfg.topics.clickstream,
+                "--until-idle",
+                "3",
+                "--out",
+                &file.to_string_lossy(),
+            ],
             &env,
         ),
         "tail the clickstream",
@@ -212,14 +301,20 @@ fn tls_and_basic_authentication_to_the_registry() {
         let mut env = vec![
             ("FITSTREAM__REGISTRY__URL".to_owned(), url.clone()),
             ("FITSTREAM__REGISTRY__USERNAME".to_owned(), user.clone()),
-            ("FITSTREAM__REGISTRY__PASSWORD".to_owned(), password.to_owned()),
+            (
+                "FITSTREAM__REGISTRY__PASSWORD".to_owned(),
+                password.to_owned(),
+            ),
         ];
         if let Some(ca) = ca {
             env.push(("FITSTREAM__REGISTRY__CA_LOCATION".to_owned(), ca.to_owned()));
         }
         fitstream(&["schemas", "register"], &env)
     };
-    let good = ok(with(&password, Some(&ca)), "schemas register over TLS with basic auth");
+    let good = ok(
+        with(&password, Some(&ca)),
+        "schemas register over TLS with basic auth",
+    );
     assert!(good.contains("iob.clickstream.v1-value"), "{good}");
     let bad = with("not-the-password", Some(&ca));
     let err = String::from_utf8_lossy(&bad.stderr).into_owned();
@@ -228,5 +323,8 @@ fn tls_and_basic_authentication_to_the_registry() {
     let untrusted = with(&password, None);
     let err = String::from_utf8_lossy(&untrusted.stderr).into_owned();
     println!("CA not given: {err}");
-    assert!(!untrusted.status.success() && err.contains("certificate"), "{err}");
+    assert!(
+        !untrusted.status.success() && err.contains("certificate"),
+        "{err}"
+    );
 }

@@ -27,12 +27,12 @@ use fitstream_runtime::deadletter::{self, DeadLetter};
 use fitstream_simulator::InputRecord;
 
 pub use self::console::{ConsoleOptions, console, console_on};
-pub use self::schemas::{level_of, schemas};
 pub use self::embedded::{demo, replay, replay_with, segment_table, segments, view};
 pub use self::kafka::{
     DEFAULT_PLANTS, Service, ServiceNeeds, SimTarget, TailOptions, produce, run_service,
     service_needs, simulate, tail, topics_create, topics_describe,
 };
+pub use self::schemas::{level_of, schemas};
 use crate::config::FitstreamConfig;
 
 /// The codec of a configuration.

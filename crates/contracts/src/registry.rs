@@ -110,7 +110,10 @@ impl Rest {
         let r = self
             .client
             .request(method, format!("{}{path}", self.url))
-            .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+            .header(
+                "Accept",
+                "application/vnd.schemaregistry.v1+json, application/json",
+            );
         match &self.config.username {
             Some(user) => r.basic_auth(user, self.config.password.as_deref()),
             None => r,
@@ -268,7 +271,9 @@ impl Registry {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        Ok(Some(read_json::<LevelResponse>(response).await?.compatibility))
+        Ok(Some(
+            read_json::<LevelResponse>(response).await?.compatibility,
+        ))
     }
 
     /// Whether `kind`'s schema may be registered under `subject` by the subject's level
@@ -294,7 +299,11 @@ impl Registry {
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        Ok(Some(read_json::<CompatibleResponse>(response).await?.is_compatible))
+        Ok(Some(
+            read_json::<CompatibleResponse>(response)
+                .await?
+                .is_compatible,
+        ))
     }
 
     /// The schema text of an id, for a reader that met it on the wire.
