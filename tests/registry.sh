@@ -81,8 +81,10 @@ schema_body() { python3 -c 'import json, sys; print(json.dumps({"schema": sys.ar
 # changes a field's type (not compatible). A unique namespace per run gives new schema ids even
 # on a registry that already has the subject; v1_spaced is v1 written with other whitespace.
 ns="fitstream.test.r$(date +%s)$$"
-v1="{\"type\":\"record\",\"name\":\"Click\",\"namespace\":\"$ns\",\"fields\":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"ts\",\"type\":\"long\"}]}"
-v1_spaced="{ \"type\": \"record\", \"name\": \"Click\", \"namespace\": \"$ns\", \"fields\": [ {\"name\": \"event_id\", \"type\": \"string\"}, {\"name\": \"ts\", \"type\": \"long\"} ] }"
+# Fields not in alphabetical order: Avro's binary encoding follows the field order, so a
+# registry must give a schema back with its fields as registered.
+v1="{\"type\":\"record\",\"name\":\"Click\",\"namespace\":\"$ns\",\"fields\":[{\"name\":\"ts\",\"type\":\"long\"},{\"name\":\"event_id\",\"type\":\"string\"}]}"
+v1_spaced="{ \"type\": \"record\", \"name\": \"Click\", \"namespace\": \"$ns\", \"fields\": [ {\"name\": \"ts\", \"type\": \"long\"}, {\"name\": \"event_id\", \"type\": \"string\"} ] }"
 v2="{\"type\":\"record\",\"name\":\"Click\",\"namespace\":\"$ns\",\"fields\":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"ts\",\"type\":\"long\"},{\"name\":\"page\",\"type\":\"string\",\"default\":\"\"}]}"
 bad="{\"type\":\"record\",\"name\":\"Click\",\"namespace\":\"$ns\",\"fields\":[{\"name\":\"event_id\",\"type\":\"int\"},{\"name\":\"ts\",\"type\":\"long\"}]}"
 
@@ -98,7 +100,8 @@ api_checks() {
   id1="$(jq_py 'd["id"]' || echo none)"
 
   req GET "/schemas/ids/$id1"
-  # (The text may differ: in canonical-hash mode the registry keeps the keys sorted.)
+  # (Equal as JSON: fields in their order. Apicurio's canonical-hash mode gives them back
+  # sorted by name, which misreads every datum: deploy/registry.sh keeps it off.)
   printf '%s' "$v1" >"$work/v1.json"
   check "GET /schemas/ids/$id1 gives v1 back (equal as JSON)" eval \
     'status_is 200 && is "json.loads(d[\"schema\"]) == json.load(open(\"$work/v1.json\"))" true'
@@ -106,7 +109,7 @@ api_checks() {
   req POST "/subjects/$SUBJECT/versions" "$(schema_body "$v1")"
   check "register v1 again: the same id $id1" eval 'status_is 200 && is "d[\"id\"]" "$id1"'
 
-  if [ "${REGISTRY_CANONICAL_HASH:-true}" = true ]; then
+  if [ "${REGISTRY_CANONICAL_HASH:-false}" = true ]; then
     req POST "/subjects/$SUBJECT/versions" "$(schema_body "$v1_spaced")"
     check "register v1 written with other whitespace: the same id $id1" eval 'status_is 200 && is "d[\"id\"]" "$id1"'
   fi

@@ -162,6 +162,9 @@ struct Inner {
     limits: validate::Limits,
     writer_ids: DashMap<String, u32>,
     writer_schemas: DashMap<u32, Arc<Schema>>,
+    /// Ids the registry server does not know. A producer registers a schema before it writes
+    /// with its id, so such an id stays unknown: it is not asked about again.
+    unknown_ids: DashMap<u32, ()>,
 }
 
 /// A record type whose content is checked on decode.
@@ -218,6 +221,7 @@ impl Codec {
                 limits,
                 writer_ids: DashMap::new(),
                 writer_schemas: DashMap::new(),
+                unknown_ids: DashMap::new(),
             }),
         }
     }
@@ -384,13 +388,14 @@ impl Codec {
                 self.inner.writer_schemas.insert(id, schema.clone());
                 Ok(schema)
             }
-            None if self.inner.registry.is_pinned() => Err(DecodeError::UnknownSchemaId(id)),
+            None if self.inner.registry.is_pinned() || self.inner.unknown_ids.contains_key(&id) => {
+                Err(DecodeError::UnknownSchemaId(id))
+            }
             None => {
-                let text = self
-                    .inner
-                    .registry
-                    .schema_text_blocking(id)?
-                    .ok_or(DecodeError::UnknownSchemaId(id))?;
+                let Some(text) = self.inner.registry.schema_text_blocking(id)? else {
+                    self.inner.unknown_ids.insert(id, ());
+                    return Err(DecodeError::UnknownSchemaId(id));
+                };
                 let schema =
                     Schema::parse_str(&text).map_err(|e| DecodeError::IncompatibleSchema {
                         id,

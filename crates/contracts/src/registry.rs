@@ -373,6 +373,13 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
         .await
         .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
     if !status.is_success() {
+        let body = match (status.as_u16(), body.is_empty()) {
+            (401, _) => {
+                format!("{body} (not authorized: check registry.username and registry.password)")
+            }
+            (_, true) => status.canonical_reason().unwrap_or("").to_owned(),
+            _ => body,
+        };
         return Err(RegistryError::Status {
             status: status.as_u16(),
             body,
