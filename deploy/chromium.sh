@@ -15,9 +15,8 @@ find_chromium() {
 }
 
 if ! find_chromium >/dev/null; then
-  echo "installing chromium (Debian package) for the console's browser test" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  bash "$here/ensure-package.sh" fonts-dejavu-core test -d /usr/share/fonts/truetype/dejavu
+  bash "$here/ensure-package.sh" chromium
 fi
 find_chromium

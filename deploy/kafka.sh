@@ -337,9 +337,8 @@ new_secret() {
 }
 
 need_secure_tools() {
-    command -v openssl >/dev/null 2>&1 ||
-        die "openssl not found (Debian: apt-get update && apt-get install -y openssl)"
-    "$KAFKA_PYTHON" -c 'import yaml' 2>/dev/null ||
+    bash "$SCRIPT_DIR/ensure-package.sh" openssl || die "openssl could not be installed"
+    bash "$SCRIPT_DIR/ensure-package.sh" python3-yaml "$KAFKA_PYTHON" -c 'import yaml' ||
         die "'$KAFKA_PYTHON' with PyYAML is needed to read $KAFKA_USERS_FILE (set KAFKA_PYTHON)"
     [[ -f "$KAFKA_USERS_FILE" ]] || die "users file $KAFKA_USERS_FILE not found (KAFKA_USERS_FILE)"
 }

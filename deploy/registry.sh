@@ -119,8 +119,9 @@ check_java() {
     fi
 }
 
-need() { # need COMMAND [DEBIAN-PACKAGE]
-    command -v "$1" >/dev/null 2>&1 || die "'$1' not found (Debian: apt-get install ${2:-$1})"
+need() { # need COMMAND [DEBIAN-PACKAGE]: installs the package when the command is missing
+    bash "$SCRIPT_DIR/ensure-package.sh" "${2:-$1}" command -v "$1" ||
+        die "'$1' not found and could not be installed (Debian: apt-get install ${2:-$1})"
 }
 
 # Takes an exclusive lock on file descriptor $1 for file $2 (no-op without flock).

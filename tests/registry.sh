@@ -18,6 +18,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 REG=(bash deploy/registry.sh)
+bash deploy/ensure-package.sh curl
 SUBJECT="${REGISTRY_TEST_SUBJECT:-fitstream-registry-test-value}"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/registry-test.XXXXXX")"

@@ -148,7 +148,7 @@ async fn the_console_shows_the_latest_model_and_every_plant_as_the_outputs_say()
             .expect("name")
             .to_string_lossy()
             .into_owned();
-        if !fitstream_console::Console::wants(t, &topic) {
+        if !fitstream_console::View::wants(t, &topic) {
             continue;
         }
         for l in lines(&path) {

@@ -9,8 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use fitstream_simulator::{SimConfig, Simulator};
-
 use common::*;
 
 /// The command-line contract end to end, through the binary: `replay` of a JSON-lines file
@@ -24,18 +22,8 @@ async fn produce_run_all_and_tail_match_replay() {
     let dir = std::env::temp_dir().join(format!("fitstream-cli-{id}"));
     std::fs::create_dir_all(&dir).expect("dir");
     let input = dir.join("sim.jsonl");
-    // In-order partitions, as in the planner's test: whether a delayed record is late depends
-    // on the watermark when it is read, and on Kafka the two input topics interleave as they
-    // are fetched (duplicates and malformed records stay in).
-    let sim = SimConfig {
-        seconds: 6 * 3_600,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
-        ..SimConfig::default()
-    };
-    let file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
-    let n = fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file)
-        .expect("write");
+    // In order per partition, as in the planner's test.
+    let n = write_in_order_simulation(&input, 6 * 3_600);
     equivalence(&id, &dir, &input, "jsonl", n, true).await;
 }
 
@@ -145,18 +133,12 @@ async fn equivalence(id: &str, dir: &Path, input: &Path, format: &str, n: u64, d
     // letters with their headers but the wall-clock time of failure).
     let mut total = 0;
     for topic in &outputs {
-        let r = multiset(read_jsonl(&replayed, topic).into_iter().map(normalise));
-        let k = multiset(read_jsonl(&tailed, topic).into_iter().map(normalise));
-        let n: u32 = r.values().sum();
-        println!("{topic}: {n} (replay), {} (kafka)", k.values().sum::<u32>());
-        for (line, c) in r.iter().filter(|(l, c)| k.get(*l) != Some(c)).take(3) {
-            println!("  replay only ({c}): {line:.300}");
-        }
-        for (line, c) in k.iter().filter(|(l, c)| r.get(*l) != Some(c)).take(3) {
-            println!("  kafka only ({c}): {line:.300}");
-        }
-        assert!(r == k, "{topic} differs");
-        total += n;
+        total += assert_same_records(
+            topic,
+            read_jsonl(&replayed, topic),
+            read_jsonl(&tailed, topic),
+            normalise,
+        );
     }
     let mut expected = vec![
         &cfg.topics.profiles,

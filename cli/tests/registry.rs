@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use fitstream_runtime::kafka::writer::{OutRecord, TopicWriter};
-use fitstream_simulator::{SimConfig, Simulator};
 
 use common::*;
 
@@ -36,25 +35,6 @@ fn secure() -> (String, String, String, String) {
     )
 }
 
-fn fitstream(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fitstream"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("RUST_BACKTRACE", "0")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run fitstream")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs deploy/registry.sh: tests/registry.sh"]
 async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
@@ -65,8 +45,8 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     env.push(("FITSTREAM__REGISTRY__URL".into(), plain_url()));
 
     // The schemas first, with their subjects' levels; then a check finds them so.
-    let registered = ok(
-        fitstream(&["schemas", "register"], &env),
+    let registered = succeeded(
+        fitstream_output(&["schemas", "register"], &env),
         "schemas register",
     );
     print!("{registered}");
@@ -81,7 +61,10 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
             "{registered}"
         );
     }
-    let checked = ok(fitstream(&["schemas", "check"], &env), "schemas check");
+    let checked = succeeded(
+        fitstream_output(&["schemas", "check"], &env),
+        "schemas check",
+    );
     assert_eq!(
         checked.matches("  ok").count(),
         registered.lines().count() - 1,
@@ -92,18 +75,11 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     // same records, decoded.
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("sim.jsonl");
-    let sim = SimConfig {
-        seconds: 2 * 3_600,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
-        ..SimConfig::default()
-    };
-    let file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
-    fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file).expect("write");
+    write_in_order_simulation(&input, 2 * 3_600);
     let input_arg = input.to_string_lossy().into_owned();
     let replayed = dir.path().join("replay");
-    ok(
-        fitstream(
+    succeeded(
+        fitstream_output(
             &[
                 "replay",
                 "--input",
@@ -117,15 +93,15 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
         ),
         "replay",
     );
-    ok(
-        fitstream(
+    succeeded(
+        fitstream_output(
             &["produce", "--input", &input_arg, "--format", "jsonl"],
             &env,
         ),
         "produce",
     );
-    ok(
-        fitstream(
+    succeeded(
+        fitstream_output(
             &[
                 "run",
                 "all",
@@ -146,8 +122,8 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
             continue;
         }
         let file = tailed.join(format!("{topic}.jsonl"));
-        ok(
-            fitstream(
+        succeeded(
+            fitstream_output(
                 &[
                     "tail",
                     topic,
@@ -201,21 +177,12 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
             }
             normalise(l)
         };
-        let r = multiset(read_jsonl(&replayed, topic).into_iter().map(key));
-        let k = multiset(kafka_lines.into_iter().map(key));
-        println!(
-            "{topic}: {} (replay), {} (kafka, registry ids)",
-            r.values().sum::<u32>(),
-            k.values().sum::<u32>()
+        total += assert_same_records(
+            &format!("{topic} (registry ids on Kafka)"),
+            read_jsonl(&replayed, topic),
+            kafka_lines,
+            key,
         );
-        for (line, c) in r.iter().filter(|(l, c)| k.get(*l) != Some(c)).take(2) {
-            println!("  replay only ({c}): {line:.400}");
-        }
-        for (line, c) in k.iter().filter(|(l, c)| r.get(*l) != Some(c)).take(2) {
-            println!("  kafka only ({c}): {line:.400}");
-        }
-        assert!(r == k, "{topic} differs");
-        total += r.values().sum::<u32>();
     }
     assert!(total > 0);
 
@@ -316,8 +283,8 @@ async fn the_pipeline_through_a_real_registry_equals_the_embedded_run() {
     .expect("send");
     w.flush().expect("flush");
     let file = tailed.join("clicks.jsonl");
-    ok(
-        fitstream(
+    succeeded(
+        fitstream_output(
             &[
                 "tail",
                 &cfg.topics.clickstream,
@@ -356,9 +323,9 @@ fn tls_and_basic_authentication_to_the_registry() {
         if let Some(ca) = ca {
             env.push(("FITSTREAM__REGISTRY__CA_LOCATION".to_owned(), ca.to_owned()));
         }
-        fitstream(&["schemas", "register"], &env)
+        fitstream_output(&["schemas", "register"], &env)
     };
-    let good = ok(
+    let good = succeeded(
         with(&password, Some(&ca)),
         "schemas register over TLS with basic auth",
     );

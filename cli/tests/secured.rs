@@ -10,12 +10,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fitstream::config::FitstreamConfig;
 use fitstream_runtime::kafka::{KafkaConfig, admin};
-use fitstream_simulator::{SimConfig, Simulator};
 use rand::Rng;
 
 use common::*;
@@ -133,23 +132,11 @@ async fn fresh_secured(cfg: &FitstreamConfig) {
     }
 }
 
-fn fitstream(args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fitstream"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env("FITSTREAM__REGISTRY__PINNED_IDS", "true")
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .expect("run fitstream")
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// `fitstream` against the secured broker (no registry there: fitstream's own ids).
+fn fitstream(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    let mut env = env.to_vec();
+    env.push(("FITSTREAM__REGISTRY__PINNED_IDS".into(), "true".into()));
+    fitstream_output(args, &env)
 }
 
 fn run_all(env: &[(String, String)], log: &str) -> std::process::Child {
@@ -173,7 +160,7 @@ fn run_all(env: &[(String, String)], log: &str) -> std::process::Child {
 /// `tail` of `topic` as `user` into `dir`.
 fn tail_as(user: &str, topic: &str, dir: &Path) {
     let file = dir.join(format!("{topic}.jsonl"));
-    ok(
+    succeeded(
         fitstream(
             &[
                 "tail",
@@ -197,18 +184,10 @@ async fn secured_every_service_its_own_principal_through_kill_9_equals_the_embed
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("sim.jsonl");
     // In order per partition, as the other equivalence tests (see kafka_replay.rs).
-    let sim = SimConfig {
-        seconds: 6 * 3_600,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
-        ..SimConfig::default()
-    };
-    let file = std::io::BufWriter::new(std::fs::File::create(&input).expect("create"));
-    let n = fitstream_simulator::write_jsonl(Simulator::new(sim).expect("simulator"), file)
-        .expect("write");
+    let n = write_in_order_simulation(&input, 6 * 3_600);
     let input_arg = input.to_string_lossy().into_owned();
     let replayed = dir.path().join("replay");
-    ok(
+    succeeded(
         fitstream(
             &[
                 "replay",
@@ -224,7 +203,7 @@ async fn secured_every_service_its_own_principal_through_kill_9_equals_the_embed
         "replay",
     );
     // The collectors' side: the admin writes the input.
-    ok(
+    succeeded(
         fitstream(
             &["produce", "--input", &input_arg, "--format", "jsonl"],
             &user_env("admin"),
@@ -278,21 +257,12 @@ async fn secured_every_service_its_own_principal_through_kill_9_equals_the_embed
     let mut total = 0;
     for (topic, user) in &readers {
         tail_as(user, topic, &tailed);
-        let r = multiset(read_jsonl(&replayed, topic).into_iter().map(normalise));
-        let k = multiset(read_jsonl(&tailed, topic).into_iter().map(normalise));
-        let count: u32 = r.values().sum();
-        println!(
-            "{topic} as {user}: {count} (replay), {} (kafka)",
-            k.values().sum::<u32>()
+        total += assert_same_records(
+            &format!("{topic} as {user}"),
+            read_jsonl(&replayed, topic),
+            read_jsonl(&tailed, topic),
+            normalise,
         );
-        for (line, c) in r.iter().filter(|(l, c)| k.get(*l) != Some(c)).take(3) {
-            println!("  replay only ({c}): {line:.300}");
-        }
-        for (line, c) in k.iter().filter(|(l, c)| r.get(*l) != Some(c)).take(3) {
-            println!("  kafka only ({c}): {line:.300}");
-        }
-        assert!(r == k, "{topic} differs");
-        total += count;
     }
     assert!(total > 0);
     println!("{total} output records equal, read by their readers' principals");

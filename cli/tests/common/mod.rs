@@ -381,3 +381,67 @@ impl FaultBroker {
         assert!(self.script("start").success(), "the fault broker starts");
     }
 }
+
+/// The `fitstream` binary with `args` and extra environment, to its end (warnings only in
+/// its log, no backtraces in its errors).
+pub fn fitstream_output(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fitstream"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .expect("run fitstream")
+}
+
+/// The standard output of a run that must succeed (its standard error in the failure).
+pub fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `seconds` of the simulator's default traffic in order per partition (no out-of-order or
+/// late records; duplicates and malformed ones stay) as a JSON-lines file: whether a delayed
+/// record is late depends on the watermark when it is read, and on Kafka the input topics
+/// interleave as they are fetched. Returns the record count.
+pub fn write_in_order_simulation(path: &Path, seconds: u64) -> u64 {
+    let sim = fitstream_simulator::SimConfig {
+        seconds,
+        out_of_order_max_ms: 0,
+        late_fraction: 0.0,
+        ..fitstream_simulator::SimConfig::default()
+    };
+    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    fitstream_simulator::write_jsonl(
+        fitstream_simulator::Simulator::new(sim).expect("simulator"),
+        file,
+    )
+    .expect("write")
+}
+
+/// Asserts that a topic holds the same records in both runs (as multisets of lines made
+/// comparable by `key`), printing the counts under `label` and a few lines of each side that
+/// the other lacks. Returns the record count.
+pub fn assert_same_records(
+    label: &str,
+    replayed: Vec<serde_json::Value>,
+    kafka: Vec<serde_json::Value>,
+    key: impl Fn(serde_json::Value) -> String,
+) -> u32 {
+    let r = multiset(replayed.into_iter().map(&key));
+    let k = multiset(kafka.into_iter().map(&key));
+    let n: u32 = r.values().sum();
+    println!("{label}: {n} (replay), {} (kafka)", k.values().sum::<u32>());
+    for (line, c) in r.iter().filter(|(l, c)| k.get(*l) != Some(c)).take(3) {
+        println!("  replay only ({c}): {line:.400}");
+    }
+    for (line, c) in k.iter().filter(|(l, c)| r.get(*l) != Some(c)).take(3) {
+        println!("  kafka only ({c}): {line:.400}");
+    }
+    assert!(r == k, "{label} differs");
+    n
+}

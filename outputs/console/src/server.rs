@@ -82,21 +82,11 @@ impl Console {
         self.updates.send_modify(|n| *n += 1);
     }
 
-    /// Whether a topic is one the console shows.
-    pub fn wants(topics: &TopicsConfig, topic: &str) -> bool {
-        topic == topics.segment_models
-            || topic == topics.segment_profiles
-            || topic == topics.segment_assignments
-            || topic == topics.cart_abandonment
-            || topic == topics.dead_letter
-            || topics.plant_of(topic).is_some()
-    }
-
     /// Follows a directory of topic JSON lines until the process ends, polling every
     /// `every`.
     pub async fn follow(self: Arc<Self>, dir: std::path::PathBuf, every: Duration) {
         let topics = self.topics.clone();
-        let mut d = Directory::new(&dir, move |t| Console::wants(&topics, t));
+        let mut d = Directory::new(&dir, move |t| View::wants(&topics, t));
         loop {
             let (polled, back) = match tokio::task::spawn_blocking(move || (d.poll(), d)).await {
                 Ok(r) => r,

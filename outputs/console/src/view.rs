@@ -123,6 +123,17 @@ pub struct View {
     pub problem: Option<String>,
 }
 
+/// The topics the console shows besides the plants' build orders.
+fn shown(t: &TopicsConfig) -> [&String; 5] {
+    [
+        &t.segment_models,
+        &t.segment_profiles,
+        &t.segment_assignments,
+        &t.cart_abandonment,
+        &t.dead_letter,
+    ]
+}
+
 fn decode<T: DeserializeOwned>(v: &Value) -> Option<T> {
     T::deserialize(v).ok()
 }
@@ -149,16 +160,14 @@ impl View {
 
     /// The topics the console reads (the given plants' build orders among them).
     pub fn topics(&self, plants: &[String]) -> Vec<String> {
-        let t = &self.topics;
-        let mut names = vec![
-            t.segment_models.clone(),
-            t.segment_profiles.clone(),
-            t.segment_assignments.clone(),
-            t.cart_abandonment.clone(),
-            t.dead_letter.clone(),
-        ];
-        names.extend(plants.iter().map(|p| t.build_orders_topic(p)));
+        let mut names: Vec<String> = shown(&self.topics).into_iter().cloned().collect();
+        names.extend(plants.iter().map(|p| self.topics.build_orders_topic(p)));
         names
+    }
+
+    /// Whether the console shows `topic` (a plant's build orders, or one of [`shown`]).
+    pub fn wants(topics: &TopicsConfig, topic: &str) -> bool {
+        shown(topics).iter().any(|t| *t == topic) || topics.plant_of(topic).is_some()
     }
 
     /// Folds one JSON line in. Lines of other topics (profiles, inputs) are skipped.

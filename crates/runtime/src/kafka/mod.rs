@@ -82,7 +82,7 @@ impl KafkaConfig {
             for (k, v) in own {
                 // One spelling per property: `sasl_username` and `sasl.username` are one key.
                 c.properties
-                    .retain(|key, _| key.replace('_', ".") != k.replace('_', "."));
+                    .retain(|key, _| rdkafka_name(key) != rdkafka_name(k));
                 c.properties.insert(k.clone(), v.clone());
             }
         }
@@ -94,7 +94,7 @@ impl KafkaConfig {
     pub fn property(&self, name: &str) -> Option<&str> {
         self.properties
             .iter()
-            .find(|(k, _)| k.replace('_', ".") == name)
+            .find(|(k, _)| rdkafka_name(k) == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -124,12 +124,16 @@ impl KafkaConfig {
             fitstream_contracts::codec::PRODUCER_MAX_MESSAGE_BYTES.to_string(),
         );
         for (k, v) in &self.properties {
-            // Environment variables cannot carry dots: `SASL_USERNAME` means `sasl.username`
-            // (no librdkafka property has an underscore).
-            c.set(k.replace('_', "."), v);
+            c.set(rdkafka_name(k), v);
         }
         c
     }
+}
+
+/// A pass-through property's librdkafka name. Environment variables cannot carry dots:
+/// `SASL_USERNAME` means `sasl.username` (no librdkafka property has an underscore).
+fn rdkafka_name(key: &str) -> String {
+    key.replace('_', ".")
 }
 
 /// `e` as [`KafkaError::Denied`] when it is an authorization failure of a consumer in
