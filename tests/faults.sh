@@ -9,8 +9,8 @@
 #     stops with a message, the newer one runs to the end);
 #   - an instance without group.instance.id frozen mid-run while another takes over, then
 #     thawed: a zombie, fenced by the group generation (KIP-447);
-# and, with the broker gone for good, a service gives up after kafka.unavailable_limit_ms and
-# exits non-zero naming the setting.
+# and, with the broker gone for good (once the service runs, and as it starts), a service gives
+# up after kafka.unavailable_limit_ms and exits non-zero naming the setting.
 #
 # The fault broker listens on FITSTREAM_FAULTS_KAFKA_PORT (default 9192; its controller on the
 # next port), is installed and started by deploy/kafka.sh like the test broker, and stopped

@@ -550,3 +550,37 @@ fn waiting_for_topics_needs_no_async_runtime_and_times_out_with_an_error() {
     );
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
 }
+
+/// No call of a service to its broker waits longer than `kafka.unavailable_limit_ms`. CI's
+/// run of 2026-12-06 (a slow fresh machine) saw the planner give up 91 s after its broker
+/// died instead of about 15: the broker died while the driver started, and the restarted
+/// driver's creation of its internal topics waited librdkafka's default request timeout
+/// (60 s) before the streak of failures could be counted. Here no broker listens at all:
+/// creating a topic fails within the limit.
+#[test]
+fn creating_topics_without_a_broker_fails_within_the_unavailable_limit() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let limit = Duration::from_secs(3);
+    let kafka = KafkaConfig {
+        bootstrap_servers: address,
+        unavailable_limit_ms: limit.as_millis() as u64,
+        ..KafkaConfig::default()
+    };
+    let spec = TopicSpec {
+        name: format!("nowhere-{}", uuid::Uuid::new_v4().simple()),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+        role: TopicRole::Table,
+        value: None,
+    };
+    let started = std::time::Instant::now();
+    let created = futures::executor::block_on(admin::ensure_topics(&kafka, &[spec]));
+    let took = started.elapsed();
+    println!("ensure_topics without a broker: {created:?} after {took:?}");
+    assert!(created.is_err(), "{created:?}");
+    // librdkafka's own request timeout is 60 s; the limit bounds it (plus its own jitter).
+    assert!(took < limit * 3, "waited {took:?}, the limit is {limit:?}");
+}

@@ -40,7 +40,11 @@ pub async fn ensure_topics(
             t
         })
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    // No request waits longer than `kafka.unavailable_limit_ms` (librdkafka's own default is
+    // 60 s): a service whose broker dies as it starts gives up after the limit.
+    let opts = AdminOptions::new()
+        .request_timeout(Some(config.broker_wait(Duration::from_secs(60))))
+        .operation_timeout(Some(config.broker_wait(Duration::from_secs(30))));
     let results = admin.create_topics(new_topics.iter(), &opts).await?;
     let mut out = Vec::new();
     for (spec, result) in specs.iter().zip(results) {
@@ -71,7 +75,11 @@ pub async fn ensure_topics(
         .filter(|(_, (_, p))| *p == Provisioned::Created)
         .map(|(s, _)| s)
         .collect();
-    wait_visible(config, &created, Duration::from_secs(30))?;
+    wait_visible(
+        config,
+        &created,
+        config.broker_wait(Duration::from_secs(30)),
+    )?;
     Ok(out)
 }
 

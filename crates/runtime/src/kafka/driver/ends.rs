@@ -72,7 +72,11 @@ impl Driver<'_> {
         let probe = self.probe()?;
         let keys: Vec<(String, i32)> = self.starts.keys().cloned().collect();
         for (topic, p) in keys {
-            let (_, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(30))?;
+            let (_, high) = probe.fetch_watermarks(
+                &topic,
+                p,
+                self.config.kafka.broker_wait(Duration::from_secs(30)),
+            )?;
             self.end_offsets.insert((topic, p), high);
         }
         tracing::info!(

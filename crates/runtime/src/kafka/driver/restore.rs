@@ -37,7 +37,8 @@ impl Driver<'_> {
         for (topic, p) in assignment {
             tpl.add_partition(topic, *p);
         }
-        let committed = probe.committed_offsets(tpl, Duration::from_secs(30))?;
+        let committed =
+            probe.committed_offsets(tpl, self.config.kafka.broker_wait(Duration::from_secs(30)))?;
         for e in committed.elements() {
             if let Offset::Offset(o) = e.offset() {
                 self.positions
@@ -54,7 +55,11 @@ impl Driver<'_> {
                 s.watermark == WatermarkSource::EventTime || s.tables.contains(topic)
             });
             if by_event_time {
-                let (low, high) = probe.fetch_watermarks(topic, *p, Duration::from_secs(30))?;
+                let (low, high) = probe.fetch_watermarks(
+                    topic,
+                    *p,
+                    self.config.kafka.broker_wait(Duration::from_secs(30)),
+                )?;
                 self.starts.insert((topic.clone(), *p), low);
                 if st.is_some_and(|s| s.tables.contains(topic)) {
                     self.table_ends.insert((topic.clone(), *p), high);
@@ -146,7 +151,11 @@ impl Driver<'_> {
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
             .create()?;
-        let (low, high) = consumer.fetch_watermarks(&changelog, p, Duration::from_secs(30))?;
+        let (low, high) = consumer.fetch_watermarks(
+            &changelog,
+            p,
+            self.config.kafka.broker_wait(Duration::from_secs(30)),
+        )?;
         if high > low {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&changelog, p, Offset::Beginning)?;
