@@ -145,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         fitstream_planner::routing::Routing::bundled(),
         records.clone(),
         &dir,
+        None,
         |_| {},
     )?;
     let secs = started.elapsed().as_secs_f64();

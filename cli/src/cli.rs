@@ -145,6 +145,11 @@ enum Command {
         /// given without one), and keep serving after the run until Ctrl-C.
         #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
         console: Option<String>,
+        /// Also serve the profiler's lookup API (`GET /v1/customers/{id}`) at this address
+        /// (127.0.0.1:8082 when given without one), updated every 5,000 records, and keep
+        /// serving after the run until Ctrl-C.
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8082")]
+        api: Option<String>,
     },
     /// Segment simulated customers with known personas and print how well segments match
     /// them (adjusted Rand index) with the segment table.
@@ -181,6 +186,10 @@ enum Command {
         /// Address of /metrics, /healthz and /readyz.
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// Serve the profiler's lookup API (`GET /v1/customers/{id}`) on this address
+        /// (profiler and all only).
+        #[arg(long)]
+        api: Option<String>,
         /// Stop at the end of the input as of start (a replay through Kafka): close every
         /// window, commit, exit.
         #[arg(long)]
@@ -307,11 +316,15 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Run {
             service,
             metrics_listen,
+            api,
             until_end,
             ..
         } => {
             if let Some(l) = metrics_listen {
                 cfg.metrics.listen = l;
+            }
+            if api.is_some() {
+                cfg.api.listen = api;
             }
             let shutdown = fitstream_runtime::shutdown::on_signals();
             commands::run_service(&cfg, service, shutdown, until_end)
@@ -332,6 +345,7 @@ pub async fn run() -> anyhow::Result<()> {
             seed,
             out,
             console,
+            api,
         } => {
             let sim = fitstream_simulator::SimConfig {
                 seconds,
@@ -339,7 +353,7 @@ pub async fn run() -> anyhow::Result<()> {
                 seed,
                 ..Default::default()
             };
-            commands::demo(&cfg, sim, &out, console.as_deref()).map(|_| ())
+            commands::demo(&cfg, sim, &out, console.as_deref(), api.as_deref()).map(|_| ())
         }
         Command::Console {
             from,

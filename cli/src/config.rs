@@ -25,6 +25,32 @@ impl Default for MetricsConfig {
     }
 }
 
+/// The profiler's lookup API (`GET /v1/customers/{id}`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the API listens on (none: no API). `run profiler|all --api ADDR` sets it.
+    pub listen: Option<String>,
+    /// `host:port` the other instances forward requests to (a pod's IP and the API port on
+    /// Kubernetes); by default the listen address, when it names a host.
+    pub advertised: Option<String>,
+}
+
+impl ApiConfig {
+    /// Where the other instances reach this one's API, once it listens on `bound`.
+    pub fn advertised(&self, bound: std::net::SocketAddr) -> String {
+        match &self.advertised {
+            Some(a) if !a.is_empty() => a.clone(),
+            _ if bound.ip().is_unspecified() => {
+                // Every interface: the host name is what the others can resolve.
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+                format!("{host}:{}", bound.port())
+            }
+            _ => bound.to_string(),
+        }
+    }
+}
+
 /// Everything fitstream reads from its configuration.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,6 +63,8 @@ pub struct FitstreamConfig {
     pub topics: TopicsConfig,
     /// Metrics endpoint.
     pub metrics: MetricsConfig,
+    /// The profiler's lookup API.
+    pub api: ApiConfig,
     /// The planner's windows, priorities and routing file.
     pub planner: fitstream_planner::PlannerConfig,
     /// The profiler's dedup horizon, emission and assignment settings.

@@ -339,13 +339,22 @@ pub fn embedded_config(cfg: &FitstreamConfig, service: String) -> EmbeddedConfig
 
 /// The profiler and the segmenter of a configuration, wired together on the embedded driver.
 pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipeline {
+    segmentation_with(cfg, None)
+}
+
+/// [`segmentation`], the profiler's committed state published to `lookup` (the lookup API).
+pub fn segmentation_with(
+    cfg: &FitstreamConfig,
+    lookup: Option<std::sync::Arc<fitstream_profiler::lookup::Lookup>>,
+) -> crate::pipeline::SegmentationPipeline {
     let codec = pinned_codec(cfg);
-    let profiler = fitstream_profiler::app::ProfilerApp::new(
+    let mut profiler = fitstream_profiler::app::ProfilerApp::new(
         cfg.application("profiler"),
         cfg.profiler.clone(),
         cfg.topics.clone(),
         codec.clone(),
     );
+    profiler.lookup = lookup;
     let segmenter = fitstream_segmenter::app::SegmenterApp::new(
         cfg.application("segmenter"),
         cfg.segmenter.clone(),
@@ -360,12 +369,17 @@ pub fn segmentation(cfg: &FitstreamConfig) -> crate::pipeline::SegmentationPipel
 }
 
 impl Services {
-    fn new(cfg: &FitstreamConfig, planner_cfg: PlannerConfig, routing: Routing) -> Services {
+    fn new(
+        cfg: &FitstreamConfig,
+        planner_cfg: PlannerConfig,
+        routing: Routing,
+        lookup: Option<std::sync::Arc<fitstream_profiler::lookup::Lookup>>,
+    ) -> Services {
         let app = planner_app(cfg, planner_cfg, routing, pinned_codec(cfg));
         Services {
             counters: app.counters.clone(),
             planner: Embedded::new(app.topology(), embedded_config(cfg, app.name.clone())),
-            segmentation: segmentation(cfg),
+            segmentation: segmentation_with(cfg, lookup),
         }
     }
 
@@ -405,17 +419,21 @@ impl Services {
 /// `out/<topic>.jsonl`: each record through the profiler and the segmenter, whose assignments
 /// reach the planner's segment table, then through the planner. A buyer's segment is as of
 /// what the segmentation has placed by then (the planner waits `segment_grace_ms` for it).
+/// With `lookup`, the profiler commits at every progress report (every 5,000 records) and
+/// at the end, publishing its state to the lookup API's view.
 pub fn run(
     cfg: &FitstreamConfig,
     planner_cfg: PlannerConfig,
     routing: Routing,
     records: impl IntoIterator<Item = InputRecord>,
     out: &Path,
+    lookup: Option<std::sync::Arc<fitstream_profiler::lookup::Lookup>>,
     mut progress: impl FnMut(&Summary),
 ) -> anyhow::Result<Summary> {
     let codec = pinned_codec(cfg);
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
-    let mut services = Services::new(cfg, planner_cfg, routing);
+    let committing = lookup.is_some();
+    let mut services = Services::new(cfg, planner_cfg, routing, lookup);
     let mut summary = Summary::default();
     for record in records {
         summary.inputs += 1;
@@ -431,6 +449,9 @@ pub fn run(
         outputs.write(segmented, &mut summary)?;
         outputs.write(services.plan(&r), &mut summary)?;
         if summary.inputs % 5_000 == 0 {
+            if committing {
+                services.segmentation.commit()?;
+            }
             summary.planner = services.counters.snapshot();
             progress(&summary);
         }
@@ -468,7 +489,7 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
 ) -> anyhow::Result<Summary> {
     let codec = pinned_codec(cfg);
     let mut outputs = Outputs::new(cfg, codec.clone(), out)?;
-    let mut services = Services::new(cfg, planner_cfg, routing);
+    let mut services = Services::new(cfg, planner_cfg, routing, None);
     let mut summary = Summary::default();
     // The assignments wait on disk for the second pass, not in memory: they grow with the
     // input's length.

@@ -74,6 +74,12 @@ impl SegmentationPipeline {
         Ok(())
     }
 
+    /// The profiler commits (the embedded driver's checkpoint): its state as of now is
+    /// what the lookup API answers from. Outputs do not depend on it.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        self.profiler.commit()
+    }
+
     /// Records produced so far by both services (drained), in production order.
     pub fn drain(&mut self) -> Vec<Produced> {
         std::mem::take(&mut self.out)

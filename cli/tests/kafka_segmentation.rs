@@ -8,31 +8,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use fitstream::config::FitstreamConfig;
-use fitstream::{commands, embedded, inputs};
+use fitstream::{commands, inputs};
 use fitstream_runtime::embedded::Produced;
 use fitstream_runtime::kafka::reader::read_until_idle;
 use fitstream_runtime::kafka::writer::TopicWriter;
 use fitstream_simulator::{InputRecord, SimConfig, Simulator};
 
 use common::*;
-
-/// The profiler and the segmenter of `cfg` on the embedded driver, fed `records` as a replay
-/// feeds them; what they produced (progress markers between them left out).
-fn segmentation_reference(cfg: &FitstreamConfig, records: &[InputRecord]) -> Vec<Produced> {
-    let codec = commands::codec(cfg);
-    let mut pipeline = embedded::segmentation(cfg);
-    for r in records {
-        let o = inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
-        pipeline.push(
-            &o.topic,
-            o.key.as_deref(),
-            o.value.as_deref().unwrap_or_default(),
-        );
-    }
-    pipeline.finish().expect("every store checkpoints");
-    pipeline.drain()
-}
 
 /// Segmentation through Kafka, as deployed: the profiler and the segmenter as two processes,
 /// profiles flowing to the segmenter and models back to the profiler (a global table, with
@@ -61,7 +43,7 @@ async fn profiles_models_and_assignments_equal_the_embedded_run() {
     };
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
     let codec = commands::codec(&cfg);
-    let embedded = segmentation_reference(&cfg, &records);
+    let embedded = segmentation_reference(&cfg, &records, None);
     let mut writer = TopicWriter::new(&cfg.kafka).expect("producer");
     inputs::produce(&mut writer, &codec, &cfg.topics, records, |_| {}).expect("produce");
 

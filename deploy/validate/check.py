@@ -21,6 +21,9 @@ Checks
   security      non-root, read-only root file system, no privilege escalation, capabilities
                 dropped, RuntimeDefault seccomp, requests and limits, grace period > 30 s.
   statefulset   serviceName names a headless Service of the same render.
+  ports         a Service selects a workload of the render and each named targetPort is a port
+                of every workload it selects; a NetworkPolicy's named ingress ports are ports of
+                the pods it selects (a renamed port would silently let nothing in).
   credentials   the SASL user of a workload is a KafkaUser of the same render, and its password
                 comes from that KafkaUser's Secret (key "password").
   strimzi       KafkaTopic/KafkaUser carry strimzi.io/cluster; KafkaTopic config keys are
@@ -272,6 +275,54 @@ def check_statefulset(doc: dict, idx: dict) -> list[str]:
     return []
 
 
+def template_labels(doc: dict) -> dict:
+    return ((((doc.get("spec") or {}).get("template") or {}).get("metadata") or {})
+            .get("labels") or {})
+
+
+def selected(selector: dict, docs: list[dict]) -> list[dict]:
+    """The workloads whose pods carry every label of `selector`."""
+    return [d for d in docs if d.get("kind") in WORKLOAD_KINDS
+            and all(template_labels(d).get(k) == v for k, v in selector.items())]
+
+
+def port_names(doc: dict) -> set[str]:
+    return {p.get("name") for c in (pod_spec(doc) or {}).get("containers") or []
+            for p in c.get("ports") or [] if p.get("name")}
+
+
+def check_service_ports(doc: dict, docs: list[dict]) -> list[str]:
+    spec = doc.get("spec") or {}
+    selector = spec.get("selector") or {}
+    if not selector:
+        return []
+    pods = selected(selector, docs)
+    if not pods:
+        return [f"selects no workload of this render ({selector})"]
+    errors = []
+    for p in spec.get("ports") or []:
+        target = p.get("targetPort")
+        if isinstance(target, str):
+            for w in pods:
+                if target not in port_names(w):
+                    errors.append(f"port {p.get('name')}: targetPort {target!r} is not a port of "
+                                  f"{(w.get('metadata') or {}).get('name')}")
+    return errors
+
+
+def check_policy_ports(doc: dict, docs: list[dict]) -> list[str]:
+    spec = doc.get("spec") or {}
+    pods = selected((spec.get("podSelector") or {}).get("matchLabels") or {}, docs)
+    declared = set().union(*(port_names(w) for w in pods)) if pods else set()
+    errors = []
+    for rule in spec.get("ingress") or []:
+        for p in rule.get("ports") or []:
+            port = p.get("port")
+            if isinstance(port, str) and port not in declared:
+                errors.append(f"ingress port {port!r} is not a port of the pods it selects")
+    return errors
+
+
 def env_of(container: dict) -> dict[str, dict]:
     return {e.get("name"): e for e in container.get("env") or []}
 
@@ -398,6 +449,10 @@ def check_manifests(report: Report, env: str, text: str, schemas: Schemas,
             report.check("credentials", subject, check_credentials(d, idx))
         if kind == "StatefulSet":
             report.check("statefulset", subject, check_statefulset(d, idx))
+        if kind == "Service":
+            report.check("ports", subject, check_service_ports(d, docs))
+        if kind == "NetworkPolicy":
+            report.check("ports", subject, check_policy_ports(d, docs))
         if kind in ("KafkaTopic", "KafkaUser"):
             report.check("strimzi", subject, check_strimzi(d))
         if kind == "ScaledObject":

@@ -184,6 +184,14 @@ def routing_copy_differs(docs, dash, compose, routing):
 Mutation = Callable[..., None]
 
 # name, overlay, mutation, check, subject fragment, reason pattern
+def api_target_port_renamed(docs, dash):
+    find(docs, "Service", "fitstream-profiler-api")["spec"]["ports"][0]["targetPort"] = "http"
+
+
+def policy_port_renamed(docs, dash):
+    find(docs, "NetworkPolicy", "fitstream-profiler-api")["spec"]["ingress"][0]["ports"][0]["port"] = "lookup"
+
+
 CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
     ("unbroken dev render passes", "dev", None, "", "", ""),
     ("unbroken prod render passes", "prod", None, "", "", ""),
@@ -195,6 +203,8 @@ CASES: list[tuple[str, str, Mutation | None, str, str, str]] = [
     ("missing readiness probe", "dev", no_readiness, "probes", "StatefulSet/fitstream-planner", r"no readinessProbe"),
     ("missing liveness probe", "dev", no_liveness, "probes", "StatefulSet/fitstream-segmenter", r"no livenessProbe"),
     ("probe on an undeclared port", "dev", probe_wrong_port, "probes", "StatefulSet/fitstream-profiler", r"'http'"),
+    ("Service targetPort no pod declares", "dev", api_target_port_renamed, "ports", "Service/fitstream-profiler-api", r"'http'"),
+    ("NetworkPolicy port no pod declares", "prod", policy_port_renamed, "ports", "NetworkPolicy/fitstream-profiler-api", r"'lookup'"),
     ("misspelled field in a KafkaTopic", "dev", topic_misspelled, "schema", "KafkaTopic/iob.purchases.v1", r"partition\b"),
     ("unknown KafkaTopic config key", "dev", topic_bad_config, "strimzi", "KafkaTopic/iob.dead-letter.v1", r"retention\.msec"),
     ("misspelled metadata field in a KafkaTopic", "dev", topic_metadata_misspelled, "schema", "KafkaTopic/iob.segment-models.v1", r"lables"),

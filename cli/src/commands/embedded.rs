@@ -274,8 +274,22 @@ pub fn demo(
     sim: SimConfig,
     out: &Path,
     console: Option<&str>,
+    api: Option<&str>,
 ) -> anyhow::Result<crate::embedded::Summary> {
     let simulator = Simulator::new(sim)?;
+    // The lookup API over the profiler's state as of each embedded commit (every 5,000
+    // records): one process holds every partition.
+    let lookup = match api {
+        Some(listen) => {
+            let lookup = std::sync::Arc::new(fitstream_profiler::lookup::Lookup::new(
+                cfg.topics.partitions,
+            ));
+            let addr = serve_api(listen, lookup.clone())
+                .with_context(|| format!("lookup API: cannot listen on {listen}"))?;
+            Some((lookup, addr))
+        }
+        None => None,
+    };
     // The console follows the output files as the run writes them.
     let console = match console {
         Some(listen) => Some(
@@ -328,6 +342,7 @@ pub fn demo(
         routing(cfg)?,
         simulator,
         out,
+        lookup.as_ref().map(|(l, _)| l.clone()),
         |s| draw(s, &mut last, false),
     )?;
     if tty {
@@ -335,8 +350,15 @@ pub fn demo(
     }
     print!("{}", view(&summary, started.elapsed(), &title));
     println!("outputs: {}/<topic>.jsonl", out.display());
-    if let Some(addr) = console {
-        println!("console: http://{addr}/ (Ctrl-C to stop)");
+    if let Some((lookup, addr)) = &lookup {
+        let example = lookup.example().unwrap_or_else(|| "<id>".to_owned());
+        println!("lookup API: curl http://{addr}/v1/customers/{example}");
+    }
+    if console.is_some() || lookup.is_some() {
+        if let Some(addr) = console {
+            println!("console: http://{addr}/");
+        }
+        println!("(Ctrl-C to stop)");
         let _ = std::io::stdout().flush();
         let stop = fitstream_runtime::shutdown::on_signals();
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -344,6 +366,36 @@ pub fn demo(
         }
     }
     Ok(summary)
+}
+
+/// Serves the lookup API of an embedded run on a runtime of its own (the run is synchronous).
+fn serve_api(
+    listen: &str,
+    lookup: std::sync::Arc<fitstream_profiler::lookup::Lookup>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use fitstream_profiler::lookup::http;
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return tracing::error!("lookup API: {e}"),
+        };
+        runtime.block_on(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    http::serve_on(l, http::Api::new(lookup, None, addr.to_string()));
+                    std::future::pending::<()>().await
+                }
+                Err(e) => tracing::error!("lookup API: {e}"),
+            }
+        });
+    });
+    Ok(addr)
 }
 
 /// `fitstream segments`: simulated customers with known personas through the profiler and

@@ -298,6 +298,7 @@ fn service_topology(
         &mut fitstream_runtime::kafka::driver::BoundedChain,
         &std::sync::Arc<std::sync::atomic::AtomicBool>,
     )>,
+    lookup: Option<&std::sync::Arc<fitstream_profiler::lookup::Lookup>>,
 ) -> (Topology, Vec<String>) {
     match service {
         Service::Planner => {
@@ -320,6 +321,7 @@ fn service_topology(
                 app.await_segmenter_at_end = true;
                 chain.finished = Some(complete.clone());
             }
+            app.lookup = lookup.cloned();
             (app.topology(), app.output_topics())
         }
         Service::Segmenter | Service::All => {
@@ -403,7 +405,7 @@ pub fn service_needs(cfg: &FitstreamConfig) -> anyhow::Result<Vec<ServiceNeeds>>
     Ok([Service::Profiler, Service::Segmenter, Service::Planner]
         .into_iter()
         .map(|service| {
-            let (topology, outputs) = service_topology(cfg, service, &routing, &codec, None);
+            let (topology, outputs) = service_topology(cfg, service, &routing, &codec, None, None);
             ServiceNeeds::of(service, &topology, &outputs, cfg)
         })
         .collect())
@@ -474,6 +476,20 @@ pub async fn run_service(
         one => vec![one],
     };
     let chained = bounded && service == Service::All;
+    // The lookup API: the profiler's committed view, and the endpoints topic that tells
+    // every instance which one holds which partition.
+    let api = match &cfg.api.listen {
+        Some(_) if !wanted.contains(&Service::Profiler) => {
+            anyhow::bail!("--api serves the profiler's lookup API: run profiler or all")
+        }
+        Some(listen) => Some((
+            std::sync::Arc::new(fitstream_profiler::lookup::Lookup::new(
+                cfg.topics.partitions,
+            )),
+            listen.clone(),
+        )),
+        None => None,
+    };
     let profiles_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let driver = DriverConfig {
         kafka: cfg.kafka.clone(),
@@ -493,7 +509,11 @@ pub async fn run_service(
             phases.push(Vec::new());
         }
         let chain = chained.then_some((&mut config.chain, &profiles_complete));
-        let (topology, outputs) = service_topology(cfg, service, &routing, &codec, chain);
+        let lookup = api
+            .as_ref()
+            .filter(|_| service == Service::Profiler)
+            .map(|(lookup, _)| lookup);
+        let (topology, outputs) = service_topology(cfg, service, &routing, &codec, chain, lookup);
         let needed: Vec<admin::Needed> = ServiceNeeds::of(service, &topology, &outputs, cfg)
             .topics()
             .into_iter()
@@ -521,6 +541,10 @@ pub async fn run_service(
     fitstream_runtime::health::LIVENESS.set_timeout(cfg.kafka.liveness_timeout_ms as i64);
     let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
     tracing::info!(%addr, "metrics, /healthz and /readyz");
+    let endpoints = match api {
+        Some((lookup, listen)) => Some(serve_lookup(cfg, lookup, &listen, &shutdown).await?),
+        None => None,
+    };
     let mut stats = DriverStats::default();
     for phase in phases {
         let mut running = tokio::task::JoinSet::new();
@@ -551,8 +575,58 @@ pub async fn run_service(
             break;
         }
     }
+    if let Some(endpoints) = endpoints {
+        shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || endpoints.join()).await;
+    }
     tracing::info!(records = stats.records, commits = stats.commits, "stopped");
     Ok(stats)
+}
+
+/// Serves the profiler's lookup API on `listen` and follows the endpoints topic (created
+/// under the profiler's prefix, like its changelog) on a thread of its own.
+async fn serve_lookup(
+    cfg: &FitstreamConfig,
+    lookup: std::sync::Arc<fitstream_profiler::lookup::Lookup>,
+    listen: &str,
+    shutdown: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use fitstream_profiler::lookup::{endpoints, http};
+    let kafka = cfg.kafka.for_service(Service::Profiler.name());
+    let group = format!("fitstream-{}", cfg.application("profiler"));
+    let topic = endpoints::topic(&group);
+    let spec = fitstream_contracts::topics::TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+        replication_factor: cfg.topics.replication_factor,
+        configs: BTreeMap::from([("cleanup.policy".to_owned(), "compact".to_owned())]),
+        role: fitstream_contracts::topics::TopicRole::Table,
+        value: None,
+    };
+    admin::ensure_topics(&kafka, &[spec]).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let endpoint = cfg.api.advertised(bound);
+    let instance = cfg
+        .kafka
+        .group_instance_id
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let directory = std::sync::Arc::new(endpoints::Directory::new(instance));
+    http::serve_on(
+        listener,
+        http::Api::new(lookup.clone(), Some(directory.clone()), endpoint.clone()),
+    );
+    tracing::info!(%bound, %endpoint, %topic, "lookup API: GET /v1/customers/{{id}}");
+    Ok(endpoints::spawn(
+        kafka,
+        topic,
+        endpoint,
+        lookup,
+        directory,
+        shutdown.clone(),
+    ))
 }
 
 #[cfg(test)]

@@ -445,3 +445,24 @@ pub fn assert_same_records(
     assert!(r == k, "{label} differs");
     n
 }
+
+/// The profiler and the segmenter of `cfg` on the embedded driver, fed `records` as a replay
+/// feeds them (the profiler's state published to `lookup`, if any); what they produced.
+pub fn segmentation_reference(
+    cfg: &FitstreamConfig,
+    records: &[fitstream_simulator::InputRecord],
+    lookup: Option<std::sync::Arc<fitstream_profiler::lookup::Lookup>>,
+) -> Vec<fitstream_runtime::embedded::Produced> {
+    let codec = fitstream::commands::codec(cfg);
+    let mut pipeline = fitstream::embedded::segmentation_with(cfg, lookup);
+    for r in records {
+        let o = fitstream::inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
+        pipeline.push(
+            &o.topic,
+            o.key.as_deref(),
+            o.value.as_deref().unwrap_or_default(),
+        );
+    }
+    pipeline.finish().expect("every store checkpoints");
+    pipeline.drain()
+}

@@ -185,8 +185,18 @@ impl Embedded {
                 self.tick(stage, p);
             }
         }
+        self.commit()
+    }
+
+    /// Every task checkpoints, as a Kafka commit would, and its state is then durable
+    /// ([`crate::task::Task::committed`]). The embedded driver keeps no changelog: what a
+    /// commit changes is what readers of committed state see (`demo --api`). Outputs do not
+    /// depend on when it commits.
+    pub fn commit(&mut self) -> Result<(), StateError> {
         for slot in self.slots.values_mut() {
             slot.checkpoint()?;
+            let watermark = slot.current;
+            slot.task.committed(watermark);
         }
         Ok(())
     }

@@ -251,6 +251,8 @@ impl TaskHost {
         state::restored(self.task.as_mut())?;
         self.current = self.watermarks.current(now_ms);
         self.marker_sent = EventTime::MIN;
+        // Restored from the changelog: committed state.
+        self.task.committed(self.current);
         Ok(())
     }
 }

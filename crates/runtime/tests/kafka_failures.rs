@@ -58,6 +58,9 @@ struct Counting {
     to: String,
     tally: Value<Tally>,
     remembered: SlowToRestore,
+    /// What the driver told the task: `committed <seen> <poisoned>` (the state it may now
+    /// show), `revoked`.
+    told: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// A keyed store whose restore takes a millisecond per entry: a large state's restore.
@@ -116,6 +119,15 @@ impl Task for Counting {
 
     fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
 
+    fn committed(&mut self, _: EventTime) {
+        let line = format!("committed {} {}", self.tally.seen, self.tally.poisoned);
+        self.told.lock().expect("log").push(line);
+    }
+
+    fn revoked(&mut self) {
+        self.told.lock().expect("log").push("revoked".into());
+    }
+
     fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
         vec![
             ("tally", &mut self.tally),
@@ -130,6 +142,7 @@ struct Setup {
     input: String,
     output: String,
     dead_letters: String,
+    told: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Setup {
@@ -146,6 +159,7 @@ impl Setup {
             input: format!("st-{id}.in"),
             output: format!("st-{id}.out"),
             dead_letters: format!("st-{id}.dead-letter"),
+            told: Arc::default(),
         };
         // Event times here are in 1970: no time-based retention, or the broker deletes them.
         let spec = |name: &str| TopicSpec {
@@ -165,6 +179,7 @@ impl Setup {
 
     fn topology(&self) -> Topology {
         let to = self.output.clone();
+        let told = self.told.clone();
         Topology {
             name: self.name.clone(),
             stages: vec![Stage {
@@ -179,6 +194,7 @@ impl Setup {
                         to: to.clone(),
                         tally: Value::default(),
                         remembered: SlowToRestore::default(),
+                        told: told.clone(),
                     })
                 }),
             }],
@@ -333,6 +349,19 @@ fn a_checkpoint_that_cannot_be_written_aborts_and_changes_nothing() {
         after, before,
         "read_committed output, the changelog's state and the offsets are unchanged"
     );
+    // What the task was told it may show (the lookup API's source): the first run's
+    // commits, up to its whole tally; in the second, the restored state, never the aborted
+    // checkpoint's; each run ends with the task revoked.
+    let told = s.told.lock().expect("log").clone();
+    println!("the task was told: {told:?}");
+    let runs: Vec<&[String]> = told.split(|l| l == "revoked").collect();
+    assert_eq!(runs.len(), 3, "two runs, each ending revoked: {told:?}");
+    assert_eq!(
+        runs[0].last().map(String::as_str),
+        Some("committed 2 false")
+    );
+    assert_eq!(runs[1], ["committed 2 false"], "{told:?}");
+    assert!(runs[2].is_empty());
 }
 
 #[test]

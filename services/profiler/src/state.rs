@@ -1,6 +1,6 @@
 //! The compact state behind one customer's profile, and the profile and features it yields.
 //!
-//! A [`CustomerState`] holds counts and sums, never events: 112 bytes whatever the customer's
+//! A [`CustomerState`] holds counts and sums, never events: 120 bytes whatever the customer's
 //! history (a test pins the size). What each feature of [`ProfileFeatures`] needs:
 //!
 //! | feature | from |
@@ -42,6 +42,9 @@ use serde::{Deserialize, Serialize};
 pub const RECENT_SESSIONS: usize = 3;
 /// Category counters per customer (space-saving top-k).
 pub const TOP_CATEGORIES: usize = 5;
+/// Products of the latest order remembered per customer (fingerprints), so that the lookup
+/// API does not recommend what the customer just bought.
+pub const LAST_ORDER_PRODUCTS: usize = 3;
 
 const DAY_MS: f64 = 86_400_000.0;
 const NO_TIME: i64 = i64::MIN;
@@ -50,6 +53,13 @@ const NO_SEGMENT: i32 = i32::MIN;
 const PENDING: u8 = 1;
 /// The state changed since it was last written to the changelog.
 const CHANGED: u8 = 2;
+
+/// Whether `product_id` is among a latest order's products ([`CustomerState::last_order`]; a
+/// 32-bit fingerprint, so a rare other product matches too).
+pub fn just_bought(last_order: &[u32; LAST_ORDER_PRODUCTS], product_id: &str) -> bool {
+    let f = fingerprint(product_id);
+    f != 0 && last_order.contains(&f)
+}
 
 /// Category names of one task, as 16-bit ids.
 ///
@@ -133,7 +143,7 @@ pub fn order_cents(p: &PurchaseEvent) -> i64 {
         .unwrap_or(i64::MAX)
 }
 
-/// Counts and sums behind one customer's profile (112 bytes; see the module doc).
+/// Counts and sums behind one customer's profile (120 bytes; see the module doc).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CustomerState {
     /// First event time (ms).
@@ -166,6 +176,8 @@ pub struct CustomerState {
     top_counts: [u32; TOP_CATEGORIES],
     /// Interned category of each counter.
     top_ids: [u16; TOP_CATEGORIES],
+    /// Fingerprints of the first product ids of the latest order, 0 = empty.
+    last_order: [u32; LAST_ORDER_PRODUCTS],
     /// Slot of `recent_sessions` written next.
     recent_next: u8,
     /// [`PENDING`] and [`CHANGED`].
@@ -190,6 +202,7 @@ impl Default for CustomerState {
             recent_sessions: [0; RECENT_SESSIONS],
             top_counts: [0; TOP_CATEGORIES],
             top_ids: [0; TOP_CATEGORIES],
+            last_order: [0; LAST_ORDER_PRODUCTS],
             recent_next: 0,
             flags: 0,
         }
@@ -272,6 +285,12 @@ impl CustomerState {
         // fixed, while how purchases interleave with clicks depends on the driver's fetches,
         // and the recent-session memory is order-sensitive.
         self.see(p.event_time);
+        if p.event_time.0 >= self.last_purchase {
+            self.last_order = [0; LAST_ORDER_PRODUCTS];
+            for (slot, line) in self.last_order.iter_mut().zip(&p.lines) {
+                *slot = fingerprint(&line.product_id);
+            }
+        }
         self.last_purchase = self.last_purchase.max(p.event_time.0);
         inc(&mut self.orders);
         let units: i64 = p.lines.iter().map(|l| i64::from(l.quantity.max(0))).sum();
@@ -294,6 +313,17 @@ impl CustomerState {
     /// Sets the current segment.
     pub fn set_segment(&mut self, segment: Option<i32>) {
         self.segment = segment.unwrap_or(NO_SEGMENT);
+    }
+
+    /// Click events with a category (the denominator of category affinity).
+    pub fn categorised(&self) -> u32 {
+        self.categorised
+    }
+
+    /// Fingerprints of the product ids of the latest order's first [`LAST_ORDER_PRODUCTS`]
+    /// lines (0: none), see [`just_bought`].
+    pub fn last_order(&self) -> [u32; LAST_ORDER_PRODUCTS] {
+        self.last_order
     }
 
     /// Whether the profile changed since it was last emitted.
@@ -401,30 +431,33 @@ impl CustomerState {
 
     /// The changelog form.
     pub fn to_stored(&self, interner: &CategoryInterner) -> StoredCustomer {
-        StoredCustomer::V1(StoredV1 {
-            first_event: self.first_event,
-            last_event: self.last_event,
-            last_purchase: (self.last_purchase != NO_TIME).then_some(self.last_purchase),
-            spend_cents: self.spend_cents,
-            orders: self.orders,
-            units: self.units,
-            sessions: self.sessions,
-            product_views: self.product_views,
-            carts: self.carts,
-            cart_removals: self.cart_removals,
-            categorised: self.categorised,
-            segment: self.segment(),
-            recent_sessions: self.recent_sessions,
-            recent_next: self.recent_next,
-            top: self
-                .top_ids
-                .iter()
-                .zip(&self.top_counts)
-                .filter(|(_, c)| **c > 0)
-                .map(|(id, c)| (interner.name(*id).to_owned(), *c))
-                .collect(),
-            pending: self.is_pending(),
-        })
+        StoredCustomer::V2(
+            self.last_order,
+            StoredV1 {
+                first_event: self.first_event,
+                last_event: self.last_event,
+                last_purchase: (self.last_purchase != NO_TIME).then_some(self.last_purchase),
+                spend_cents: self.spend_cents,
+                orders: self.orders,
+                units: self.units,
+                sessions: self.sessions,
+                product_views: self.product_views,
+                carts: self.carts,
+                cart_removals: self.cart_removals,
+                categorised: self.categorised,
+                segment: self.segment(),
+                recent_sessions: self.recent_sessions,
+                recent_next: self.recent_next,
+                top: self
+                    .top_ids
+                    .iter()
+                    .zip(&self.top_counts)
+                    .filter(|(_, c)| **c > 0)
+                    .map(|(id, c)| (interner.name(*id).to_owned(), *c))
+                    .collect(),
+                pending: self.is_pending(),
+            },
+        )
     }
 
     /// Reads the changelog form (the changed flag is clear).
@@ -432,7 +465,10 @@ impl CustomerState {
         stored: StoredCustomer,
         interner: &mut CategoryInterner,
     ) -> Result<CustomerState, String> {
-        let StoredCustomer::V1(s) = stored;
+        let (last_order, s) = match stored {
+            StoredCustomer::V1(s) => ([0; LAST_ORDER_PRODUCTS], s),
+            StoredCustomer::V2(last_order, s) => (last_order, s),
+        };
         if s.top.len() > TOP_CATEGORIES {
             return Err(format!("{} category counters", s.top.len()));
         }
@@ -452,6 +488,7 @@ impl CustomerState {
             recent_sessions: s.recent_sessions,
             recent_next: s.recent_next % RECENT_SESSIONS as u8,
             flags: if s.pending { PENDING } else { 0 },
+            last_order,
             ..CustomerState::default()
         };
         for (i, (name, count)) in s.top.into_iter().enumerate() {
@@ -467,6 +504,8 @@ impl CustomerState {
 pub enum StoredCustomer {
     /// The first layout.
     V1(StoredV1),
+    /// The first layout and the fingerprints of the latest order's first products.
+    V2([u32; LAST_ORDER_PRODUCTS], StoredV1),
 }
 
 /// Layout 1 of [`StoredCustomer`]: the fields of [`CustomerState`], categories by name.
@@ -506,6 +545,23 @@ pub struct StoredV1 {
     pub pending: bool,
 }
 
+/// An order of one unit of each of `products` at `t` (tests).
+#[cfg(test)]
+pub(crate) fn order(t: i64, products: &[&str]) -> PurchaseEvent {
+    use fitstream_contracts::{PurchaseLine, samples};
+    PurchaseEvent {
+        event_time: EventTime(t),
+        lines: products
+            .iter()
+            .map(|p| PurchaseLine {
+                product_id: (*p).to_owned(),
+                ..samples::purchase_line()
+            })
+            .collect(),
+        ..samples::purchase()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use fitstream_contracts::{PurchaseLine, samples};
@@ -525,7 +581,7 @@ mod tests {
 
     #[test]
     fn state_stays_within_its_memory_budget() {
-        assert_eq!(size_of::<CustomerState>(), 112);
+        assert_eq!(size_of::<CustomerState>(), 120);
     }
 
     #[test]
@@ -659,5 +715,25 @@ mod tests {
             ..samples::purchase()
         };
         assert_eq!(order_cents(&p), 5998);
+    }
+
+    #[test]
+    fn the_latest_orders_products_are_kept_and_read_from_the_first_layout_as_none() {
+        let mut s = CustomerState::default();
+        s.purchase(&order(2_000, &["a", "b"]));
+        // An older order applied later does not replace the latest one.
+        s.purchase(&order(1_000, &["c"]));
+        assert!(just_bought(&s.last_order(), "a") && just_bought(&s.last_order(), "b"));
+        assert!(!just_bought(&s.last_order(), "c"));
+        let mut i = CategoryInterner::default();
+        let stored = s.to_stored(&i);
+        let back = CustomerState::from_stored(stored.clone(), &mut i).expect("reads");
+        assert_eq!(back.last_order(), s.last_order());
+        let StoredCustomer::V2(_, v1) = stored else {
+            panic!("written in the second layout");
+        };
+        let old = CustomerState::from_stored(StoredCustomer::V1(v1), &mut i).expect("reads");
+        assert_eq!(old.last_order(), [0; LAST_ORDER_PRODUCTS]);
+        assert_eq!(old.features(), s.features());
     }
 }

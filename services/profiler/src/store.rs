@@ -3,7 +3,7 @@
 //!
 //! Layout, for memory: `HashMap<Box<str>, Box<CustomerState>>`. The table holds 24-byte
 //! entries (key pointer and length, state pointer), so its unused slots (a hash table is 44% to
-//! 87% full) cost little; the key and the 112-byte state are one exact-size allocation each.
+//! 87% full) cost little; the key and the 120-byte state are one exact-size allocation each.
 //! [`ProfileStore::heap_bytes`] estimates what that asks of the allocator.
 //!
 //! Customers are never deleted: a profile is kept for as long as the service runs (the
@@ -27,6 +27,10 @@ pub struct ProfileStore {
     pending: Vec<Box<str>>,
     /// Customers whose changed flag went up since the last checkpoint.
     changed: Vec<Box<str>>,
+    /// Whether [`ProfileStore::take_checkpointed`] is used (the lookup API).
+    track_checkpointed: bool,
+    /// Customers written by checkpoints since the last [`ProfileStore::take_checkpointed`].
+    checkpointed: Vec<Box<str>>,
 }
 
 impl ProfileStore {
@@ -117,6 +121,18 @@ impl ProfileStore {
         ids
     }
 
+    /// Keeps the ids of the customers each checkpoint writes, for
+    /// [`ProfileStore::take_checkpointed`].
+    pub fn track_checkpointed(&mut self) {
+        self.track_checkpointed = true;
+    }
+
+    /// The customers written by checkpoints since the last call (tracked only after
+    /// [`ProfileStore::track_checkpointed`]).
+    pub fn take_checkpointed(&mut self) -> Vec<Box<str>> {
+        std::mem::take(&mut self.checkpointed)
+    }
+
     /// Every customer id, sorted.
     pub fn ids(&self) -> Vec<Box<str>> {
         let mut ids: Vec<Box<str>> = self.customers.keys().cloned().collect();
@@ -132,6 +148,9 @@ impl ProfileStore {
             if let Some(state) = self.customers.get_mut(&id) {
                 state.clear_changed();
                 let stored = state.to_stored(&self.interner);
+                if self.track_checkpointed {
+                    self.checkpointed.push(id.clone());
+                }
                 out.push((id, stored));
             }
         }

@@ -181,6 +181,8 @@ pub struct ProfilerApp {
     /// A bounded run chained with the segmenter (`run all --until-end`): a task has settled
     /// only once the segmenter reported the end of time and every profile is placed.
     pub await_segmenter_at_end: bool,
+    /// The lookup API's view, fed with each task's committed state (None: no API).
+    pub lookup: Option<Arc<crate::lookup::Lookup>>,
 }
 
 impl ProfilerApp {
@@ -200,6 +202,7 @@ impl ProfilerApp {
             counters: Arc::new(ProfilerCounters::default()),
             partitions,
             await_segmenter_at_end: false,
+            lookup: None,
         }
     }
 
@@ -226,7 +229,7 @@ impl ProfilerApp {
                 repartitions: vec![],
                 watermark: WatermarkSource::EventTime,
                 globals: vec![self.topics.segment_models.clone()],
-                factory: Box::new(move |_| Box::new(ProfileTask::new(app.clone()))),
+                factory: Box::new(move |p| Box::new(ProfileTask::of_partition(app.clone(), p))),
             }],
         }
     }

@@ -13,7 +13,9 @@ use fitstream_runtime::task::{Ctx, Gate, Record, Rejection, Task};
 use serde::{Deserialize, Serialize};
 
 use super::{ProfilerApp, RESERVED_PREFIXES, bump};
+use crate::lookup::Known;
 use crate::models::{KnownModel, ModelArrival, ModelTable, Placed};
+use crate::products::{TopProducts, segment_key};
 use crate::store::ProfileStore;
 
 /// The task's bookkeeping (the `meta` store).
@@ -30,6 +32,25 @@ struct Meta {
     /// The segmenter's progress: every model with a cutoff up to it is known (kept here, not
     /// only on the models topic, where its marker is compacted away in time).
     progress: EventTime,
+    /// The watermark of the latest advance: every record before it is applied.
+    #[serde(default = "no_time")]
+    advanced_to: i64,
+    /// The latest event time applied.
+    #[serde(default = "no_time")]
+    applied_until: i64,
+}
+
+fn no_time() -> i64 {
+    i64::MIN
+}
+
+impl Meta {
+    /// Every record up to this event time is in the state: the latest watermark, capped at
+    /// the latest record applied (an ended run is as of its last record, not the end of time).
+    fn as_of(&self) -> Option<EventTime> {
+        (self.applied_until != i64::MIN)
+            .then(|| EventTime(self.advanced_to.min(self.applied_until)))
+    }
 }
 
 impl Default for Meta {
@@ -39,6 +60,8 @@ impl Default for Meta {
             reassigned_version: 0,
             assigned_until: i64::MIN,
             progress: EventTime::MIN,
+            advanced_to: i64::MIN,
+            applied_until: i64::MIN,
         }
     }
 }
@@ -76,13 +99,35 @@ pub struct ProfileTask {
     /// The features each customer was last placed with, for the customers whose state moved
     /// on since (None: never placed). A customer not in it was placed with its current state.
     base: Keyed<Box<str>, Option<ProfileFeatures>>,
+    /// What each segment bought (units by product), for the lookup API.
+    products: Keyed<String, TopProducts>,
+    /// The partition of this task.
+    partition: i32,
+    /// `products` changed since the view last had it.
+    products_changed: bool,
+    /// Restored: the whole state goes to the view at the next commit.
+    publish_all: bool,
 }
 
 impl ProfileTask {
-    /// A task with empty state.
+    /// A task with empty state (of partition 0).
     pub fn new(app: ProfilerApp) -> ProfileTask {
+        ProfileTask::of_partition(app, 0)
+    }
+
+    /// The task of partition `partition`, with empty state; assigned in the lookup view.
+    pub fn of_partition(app: ProfilerApp, partition: i32) -> ProfileTask {
+        let mut store = ProfileStore::new();
+        if let Some(lookup) = &app.lookup {
+            store.track_checkpointed();
+            lookup.assigning(partition);
+        }
         ProfileTask {
-            store: ProfileStore::new(),
+            store,
+            products: Keyed::default(),
+            partition,
+            products_changed: false,
+            publish_all: false,
             dedup: DedupStore::new(app.config.dedup_retention_ms),
             models: ModelTable::new(app.config.model_versions),
             meta: Value::default(),
@@ -171,9 +216,21 @@ impl ProfileTask {
             let placed = self.store.get(customer).map(|s| s.features());
             self.base.insert(customer.into(), placed);
         }
+        let t = match &input {
+            Input::Click(c) => c.event_time,
+            Input::Purchase(p) => p.event_time,
+        };
+        self.meta.applied_until = self.meta.applied_until.max(t.0);
         match input {
             Input::Click(c) => self.store.click(&c),
-            Input::Purchase(p) => self.store.purchase(&p),
+            Input::Purchase(p) => {
+                let segment = self.store.get(&p.customer_id).and_then(|s| s.segment());
+                self.products
+                    .get_or_insert_default(segment_key(segment))
+                    .order(&p);
+                self.products_changed = true;
+                self.store.purchase(&p);
+            }
         }
     }
 
@@ -293,6 +350,9 @@ impl ProfileTask {
                 return;
             }
         };
+        if let Some(lookup) = &self.app.lookup {
+            lookup.model(&model);
+        }
         match self.models.insert(&model) {
             Ok(ModelArrival::Newest | ModelArrival::Older) => bump(&self.app.counters.models),
             Ok(ModelArrival::Known) => {}
@@ -360,6 +420,9 @@ impl Task for ProfileTask {
 
     fn advance(&mut self, watermark: EventTime, ctx: &mut Ctx) {
         self.dedup.expire(watermark);
+        if watermark.0 > self.meta.advanced_to {
+            self.meta.advanced_to = watermark.0;
+        }
         let every = self.app.config.emit_interval_ms.max(1);
         let end = watermark == EventTime::MAX;
         // Held records in event-time order; entering a new interval flushes the previous
@@ -398,6 +461,7 @@ impl Task for ProfileTask {
             ("held", &mut self.held),
             ("place", &mut self.queue),
             ("base", &mut self.base),
+            ("products", &mut self.products),
             ("meta", &mut self.meta),
         ]
     }
@@ -406,6 +470,49 @@ impl Task for ProfileTask {
         self.queued.clear();
         for (_, id) in self.queue.keys() {
             *self.queued.entry(id.clone()).or_default() += 1;
+        }
+        self.publish_all = true;
+        self.products_changed = true;
+    }
+
+    fn committed(&mut self, _watermark: EventTime) {
+        let Some(lookup) = self.app.lookup.clone() else {
+            return;
+        };
+        let ids = if std::mem::take(&mut self.publish_all) {
+            self.store.take_checkpointed();
+            self.store.ids()
+        } else {
+            self.store.take_checkpointed()
+        };
+        let p = self.partition;
+        let customers = ids
+            .into_iter()
+            .filter_map(|id| {
+                let known = Known::of(p, &id, self.store.get(&id)?, self.store.interner());
+                Some((id, known))
+            })
+            .collect();
+        let products = std::mem::take(&mut self.products_changed).then(|| {
+            Arc::new(
+                self.products
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        });
+        lookup.publish(
+            p,
+            customers,
+            self.meta.as_of(),
+            self.meta.reassigned_version,
+            products,
+        );
+    }
+
+    fn revoked(&mut self) {
+        if let Some(lookup) = &self.app.lookup {
+            lookup.revoke(self.partition);
         }
     }
 

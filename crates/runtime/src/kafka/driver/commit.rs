@@ -24,6 +24,8 @@ impl Driver<'_> {
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         let mut entries = 0;
         let mut bytes = 0;
+        // Tasks that checkpointed, with their watermarks: told once the transaction committed.
+        let mut checkpointed: Vec<((usize, i32), EventTime)> = Vec::new();
         for (stage, p) in keys {
             let repartitions = self.topology.stages[stage].repartitions.clone();
             let source = format!("{}/{p}", self.topology.stages[stage].name);
@@ -49,6 +51,7 @@ impl Driver<'_> {
                     return Err(e.into());
                 }
             };
+            checkpointed.push(((stage, p), slot.current));
             let (e, b) = slot.task.state_size();
             entries += e;
             bytes += b;
@@ -107,6 +110,11 @@ impl Driver<'_> {
         });
         match result {
             Ok(()) => {
+                for (key, watermark) in checkpointed {
+                    if let Some(slot) = self.slots.get_mut(&key) {
+                        slot.task.committed(watermark);
+                    }
+                }
                 self.in_txn.store(false, Ordering::SeqCst);
                 self.stats.commits += 1;
                 METRICS.transactions.with_label_values(&["committed"]).inc();

@@ -453,9 +453,8 @@ fn run_once(
                 })
                 .collect();
             METRICS.forget_partitions(owned);
-            driver.restoring = None;
+            driver.revoke_all();
             METRICS.restore_pending.set(0);
-            driver.slots.clear();
             driver.positions.clear();
             driver.paused.clear();
             driver.rewind.clear();
@@ -533,7 +532,7 @@ fn run_once(
     }
     METRICS.ready.set(0);
     drop(consumer);
-    Ok(driver.stats)
+    Ok(std::mem::take(&mut driver.stats))
 }
 
 struct Driver<'t> {
@@ -572,6 +571,13 @@ struct Driver<'t> {
     /// Set on SIGTERM: every broker call of the last commit ends by then
     /// (`kafka.shutdown_timeout_ms`).
     draining: Option<Instant>,
+}
+
+impl Drop for Driver<'_> {
+    /// However the run ends (stopped, failed, restarting), its tasks are no longer its own.
+    fn drop(&mut self) {
+        self.revoke_all();
+    }
 }
 
 #[cfg(test)]

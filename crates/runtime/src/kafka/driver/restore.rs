@@ -16,6 +16,20 @@ use crate::metrics::METRICS;
 use crate::task::{Ctx, WatermarkSource};
 
 impl Driver<'_> {
+    /// Drops every task, restored or being restored, telling each it is revoked.
+    pub(super) fn revoke_all(&mut self) {
+        if let Some(Restoring {
+            job: Some(mut job), ..
+        }) = self.restoring.take()
+        {
+            job.slot.task.revoked();
+        }
+        for slot in self.slots.values_mut() {
+            slot.task.revoked();
+        }
+        self.slots.clear();
+    }
+
     /// A consumer of the group's offsets and the partitions' ends, outside the group.
     pub(super) fn probe(&self) -> Result<BaseConsumer, KafkaError> {
         Ok(self

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The profiler's lookup API under load while the profiler processes input (issue 19).
+#
+# One simulated input (LB_SECONDS_OF_INPUT of event time at LB_RATE events/s) is produced
+# twice, into two sets of topics. On each set the profiler and the segmenter run live as two
+# processes (release build, the profiler with `--api`), starting from nothing with the whole
+# input as their backlog:
+#   - run 1, queries: once the profiler holds its partitions, oha (bench/oha.sh) asks for
+#     customers at a fixed rate (LB_QPS requests/s for LB_QUERY_SECONDS, LB_CONNECTIONS
+#     connections) drawn from the input's customer ids (some are not profiled yet: 404s);
+#   - run 2, no queries: the same, without the load.
+# The profiler's throughput in each run is the growth of fitstream_records_in_total over the
+# same window (from LB_WARMUP seconds after it holds its partitions, for LB_QUERY_SECONDS):
+# its /metrics, read before and after. The script fails if the backlog ran out inside the
+# window (the window would then measure idleness).
+#
+# The last lines are
+#   lookup: Q requests/s offered, A answered/s, 200: n, 404: n, other: n; latency p50 X ms, p99 Y ms
+#   profiler: R1 records/s with queries, R2 without: R1/R2 of it
+#
+# Settings (environment): FITSTREAM_TEST_BOOTSTRAP (default 127.0.0.1:9092), LB_RATE (20),
+# LB_SECONDS_OF_INPUT (172800), LB_QPS (2000), LB_QUERY_SECONDS (20), LB_WARMUP (3),
+# LB_CONNECTIONS (16), LB_PARTITIONS (3). Needs the broker (deploy/kafka.sh start). Not in CI.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+BOOTSTRAP="${FITSTREAM_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
+rate="${LB_RATE:-20}" input_seconds="${LB_SECONDS_OF_INPUT:-172800}"
+qps="${LB_QPS:-2000}" query_seconds="${LB_QUERY_SECONDS:-20}" warmup="${LB_WARMUP:-3}"
+connections="${LB_CONNECTIONS:-16}" partitions="${LB_PARTITIONS:-3}"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/lookup-bench.XXXXXX")"
+prefix="lookup-$(date +%s)-$$"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  bash deploy/kafka.sh topics --delete --topic ".*$prefix.*" >/dev/null 2>&1 || true
+  [ "${LB_KEEP:-0}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+say() { printf '== %s\n' "$*" >&2; }
+
+say "build: fitstream (release) and oha"
+cargo build --release -q -j 2 -p fitstream --bin fitstream
+FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
+OHA="$(bash bench/oha.sh)"
+
+config() {
+  local set=$1
+  cat >"$work/$set.toml" <<TOML
+application_suffix = "-$prefix-$set"
+
+[kafka]
+bootstrap_servers = "$BOOTSTRAP"
+
+[topics]
+clickstream = "$prefix-$set.iob.clickstream.v1"
+purchases = "$prefix-$set.iob.purchases.v1"
+profiles = "$prefix-$set.iob.customer-profiles.v1"
+segment_models = "$prefix-$set.iob.segment-models.v1"
+segment_assignments = "$prefix-$set.marketing.segment-assignments.v1"
+segment_profiles = "$prefix-$set.marketing.segment-profiles.v1"
+cart_abandonment = "$prefix-$set.marketing.cart-abandonment.v1"
+build_orders = "$prefix-$set.factory.{plant}.build-orders.v1"
+dead_letter = "$prefix-$set.iob.dead-letter.v1"
+partitions = $partitions
+retention_ms = -1
+
+[registry]
+pinned_ids = true
+TOML
+}
+
+say "input: $rate events/s for $input_seconds s of event time"
+"$FITSTREAM" simulate --rate "$rate" --seconds "$input_seconds" --out "$work/input.jsonl" >/dev/null
+records=$(wc -l <"$work/input.jsonl")
+# The ids asked for: the input's customers, in a random order, as URLs.
+python3 - "$work/input.jsonl" "$work/urls.txt" "$qps" <<'PY'
+import json, random, sys, urllib.parse
+ids = set()
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    v = r.get("value")
+    if isinstance(v, dict) and v.get("customer_id"):
+        ids.add(v["customer_id"])
+ids = sorted(ids)
+random.Random(19).shuffle(ids)
+with open(sys.argv[2], "w") as f:
+    for i in ids:
+        f.write("http://API/v1/customers/" + urllib.parse.quote(i, safe="") + "\n")
+print(f"{len(ids)} customer ids", file=sys.stderr)
+PY
+for set in queries quiet; do
+  config "$set"
+  FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" topics create >/dev/null
+  FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" produce --input "$work/input.jsonl" --format jsonl >/dev/null
+done
+say "$records records produced twice"
+
+metric() { # metric PORT NAME: the sum of a counter's series
+  curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {printf "%.0f\n", s}'
+}
+
+run() { # run SET QUERIES(0|1): prints "records/s"
+  local set=$1 queries=$2 api=$((18000 + RANDOM % 1000)) metrics=$((19000 + RANDOM % 1000))
+  FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run segmenter \
+    --metrics-listen 127.0.0.1:0 2>"$work/$set-segmenter.log" &
+  pids+=($!)
+  FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run profiler \
+    --metrics-listen "127.0.0.1:$metrics" --api "127.0.0.1:$api" 2>"$work/$set-profiler.log" &
+  pids+=($!)
+  local waited=0
+  until curl -fsS "http://127.0.0.1:$api/v1/status" 2>/dev/null |
+    python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if sum(p['state']=='ready' for p in s['partitions'])==$partitions else 1)"; do
+    sleep 0.2
+    waited=$((waited + 1))
+    [ "$waited" -lt 600 ] || { echo "the profiler never held its partitions" >&2; exit 1; }
+  done
+  sleep "$warmup"
+  local r0 r1 t0 t1
+  r0=$(metric "$metrics" fitstream_records_in_total)
+  t0=$(date +%s.%N)
+  if [ "$queries" = 1 ]; then
+    sed "s#http://API#http://127.0.0.1:$api#" "$work/urls.txt" >"$work/urls-$set.txt"
+    "$OHA" --no-tui --output-format json -q "$qps" -c "$connections" -z "${query_seconds}s" \
+      --urls-from-file "$work/urls-$set.txt" >"$work/oha.json"
+  else
+    sleep "$query_seconds"
+  fi
+  r1=$(metric "$metrics" fitstream_records_in_total)
+  t1=$(date +%s.%N)
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+  if [ "$r1" -ge "$records" ]; then
+    echo "the backlog ran out inside the window ($r1 of $records records): raise LB_SECONDS_OF_INPUT or LB_RATE" >&2
+    exit 1
+  fi
+  python3 -c "print(f'{($r1 - $r0) / ($t1 - $t0):.0f}')"
+}
+
+say "run 1: the profiler with $qps requests/s for $query_seconds s"
+with=$(run queries 1)
+say "run 2: the profiler without queries"
+without=$(run quiet 0)
+python3 - "$work/oha.json" "$qps" "$with" "$without" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+qps, with_q, without = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+s = o["summary"]
+codes = o.get("statusCodeDistribution", {})
+other = sum(v for k, v in codes.items() if k not in ("200", "404"))
+lat = o["latencyPercentiles"]
+print(f"lookup: {qps:.0f} requests/s offered, {s['requestsPerSec']:.0f} answered/s, "
+      f"200: {codes.get('200', 0)}, 404: {codes.get('404', 0)}, other: {other}; "
+      f"latency p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms")
+print(f"profiler: {with_q:.0f} records/s with queries, {without:.0f} without: {with_q / without:.2f} of it")
+PY
