@@ -123,7 +123,7 @@ run() { # run SET QUERIES(0|1): prints "records/s"
   t0=$(date +%s.%N)
   if [ "$queries" = 1 ]; then
     sed "s#http://API#http://127.0.0.1:$api#" "$work/urls.txt" >"$work/urls-$set.txt"
-    "$OHA" --no-tui --output-format json -q "$qps" -c "$connections" -z "${query_seconds}s" \
+    "$OHA" --no-tui --output-format json -q "$qps" --latency-correction -c "$connections" -z "${query_seconds}s" \
       --urls-from-file "$work/urls-$set.txt" >"$work/oha.json"
   else
     sleep "$query_seconds"

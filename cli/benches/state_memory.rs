@@ -18,7 +18,7 @@
 use std::alloc::System;
 
 use fitstream_contracts::codec::Validated as _;
-use fitstream_contracts::records::{ClickEvent, ClickEventType, PurchaseEvent, PurchaseLine};
+use fitstream_contracts::records::{ClickEventType, PurchaseEvent, PurchaseLine};
 use fitstream_contracts::{EventTime, samples};
 use fitstream_planner::PlannerConfig;
 use fitstream_planner::planner::Planner;
@@ -38,29 +38,8 @@ fn live(region: &Region<'_, System>) -> f64 {
     c.bytes_allocated as f64 - c.bytes_deallocated as f64
 }
 
-use fitstream_simulator::catalogue::CATEGORIES;
-const START: i64 = 1_767_571_200_000; // 2026-01-05T00:00:00Z
-
-fn click(c: usize, e: usize, customers: usize) -> ClickEvent {
-    let n = e * customers + c;
-    ClickEvent {
-        event_id: format!("ev-{n}"),
-        customer_id: format!("cust-{c:07}"),
-        session_id: format!("se-{c}-{}", e / 2),
-        event_type: if e % 4 == 3 {
-            ClickEventType::AddToCart
-        } else {
-            ClickEventType::ProductView
-        },
-        product_id: Some(format!("prod-{:05}", n % 997)),
-        sku: Some(format!("prod-{:05}", n % 997)),
-        category: Some(CATEGORIES[(c + e / 3) % CATEGORIES.len()].to_owned()),
-        region: "eu-west".into(),
-        // Four events per customer within one day.
-        event_time: EventTime(START + (n as i64 * 86_400_000) / (4 * customers as i64)),
-        ..samples::bare_click()
-    }
-}
+mod common;
+use common::{START, click};
 
 fn profiler(customers: usize) {
     let mut store = ProfileStore::new();

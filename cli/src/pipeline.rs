@@ -71,7 +71,8 @@ impl SegmentationPipeline {
         self.pump();
         self.segmenter.finish()?;
         self.pump();
-        Ok(())
+        // The last model reached the profiler after its end: what it placed is committed too.
+        self.profiler.commit()
     }
 
     /// The profiler commits (the embedded driver's checkpoint): its state as of now is

@@ -7,7 +7,7 @@
 //! - [`store`]: every customer of a task, with the flags that drive emission and checkpoints.
 //! - [`models`]: the model versions for the as-of join, nearest-centroid placement.
 //! - [`app`]: [`ProfilerApp`] and its topology for the Kafka and embedded drivers.
-//! - [`products`]: what each segment buys, per task.
+//! - [`products`]: what sells in each category, per task.
 //! - [`lookup`]: the lookup API (`GET /v1/customers/{id}`) over the tasks' committed state,
 //!   routed to the instance that owns the customer's partition.
 //!

@@ -1,23 +1,46 @@
-//! What each segment buys, per task: the products bought most by the customers of a segment
-//! (units, by the buyer's segment when the order was applied), for the lookup API's
-//! next-best products.
+//! What sells in each category, per task: the products bought most (units) in each category,
+//! for the lookup API's next-best products.
 //!
-//! Bounded: [`TopProducts::CAPACITY`] counters per segment, kept by the space-saving algorithm
-//! (Metwally et al.), like a customer's categories: a product without a counter takes over
-//! the smallest one, plus its units, so a count overestimates by at most the smallest count,
-//! and a product bought more than `total / CAPACITY` units always has a counter. Segments are
-//! the model's few ids and one key for customers not placed yet.
+//! Keyed by the order line's category, so the counts depend on the orders only (applied in
+//! event-time order), never on when a segment model reached the task: a Kafka run and an
+//! embedded run of the same input count the same.
+//!
+//! Bounded: [`TopProducts::CAPACITY`] counters per category, kept by the space-saving
+//! algorithm (Metwally et al.), like a customer's categories: a product without a counter
+//! takes over the smallest one, plus its units, so a count overestimates by at most the
+//! smallest count, and a product bought more than `total / CAPACITY` units always has a
+//! counter. At most [`MAX_CATEGORIES`] categories per task; lines of further categories are
+//! not counted.
 //!
 //! A task sees the orders of its partition's customers only: a partition holds a random
-//! share of the customers (keys are hashed), so its counts estimate the segment's. An
-//! answer depends on the customer's partition, never on which instance holds it.
+//! share of the customers (keys are hashed), so its counts estimate the shop's. An answer
+//! depends on the customer's partition, never on which instance holds it.
 
 use fitstream_contracts::PurchaseEvent;
+use fitstream_runtime::state::Keyed;
 use serde::{Deserialize, Serialize};
 
-/// The store key of a segment (`none`: customers not placed yet).
-pub fn segment_key(segment: Option<i32>) -> String {
-    segment.map_or_else(|| "none".to_owned(), |s| s.to_string())
+/// Categories counted per task at most.
+pub const MAX_CATEGORIES: usize = 1_024;
+
+/// Counts the lines of an order into `by_category` (key: the line's category, empty when it
+/// has none), within [`MAX_CATEGORIES`]. Returns whether anything was counted.
+pub fn count_order(p: &PurchaseEvent, by_category: &mut Keyed<String, TopProducts>) -> bool {
+    let mut counted = false;
+    for line in &p.lines {
+        let units = u64::try_from(line.quantity).unwrap_or(0);
+        let category = line.category.clone().unwrap_or_default();
+        if units == 0
+            || (!by_category.contains_key(&category) && by_category.len() >= MAX_CATEGORIES)
+        {
+            continue;
+        }
+        by_category
+            .get_or_insert_default(category)
+            .add(&line.product_id, units);
+        counted = true;
+    }
+    counted
 }
 
 /// One product and the units bought.
@@ -25,13 +48,11 @@ pub fn segment_key(segment: Option<i32>) -> String {
 pub struct ProductCount {
     /// Product id.
     pub product_id: String,
-    /// Its category (of the latest line that took the counter), if known.
-    pub category: Option<String>,
     /// Units (an overestimate by at most the smallest count once the counters are full).
     pub units: u64,
 }
 
-/// The products a segment bought most, space-saving counters.
+/// The products of one category bought most, space-saving counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopProducts {
     /// Counters in slot order.
@@ -41,32 +62,18 @@ pub struct TopProducts {
 }
 
 impl TopProducts {
-    /// Counters per segment.
+    /// Counters per category.
     pub const CAPACITY: usize = 16;
 
-    /// Counts the lines of an order.
-    pub fn order(&mut self, p: &PurchaseEvent) {
-        for line in &p.lines {
-            let units = u64::try_from(line.quantity).unwrap_or(0);
-            if units > 0 {
-                self.add(&line.product_id, line.category.as_deref(), units);
-            }
-        }
-    }
-
     /// Counts `units` of a product.
-    pub fn add(&mut self, product_id: &str, category: Option<&str>, units: u64) {
+    pub fn add(&mut self, product_id: &str, units: u64) {
         self.total = self.total.saturating_add(units);
         if let Some(c) = self.items.iter_mut().find(|c| c.product_id == product_id) {
             c.units = c.units.saturating_add(units);
-            if category.is_some() {
-                c.category = category.map(str::to_owned);
-            }
             return;
         }
         let counter = ProductCount {
             product_id: product_id.to_owned(),
-            category: category.map(str::to_owned),
             units,
         };
         if self.items.len() < Self::CAPACITY {
@@ -106,18 +113,55 @@ mod tests {
     #[test]
     fn counts_are_exact_below_capacity_and_bounded_above() {
         let mut t = TopProducts::default();
-        t.add("a", Some("x"), 5);
-        t.add("b", None, 2);
-        t.add("a", None, 15);
+        t.add("a", 5);
+        t.add("b", 2);
+        t.add("a", 15);
         assert_eq!(t.ranked()[0].units, 20);
-        assert_eq!(t.ranked()[0].category.as_deref(), Some("x"));
         assert_eq!(t.total, 22);
         for i in 0..100 {
-            t.add(&format!("p{i}"), None, 1);
+            t.add(&format!("p{i}"), 1);
         }
         assert_eq!(t.items.len(), TopProducts::CAPACITY);
         assert_eq!(t.items.iter().map(|c| c.units).sum::<u64>(), t.total);
         // More than total / CAPACITY (122 / 16) units: the heavy hitter keeps its counter.
         assert_eq!(t.ranked()[0].product_id, "a");
+    }
+
+    #[test]
+    fn orders_count_by_line_category_within_the_category_bound() {
+        use fitstream_contracts::{PurchaseLine, samples};
+        let line = |product: &str, category: Option<&str>, quantity: i32| PurchaseLine {
+            product_id: product.to_owned(),
+            category: category.map(str::to_owned),
+            quantity,
+            ..samples::purchase_line()
+        };
+        let order = PurchaseEvent {
+            lines: vec![
+                line("a", Some("x"), 2),
+                line("b", None, 1),
+                line("c", Some("x"), 0),
+            ],
+            ..samples::purchase()
+        };
+        let mut by: Keyed<String, TopProducts> = Keyed::default();
+        assert!(count_order(&order, &mut by));
+        assert_eq!(
+            by["x"].items,
+            vec![ProductCount {
+                product_id: "a".into(),
+                units: 2
+            }]
+        );
+        assert_eq!(by[""].total, 1);
+        let mut full: Keyed<String, TopProducts> = Keyed::default();
+        for i in 0..MAX_CATEGORIES {
+            full.insert(format!("k{i}"), TopProducts::default());
+        }
+        assert!(
+            !count_order(&order, &mut full),
+            "past the bound nothing is counted"
+        );
+        assert_eq!(full.len(), MAX_CATEGORIES);
     }
 }

@@ -52,9 +52,16 @@
 //! ([`fitstream_runtime::state`]): `customers` (the [`crate::store::ProfileStore`], one entry per customer
 //! changed since the previous checkpoint), `dedup` (the runtime's deduplication store),
 //! `held` (records waiting for the watermark), `place` (profiles waiting for their
-//! placement), `base` (features kept aside) and `meta` (last flushed interval, newest
-//! reassigning version, latest assignment time, the segmenter's progress). Never a snapshot of
-//! everything: the state grows with the customers. After a restore the driver replays the
+//! placement), `base` (features kept aside), `products` (what sells in each category, for the
+//! lookup API: [`crate::products`]) and `meta` (last flushed interval, newest reassigning
+//! version, latest assignment time, the segmenter's progress, the latest watermark and event
+//! time applied). Never a snapshot of everything: the state grows with the customers.
+//!
+//! # Lookup API
+//! With [`ProfilerApp::lookup`] set, a task publishes its committed state to the view
+//! ([`crate::lookup`]) when the runtime says it is durable (`Task::committed`): the customers
+//! its checkpoint wrote (all of them after a restore), the products, the model version and
+//! the time it is as of; a revoked task takes its partition out. After a restore the driver replays the
 //! model topic and the latest progress, where versions already applied change nothing.
 //! Restored and uninterrupted runs emit the same records (tested).
 //!

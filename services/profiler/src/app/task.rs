@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{ProfilerApp, RESERVED_PREFIXES, bump};
 use crate::lookup::Known;
 use crate::models::{KnownModel, ModelArrival, ModelTable, Placed};
-use crate::products::{TopProducts, segment_key};
+use crate::products::{TopProducts, count_order};
 use crate::store::ProfileStore;
 
 /// The task's bookkeeping (the `meta` store).
@@ -99,7 +99,7 @@ pub struct ProfileTask {
     /// The features each customer was last placed with, for the customers whose state moved
     /// on since (None: never placed). A customer not in it was placed with its current state.
     base: Keyed<Box<str>, Option<ProfileFeatures>>,
-    /// What each segment bought (units by product), for the lookup API.
+    /// What sells in each category (units by product), for the lookup API.
     products: Keyed<String, TopProducts>,
     /// The partition of this task.
     partition: i32,
@@ -224,11 +224,7 @@ impl ProfileTask {
         match input {
             Input::Click(c) => self.store.click(&c),
             Input::Purchase(p) => {
-                let segment = self.store.get(&p.customer_id).and_then(|s| s.segment());
-                self.products
-                    .get_or_insert_default(segment_key(segment))
-                    .order(&p);
-                self.products_changed = true;
+                self.products_changed |= count_order(&p, &mut self.products);
                 self.store.purchase(&p);
             }
         }

@@ -29,7 +29,7 @@ use dashmap::DashMap;
 use fitstream_contracts::{CustomerProfile, EventTime, SegmentModel};
 use serde::{Deserialize, Serialize};
 
-use crate::products::{ProductCount, TopProducts, segment_key};
+use crate::products::TopProducts;
 use crate::state::{CategoryInterner, CustomerState, LAST_ORDER_PRODUCTS, just_bought};
 
 /// Next-best products per answer at most.
@@ -100,7 +100,7 @@ pub struct PartitionState {
     pub as_of: Option<EventTime>,
     /// The model version the partition's customers were placed with (0: none yet).
     pub model_version: i64,
-    /// What each segment bought, by [`segment_key`].
+    /// What sells in each category (the task's `products` store).
     pub products: Arc<BTreeMap<String, TopProducts>>,
 }
 
@@ -185,6 +185,9 @@ pub struct Lookup {
     customers: DashMap<Box<str>, Arc<Known>>,
     tasks: RwLock<BTreeMap<i32, Partition>>,
     models: RwLock<BTreeMap<i64, Arc<SegmentModel>>>,
+    /// What the customers of each segment of each partition click on: the sum of their
+    /// category counters, by (partition, segment).
+    interests: RwLock<BTreeMap<(i32, i32), BTreeMap<String, u64>>>,
 }
 
 impl Lookup {
@@ -195,6 +198,7 @@ impl Lookup {
             customers: DashMap::new(),
             tasks: RwLock::default(),
             models: RwLock::default(),
+            interests: RwLock::default(),
         }
     }
 
@@ -220,8 +224,29 @@ impl Lookup {
         model_version: i64,
         products: Option<Arc<BTreeMap<String, TopProducts>>>,
     ) {
-        for (id, known) in customers {
-            self.customers.insert(id, Arc::new(known));
+        if let Ok(mut interests) = self.interests.write() {
+            let mut count = |k: &Known, add: bool| {
+                let Some(segment) = k.segment else {
+                    return;
+                };
+                let mine = interests.entry((k.partition, segment)).or_default();
+                for (category, n) in &k.categories {
+                    let c = mine.entry(category.clone()).or_default();
+                    *c = if add {
+                        c.saturating_add(u64::from(*n))
+                    } else {
+                        c.saturating_sub(u64::from(*n))
+                    };
+                }
+                mine.retain(|_, n| *n > 0);
+            };
+            for (id, known) in customers {
+                let known = Arc::new(known);
+                count(&known, true);
+                if let Some(old) = self.customers.insert(id, known) {
+                    count(&old, false);
+                }
+            }
         }
         if let Ok(mut t) = self.tasks.write() {
             let products = products.unwrap_or_else(|| match t.get(&p) {
@@ -243,6 +268,9 @@ impl Lookup {
     pub fn revoke(&self, p: i32) {
         if let Ok(mut t) = self.tasks.write() {
             t.remove(&p);
+        }
+        if let Ok(mut interests) = self.interests.write() {
+            interests.retain(|(q, _), _| *q != p);
         }
         self.customers.retain(|_, k| k.partition != p);
     }
@@ -337,7 +365,16 @@ impl Lookup {
             as_of: state.as_of.map(rfc3339),
             as_of_ms: state.as_of.map(|t| t.0),
             partition: p,
-            next_best_products: next_best(&known, &state.products),
+            next_best_products: next_best(
+                &known,
+                &state.products,
+                known.segment.and_then(|s| {
+                    self.interests
+                        .read()
+                        .ok()
+                        .and_then(|i| i.get(&(p, s)).cloned())
+                }),
+            ),
             profile: known.profile.clone(),
             segment,
         }))
@@ -350,54 +387,59 @@ fn rfc3339(t: EventTime) -> String {
         .unwrap_or_else(|| t.0.to_string())
 }
 
-/// Next-best products for a customer, from what the customer's segment bought in its
-/// partition and the customer's category affinity, without the products of its latest
+/// Next-best products for a customer, from its category affinity, what its segment is into
+/// and what sells in each category, in its partition, without the products of its latest
 /// order:
 ///
-/// `score = units / segment units × (1 + 2 × affinity(category))`
+/// `score = (affinity(c) + interest(c)) × units / category's units`
 ///
-/// where `affinity` is the share of the customer's categorised clicks in the product's
-/// category (0 for a category outside its top five). Products its segment did not buy but
-/// that other segments bought in the customer's own categories follow at half weight
-/// (`popular`). Ties go to the product id; at most [`NEXT_BEST`].
-pub fn next_best(known: &Known, products: &BTreeMap<String, TopProducts>) -> Vec<Recommendation> {
-    let mine = segment_key(known.segment);
+/// for a product of category `c`, where `affinity` is the share of the customer's
+/// categorised clicks in `c` (0 outside its top five) and `interest` the share of the
+/// categorised clicks of its segment's customers (in its partition) in `c`, over the
+/// customer's top categories and its segment's five largest. `because` says which of the two
+/// brought the category: `category`, `segment`, or `segment+category`. Ties go to the product
+/// id; at most [`NEXT_BEST`].
+pub fn next_best(
+    known: &Known,
+    products: &BTreeMap<String, TopProducts>,
+    segment: Option<BTreeMap<String, u64>>,
+) -> Vec<Recommendation> {
+    let segment = segment.unwrap_or_default();
+    let segment_total: u64 = segment.values().sum();
+    let interest = |c: &str| {
+        if segment_total == 0 {
+            0.0
+        } else {
+            segment.get(c).copied().unwrap_or(0) as f64 / segment_total as f64
+        }
+    };
+    let mut largest: Vec<(&String, &u64)> = segment.iter().collect();
+    largest.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let mut categories: Vec<&str> = known.categories.iter().map(|(c, _)| c.as_str()).collect();
+    categories.extend(largest.iter().take(5).map(|(c, _)| c.as_str()));
+    categories.sort_unstable();
+    categories.dedup();
     let mut picks: Vec<Recommendation> = Vec::new();
-    let mut consider = |c: &ProductCount, total: u64, own: bool| {
-        if just_bought(&known.last_order, &c.product_id)
-            || picks.iter().any(|r| r.product_id == c.product_id)
-            || total == 0
-        {
-            return;
-        }
-        let affinity = known.affinity(c.category.as_deref());
-        if !own && affinity == 0.0 {
-            return;
-        }
-        let share = c.units as f64 / total as f64;
-        let weight = if own { 1.0 } else { 0.5 };
-        let because = match (own, affinity > 0.0) {
+    for c in categories {
+        let (a, i) = (known.affinity(Some(c)), interest(c));
+        let Some(top) = products.get(c).filter(|t| t.total > 0) else {
+            continue;
+        };
+        let because = match (i > 0.0, a > 0.0) {
             (true, true) => "segment+category",
             (true, false) => "segment",
-            (false, _) => "popular",
+            _ => "category",
         };
-        picks.push(Recommendation {
-            product_id: c.product_id.clone(),
-            category: c.category.clone(),
-            score: weight * share * (1.0 + 2.0 * affinity),
-            because: because.to_owned(),
-        });
-    };
-    if let Some(top) = products.get(&mine) {
-        for c in top.ranked() {
-            consider(c, top.total, true);
-        }
-    }
-    for (key, top) in products {
-        if *key != mine {
-            for c in top.ranked() {
-                consider(c, top.total, false);
+        for p in top.ranked() {
+            if just_bought(&known.last_order, &p.product_id) {
+                continue;
             }
+            picks.push(Recommendation {
+                product_id: p.product_id.clone(),
+                category: (!c.is_empty()).then(|| c.to_owned()),
+                score: (a + i) * p.units as f64 / top.total as f64,
+                because: because.to_owned(),
+            });
         }
     }
     picks.sort_by(|a, b| {
@@ -405,6 +447,9 @@ pub fn next_best(known: &Known, products: &BTreeMap<String, TopProducts>) -> Vec
             .total_cmp(&a.score)
             .then_with(|| a.product_id.cmp(&b.product_id))
     });
+    // A product counted under two categories is offered once, at its best score.
+    let mut seen = std::collections::BTreeSet::new();
+    picks.retain(|r| seen.insert(r.product_id.clone()));
     picks.truncate(NEXT_BEST);
     picks
 }
@@ -439,28 +484,45 @@ mod tests {
     }
 
     fn products() -> BTreeMap<String, TopProducts> {
-        let mut seg1 = TopProducts::default();
-        seg1.add("lipstick", Some("makeup"), 10);
-        seg1.add("serum", Some("skincare"), 6);
-        seg1.add("mascara", Some("makeup"), 4);
-        let mut seg2 = TopProducts::default();
-        seg2.add("cream", Some("skincare"), 8);
-        seg2.add("shampoo", Some("hair"), 8);
-        BTreeMap::from([("1".to_owned(), seg1), ("2".to_owned(), seg2)])
+        let top = |items: &[(&str, u64)]| {
+            let mut t = TopProducts::default();
+            for (p, n) in items {
+                t.add(p, *n);
+            }
+            t
+        };
+        BTreeMap::from([
+            (
+                "makeup".to_owned(),
+                top(&[("lipstick", 10), ("mascara", 4)]),
+            ),
+            ("skincare".to_owned(), top(&[("serum", 6), ("cream", 8)])),
+            ("hair".to_owned(), top(&[("shampoo", 8)])),
+            ("nails".to_owned(), top(&[("polish", 5)])),
+        ])
     }
 
     #[test]
     fn next_best_follows_the_segment_and_the_customers_categories_not_its_last_order() {
         let known = customer(&[("skincare", 3), ("makeup", 1)], &["lipstick"]);
-        let picks = next_best(&known, &products());
+        let segment = BTreeMap::from([("hair".to_owned(), 6), ("skincare".to_owned(), 2)]);
+        let picks = next_best(&known, &products(), Some(segment));
         let ids: Vec<&str> = picks.iter().map(|r| r.product_id.as_str()).collect();
-        // lipstick was just bought; serum: 6/20 * (1 + 2*0.75) = 0.75; mascara: 4/20 *
-        // (1 + 2*0.25) = 0.3; cream, another segment's, in the customer's category:
-        // 0.5 * 8/16 * (1 + 1.5) = 0.625; shampoo: a category the customer never clicked.
-        assert_eq!(ids, ["serum", "cream", "mascara"]);
-        assert_eq!(picks[0].because, "segment+category");
-        assert_eq!(picks[1].because, "popular");
-        assert!((picks[0].score - 0.75).abs() < 1e-9, "{picks:?}");
+        // Affinity: skincare 0.75, makeup 0.25; the segment: hair 0.75, skincare 0.25.
+        // shampoo (0 + 0.75) * 8/8 = 0.75; cream (0.75 + 0.25) * 8/14; serum 1 * 6/14;
+        // mascara 0.25 * 4/14; lipstick was just bought; nails: neither's category.
+        assert_eq!(ids, ["shampoo", "cream", "serum", "mascara"]);
+        let because: Vec<&str> = picks.iter().map(|r| r.because.as_str()).collect();
+        assert_eq!(
+            because,
+            [
+                "segment",
+                "segment+category",
+                "segment+category",
+                "category"
+            ]
+        );
+        assert!((picks[1].score - 8.0 / 14.0).abs() < 1e-9, "{picks:?}");
     }
 
     #[test]
@@ -501,5 +563,19 @@ mod tests {
         lookup.revoke(p);
         assert_eq!(lookup.get(id), Reply::Elsewhere(p));
         assert!(lookup.is_empty());
+    }
+
+    #[test]
+    fn a_segments_interests_follow_its_customers_latest_state() {
+        let lookup = Lookup::new(1);
+        let interests = |l: &Lookup| l.interests.read().expect("lock").clone();
+        let first = customer(&[("skincare", 1)], &[]);
+        lookup.publish(0, vec![("c".into(), first)], None, 1, None);
+        let later = customer(&[("skincare", 3), ("makeup", 1)], &[]);
+        lookup.publish(0, vec![("c".into(), later)], None, 1, None);
+        let want = BTreeMap::from([("makeup".to_owned(), 1), ("skincare".to_owned(), 3)]);
+        assert_eq!(interests(&lookup), BTreeMap::from([((0, 1), want)]));
+        lookup.revoke(0);
+        assert!(interests(&lookup).is_empty());
     }
 }
