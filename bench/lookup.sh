@@ -112,7 +112,7 @@ run() { # run SET QUERIES(0|1): prints "records/s"
   pids+=($!)
   local waited=0
   until curl -fsS "http://127.0.0.1:$api/v1/status" 2>/dev/null |
-    python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if sum(p['state']=='ready' for p in s['partitions'])==$partitions else 1)"; do
+    python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if sum(p['state']=='ready' for p in s['partitions'])==$partitions else 1)" 2>/dev/null; do
     sleep 0.2
     waited=$((waited + 1))
     [ "$waited" -lt 600 ] || { echo "the profiler never held its partitions" >&2; exit 1; }

@@ -8,6 +8,7 @@
 //!   categories) into the profiler's store, and their event ids into the deduplication store
 //!   (24 h of event time: every id of the run is remembered). Printed: bytes per customer of
 //!   the profiles, bytes per remembered id, and both together at four events a day.
+//!   Then the lookup API's view of the same customers (`--api`): bytes per customer.
 //! - Planner: open carts (add-to-carts of distinct customers on 1,000 SKUs, none bought,
 //!   no window closed) and open build-window cells (one-line purchases of distinct SKUs in
 //!   one window, none closed): bytes per open cart and per open window cell, each with the
@@ -23,6 +24,7 @@ use fitstream_contracts::{EventTime, samples};
 use fitstream_planner::PlannerConfig;
 use fitstream_planner::planner::Planner;
 use fitstream_planner::routing::Routing;
+use fitstream_profiler::lookup::Known;
 use fitstream_profiler::store::ProfileStore;
 use fitstream_runtime::state::{DedupStore, checkpoint_store};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -73,6 +75,28 @@ fn profiler(customers: usize) {
     };
     let profiles = both - dedup_alone;
     assert_eq!(store.len(), customers);
+    // The lookup API's view of the same customers (what `run profiler --api` adds).
+    let view = {
+        let lookup = fitstream_profiler::lookup::Lookup::new(1);
+        let before = live(&region);
+        for chunk in store.ids().chunks(10_000) {
+            let known = chunk
+                .iter()
+                .filter_map(|id| {
+                    let state = store.get(id)?;
+                    Some((id.clone(), Known::of(0, state, store.interner())))
+                })
+                .collect();
+            lookup.publish(0, known, None, 0, None);
+        }
+        let bytes = live(&region) - before;
+        assert_eq!(lookup.len(), customers);
+        bytes
+    };
+    println!(
+        "lookup API view: {:.0} bytes/customer beside the profiles",
+        view / customers as f64
+    );
     println!(
         "profiler: {customers} customers, {:.0} bytes/customer of profiles (the store's own estimate: {:.0}); \
          dedup {ids} ids, {:.0} bytes/id; together at 4 events/customer/day: {:.0} bytes/customer",

@@ -407,6 +407,16 @@ impl CustomerState {
 
     /// The profile record of this state.
     pub fn profile(&self, customer_id: &str, interner: &CategoryInterner) -> CustomerProfile {
+        let top = self
+            .top_categories(interner)
+            .into_iter()
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        self.profile_with(customer_id, top)
+    }
+
+    /// The profile, with the names of its top categories given (most clicked first).
+    pub fn profile_with(&self, customer_id: &str, top_categories: Vec<String>) -> CustomerProfile {
         CustomerProfile {
             customer_id: customer_id.to_owned(),
             first_event_time: EventTime(self.first_event),
@@ -420,11 +430,7 @@ impl CustomerState {
             product_views: i64::from(self.product_views),
             carts: i64::from(self.carts),
             cart_removals: i64::from(self.cart_removals),
-            top_categories: self
-                .top_categories(interner)
-                .into_iter()
-                .map(|(n, _)| n.to_owned())
-                .collect(),
+            top_categories,
             features: self.features(),
         }
     }

@@ -485,7 +485,7 @@ impl Task for ProfileTask {
         let customers = ids
             .into_iter()
             .filter_map(|id| {
-                let known = Known::of(p, &id, self.store.get(&id)?, self.store.interner());
+                let known = Known::of(p, self.store.get(&id)?, self.store.interner());
                 Some((id, known))
             })
             .collect();

@@ -30,50 +30,49 @@ use fitstream_contracts::{CustomerProfile, EventTime, SegmentModel};
 use serde::{Deserialize, Serialize};
 
 use crate::products::TopProducts;
-use crate::state::{CategoryInterner, CustomerState, LAST_ORDER_PRODUCTS, just_bought};
+use crate::state::{CategoryInterner, CustomerState, just_bought};
 
 /// Next-best products per answer at most.
 pub const NEXT_BEST: usize = 5;
 /// Model versions whose labels the view keeps.
 const MODEL_VERSIONS: usize = 64;
 
-/// What the view keeps of one customer.
+/// What the view keeps of one customer: a copy of its committed state (counts and sums, 120
+/// bytes) and its top categories by name (names shared across the view); the profile is
+/// made from them when asked for.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Known {
     /// The customer's partition.
     pub partition: i32,
-    /// The profile.
-    pub profile: CustomerProfile,
-    /// Top categories with their counts, and the categorised clicks they are out of.
-    pub categories: Vec<(String, u32)>,
-    /// Categorised clicks.
-    pub categorised: u32,
-    /// Current segment.
-    pub segment: Option<i32>,
-    /// Fingerprints of the products of its latest order.
-    last_order: [u32; LAST_ORDER_PRODUCTS],
+    state: CustomerState,
+    /// Top categories with their counts, most clicked first.
+    categories: Box<[(Arc<str>, u32)]>,
 }
 
 impl Known {
-    /// The view of a customer's state.
-    pub fn of(
-        partition: i32,
-        id: &str,
-        state: &CustomerState,
-        interner: &CategoryInterner,
-    ) -> Known {
+    /// The view of a customer's state (its category names copied; [`Lookup::publish`] shares
+    /// them).
+    pub fn of(partition: i32, state: &CustomerState, interner: &CategoryInterner) -> Known {
         Known {
             partition,
-            profile: state.profile(id, interner),
+            state: state.clone(),
             categories: state
                 .top_categories(interner)
                 .into_iter()
-                .map(|(n, c)| (n.to_owned(), c))
+                .map(|(n, c)| (Arc::from(n), c))
                 .collect(),
-            categorised: state.categorised(),
-            segment: state.segment(),
-            last_order: state.last_order(),
         }
+    }
+
+    /// Current segment.
+    pub fn segment(&self) -> Option<i32> {
+        self.state.segment()
+    }
+
+    /// The customer's profile.
+    pub fn profile(&self, customer_id: &str) -> CustomerProfile {
+        let top = self.categories.iter().map(|(n, _)| n.to_string()).collect();
+        self.state.profile_with(customer_id, top)
     }
 
     fn affinity(&self, category: Option<&str>) -> f64 {
@@ -83,12 +82,13 @@ impl Known {
         let count = self
             .categories
             .iter()
-            .find(|(n, _)| n == category)
+            .find(|(n, _)| &**n == category)
             .map_or(0, |(_, c)| *c);
-        if self.categorised == 0 {
+        let categorised = self.state.categorised();
+        if categorised == 0 {
             0.0
         } else {
-            f64::from(count) / f64::from(self.categorised)
+            f64::from(count) / f64::from(categorised)
         }
     }
 }
@@ -188,6 +188,8 @@ pub struct Lookup {
     /// What the customers of each segment of each partition click on: the sum of their
     /// category counters, by (partition, segment).
     interests: RwLock<BTreeMap<(i32, i32), BTreeMap<String, u64>>>,
+    /// Category names, one copy each.
+    names: RwLock<std::collections::HashSet<Arc<str>>>,
 }
 
 impl Lookup {
@@ -199,6 +201,7 @@ impl Lookup {
             tasks: RwLock::default(),
             models: RwLock::default(),
             interests: RwLock::default(),
+            names: RwLock::default(),
         }
     }
 
@@ -226,12 +229,12 @@ impl Lookup {
     ) {
         if let Ok(mut interests) = self.interests.write() {
             let mut count = |k: &Known, add: bool| {
-                let Some(segment) = k.segment else {
+                let Some(segment) = k.segment() else {
                     return;
                 };
                 let mine = interests.entry((k.partition, segment)).or_default();
                 for (category, n) in &k.categories {
-                    let c = mine.entry(category.clone()).or_default();
+                    let c = mine.entry(category.to_string()).or_default();
                     *c = if add {
                         c.saturating_add(u64::from(*n))
                     } else {
@@ -240,7 +243,8 @@ impl Lookup {
                 }
                 mine.retain(|_, n| *n > 0);
             };
-            for (id, known) in customers {
+            for (id, mut known) in customers {
+                self.share_names(&mut known);
                 let known = Arc::new(known);
                 count(&known, true);
                 if let Some(old) = self.customers.insert(id, known) {
@@ -261,6 +265,23 @@ impl Lookup {
                     products,
                 }),
             );
+        }
+    }
+
+    /// Makes a customer's category names the view's one copy of each.
+    fn share_names(&self, known: &mut Known) {
+        let Ok(mut names) = self.names.write() else {
+            return;
+        };
+        for (name, _) in known.categories.iter_mut() {
+            match names.get(name) {
+                Some(shared) => *name = shared.clone(),
+                // Bounded like the tasks' interners: past it a name stays the customer's own.
+                None if names.len() < 65_536 => {
+                    names.insert(name.clone());
+                }
+                None => {}
+            }
         }
     }
 
@@ -319,7 +340,7 @@ impl Lookup {
     pub fn example(&self) -> Option<String> {
         self.customers
             .iter()
-            .filter(|k| k.segment.is_some())
+            .filter(|k| k.segment().is_some())
             .take(100)
             .map(|k| k.key().to_string())
             .min()
@@ -344,7 +365,7 @@ impl Lookup {
                 as_of: state.as_of,
             };
         };
-        let segment = known.segment.map(|id| {
+        let segment = known.segment().map(|id| {
             let model = self
                 .models
                 .read()
@@ -365,17 +386,15 @@ impl Lookup {
             as_of: state.as_of.map(rfc3339),
             as_of_ms: state.as_of.map(|t| t.0),
             partition: p,
-            next_best_products: next_best(
-                &known,
-                &state.products,
-                known.segment.and_then(|s| {
-                    self.interests
-                        .read()
-                        .ok()
-                        .and_then(|i| i.get(&(p, s)).cloned())
-                }),
-            ),
-            profile: known.profile.clone(),
+            next_best_products: match self.interests.read() {
+                Ok(i) => next_best(
+                    &known,
+                    &state.products,
+                    known.segment().and_then(|s| i.get(&(p, s))),
+                ),
+                Err(_) => Vec::new(),
+            },
+            profile: known.profile(id),
             segment,
         }))
     }
@@ -402,9 +421,10 @@ fn rfc3339(t: EventTime) -> String {
 pub fn next_best(
     known: &Known,
     products: &BTreeMap<String, TopProducts>,
-    segment: Option<BTreeMap<String, u64>>,
+    segment: Option<&BTreeMap<String, u64>>,
 ) -> Vec<Recommendation> {
-    let segment = segment.unwrap_or_default();
+    let empty = BTreeMap::new();
+    let segment = segment.unwrap_or(&empty);
     let segment_total: u64 = segment.values().sum();
     let interest = |c: &str| {
         if segment_total == 0 {
@@ -415,11 +435,13 @@ pub fn next_best(
     };
     let mut largest: Vec<(&String, &u64)> = segment.iter().collect();
     largest.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-    let mut categories: Vec<&str> = known.categories.iter().map(|(c, _)| c.as_str()).collect();
+    let mut categories: Vec<&str> = known.categories.iter().map(|(c, _)| &**c).collect();
     categories.extend(largest.iter().take(5).map(|(c, _)| c.as_str()));
     categories.sort_unstable();
     categories.dedup();
-    let mut picks: Vec<Recommendation> = Vec::new();
+    let last_order = known.state.last_order();
+    // Scored by reference; only the picks are copied out.
+    let mut scored: Vec<(f64, &str, &str, &'static str)> = Vec::new();
     for c in categories {
         let (a, i) = (known.affinity(Some(c)), interest(c));
         let Some(top) = products.get(c).filter(|t| t.total > 0) else {
@@ -430,27 +452,30 @@ pub fn next_best(
             (true, false) => "segment",
             _ => "category",
         };
-        for p in top.ranked() {
-            if just_bought(&known.last_order, &p.product_id) {
-                continue;
+        for p in &top.items {
+            if !just_bought(&last_order, &p.product_id) {
+                let score = (a + i) * p.units as f64 / top.total as f64;
+                scored.push((score, p.product_id.as_str(), c, because));
             }
-            picks.push(Recommendation {
-                product_id: p.product_id.clone(),
-                category: (!c.is_empty()).then(|| c.to_owned()),
-                score: (a + i) * p.units as f64 / top.total as f64,
-                because: because.to_owned(),
-            });
         }
     }
-    picks.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then_with(|| a.product_id.cmp(&b.product_id))
-    });
-    // A product counted under two categories is offered once, at its best score.
-    let mut seen = std::collections::BTreeSet::new();
-    picks.retain(|r| seen.insert(r.product_id.clone()));
-    picks.truncate(NEXT_BEST);
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let mut picks: Vec<Recommendation> = Vec::with_capacity(NEXT_BEST);
+    for (score, product, category, because) in scored {
+        // A product counted under two categories is offered once, at its best score.
+        if picks.len() == NEXT_BEST {
+            break;
+        }
+        if picks.iter().any(|r| r.product_id == product) {
+            continue;
+        }
+        picks.push(Recommendation {
+            product_id: product.to_owned(),
+            category: (!category.is_empty()).then(|| category.to_owned()),
+            score,
+            because: because.to_owned(),
+        });
+    }
     picks
 }
 
@@ -480,7 +505,7 @@ mod tests {
         }
         s.purchase(&crate::state::order(10_000, bought));
         s.set_segment(Some(1));
-        Known::of(0, "c", &s, &interner)
+        Known::of(0, &s, &interner)
     }
 
     fn products() -> BTreeMap<String, TopProducts> {
@@ -506,7 +531,7 @@ mod tests {
     fn next_best_follows_the_segment_and_the_customers_categories_not_its_last_order() {
         let known = customer(&[("skincare", 3), ("makeup", 1)], &["lipstick"]);
         let segment = BTreeMap::from([("hair".to_owned(), 6), ("skincare".to_owned(), 2)]);
-        let picks = next_best(&known, &products(), Some(segment));
+        let picks = next_best(&known, &products(), Some(&segment));
         let ids: Vec<&str> = picks.iter().map(|r| r.product_id.as_str()).collect();
         // Affinity: skincare 0.75, makeup 0.25; the segment: hair 0.75, skincare 0.25.
         // shampoo (0 + 0.75) * 8/8 = 0.75; cream (0.75 + 0.25) * 8/14; serum 1 * 6/14;
