@@ -2,13 +2,14 @@
 # The profiler's lookup API under load while the profiler processes input (issue 19).
 #
 # One simulated input (LB_SECONDS_OF_INPUT of event time at LB_RATE events/s) is produced
-# twice, into two sets of topics. On each set the profiler and the segmenter run live as two
+# three times, into three sets of topics. On each set the profiler and the segmenter run live as two
 # processes (release build, the profiler with `--api`), starting from nothing with the whole
 # input as their backlog:
 #   - run 1, queries: once the profiler holds its partitions, oha (bench/oha.sh) asks for
 #     customers at a fixed rate (LB_QPS requests/s for LB_QUERY_SECONDS, LB_CONNECTIONS
 #     connections) drawn from the input's customer ids (some are not profiled yet: 404s);
-#   - run 2, no queries: the same, without the load.
+#   - run 2, no queries: the same, without the load;
+#   - run 3, no API: the profiler without `--api` (what keeping the lookup view costs).
 # The profiler's throughput in each run is the growth of fitstream_records_in_total over the
 # same window (from LB_WARMUP seconds after it holds its partitions, for LB_QUERY_SECONDS):
 # its /metrics, read before and after. The script fails if the backlog ran out inside the
@@ -16,7 +17,7 @@
 #
 # The last lines are
 #   lookup: Q requests/s offered, A answered/s, 200: n, 404: n, other: n; latency p50 X ms, p99 Y ms
-#   profiler: R1 records/s with queries, R2 without: R1/R2 of it
+#   profiler: R1 records/s with queries, R2 without: R1/R2 of it; R3 without the API (...)
 #
 # Settings (environment): FITSTREAM_TEST_BOOTSTRAP (default 127.0.0.1:9092), LB_RATE (20),
 # LB_SECONDS_OF_INPUT (172800), LB_QPS (2000), LB_QUERY_SECONDS (20), LB_WARMUP (3),
@@ -91,7 +92,7 @@ with open(sys.argv[2], "w") as f:
         f.write("http://API/v1/customers/" + urllib.parse.quote(i, safe="") + "\n")
 print(f"{len(ids)} customer ids", file=sys.stderr)
 PY
-for set in queries quiet; do
+for set in queries quiet bare; do
   config "$set"
   FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" topics create >/dev/null
   FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" produce --input "$work/input.jsonl" --format jsonl >/dev/null
@@ -102,17 +103,26 @@ metric() { # metric PORT NAME: the sum of a counter's series
   curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {printf "%.0f\n", s}'
 }
 
-run() { # run SET QUERIES(0|1): prints "records/s"
-  local set=$1 queries=$2 api=$((18000 + RANDOM % 1000)) metrics=$((19000 + RANDOM % 1000))
+run() { # run SET MODE(queries|quiet|no-api): prints "records/s"
+  local set=$1 mode=$2 api=$((18000 + RANDOM % 1000)) metrics=$((19000 + RANDOM % 1000))
+  local api_args=(--api "127.0.0.1:$api")
+  [ "$mode" != no-api ] || api_args=()
   FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run segmenter \
     --metrics-listen 127.0.0.1:0 2>"$work/$set-segmenter.log" &
   pids+=($!)
   FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run profiler \
-    --metrics-listen "127.0.0.1:$metrics" --api "127.0.0.1:$api" 2>"$work/$set-profiler.log" &
+    --metrics-listen "127.0.0.1:$metrics" "${api_args[@]}" 2>"$work/$set-profiler.log" &
   pids+=($!)
-  local waited=0
-  until curl -fsS "http://127.0.0.1:$api/v1/status" 2>/dev/null |
-    python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if sum(p['state']=='ready' for p in s['partitions'])==$partitions else 1)" 2>/dev/null; do
+  local waited=0 ready
+  ready() {
+    if [ "$mode" = no-api ]; then
+      curl -fsS "http://127.0.0.1:$metrics/readyz" >/dev/null 2>&1
+    else
+      curl -fsS "http://127.0.0.1:$api/v1/status" 2>/dev/null |
+        python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if sum(p['state']=='ready' for p in s['partitions'])==$partitions else 1)" 2>/dev/null
+    fi
+  }
+  until ready; do
     sleep 0.2
     waited=$((waited + 1))
     [ "$waited" -lt 600 ] || { echo "the profiler never held its partitions" >&2; exit 1; }
@@ -121,9 +131,9 @@ run() { # run SET QUERIES(0|1): prints "records/s"
   local r0 r1 t0 t1
   r0=$(metric "$metrics" fitstream_records_in_total)
   t0=$(date +%s.%N)
-  if [ "$queries" = 1 ]; then
+  if [ "$mode" = queries ]; then
     sed "s#http://API#http://127.0.0.1:$api#" "$work/urls.txt" >"$work/urls-$set.txt"
-    "$OHA" --no-tui --output-format json -q "$qps" --latency-correction -c "$connections" -z "${query_seconds}s" \
+    "$OHA" --no-tui --output-format json -q "$qps" --latency-correction -c "$connections" -z "${query_seconds}s" --worker-threads 1 \
       --urls-from-file "$work/urls-$set.txt" >"$work/oha.json"
   else
     sleep "$query_seconds"
@@ -141,13 +151,15 @@ run() { # run SET QUERIES(0|1): prints "records/s"
 }
 
 say "run 1: the profiler with $qps requests/s for $query_seconds s"
-with=$(run queries 1)
-say "run 2: the profiler without queries"
-without=$(run quiet 0)
-python3 - "$work/oha.json" "$qps" "$with" "$without" <<'PY'
+with=$(run queries queries)
+say "run 2: the profiler with the API, without queries"
+without=$(run quiet quiet)
+say "run 3: the profiler without the API"
+bare=$(run bare no-api)
+python3 - "$work/oha.json" "$qps" "$with" "$without" "$bare" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
-qps, with_q, without = float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+qps, with_q, without, bare = (float(a) for a in sys.argv[2:6])
 s = o["summary"]
 codes = o.get("statusCodeDistribution", {})
 other = sum(v for k, v in codes.items() if k not in ("200", "404"))
@@ -155,5 +167,6 @@ lat = o["latencyPercentiles"]
 print(f"lookup: {qps:.0f} requests/s offered, {s['requestsPerSec']:.0f} answered/s, "
       f"200: {codes.get('200', 0)}, 404: {codes.get('404', 0)}, other: {other}; "
       f"latency p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms")
-print(f"profiler: {with_q:.0f} records/s with queries, {without:.0f} without: {with_q / without:.2f} of it")
+print(f"profiler: {with_q:.0f} records/s with queries, {without:.0f} without: {with_q / without:.2f} of it; "
+      f"{bare:.0f} without the API (the view costs {1 - without / bare:.0%})")
 PY

@@ -368,33 +368,15 @@ pub fn demo(
     Ok(summary)
 }
 
-/// Serves the lookup API of an embedded run on a runtime of its own (the run is synchronous).
+/// Serves the lookup API of an embedded run (the run is synchronous).
 fn serve_api(
     listen: &str,
     lookup: std::sync::Arc<fitstream_profiler::lookup::Lookup>,
 ) -> anyhow::Result<std::net::SocketAddr> {
     use fitstream_profiler::lookup::http;
     let listener = std::net::TcpListener::bind(listen)?;
-    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => return tracing::error!("lookup API: {e}"),
-        };
-        runtime.block_on(async move {
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => {
-                    http::serve_on(l, http::Api::new(lookup, None, addr.to_string()));
-                    std::future::pending::<()>().await
-                }
-                Err(e) => tracing::error!("lookup API: {e}"),
-            }
-        });
-    });
+    http::spawn_thread(listener, http::Api::new(lookup, None, addr.to_string()))?;
     Ok(addr)
 }
 

@@ -604,7 +604,7 @@ async fn serve_lookup(
         value: None,
     };
     admin::ensure_topics(&kafka, &[spec]).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = std::net::TcpListener::bind(listen)?;
     let bound = listener.local_addr()?;
     let endpoint = cfg.api.advertised(bound);
     let instance = cfg
@@ -614,10 +614,10 @@ async fn serve_lookup(
         .filter(|i| !i.is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let directory = std::sync::Arc::new(endpoints::Directory::new(instance));
-    http::serve_on(
+    http::spawn_thread(
         listener,
         http::Api::new(lookup.clone(), Some(directory.clone()), endpoint.clone()),
-    );
+    )?;
     tracing::info!(%bound, %endpoint, %topic, "lookup API: GET /v1/customers/{{id}}");
     Ok(endpoints::spawn(
         kafka,

@@ -80,6 +80,31 @@ pub async fn serve(listen: &str, api: Api) -> std::io::Result<std::net::SocketAd
     Ok(addr)
 }
 
+/// Serves the API on `listener` from a thread of its own, with a single-threaded runtime, until
+/// the process ends: requests are handled on one thread and never wake the processing
+/// threads' cores for work stealing.
+pub fn spawn_thread(listener: std::net::TcpListener, api: Api) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("lookup-api".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        if let Err(e) = axum::serve(l, router(api)).await {
+                            tracing::error!("lookup API: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("lookup API: {e}"),
+                }
+            });
+        })?;
+    Ok(())
+}
+
 /// Serves the API on a bound listener until the process ends.
 pub fn serve_on(listener: tokio::net::TcpListener, api: Api) {
     tokio::spawn(async move {

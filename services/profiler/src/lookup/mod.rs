@@ -37,6 +37,9 @@ pub const NEXT_BEST: usize = 5;
 /// Model versions whose labels the view keeps.
 const MODEL_VERSIONS: usize = 64;
 
+/// Category counters summed by (partition, segment).
+type Interests = BTreeMap<(i32, i32), BTreeMap<Arc<str>, u64>>;
+
 /// What the view keeps of one customer: a copy of its committed state (counts and sums, 120
 /// bytes) and its top categories by name (names shared across the view); the profile is
 /// made from them when asked for.
@@ -187,7 +190,7 @@ pub struct Lookup {
     models: RwLock<BTreeMap<i64, Arc<SegmentModel>>>,
     /// What the customers of each segment of each partition click on: the sum of their
     /// category counters, by (partition, segment).
-    interests: RwLock<BTreeMap<(i32, i32), BTreeMap<String, u64>>>,
+    interests: RwLock<Interests>,
     /// Category names, one copy each.
     names: RwLock<std::collections::HashSet<Arc<str>>>,
 }
@@ -227,28 +230,34 @@ impl Lookup {
         model_version: i64,
         products: Option<Arc<BTreeMap<String, TopProducts>>>,
     ) {
-        if let Ok(mut interests) = self.interests.write() {
-            let mut count = |k: &Known, add: bool| {
-                let Some(segment) = k.segment() else {
-                    return;
-                };
-                let mine = interests.entry((k.partition, segment)).or_default();
-                for (category, n) in &k.categories {
-                    let c = mine.entry(category.to_string()).or_default();
-                    *c = if add {
-                        c.saturating_add(u64::from(*n))
-                    } else {
-                        c.saturating_sub(u64::from(*n))
-                    };
-                }
-                mine.retain(|_, n| *n > 0);
+        let count = |interests: &mut Interests, k: &Known, add: bool| {
+            let Some(segment) = k.segment() else {
+                return;
             };
-            for (id, mut known) in customers {
+            let mine = interests.entry((k.partition, segment)).or_default();
+            for (category, n) in &k.categories {
+                let c = mine.entry(category.clone()).or_default();
+                *c = if add {
+                    c.saturating_add(u64::from(*n))
+                } else {
+                    c.saturating_sub(u64::from(*n))
+                };
+            }
+            mine.retain(|_, n| *n > 0);
+        };
+        // In small batches: a reader waits for one batch at most, not for a whole commit.
+        let mut customers = customers.into_iter().peekable();
+        while customers.peek().is_some() {
+            let batch: Vec<(Box<str>, Known)> = customers.by_ref().take(64).collect();
+            let Ok(mut interests) = self.interests.write() else {
+                break;
+            };
+            for (id, mut known) in batch {
                 self.share_names(&mut known);
                 let known = Arc::new(known);
-                count(&known, true);
+                count(&mut interests, &known, true);
                 if let Some(old) = self.customers.insert(id, known) {
-                    count(&old, false);
+                    count(&mut interests, &old, false);
                 }
             }
         }
@@ -421,7 +430,7 @@ fn rfc3339(t: EventTime) -> String {
 pub fn next_best(
     known: &Known,
     products: &BTreeMap<String, TopProducts>,
-    segment: Option<&BTreeMap<String, u64>>,
+    segment: Option<&BTreeMap<Arc<str>, u64>>,
 ) -> Vec<Recommendation> {
     let empty = BTreeMap::new();
     let segment = segment.unwrap_or(&empty);
@@ -433,10 +442,10 @@ pub fn next_best(
             segment.get(c).copied().unwrap_or(0) as f64 / segment_total as f64
         }
     };
-    let mut largest: Vec<(&String, &u64)> = segment.iter().collect();
+    let mut largest: Vec<(&Arc<str>, &u64)> = segment.iter().collect();
     largest.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
     let mut categories: Vec<&str> = known.categories.iter().map(|(c, _)| &**c).collect();
-    categories.extend(largest.iter().take(5).map(|(c, _)| c.as_str()));
+    categories.extend(largest.iter().take(5).map(|(c, _)| &***c));
     categories.sort_unstable();
     categories.dedup();
     let last_order = known.state.last_order();
@@ -530,7 +539,7 @@ mod tests {
     #[test]
     fn next_best_follows_the_segment_and_the_customers_categories_not_its_last_order() {
         let known = customer(&[("skincare", 3), ("makeup", 1)], &["lipstick"]);
-        let segment = BTreeMap::from([("hair".to_owned(), 6), ("skincare".to_owned(), 2)]);
+        let segment = BTreeMap::from([(Arc::from("hair"), 6), (Arc::from("skincare"), 2)]);
         let picks = next_best(&known, &products(), Some(&segment));
         let ids: Vec<&str> = picks.iter().map(|r| r.product_id.as_str()).collect();
         // Affinity: skincare 0.75, makeup 0.25; the segment: hair 0.75, skincare 0.25.
@@ -598,7 +607,7 @@ mod tests {
         lookup.publish(0, vec![("c".into(), first)], None, 1, None);
         let later = customer(&[("skincare", 3), ("makeup", 1)], &[]);
         lookup.publish(0, vec![("c".into(), later)], None, 1, None);
-        let want = BTreeMap::from([("makeup".to_owned(), 1), ("skincare".to_owned(), 3)]);
+        let want = BTreeMap::from([(Arc::from("makeup"), 1), (Arc::from("skincare"), 3)]);
         assert_eq!(interests(&lookup), BTreeMap::from([((0, 1), want)]));
         lookup.revoke(0);
         assert!(interests(&lookup).is_empty());
