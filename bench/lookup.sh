@@ -97,7 +97,7 @@ for set in queries quiet bare; do
   FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" topics create >/dev/null
   FITSTREAM_CONFIG="$work/$set.toml" "$FITSTREAM" produce --input "$work/input.jsonl" --format jsonl >/dev/null
 done
-say "$records records produced twice"
+say "$records records produced into each set of topics"
 
 metric() { # metric PORT NAME: the sum of a counter's series
   curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {printf "%.0f\n", s}'
