@@ -18,6 +18,8 @@
 # The last lines are
 #   lookup: Q requests/s offered, A answered/s, 200: n, 404: n, other: n; latency p50 X ms, p99 Y ms
 #   profiler: R1 records/s with queries, R2 without: R1/R2 of it; R3 without the API (...)
+#   cpu without the API: profiler P records per cpu-second, segmenter S profiles per cpu-second
+# (user + system time of each process over run 3's window, from /proc/PID/stat).
 #
 # Settings (environment): FITSTREAM_TEST_BOOTSTRAP (default 127.0.0.1:9092), LB_RATE (20),
 # LB_SECONDS_OF_INPUT (172800), LB_QPS (2000), LB_QUERY_SECONDS (20), LB_WARMUP (3),
@@ -103,12 +105,17 @@ metric() { # metric PORT NAME: the sum of a counter's series
   curl -fsS "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 ~ "^"n"({|$)" {s += $2} END {printf "%.0f\n", s}'
 }
 
-run() { # run SET MODE(queries|quiet|no-api): prints "records/s"
+cpu() { # cpu PID: user + system seconds of a process so far
+  awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f\n", ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+run() { # run SET MODE(queries|quiet|no-api): prints "records/s"; $work/SET.cpu gets the CPU
   local set=$1 mode=$2 api=$((18000 + RANDOM % 1000)) metrics=$((19000 + RANDOM % 1000))
+  local seg_metrics=$((20000 + RANDOM % 1000))
   local api_args=(--api "127.0.0.1:$api")
   [ "$mode" != no-api ] || api_args=()
   FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run segmenter \
-    --metrics-listen 127.0.0.1:0 2>"$work/$set-segmenter.log" &
+    --metrics-listen "127.0.0.1:$seg_metrics" 2>"$work/$set-segmenter.log" &
   pids+=($!)
   FITSTREAM_CONFIG="$work/$set.toml" RUST_LOG=warn "$FITSTREAM" run profiler \
     --metrics-listen "127.0.0.1:$metrics" "${api_args[@]}" 2>"$work/$set-profiler.log" &
@@ -128,8 +135,11 @@ run() { # run SET MODE(queries|quiet|no-api): prints "records/s"
     [ "$waited" -lt 600 ] || { echo "the profiler never held its partitions" >&2; exit 1; }
   done
   sleep "$warmup"
-  local r0 r1 t0 t1
+  local r0 r1 t0 t1 s0 s1 c0 c1 d0 d1
+  local segmenter_pid=${pids[0]} profiler_pid=${pids[1]}
   r0=$(metric "$metrics" fitstream_records_in_total)
+  s0=$(metric "$seg_metrics" fitstream_records_in_total)
+  c0=$(cpu "$profiler_pid") d0=$(cpu "$segmenter_pid")
   t0=$(date +%s.%N)
   if [ "$mode" = queries ]; then
     sed "s#http://API#http://127.0.0.1:$api#" "$work/urls.txt" >"$work/urls-$set.txt"
@@ -139,7 +149,10 @@ run() { # run SET MODE(queries|quiet|no-api): prints "records/s"
     sleep "$query_seconds"
   fi
   r1=$(metric "$metrics" fitstream_records_in_total)
+  s1=$(metric "$seg_metrics" fitstream_records_in_total)
+  c1=$(cpu "$profiler_pid") d1=$(cpu "$segmenter_pid")
   t1=$(date +%s.%N)
+  echo "$((r1 - r0)) $(python3 -c "print($c1 - $c0)") $((s1 - s0)) $(python3 -c "print($d1 - $d0)")" >"$work/$set.cpu"
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   pids=()
@@ -156,10 +169,11 @@ say "run 2: the profiler with the API, without queries"
 without=$(run quiet quiet)
 say "run 3: the profiler without the API"
 bare=$(run bare no-api)
-python3 - "$work/oha.json" "$qps" "$with" "$without" "$bare" <<'PY'
+python3 - "$work/oha.json" "$qps" "$with" "$without" "$bare" "$work/bare.cpu" <<'PY'
 import json, sys
 o = json.load(open(sys.argv[1]))
 qps, with_q, without, bare = (float(a) for a in sys.argv[2:6])
+records, cpu, profiles, seg_cpu = (float(x) for x in open(sys.argv[6]).read().split())
 s = o["summary"]
 codes = o.get("statusCodeDistribution", {})
 other = sum(v for k, v in codes.items() if k not in ("200", "404"))
@@ -169,4 +183,6 @@ print(f"lookup: {qps:.0f} requests/s offered, {s['requestsPerSec']:.0f} answered
       f"latency p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms")
 print(f"profiler: {with_q:.0f} records/s with queries, {without:.0f} without: {with_q / without:.2f} of it; "
       f"{bare:.0f} without the API (the view costs {1 - without / bare:.0%})")
+print(f"cpu without the API: profiler {records / cpu:.0f} records per cpu-second ({cpu:.1f} cpu-s), "
+      f"segmenter {profiles / seg_cpu:.0f} profiles per cpu-second ({seg_cpu:.1f} cpu-s)")
 PY
