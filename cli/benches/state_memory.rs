@@ -87,7 +87,7 @@ fn profiler(customers: usize) {
                     Some((id.clone(), Known::of(0, state, store.interner())))
                 })
                 .collect();
-            lookup.publish(0, known, None, 0, None);
+            lookup.publish(0, known, None, 0, Vec::new());
         }
         let bytes = live(&region) - before;
         assert_eq!(lookup.len(), customers);

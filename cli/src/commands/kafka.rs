@@ -491,6 +491,7 @@ pub async fn run_service(
         None => None,
     };
     let profiles_complete = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut profiler_group = None;
     let driver = DriverConfig {
         kafka: cfg.kafka.clone(),
         watermark: cfg.watermark.clone(),
@@ -514,6 +515,9 @@ pub async fn run_service(
             .filter(|_| service == Service::Profiler)
             .map(|(lookup, _)| lookup);
         let (topology, outputs) = service_topology(cfg, service, &routing, &codec, chain, lookup);
+        if service == Service::Profiler {
+            profiler_group = Some(topology.group_id());
+        }
         let needed: Vec<admin::Needed> = ServiceNeeds::of(service, &topology, &outputs, cfg)
             .topics()
             .into_iter()
@@ -541,9 +545,11 @@ pub async fn run_service(
     fitstream_runtime::health::LIVENESS.set_timeout(cfg.kafka.liveness_timeout_ms as i64);
     let addr = fitstream_runtime::http::serve(&cfg.metrics.listen).await?;
     tracing::info!(%addr, "metrics, /healthz and /readyz");
-    let endpoints = match api {
-        Some((lookup, listen)) => Some(serve_lookup(cfg, lookup, &listen, &shutdown).await?),
-        None => None,
+    let endpoints = match (api, profiler_group) {
+        (Some((lookup, listen)), Some(group)) => {
+            Some(serve_lookup(cfg, lookup, &listen, &group, &shutdown).await?)
+        }
+        _ => None,
     };
     let mut stats = DriverStats::default();
     for phase in phases {
@@ -583,18 +589,19 @@ pub async fn run_service(
     Ok(stats)
 }
 
-/// Serves the profiler's lookup API on `listen` and follows the endpoints topic (created
-/// under the profiler's prefix, like its changelog) on a thread of its own.
+/// Serves the profiler's lookup API on `listen` and follows the endpoints topic of the
+/// profiler's consumer group `group` (created under its prefix, like its changelog) on a
+/// thread of its own.
 async fn serve_lookup(
     cfg: &FitstreamConfig,
     lookup: std::sync::Arc<fitstream_profiler::lookup::Lookup>,
     listen: &str,
+    group: &str,
     shutdown: &std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     use fitstream_profiler::lookup::{endpoints, http};
     let kafka = cfg.kafka.for_service(Service::Profiler.name());
-    let group = format!("fitstream-{}", cfg.application("profiler"));
-    let topic = endpoints::topic(&group);
+    let topic = endpoints::topic(group);
     let spec = fitstream_contracts::topics::TopicSpec {
         name: topic.clone(),
         partitions: 1,

@@ -195,8 +195,7 @@ impl Embedded {
     pub fn commit(&mut self) -> Result<(), StateError> {
         for slot in self.slots.values_mut() {
             slot.checkpoint()?;
-            let watermark = slot.current;
-            slot.task.committed(watermark);
+            slot.task.committed();
         }
         Ok(())
     }

@@ -252,7 +252,7 @@ impl TaskHost {
         self.current = self.watermarks.current(now_ms);
         self.marker_sent = EventTime::MIN;
         // Restored from the changelog: committed state.
-        self.task.committed(self.current);
+        self.task.committed();
         Ok(())
     }
 }

@@ -312,12 +312,12 @@ pub trait Task: Send {
     }
     /// Every store has been restored: rebuild what is derived from them.
     fn restored(&mut self) {}
-    /// The state as of the latest checkpoint is durable, its task's watermark `watermark`:
-    /// the Kafka transaction that carried the checkpoint committed, or the state was just
-    /// restored from the changelog, or an embedded run checkpointed. The task's state is what
-    /// it checkpointed (nothing was processed in between): what a reader of committed state
-    /// may now see (the profiler's lookup API). Never called for an aborted transaction.
-    fn committed(&mut self, _watermark: EventTime) {}
+    /// The state as of the latest checkpoint is durable: the Kafka transaction that carried
+    /// the checkpoint committed, or the state was just restored from the changelog, or an
+    /// embedded run checkpointed. The task's state is what it checkpointed (nothing was
+    /// processed in between): what a reader of committed state may now see (the profiler's
+    /// lookup API). Never called for an aborted transaction.
+    fn committed(&mut self) {}
     /// The driver no longer runs this task (its partition was revoked, or the driver stops
     /// or restarts): whatever it published of its state is no longer its own to answer for.
     fn revoked(&mut self) {}

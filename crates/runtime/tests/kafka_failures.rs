@@ -119,7 +119,7 @@ impl Task for Counting {
 
     fn advance(&mut self, _: EventTime, _: &mut Ctx) {}
 
-    fn committed(&mut self, _: EventTime) {
+    fn committed(&mut self) {
         let line = format!("committed {} {}", self.tally.seen, self.tally.poisoned);
         self.told.lock().expect("log").push(line);
     }

@@ -16,6 +16,8 @@
 //! share of the customers (keys are hashed), so its counts estimate the shop's. An answer
 //! depends on the customer's partition, never on which instance holds it.
 
+use std::collections::BTreeSet;
+
 use fitstream_contracts::PurchaseEvent;
 use fitstream_runtime::state::Keyed;
 use serde::{Deserialize, Serialize};
@@ -24,9 +26,12 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CATEGORIES: usize = 1_024;
 
 /// Counts the lines of an order into `by_category` (key: the line's category, empty when it
-/// has none), within [`MAX_CATEGORIES`]. Returns whether anything was counted.
-pub fn count_order(p: &PurchaseEvent, by_category: &mut Keyed<String, TopProducts>) -> bool {
-    let mut counted = false;
+/// has none), within [`MAX_CATEGORIES`], adding the categories it counted to `changed`.
+pub fn count_order(
+    p: &PurchaseEvent,
+    by_category: &mut Keyed<String, TopProducts>,
+    changed: &mut BTreeSet<String>,
+) {
     for line in &p.lines {
         let units = u64::try_from(line.quantity).unwrap_or(0);
         let category = line.category.clone().unwrap_or_default();
@@ -36,11 +41,10 @@ pub fn count_order(p: &PurchaseEvent, by_category: &mut Keyed<String, TopProduct
             continue;
         }
         by_category
-            .get_or_insert_default(category)
+            .get_or_insert_default(category.clone())
             .add(&line.product_id, units);
-        counted = true;
+        changed.insert(category);
     }
-    counted
 }
 
 /// One product and the units bought.
@@ -145,7 +149,9 @@ mod tests {
             ..samples::purchase()
         };
         let mut by: Keyed<String, TopProducts> = Keyed::default();
-        assert!(count_order(&order, &mut by));
+        let mut changed = BTreeSet::new();
+        count_order(&order, &mut by, &mut changed);
+        assert_eq!(changed, BTreeSet::from(["".to_owned(), "x".to_owned()]));
         assert_eq!(
             by["x"].items,
             vec![ProductCount {
@@ -158,10 +164,9 @@ mod tests {
         for i in 0..MAX_CATEGORIES {
             full.insert(format!("k{i}"), TopProducts::default());
         }
-        assert!(
-            !count_order(&order, &mut full),
-            "past the bound nothing is counted"
-        );
+        let mut more = BTreeSet::new();
+        count_order(&order, &mut full, &mut more);
+        assert!(more.is_empty(), "past the bound nothing is counted");
         assert_eq!(full.len(), MAX_CATEGORIES);
     }
 }

@@ -55,15 +55,15 @@
 //! placement), `base` (features kept aside), `products` (what sells in each category, for the
 //! lookup API: [`crate::products`]) and `meta` (last flushed interval, newest reassigning
 //! version, latest assignment time, the segmenter's progress, the latest watermark and event
-//! time applied). Never a snapshot of everything: the state grows with the customers.
+//! time applied). Never a snapshot of everything: the state grows with the customers. After a
+//! restore the driver replays the model topic and the latest progress, where versions already
+//! applied change nothing. Restored and uninterrupted runs emit the same records (tested).
 //!
 //! # Lookup API
 //! With [`ProfilerApp::lookup`] set, a task publishes its committed state to the view
 //! ([`crate::lookup`]) when the runtime says it is durable (`Task::committed`): the customers
-//! its checkpoint wrote (all of them after a restore), the products, the model version and
-//! the time it is as of; a revoked task takes its partition out. After a restore the driver replays the
-//! model topic and the latest progress, where versions already applied change nothing.
-//! Restored and uninterrupted runs emit the same records (tested).
+//! its checkpoint wrote (all of them after a restore), the categories whose products changed,
+//! the model version and the time it is as of; a revoked task takes its partition out.
 //!
 //! Delivery: exactly once comes from the driver (outputs, changelog and offsets in one
 //! transaction); this task's outputs are a function of its input and the model records.

@@ -1,7 +1,7 @@
 //! The `profiles` task of one partition: records deduplicated and held by event time,
 //! profiles flushed once per interval, placements as of event time, and the task's stores.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use fitstream_contracts::records::{ClickEvent, PurchaseEvent};
@@ -103,8 +103,8 @@ pub struct ProfileTask {
     products: Keyed<String, TopProducts>,
     /// The partition of this task.
     partition: i32,
-    /// `products` changed since the view last had it.
-    products_changed: bool,
+    /// Categories of `products` changed since the view last had them.
+    products_changed: BTreeSet<String>,
     /// Restored: the whole state goes to the view at the next commit.
     publish_all: bool,
 }
@@ -126,7 +126,7 @@ impl ProfileTask {
             store,
             products: Keyed::default(),
             partition,
-            products_changed: false,
+            products_changed: BTreeSet::new(),
             publish_all: false,
             dedup: DedupStore::new(app.config.dedup_retention_ms),
             models: ModelTable::new(app.config.model_versions),
@@ -224,7 +224,7 @@ impl ProfileTask {
         match input {
             Input::Click(c) => self.store.click(&c),
             Input::Purchase(p) => {
-                self.products_changed |= count_order(&p, &mut self.products);
+                count_order(&p, &mut self.products, &mut self.products_changed);
                 self.store.purchase(&p);
             }
         }
@@ -468,10 +468,10 @@ impl Task for ProfileTask {
             *self.queued.entry(id.clone()).or_default() += 1;
         }
         self.publish_all = true;
-        self.products_changed = true;
+        self.products_changed = self.products.keys().cloned().collect();
     }
 
-    fn committed(&mut self, _watermark: EventTime) {
+    fn committed(&mut self) {
         let Some(lookup) = self.app.lookup.clone() else {
             return;
         };
@@ -489,14 +489,13 @@ impl Task for ProfileTask {
                 Some((id, known))
             })
             .collect();
-        let products = std::mem::take(&mut self.products_changed).then(|| {
-            Arc::new(
-                self.products
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )
-        });
+        let products = std::mem::take(&mut self.products_changed)
+            .into_iter()
+            .filter_map(|c| {
+                let top = self.products.get(&c)?.clone();
+                Some((c, top))
+            })
+            .collect();
         lookup.publish(
             p,
             customers,

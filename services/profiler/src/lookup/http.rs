@@ -72,14 +72,6 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
-/// Serves the API on `listen` until the process ends; returns the bound address.
-pub async fn serve(listen: &str, api: Api) -> std::io::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    serve_on(listener, api);
-    Ok(addr)
-}
-
 /// Serves the API on `listener` from a thread of its own, with a single-threaded runtime, until
 /// the process ends: requests are handled on one thread and never wake the processing
 /// threads' cores for work stealing.
@@ -103,15 +95,6 @@ pub fn spawn_thread(listener: std::net::TcpListener, api: Api) -> std::io::Resul
             });
         })?;
     Ok(())
-}
-
-/// Serves the API on a bound listener until the process ends.
-pub fn serve_on(listener: tokio::net::TcpListener, api: Api) {
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(api)).await {
-            tracing::error!("lookup API: {e}");
-        }
-    });
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -288,8 +271,9 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn bad_ids_are_refused_and_unknown_partitions_wait() {
         let lookup = Arc::new(Lookup::new(3));
-        let api = Api::new(lookup.clone(), None, "127.0.0.1:1".into());
-        let addr = serve("127.0.0.1:0", api).await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        spawn_thread(listener, Api::new(lookup.clone(), None, addr.to_string())).expect("serve");
         for path in [
             "/v1/customers/",
             "/v1/customers",
@@ -308,7 +292,7 @@ mod tests {
         let (status, body) = get(addr, "/v1/customers/c1").await;
         assert_eq!(status, 503);
         assert!(body.contains("restored"), "{body}");
-        lookup.publish(p, Vec::new(), Some(EventTime(1)), 0, None);
+        lookup.publish(p, Vec::new(), Some(EventTime(1)), 0, Vec::new());
         let (status, body) = get(addr, "/v1/customers/c1").await;
         assert_eq!(status, 404, "{body}");
         // An id of the longest length allowed is asked, not refused.

@@ -103,8 +103,6 @@ pub struct PartitionState {
     pub as_of: Option<EventTime>,
     /// The model version the partition's customers were placed with (0: none yet).
     pub model_version: i64,
-    /// What sells in each category (the task's `products` store).
-    pub products: Arc<BTreeMap<String, TopProducts>>,
 }
 
 /// Where a partition stands in this instance.
@@ -138,8 +136,8 @@ pub struct Recommendation {
     pub category: Option<String>,
     /// Score (see [`next_best`]).
     pub score: f64,
-    /// Why: `segment` (the segment buys it), `segment+category` (and the customer likes its
-    /// category), `popular` (bought by other segments in the customer's categories).
+    /// Which brought its category: `category` (the customer clicks on it), `segment` (the
+    /// customer's segment does), or `segment+category` (both).
     pub because: String,
 }
 
@@ -193,6 +191,8 @@ pub struct Lookup {
     interests: RwLock<Interests>,
     /// Category names, one copy each.
     names: RwLock<std::collections::HashSet<Arc<str>>>,
+    /// What sells in each category of each partition (its task's `products` store).
+    products: RwLock<BTreeMap<i32, BTreeMap<Arc<str>, TopProducts>>>,
 }
 
 impl Lookup {
@@ -205,6 +205,7 @@ impl Lookup {
             models: RwLock::default(),
             interests: RwLock::default(),
             names: RwLock::default(),
+            products: RwLock::default(),
         }
     }
 
@@ -220,16 +221,24 @@ impl Lookup {
         }
     }
 
-    /// Committed state of partition `p`: these customers changed, and the partition stands
-    /// at `state` (`products` None: unchanged).
+    /// Committed state of partition `p`: these customers and these categories' products
+    /// changed, and the partition stands as of `as_of`, placed with `model_version`.
     pub fn publish(
         &self,
         p: i32,
         customers: Vec<(Box<str>, Known)>,
         as_of: Option<EventTime>,
         model_version: i64,
-        products: Option<Arc<BTreeMap<String, TopProducts>>>,
+        products: Vec<(String, TopProducts)>,
     ) {
+        if !products.is_empty()
+            && let Ok(mut all) = self.products.write()
+        {
+            let mine = all.entry(p).or_default();
+            for (category, top) in products {
+                mine.insert(Arc::from(category), top);
+            }
+        }
         let count = |interests: &mut Interests, k: &Known, add: bool| {
             let Some(segment) = k.segment() else {
                 return;
@@ -262,16 +271,11 @@ impl Lookup {
             }
         }
         if let Ok(mut t) = self.tasks.write() {
-            let products = products.unwrap_or_else(|| match t.get(&p) {
-                Some(Partition::Ready(s)) => s.products.clone(),
-                _ => Arc::default(),
-            });
             t.insert(
                 p,
                 Partition::Ready(PartitionState {
                     as_of,
                     model_version,
-                    products,
                 }),
             );
         }
@@ -301,6 +305,9 @@ impl Lookup {
         }
         if let Ok(mut interests) = self.interests.write() {
             interests.retain(|(q, _), _| *q != p);
+        }
+        if let Ok(mut products) = self.products.write() {
+            products.remove(&p);
         }
         self.customers.retain(|_, k| k.partition != p);
     }
@@ -395,13 +402,13 @@ impl Lookup {
             as_of: state.as_of.map(rfc3339),
             as_of_ms: state.as_of.map(|t| t.0),
             partition: p,
-            next_best_products: match self.interests.read() {
-                Ok(i) => next_best(
+            next_best_products: match (self.interests.read(), self.products.read()) {
+                (Ok(i), Ok(products)) => next_best(
                     &known,
-                    &state.products,
+                    products.get(&p).unwrap_or(&BTreeMap::new()),
                     known.segment().and_then(|s| i.get(&(p, s))),
                 ),
-                Err(_) => Vec::new(),
+                _ => Vec::new(),
             },
             profile: known.profile(id),
             segment,
@@ -429,7 +436,7 @@ fn rfc3339(t: EventTime) -> String {
 /// id; at most [`NEXT_BEST`].
 pub fn next_best(
     known: &Known,
-    products: &BTreeMap<String, TopProducts>,
+    products: &BTreeMap<Arc<str>, TopProducts>,
     segment: Option<&BTreeMap<Arc<str>, u64>>,
 ) -> Vec<Recommendation> {
     let empty = BTreeMap::new();
@@ -517,7 +524,7 @@ mod tests {
         Known::of(0, &s, &interner)
     }
 
-    fn products() -> BTreeMap<String, TopProducts> {
+    fn products() -> BTreeMap<Arc<str>, TopProducts> {
         let top = |items: &[(&str, u64)]| {
             let mut t = TopProducts::default();
             for (p, n) in items {
@@ -527,12 +534,12 @@ mod tests {
         };
         BTreeMap::from([
             (
-                "makeup".to_owned(),
+                Arc::from("makeup"),
                 top(&[("lipstick", 10), ("mascara", 4)]),
             ),
-            ("skincare".to_owned(), top(&[("serum", 6), ("cream", 8)])),
-            ("hair".to_owned(), top(&[("shampoo", 8)])),
-            ("nails".to_owned(), top(&[("polish", 5)])),
+            (Arc::from("skincare"), top(&[("serum", 6), ("cream", 8)])),
+            (Arc::from("hair"), top(&[("shampoo", 8)])),
+            (Arc::from("nails"), top(&[("polish", 5)])),
         ])
     }
 
@@ -568,7 +575,7 @@ mod tests {
         assert_eq!(lookup.get(id), Reply::Elsewhere(p));
         lookup.assigning(p);
         assert_eq!(lookup.get(id), Reply::Restoring(p));
-        lookup.publish(p, Vec::new(), Some(EventTime(5)), 0, None);
+        lookup.publish(p, Vec::new(), Some(EventTime(5)), 0, Vec::new());
         assert_eq!(
             lookup.get(id),
             Reply::Unknown {
@@ -587,7 +594,7 @@ mod tests {
             )],
             Some(EventTime(6)),
             0,
-            None,
+            Vec::new(),
         );
         let Reply::Found(answer) = lookup.get(id) else {
             panic!("published");
@@ -600,13 +607,35 @@ mod tests {
     }
 
     #[test]
+    fn a_commit_replaces_the_categories_it_changed_and_keeps_the_others() {
+        let lookup = Lookup::new(1);
+        let top = |n| {
+            let mut t = TopProducts::default();
+            t.add("p", n);
+            t
+        };
+        let units = |l: &Lookup, c: &str| l.products.read().expect("lock")[&0][c].total;
+        lookup.publish(
+            0,
+            Vec::new(),
+            None,
+            0,
+            vec![("a".into(), top(1)), ("b".into(), top(1))],
+        );
+        lookup.publish(0, Vec::new(), None, 0, vec![("b".into(), top(5))]);
+        assert_eq!((units(&lookup, "a"), units(&lookup, "b")), (1, 5));
+        lookup.revoke(0);
+        assert!(lookup.products.read().expect("lock").is_empty());
+    }
+
+    #[test]
     fn a_segments_interests_follow_its_customers_latest_state() {
         let lookup = Lookup::new(1);
         let interests = |l: &Lookup| l.interests.read().expect("lock").clone();
         let first = customer(&[("skincare", 1)], &[]);
-        lookup.publish(0, vec![("c".into(), first)], None, 1, None);
+        lookup.publish(0, vec![("c".into(), first)], None, 1, Vec::new());
         let later = customer(&[("skincare", 3), ("makeup", 1)], &[]);
-        lookup.publish(0, vec![("c".into(), later)], None, 1, None);
+        lookup.publish(0, vec![("c".into(), later)], None, 1, Vec::new());
         let want = BTreeMap::from([(Arc::from("makeup"), 1), (Arc::from("skincare"), 3)]);
         assert_eq!(interests(&lookup), BTreeMap::from([((0, 1), want)]));
         lookup.revoke(0);

@@ -24,8 +24,8 @@ impl Driver<'_> {
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         let mut entries = 0;
         let mut bytes = 0;
-        // Tasks that checkpointed, with their watermarks: told once the transaction committed.
-        let mut checkpointed: Vec<((usize, i32), EventTime)> = Vec::new();
+        // Tasks that checkpointed: told once the transaction committed.
+        let mut checkpointed: Vec<(usize, i32)> = Vec::new();
         for (stage, p) in keys {
             let repartitions = self.topology.stages[stage].repartitions.clone();
             let source = format!("{}/{p}", self.topology.stages[stage].name);
@@ -51,7 +51,7 @@ impl Driver<'_> {
                     return Err(e.into());
                 }
             };
-            checkpointed.push(((stage, p), slot.current));
+            checkpointed.push((stage, p));
             let (e, b) = slot.task.state_size();
             entries += e;
             bytes += b;
@@ -110,9 +110,9 @@ impl Driver<'_> {
         });
         match result {
             Ok(()) => {
-                for (key, watermark) in checkpointed {
+                for key in checkpointed {
                     if let Some(slot) = self.slots.get_mut(&key) {
-                        slot.task.committed(watermark);
+                        slot.task.committed();
                     }
                 }
                 self.in_txn.store(false, Ordering::SeqCst);
