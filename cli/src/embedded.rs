@@ -495,10 +495,26 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     // input's length.
     let mut assignments = Spill::new()?;
     let topic = &cfg.topics.segment_assignments;
+    // Every record is announced first, as a bounded run on Kafka knows its end offsets: a
+    // task with several inputs then takes them in event-time order, as it does there.
+    for record in inputs()? {
+        let (topic, key) = (
+            inputs::topic_name(&cfg.topics, record.topic()),
+            record.key(),
+        );
+        services.segmentation.announce(topic, key);
+        services.planner.announce(topic, key);
+    }
+    let mut stamps = inputs::Stamps::default();
     for record in inputs()? {
         summary.inputs += 1;
-        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        let segmented = services.segment(&r);
+        let mut r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        let at = stamps.stamp(&mut r);
+        let value = r.value.as_deref().unwrap_or_default();
+        services
+            .segmentation
+            .push_at(&r.topic, r.key.as_deref(), value, at);
+        let segmented = services.segmentation.drain();
         assignments.keep(topic, &segmented)?;
         outputs.write(segmented, &mut summary)?;
         if summary.inputs % 5_000 == 0 {
@@ -510,9 +526,15 @@ pub fn run_bounded<I: Iterator<Item = InputRecord>>(
     assignments.keep(topic, &segmented)?;
     outputs.write(segmented, &mut summary)?;
     assignments.replay(|key, value| services.planner.push(topic, key, value))?;
+    let mut stamps = inputs::Stamps::default();
     for record in inputs()? {
-        let r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
-        outputs.write(services.plan(&r), &mut summary)?;
+        let mut r = inputs::to_out_record(&codec, &cfg.topics, &record)?;
+        let at = stamps.stamp(&mut r);
+        let value = r.value.as_deref().unwrap_or_default();
+        services
+            .planner
+            .push_at(&r.topic, r.key.as_deref(), value, at);
+        outputs.write(services.planner.drain(), &mut summary)?;
     }
     services.planner.finish()?;
     outputs.write(services.planner.drain(), &mut summary)?;

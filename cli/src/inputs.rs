@@ -33,6 +33,27 @@ pub fn to_out_record(
     })
 }
 
+/// Record timestamps as fitstream's producers set them: the event time, and for a record
+/// that has none (a row that is not a record, written as raw bytes) the event time of the
+/// record before it in the input. A task with several inputs takes records in the order of
+/// these timestamps ([`fitstream_runtime::merge`]), so `produce` and `replay` stamp the
+/// same way and both modes take such a record at the same point.
+#[derive(Debug, Default)]
+pub struct Stamps {
+    last: i64,
+}
+
+impl Stamps {
+    /// Sets `r`'s timestamp when it has none; returns it.
+    pub fn stamp(&mut self, r: &mut OutRecord) -> i64 {
+        match r.timestamp {
+            Some(t) => self.last = t,
+            None => r.timestamp = Some(self.last),
+        }
+        self.last
+    }
+}
+
 /// Writes every record, then flushes; returns how many were written. `progress` is called
 /// after each record with the running count.
 pub fn produce(
@@ -43,8 +64,11 @@ pub fn produce(
     mut progress: impl FnMut(u64),
 ) -> Result<u64, KafkaError> {
     let mut n = 0;
+    let mut stamps = Stamps::default();
     for record in records {
-        writer.send(&to_out_record(codec, topics, &record)?)?;
+        let mut r = to_out_record(codec, topics, &record)?;
+        stamps.stamp(&mut r);
+        writer.send(&r)?;
         n += 1;
         progress(n);
     }

@@ -65,6 +65,18 @@ impl SegmentationPipeline {
         self.pump();
     }
 
+    /// Announces a record of a bounded input that [`push_at`](Self::push_at) feeds later
+    /// ([`Embedded::announce`]): the profiler then takes its inputs in event-time order.
+    pub fn announce(&mut self, topic: &str, key: Option<&[u8]>) {
+        self.profiler.announce(topic, key);
+    }
+
+    /// Feeds an announced input record with its timestamp ([`Embedded::push_at`]).
+    pub fn push_at(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        self.profiler.push_at(topic, key, value, timestamp);
+        self.pump();
+    }
+
     /// The end of the input: every watermark moves to the end of time, profiler first.
     pub fn finish(&mut self) -> Result<(), StateError> {
         self.profiler.finish()?;

@@ -5,6 +5,12 @@
 //! same watermark markers, and dead letters get the same headers. Deterministic: the same
 //! input in the same order gives the same output. The end of the input ([`Embedded::finish`])
 //! moves every watermark to the end of time, closing every window.
+//!
+//! A bounded input whose records are announced first ([`Embedded::announce`], then
+//! [`Embedded::push_at`] with each record's timestamp) is taken as the Kafka driver takes a
+//! bounded run: a task with several inputs takes their records in event-time order
+//! ([`crate::merge`]), knowing from the announced counts when an input has ended. Records
+//! pushed with [`Embedded::push`] are taken in the order they come.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +18,7 @@ use fitstream_contracts::EventTime;
 
 use crate::deadletter::DeadLetter;
 use crate::host::{TaskHost, account, count_dead_letter, targets};
+use crate::merge::Merge;
 use crate::metrics::METRICS;
 use crate::partition::partition_for;
 use crate::state::StateError;
@@ -104,6 +111,17 @@ pub struct Embedded {
     offsets: BTreeMap<(String, i32), i64>,
     out: Vec<Produced>,
     outcomes: BTreeMap<String, Outcomes>,
+    /// Records of each input partition announced and not pushed yet (a bounded input).
+    announced: BTreeMap<(String, i32), u64>,
+    /// Records waiting for event-time order, per task of a stage with several inputs.
+    merges: BTreeMap<(usize, i32), Merge<Waiting>>,
+}
+
+/// A pushed record waiting in a task's merge.
+#[derive(Debug)]
+struct Waiting {
+    key: Option<Vec<u8>>,
+    value: Vec<u8>,
 }
 
 impl Embedded {
@@ -123,7 +141,79 @@ impl Embedded {
             offsets: BTreeMap::new(),
             out: Vec::new(),
             outcomes: BTreeMap::new(),
+            announced: BTreeMap::new(),
+            merges: BTreeMap::new(),
         }
+    }
+
+    /// Announces a record of a bounded input that [`push_at`](Self::push_at) will feed
+    /// later: once every record is announced, a task with several inputs knows when each
+    /// has ended, as the Kafka driver knows from end offsets.
+    pub fn announce(&mut self, topic: &str, key: Option<&[u8]>) {
+        let partition = self.partition_of(key);
+        *self
+            .announced
+            .entry((topic.to_owned(), partition))
+            .or_default() += 1;
+    }
+
+    /// Feeds an announced input record with its timestamp (the event time its producer
+    /// set): a task with several inputs takes it in event-time order across them.
+    pub fn push_at(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        let partition = self.partition_of(key);
+        let Some(stage) = self.topology.stage_of(topic) else {
+            return;
+        };
+        let st = &self.topology.stages[stage];
+        let (Some(input), true) = (
+            st.inputs.iter().position(|t| t == topic),
+            crate::merge::merges(st),
+        ) else {
+            return self.deliver(topic, partition, key, Some(value));
+        };
+        if let Some(n) = self.announced.get_mut(&(topic.to_owned(), partition)) {
+            *n = n.saturating_sub(1);
+        }
+        let n = st.inputs.len();
+        self.merges
+            .entry((stage, partition))
+            .or_insert_with(|| Merge::new(n))
+            .push(
+                input,
+                timestamp,
+                Waiting {
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.to_vec(),
+                },
+            );
+        self.release(stage, partition);
+    }
+
+    /// Takes a task's waiting records in event-time order while every input either has a
+    /// record waiting or has none announced.
+    fn release(&mut self, stage: usize, partition: i32) {
+        let Some(mut merge) = self.merges.remove(&(stage, partition)) else {
+            return;
+        };
+        let inputs = self.topology.stages[stage].inputs.clone();
+        loop {
+            let announced = &self.announced;
+            let next = merge.pop(|i| {
+                announced
+                    .get(&(inputs[i].clone(), partition))
+                    .is_none_or(|n| *n == 0)
+            });
+            let Some((i, w)) = next else {
+                break;
+            };
+            self.deliver(&inputs[i], partition, w.key.as_deref(), Some(&w.value));
+        }
+        self.merges.insert((stage, partition), merge);
+    }
+
+    fn partition_of(&self, key: Option<&[u8]>) -> i32 {
+        key.map(|k| partition_for(k, self.config.partitions))
+            .unwrap_or(0)
     }
 
     /// How the records of each topic this topology read ended so far.
@@ -133,9 +223,7 @@ impl Embedded {
 
     /// Feeds one input record (keyed; partitioned like Kafka).
     pub fn push(&mut self, topic: &str, key: Option<&[u8]>, value: &[u8]) {
-        let partition = key
-            .map(|k| partition_for(k, self.config.partitions))
-            .unwrap_or(0);
+        let partition = self.partition_of(key);
         self.deliver(topic, partition, key, Some(value));
     }
 
@@ -175,6 +263,17 @@ impl Embedded {
     /// checkpoints, as a Kafka commit would (a store that cannot write its state fails the
     /// run here, as it would abort the transaction there).
     pub fn finish(&mut self) -> Result<(), StateError> {
+        // Every input ended: what waits for event-time order is taken first.
+        let waiting: Vec<(usize, i32)> = self.merges.keys().copied().collect();
+        for (stage, p) in waiting {
+            let Some(mut merge) = self.merges.remove(&(stage, p)) else {
+                continue;
+            };
+            let inputs = self.topology.stages[stage].inputs.clone();
+            for (i, w) in merge.drain() {
+                self.deliver(&inputs[i], p, w.key.as_deref(), Some(&w.value));
+            }
+        }
         for stage in 0..self.topology.stages.len() {
             for p in 0..self.config.partitions {
                 if let Some(slot) = self.slots.get_mut(&(stage, p))

@@ -14,6 +14,7 @@
 //! - [`join`]: the interval join, inner and left.
 //! - [`asof`]: the as-of stream-table join (a record joins the version valid at its time).
 //! - [`dedup`]: the memory of ids seen within a retention of event time.
+//! - [`merge`]: event-time order across a task's input partitions, as both drivers take it.
 //! - [`deadletter`]: the dead-letter record and its headers.
 //! - [`partition`]: Kafka's default key partitioner (murmur2), so both drivers agree.
 //! - [`passthrough`]: the transactional passthrough, the ceiling benchmarks divide by.
@@ -34,6 +35,7 @@ pub mod host;
 pub mod http;
 pub mod join;
 pub mod kafka;
+pub mod merge;
 pub mod metrics;
 pub mod partition;
 pub mod passthrough;

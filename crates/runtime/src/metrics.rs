@@ -26,6 +26,9 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Duplicates dropped, by operator.
     pub duplicates: IntCounterVec,
+    /// Records a task took out of event-time order because an input it waited for stayed
+    /// empty for `kafka.max_task_idle_ms` (live runs), by stage.
+    pub enforced_order: IntCounterVec,
     /// Segment assignments that changed.
     pub assignments_changed: IntCounter,
     /// Records routed to no plant (sent to the default plant).
@@ -241,6 +244,12 @@ impl Metrics {
                 "fitstream_duplicates_total",
                 "Duplicate records dropped.",
                 &["service"],
+            ),
+            enforced_order: counter(
+                &r,
+                "fitstream_enforced_order_total",
+                "Records taken before an empty input that had records waiting on the broker, after kafka.max_task_idle_ms.",
+                &["stage"],
             ),
             assignments_changed,
             unrouted,

@@ -43,6 +43,11 @@ pub struct KafkaConfig {
     /// The whole drain on SIGTERM (the last commit) is bounded by this; the manifests' grace
     /// period leaves room for it (a test checks that they agree).
     pub shutdown_timeout_ms: u64,
+    /// How long a task with several inputs (clickstream and purchases) waits for an empty
+    /// input that the broker shows has records not fetched yet before it goes on without it,
+    /// as Kafka Streams' `max.task.idle.ms`; live runs only (a bounded run waits for every
+    /// record). A caught-up input is never waited for.
+    pub max_task_idle_ms: u64,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
     /// Properties per service over [`properties`](Self::properties): each service's clients
@@ -62,6 +67,7 @@ impl Default for KafkaConfig {
             unavailable_limit_ms: 300_000,
             liveness_timeout_ms: 120_000,
             shutdown_timeout_ms: 30_000,
+            max_task_idle_ms: 1_000,
             properties: BTreeMap::new(),
             services: BTreeMap::new(),
         }

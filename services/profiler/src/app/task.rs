@@ -38,6 +38,9 @@ struct Meta {
     /// The latest event time applied.
     #[serde(default = "no_time")]
     applied_until: i64,
+    /// The latest last-event time of the profiles emitted.
+    #[serde(default = "no_time")]
+    emitted_until: i64,
 }
 
 fn no_time() -> i64 {
@@ -62,6 +65,7 @@ impl Default for Meta {
             progress: EventTime::MIN,
             advanced_to: i64::MIN,
             applied_until: i64::MIN,
+            emitted_until: i64::MIN,
         }
     }
 }
@@ -255,7 +259,13 @@ impl ProfileTask {
                 }
                 Err(e) => ctx.reject_output(topic, Some(id.as_bytes().to_vec()), &e),
             }
-            let key = (t, id);
+            // Queued for placement at its time, or at the latest profile emitted before it
+            // if that is later (a late record changed a customer whose last event is
+            // older): the segmenter, reading this partition, takes it at that time too, so
+            // whether a model's cutoff falls before or after this version is the same in
+            // both services and in both run modes, whenever the model arrives.
+            let key = (t.max(EventTime(self.meta.emitted_until)), id);
+            self.meta.emitted_until = self.meta.emitted_until.max(t.0);
             if self.queue.insert(key.clone(), profile.features).is_none() {
                 *self.queued.entry(key.1).or_default() += 1;
             }

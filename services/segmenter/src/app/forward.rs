@@ -65,8 +65,14 @@ impl Task for ForwardTask {
             return Ok(());
         };
         let profile: CustomerProfile = self.app.codec.decode(record.topic, bytes)?;
-        let row = SampledProfile::of(profile).map_err(|m| Rejection::new(Reason::Validation, m))?;
-        gate.at(row.event_time)?;
+        let mut row =
+            SampledProfile::of(profile).map_err(|m| Rejection::new(Reason::Validation, m))?;
+        // A profile behind this partition's watermark (a late event updated it) goes on at
+        // the watermark: the markers this task sends promise the fitting task nothing
+        // earlier, so what a refit sees never depends on how the partitions interleave on
+        // the repartition topic, and the customer's newest profile stays the newest there.
+        let watermark = gate.at(row.event_time)?;
+        row.event_time = row.event_time.max(watermark);
         let bytes =
             codec::encode(&row).map_err(|e| Rejection::new(Reason::Validation, e.to_string()))?;
         ctx.emit(

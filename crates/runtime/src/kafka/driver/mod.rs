@@ -27,7 +27,8 @@
 //! changelog topics), `restore` (assignment: positions, tasks restored from their changelog
 //! partitions), `records` (the record path, sends with back-pressure, watermark advances), `globals`
 //! (global tables), `tables` (tables read before streams), `ends` (bounded ends, lag,
-//! records never delivered) and `commit` (checkpoints and offsets in one transaction). The
+//! records never delivered), `order` (event-time order across a task's input partitions)
+//! and `commit` (checkpoints and offsets in one transaction). The
 //! per-task work is the runtime's [`crate::host::TaskHost`].
 
 mod commit;
@@ -35,6 +36,7 @@ mod context;
 mod ends;
 mod globals;
 mod internal;
+mod order;
 mod records;
 mod restore;
 mod tables;
@@ -402,6 +404,9 @@ fn run_once(
         ends_taken: config.chain.inputs_complete.is_none(),
         restoring: None,
         draining: None,
+        merges: BTreeMap::new(),
+        order_wait: HashMap::new(),
+        order_paused: BTreeSet::new(),
     };
     driver.service = driver.topology.name.clone();
     let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
@@ -494,6 +499,8 @@ fn run_once(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
+        driver.take_in_order(&ends)?;
+        driver.pace_order(&consumer)?;
         if !driver.ends_taken
             && driver
                 .config
@@ -571,6 +578,13 @@ struct Driver<'t> {
     /// Set on SIGTERM: every broker call of the last commit ends by then
     /// (`kafka.shutdown_timeout_ms`).
     draining: Option<Instant>,
+    /// Records waiting for event-time order, per task of a stage with several inputs
+    /// (`order`).
+    merges: BTreeMap<(usize, i32), crate::merge::Merge<order::Waiting>>,
+    /// Since when a task's waiting records wait for an empty input (live runs).
+    order_wait: HashMap<(usize, i32), Instant>,
+    /// Input partitions paused because their queue in the merge is long.
+    order_paused: BTreeSet<(String, i32)>,
 }
 
 impl Drop for Driver<'_> {

@@ -84,44 +84,59 @@ impl Driver<'_> {
     }
 
     pub(super) fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
-        let topic = m.topic().to_owned();
+        let topic = m.topic();
         let partition = m.partition();
-        let Some(stage) = self.topology.stage_of(&topic) else {
+        let Some(stage) = self.topology.stage_of(topic) else {
             return Ok(());
         };
-        if self.paused.contains(&(topic.clone(), partition)) {
+        if self.paused.contains(&(topic.to_owned(), partition)) {
             // Fetched before the pause took effect: not processed now, read again on resume.
             self.rewind
-                .entry((topic.clone(), partition))
+                .entry((topic.to_owned(), partition))
                 .or_insert(m.offset());
             return Ok(());
         }
-        self.positions
-            .insert((topic.clone(), partition), m.offset() + 1);
-        self.stats.records += 1;
-        self.begin()?;
-        METRICS.records_in.with_label_values(&[&topic]).inc();
         let marker = m.headers().and_then(|h| {
             task::parse_marker(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
         });
-        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+        if self.wait_in_order(stage, m, &marker) {
             return Ok(());
-        };
+        }
         let record = Record {
-            topic: &topic,
+            topic,
             partition,
             offset: m.offset(),
             key: m.key(),
             value: m.payload(),
         };
+        self.process(stage, &record, marker)
+    }
+
+    /// One record through its task, in the open transaction: markers to the task's
+    /// watermarks, records through the gate and the task, what it emits to its topics.
+    pub(super) fn process(
+        &mut self,
+        stage: usize,
+        record: &Record<'_>,
+        marker: Option<(String, Option<EventTime>)>,
+    ) -> Result<(), KafkaError> {
+        let (topic, partition) = (record.topic, record.partition);
+        self.positions
+            .insert((topic.to_owned(), partition), record.offset + 1);
+        self.stats.records += 1;
+        self.begin()?;
+        METRICS.records_in.with_label_values(&[topic]).inc();
+        let Some(slot) = self.slots.get_mut(&(stage, partition)) else {
+            return Ok(());
+        };
         if let Some((source, watermark)) = marker {
-            return match slot.marker(&topic, source, watermark, now_ms()) {
+            return match slot.marker(topic, source, watermark, now_ms()) {
                 Ok(()) => Ok(()),
-                Err(r) => self.dead_letter(&r.dead_letter(&record, &self.service, now_ms())),
+                Err(r) => self.dead_letter(&r.dead_letter(record, &self.service, now_ms())),
             };
         }
         let started = Instant::now();
-        let (ctx, dead) = slot.deliver(&record, &self.service, now_ms(), !self.config.bounded);
+        let (ctx, dead) = slot.deliver(record, &self.service, now_ms(), !self.config.bounded);
         METRICS
             .processing_seconds
             .with_label_values(&[&self.topology.stages[stage].name])
@@ -198,29 +213,36 @@ impl Driver<'_> {
     }
 
     pub(super) fn tick(&mut self) -> Result<(), KafkaError> {
-        let now = now_ms();
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         for (stage, p) in keys {
-            let Some(slot) = self.slots.get_mut(&(stage, p)) else {
-                continue;
-            };
-            let idle = slot.watermarks.idle(now);
-            if idle != slot.idle {
-                tracing::info!(
-                    stage = %self.topology.stages[stage].name,
-                    partition = p,
-                    ?idle,
-                    watermark = %slot.watermarks.current(now),
-                    "idle inputs changed"
-                );
-                slot.idle = idle;
+            self.tick_task(stage, p)?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes one task's watermark; when it moved, the task advances (as the embedded
+    /// driver does after every record).
+    pub(super) fn tick_task(&mut self, stage: usize, p: i32) -> Result<(), KafkaError> {
+        let now = now_ms();
+        let Some(slot) = self.slots.get_mut(&(stage, p)) else {
+            return Ok(());
+        };
+        let idle = slot.watermarks.idle(now);
+        if idle != slot.idle {
+            tracing::info!(
+                stage = %self.topology.stages[stage].name,
+                partition = p,
+                ?idle,
+                watermark = %slot.watermarks.current(now),
+                "idle inputs changed"
+            );
+            slot.idle = idle;
+        }
+        if let Some(ctx) = slot.tick(now) {
+            if !ctx.is_empty() {
+                self.begin()?;
             }
-            if let Some(ctx) = slot.tick(now) {
-                if !ctx.is_empty() {
-                    self.begin()?;
-                }
-                self.route(stage, p, ctx)?;
-            }
+            self.route(stage, p, ctx)?;
         }
         Ok(())
     }

@@ -28,6 +28,10 @@ impl Driver<'_> {
             slot.task.revoked();
         }
         self.slots.clear();
+        // Records waiting for their turn were never processed nor committed: read again.
+        self.merges.clear();
+        self.order_wait.clear();
+        self.order_paused.clear();
     }
 
     /// A consumer of the group's offsets and the partitions' ends, outside the group.

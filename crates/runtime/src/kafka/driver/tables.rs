@@ -52,7 +52,9 @@ impl Driver<'_> {
                     if let Some(offset) = self.rewind.remove(&key) {
                         consumer.seek(input, p, Offset::Offset(offset), Duration::from_secs(10))?;
                     }
-                    resume.add_partition(input, p);
+                    if !self.order_paused.contains(&key) {
+                        resume.add_partition(input, p);
+                    }
                     self.paused.remove(&key);
                 }
             }
