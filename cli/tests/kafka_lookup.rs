@@ -79,8 +79,6 @@ async fn two_instances_answer_every_customer_as_the_embedded_state_says() {
     let cfg = fresh(&id).await;
     let sim = SimConfig {
         seconds: 43_200,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
         ..SimConfig::default()
     };
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();

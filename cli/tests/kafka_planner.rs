@@ -188,12 +188,8 @@ async fn pipeline(scenario: Scenario) {
     let cfg = fresh(&id).await;
     let plants = plants();
 
-    // In-order partitions (out-of-order delay 0), duplicates and malformed records included.
-    let sim = SimConfig {
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
-        ..SimConfig::default()
-    };
+    // The simulator's default input: records out of order, late, duplicated and malformed.
+    let sim = SimConfig::default();
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();
     assert!(records.len() >= 200_000, "{} records", records.len());
 

@@ -45,9 +45,8 @@ fn versions(lines: &[serde_json::Value]) -> BTreeMap<String, Vec<String>> {
 async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     let id = run_id();
     let cfg = fresh_with(&id, true).await;
+    // The simulator's default input: out of order, late, duplicated and malformed records.
     let sim = SimConfig {
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
         seconds: 86_400,
         ..SimConfig::default()
     };

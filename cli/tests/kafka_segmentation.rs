@@ -34,11 +34,9 @@ async fn profiles_models_and_assignments_equal_the_embedded_run() {
 
     let id = run_id();
     let cfg = fresh_with(&id, true).await;
-    // In-order partitions (see the planner's test); duplicates and malformed records stay in.
+    // The simulator's default input: out of order, late, duplicated and malformed records.
     let sim = SimConfig {
         seconds: 86_400,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
         ..SimConfig::default()
     };
     let records: Vec<InputRecord> = Simulator::new(sim).expect("simulator").collect();

@@ -502,12 +502,21 @@ pub fn segmentation_reference(
 ) -> Vec<fitstream_runtime::embedded::Produced> {
     let codec = fitstream::commands::codec(cfg);
     let mut pipeline = fitstream::embedded::segmentation_with(cfg, lookup);
+    // A bounded input, announced first: the profiler takes its two inputs in event-time
+    // order, as a bounded run on Kafka does.
     for r in records {
-        let o = fitstream::inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
-        pipeline.push(
+        let topic = fitstream::inputs::topic_name(&cfg.topics, r.topic());
+        pipeline.announce(topic, r.key());
+    }
+    let mut stamps = fitstream::inputs::Stamps::default();
+    for r in records {
+        let mut o = fitstream::inputs::to_out_record(&codec, &cfg.topics, r).expect("encodes");
+        let at = stamps.stamp(&mut o);
+        pipeline.push_at(
             &o.topic,
             o.key.as_deref(),
             o.value.as_deref().unwrap_or_default(),
+            at,
         );
     }
     pipeline.finish().expect("every store checkpoints");

@@ -182,13 +182,14 @@ impl FitTask {
         if !self.fitter {
             return;
         }
-        // Never past the latest profile received: a watermark that moved on with the wall
+        // Short of the latest profile received: a watermark that moved on with the wall
         // clock (idle inputs) must not promise anything about times no profile reached yet,
-        // such as the cutoff of the last fit at the end of the input (the latest profile).
+        // and the last fit at the end of the input takes the latest profile as its cutoff,
+        // so the promise (no model at or before it will come) stops one millisecond before.
         let watermark = if watermark == EventTime::MAX {
             watermark
         } else {
-            watermark.min(self.meta.max_received)
+            watermark.min(EventTime(self.meta.max_received.0.saturating_sub(1)))
         };
         let step = if watermark == EventTime::MAX {
             i64::MAX

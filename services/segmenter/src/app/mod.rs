@@ -515,8 +515,8 @@ mod tests {
             .collect();
         assert_eq!(
             progress,
-            vec![last],
-            "progress up to the latest profile only"
+            vec![EventTime(last.0 - 1)],
+            "progress up to just before the latest profile only"
         );
         assert_eq!(
             app.counters.snapshot().fits_skipped - skipped,
@@ -532,6 +532,61 @@ mod tests {
                 .map(|e| e.event_time),
             Some(EventTime::MAX)
         );
+    }
+
+    /// The progress a task reports promises that no model with a cutoff at or before it
+    /// will come. The last fit at the end of the input has the latest profile as its cutoff,
+    /// so progress stays below that profile: reported up to it, a profiler that placed a
+    /// profile of that time with the previous model on the promise met the end's model with
+    /// the same cutoff later, or earlier, as the two services' timing went (one assignment in
+    /// 5,100 differed between `replay` and `run all --until-end` of the REES46 excerpt).
+    #[test]
+    fn no_model_comes_with_a_cutoff_the_progress_already_passed() {
+        let app = app(1);
+        let topic = app.repartition_topic();
+        let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
+        let mut ctx = Ctx::default();
+        // 300 customers over an hour and a half: a fit at the first hour's boundary, then
+        // the watermark stops short of the next one, past the latest profile.
+        for (i, c) in population(300, 3, 1.0).iter().enumerate() {
+            let v = codec::encode(&SampledProfile {
+                customer_id: c.customer_id.clone(),
+                features: c.features.clone(),
+                top_categories: c.top_categories.clone(),
+                event_time: EventTime(START + i as i64 * 18_000),
+            })
+            .expect("serializes");
+            let r = Record {
+                topic: &topic,
+                partition: 0,
+                offset: i as i64,
+                key: Some(SAMPLE_KEY),
+                value: Some(&v),
+            };
+            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
+                .expect("processes");
+        }
+        task.advance(EventTime(START + 2 * HOUR - 60_000), &mut ctx);
+        task.advance(EventTime::MAX, &mut ctx);
+        let mut promised = EventTime::MIN;
+        let mut models = 0;
+        for e in &ctx.emits {
+            if e.kind == EmitKind::Progress {
+                promised = promised.max(e.event_time);
+            } else if e.topic == app.topics.segment_models {
+                models += 1;
+                assert!(
+                    e.event_time > promised,
+                    "a model with cutoff {} after progress {promised}",
+                    e.event_time
+                );
+            }
+        }
+        assert!(
+            models >= 2,
+            "a model at the boundary and one at the end: {models}"
+        );
+        assert_eq!(promised, EventTime::MAX);
     }
 
     #[test]
