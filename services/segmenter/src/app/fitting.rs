@@ -182,14 +182,12 @@ impl FitTask {
         if !self.fitter {
             return;
         }
-        // Short of the latest profile received: a watermark that moved on with the wall
-        // clock (idle inputs) must not promise anything about times no profile reached yet,
-        // and the last fit at the end of the input takes the latest profile as its cutoff,
-        // so the promise (no model at or before it will come) stops one millisecond before.
+        // Never past the latest profile received: a watermark that moved on with the wall
+        // clock (idle inputs) must not promise anything about times no profile reached yet.
         let watermark = if watermark == EventTime::MAX {
             watermark
         } else {
-            watermark.min(EventTime(self.meta.max_received.0.saturating_sub(1)))
+            watermark.min(self.meta.max_received)
         };
         let step = if watermark == EventTime::MAX {
             i64::MAX
@@ -344,7 +342,11 @@ impl Task for FitTask {
         }
         if end && self.meta.unfitted {
             let previous = self.model.as_ref().map(|m| m.cutoff_event_time);
-            let cutoff = previous.map_or(self.meta.max_seen, |p| p.max(self.meta.max_seen));
+            // Just after the latest profile: progress may have promised up to that profile's
+            // time (no model at or before it will come), and a profiler placed profiles of
+            // that time on the promise.
+            let after = EventTime(self.meta.max_seen.0.saturating_add(1));
+            let cutoff = previous.map_or(after, |p| p.max(after));
             self.refit(cutoff, ctx);
         }
         self.report_progress(watermark, ctx);
