@@ -406,6 +406,7 @@ fn run_once(
         draining: None,
         merges: BTreeMap::new(),
         order_wait: HashMap::new(),
+        order_told: BTreeSet::new(),
         order_paused: BTreeSet::new(),
     };
     driver.service = driver.topology.name.clone();
@@ -581,8 +582,10 @@ struct Driver<'t> {
     /// Records waiting for event-time order, per task of a stage with several inputs
     /// (`order`).
     merges: BTreeMap<(usize, i32), crate::merge::Merge<order::Waiting>>,
-    /// Since when a task's waiting records wait for an empty input (live runs).
+    /// Since when a task's waiting records wait for an empty input.
     order_wait: HashMap<(usize, i32), Instant>,
+    /// Tasks whose long wait was logged (once per wait).
+    order_told: BTreeSet<(usize, i32)>,
     /// Input partitions paused because their queue in the merge is long.
     order_paused: BTreeSet<(String, i32)>,
 }

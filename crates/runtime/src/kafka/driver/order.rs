@@ -26,6 +26,8 @@ use crate::task::Record;
 pub(super) const PAUSE_AT: usize = 4_096;
 /// Records waiting below which a paused partition resumes.
 pub(super) const RESUME_BELOW: usize = 1_024;
+/// A wait for an empty input this long is logged with the state of every input.
+const LONG_WAIT: Duration = Duration::from_secs(30);
 
 /// A record waiting for its turn, copied out of the consumer's buffer.
 #[derive(Debug)]
@@ -109,9 +111,11 @@ impl Driver<'_> {
                 if merge.is_empty() {
                     self.order_wait.remove(&(stage, p));
                 } else {
-                    self.order_wait
+                    let since = *self
+                        .order_wait
                         .entry((stage, p))
                         .or_insert_with(Instant::now);
+                    self.tell_long_wait(stage, p, inputs, merge, since);
                 }
                 return Ok(());
             };
@@ -123,6 +127,7 @@ impl Driver<'_> {
                 enforced = false;
             }
             self.order_wait.remove(&(stage, p));
+            self.order_told.remove(&(stage, p));
             let record = Record {
                 topic: &inputs[i],
                 partition: p,
@@ -135,6 +140,43 @@ impl Driver<'_> {
             // next record is late never depends on how many were taken in one go.
             self.tick_task(stage, p)?;
         }
+    }
+
+    /// A task that has waited [`LONG_WAIT`] for an empty input says, once per wait, what each
+    /// input holds and where it stands (a bounded run waits as long as it takes).
+    fn tell_long_wait(
+        &mut self,
+        stage: usize,
+        p: i32,
+        inputs: &[String],
+        merge: &Merge<Waiting>,
+        since: Instant,
+    ) {
+        if since.elapsed() < LONG_WAIT || !self.order_told.insert((stage, p)) {
+            return;
+        }
+        let state: Vec<String> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let key = (t.clone(), p);
+                format!(
+                    "{t}/{p}: {} waiting, position {:?}, end {:?}, paused {}, paused for order {}",
+                    merge.len(i),
+                    self.positions.get(&key),
+                    self.end_offsets.get(&key),
+                    self.paused.contains(&key),
+                    self.order_paused.contains(&key)
+                )
+            })
+            .collect();
+        tracing::warn!(
+            stage = %self.topology.stages[stage].name,
+            partition = p,
+            waited_s = since.elapsed().as_secs(),
+            "a task waits for an empty input to take its records in event-time order: {}",
+            state.join("; ")
+        );
     }
 
     /// Whether the empty input partition `key` of task `(stage, p)` will bring nothing

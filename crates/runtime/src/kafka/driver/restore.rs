@@ -31,6 +31,7 @@ impl Driver<'_> {
         // Records waiting for their turn were never processed nor committed: read again.
         self.merges.clear();
         self.order_wait.clear();
+        self.order_told.clear();
         self.order_paused.clear();
     }
 
