@@ -441,27 +441,30 @@ pub fn succeeded(out: std::process::Output, what: &str) -> String {
 /// record is late depends on the watermark when it is read, and on Kafka the input topics
 /// interleave as they are fetched. Returns the record count.
 pub fn write_in_order_simulation(path: &Path, seconds: u64) -> u64 {
-    let sim = fitstream_simulator::SimConfig {
-        seconds,
-        out_of_order_max_ms: 0,
-        late_fraction: 0.0,
-        ..fitstream_simulator::SimConfig::default()
-    };
-    let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
-    fitstream_simulator::write_jsonl(
-        fitstream_simulator::Simulator::new(sim).expect("simulator"),
-        file,
+    write_simulation(
+        path,
+        fitstream_simulator::SimConfig {
+            seconds,
+            out_of_order_max_ms: 0,
+            late_fraction: 0.0,
+            ..fitstream_simulator::SimConfig::default()
+        },
     )
-    .expect("write")
 }
 
 /// Writes `seconds` of the simulator's default input (out of order, late, duplicate and
 /// malformed records included) as JSON lines to `path`; returns the record count.
 pub fn write_default_simulation(path: &Path, seconds: u64) -> u64 {
-    let sim = fitstream_simulator::SimConfig {
-        seconds,
-        ..fitstream_simulator::SimConfig::default()
-    };
+    write_simulation(
+        path,
+        fitstream_simulator::SimConfig {
+            seconds,
+            ..fitstream_simulator::SimConfig::default()
+        },
+    )
+}
+
+fn write_simulation(path: &Path, sim: fitstream_simulator::SimConfig) -> u64 {
     let file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     fitstream_simulator::write_jsonl(
         fitstream_simulator::Simulator::new(sim).expect("simulator"),

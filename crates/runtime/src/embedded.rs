@@ -111,8 +111,9 @@ pub struct Embedded {
     offsets: BTreeMap<(String, i32), i64>,
     out: Vec<Produced>,
     outcomes: BTreeMap<String, Outcomes>,
-    /// Records of each input partition announced and not pushed yet (a bounded input).
-    announced: BTreeMap<(String, i32), u64>,
+    /// Records of each input partition announced and not pushed yet (a bounded input), by
+    /// topic and partition.
+    announced: BTreeMap<String, BTreeMap<i32, u64>>,
     /// Records waiting for event-time order, per task of a stage with several inputs.
     merges: BTreeMap<(usize, i32), Merge<Waiting>>,
 }
@@ -153,7 +154,9 @@ impl Embedded {
         let partition = self.partition_of(key);
         *self
             .announced
-            .entry((topic.to_owned(), partition))
+            .entry(topic.to_owned())
+            .or_default()
+            .entry(partition)
             .or_default() += 1;
     }
 
@@ -171,7 +174,11 @@ impl Embedded {
         ) else {
             return self.deliver(topic, partition, key, Some(value));
         };
-        if let Some(n) = self.announced.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(n) = self
+            .announced
+            .get_mut(topic)
+            .and_then(|t| t.get_mut(&partition))
+        {
             *n = n.saturating_sub(1);
         }
         let n = st.inputs.len();
@@ -195,18 +202,19 @@ impl Embedded {
         let Some(mut merge) = self.merges.remove(&(stage, partition)) else {
             return;
         };
-        let inputs = self.topology.stages[stage].inputs.clone();
         loop {
-            let announced = &self.announced;
+            let (announced, inputs) = (&self.announced, &self.topology.stages[stage].inputs);
             let next = merge.pop(|i| {
                 announced
-                    .get(&(inputs[i].clone(), partition))
+                    .get(inputs[i].as_str())
+                    .and_then(|t| t.get(&partition))
                     .is_none_or(|n| *n == 0)
             });
             let Some((i, w)) = next else {
                 break;
             };
-            self.deliver(&inputs[i], partition, w.key.as_deref(), Some(&w.value));
+            let topic = self.topology.stages[stage].inputs[i].clone();
+            self.deliver(&topic, partition, w.key.as_deref(), Some(&w.value));
         }
         self.merges.insert((stage, partition), merge);
     }

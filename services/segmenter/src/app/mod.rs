@@ -478,6 +478,28 @@ mod tests {
         ctx.emits
     }
 
+    /// `n` customers' profiles into the fitting task, `step_ms` apart from [`START`].
+    fn feed_population(task: &mut FitTask, topic: &str, n: usize, step_ms: i64, ctx: &mut Ctx) {
+        for (i, c) in population(n, 3, 1.0).iter().enumerate() {
+            let v = codec::encode(&SampledProfile {
+                customer_id: c.customer_id.clone(),
+                features: c.features.clone(),
+                top_categories: c.top_categories.clone(),
+                event_time: EventTime(START + i as i64 * step_ms),
+            })
+            .expect("serializes");
+            let r = Record {
+                topic,
+                partition: 0,
+                offset: i as i64,
+                key: Some(SAMPLE_KEY),
+                value: Some(&v),
+            };
+            task.process(&r, &mut Gate::open(EventTime::MIN), ctx)
+                .expect("processes");
+        }
+    }
+
     #[test]
     fn progress_never_passes_the_latest_profile_and_a_failed_fit_waits_for_new_profiles() {
         let app = app(1);
@@ -485,24 +507,7 @@ mod tests {
         let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
         let mut ctx = Ctx::default();
         // 50 customers: fewer than min_sample_size (100), every fit is skipped.
-        for (i, c) in population(50, 3, 1.0).iter().enumerate() {
-            let v = codec::encode(&SampledProfile {
-                customer_id: c.customer_id.clone(),
-                features: c.features.clone(),
-                top_categories: c.top_categories.clone(),
-                event_time: EventTime(START + i as i64 * 60_000),
-            })
-            .expect("serializes");
-            let r = Record {
-                topic: &topic,
-                partition: 0,
-                offset: i as i64,
-                key: Some(SAMPLE_KEY),
-                value: Some(&v),
-            };
-            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
-                .expect("processes");
-        }
+        feed_population(&mut task, &topic, 50, 60_000, &mut ctx);
         let last = EventTime(START + 49 * 60_000);
         // The watermark moves on with the wall clock, two days past the last profile.
         let skipped = app.counters.snapshot().fits_skipped;
@@ -549,24 +554,7 @@ mod tests {
         let mut ctx = Ctx::default();
         // 300 customers over an hour and a half: a fit at the first hour's boundary, then
         // the watermark stops short of the next one, past the latest profile.
-        for (i, c) in population(300, 3, 1.0).iter().enumerate() {
-            let v = codec::encode(&SampledProfile {
-                customer_id: c.customer_id.clone(),
-                features: c.features.clone(),
-                top_categories: c.top_categories.clone(),
-                event_time: EventTime(START + i as i64 * 18_000),
-            })
-            .expect("serializes");
-            let r = Record {
-                topic: &topic,
-                partition: 0,
-                offset: i as i64,
-                key: Some(SAMPLE_KEY),
-                value: Some(&v),
-            };
-            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
-                .expect("processes");
-        }
+        feed_population(&mut task, &topic, 300, 18_000, &mut ctx);
         task.advance(EventTime(START + 2 * HOUR - 60_000), &mut ctx);
         task.advance(EventTime::MAX, &mut ctx);
         let mut promised = EventTime::MIN;
