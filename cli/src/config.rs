@@ -127,6 +127,7 @@ fn load_with(
         .map_err(|e| ConfigError(e.to_string()))?;
     config.planner.check().map_err(ConfigError)?;
     config.limits.check().map_err(ConfigError)?;
+    config.kafka.check().map_err(ConfigError)?;
     Ok(config)
 }
 

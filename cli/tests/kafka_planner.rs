@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use fitstream::commands;
@@ -40,33 +40,34 @@ enum Scenario {
     Kills(u32),
     /// A second instance joins, works a while, then stops gracefully (SIGTERM).
     SecondInstance,
+    /// One instance, then a second and a third join, then the third stops (SIGTERM): under
+    /// the incremental protocol only the moved partitions' tasks are restored.
+    ScaleOutAndIn,
     /// `kill -9` of the broker mid-run, restarted 5 s later.
     BrokerKilled,
     /// The broker frozen (SIGSTOP) for 20 s, past the group's 10 s session timeout.
     BrokerFrozen,
-    /// A second instance with the first one's `group.instance.id` starts mid-run.
+    /// A second instance with the first one's `group.instance.id` starts mid-run: the group
+    /// refuses it while the first holds the id.
     SameInstanceTwice,
     /// An instance without `group.instance.id` is frozen (SIGSTOP) mid-run, a new one takes
     /// its partitions, and the frozen one goes on 25 s later (a zombie).
     FrozenZombie,
 }
 
-/// A shorter group session, so that the fault scenarios see the group react within seconds.
-const SHORT_SESSION: [(&str, &str); 1] =
-    [("FITSTREAM__KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "10000")];
-
 fn fault_broker() -> FaultBroker {
     FaultBroker::from_env().expect("tests/faults.sh runs this test against its own broker")
 }
 
-/// A planner of the fault scenarios (bounded, short session), still running after a random
-/// 4 to 10 s, when the fault comes.
+/// A planner of the fault scenarios (bounded), still running after a random 4 to 10 s, when
+/// the fault comes. The group's session (10 s) is the test broker's
+/// (`group.consumer.session.timeout.ms` in deploy/kafka).
 fn planner_mid_run(
     cfg: &fitstream::config::FitstreamConfig,
     membership: Membership,
     rng: &mut impl Rng,
 ) -> Stopped {
-    let mut child = Stopped(spawn_with(cfg, "planner", membership, true, &SHORT_SESSION));
+    let mut child = Stopped(spawn_with(cfg, "planner", membership, true, &[]));
     std::thread::sleep(Duration::from_millis(rng.random_range(4_000..10_000)));
     assert!(
         child.0.try_wait().expect("wait").is_none(),
@@ -83,6 +84,15 @@ async fn planner_on_kafka_equals_the_embedded_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_joining_and_leaving_changes_nothing() {
     pipeline(Scenario::SecondInstance).await;
+}
+
+/// 1 -> 2 -> 3 -> 2 instances mid-run: the output equals the embedded run, and an instance
+/// restores only the tasks of partitions it is newly given; the tasks it keeps keep their
+/// state (KIP-848, the broker's sticky `range` assignor). Prints the changelog records
+/// restored at each step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_out_and_in_restores_only_the_moved_partitions() {
+    pipeline(Scenario::ScaleOutAndIn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,6 +336,7 @@ async fn pipeline(scenario: Scenario) {
             let status = wait_for(&mut first.0, Duration::from_secs(900));
             assert!(status.success(), "the first instance failed: {status}");
         }
+        Scenario::ScaleOutAndIn => scale_out_and_in(&cfg, &id),
         Scenario::BrokerKilled => {
             let broker = fault_broker();
             let mut child = planner_mid_run(&cfg, Membership::Static, &mut rng);
@@ -355,32 +366,39 @@ async fn pipeline(scenario: Scenario) {
         }
         Scenario::SameInstanceTwice => {
             let mut first = planner_mid_run(&cfg, Membership::Static, &mut rng);
-            let mut second = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Static,
-                true,
-                &SHORT_SESSION,
-            ));
+            let log = std::env::temp_dir().join(format!("fitstream-twice-{id}.log"));
+            let instance = cfg.kafka.group_instance_id.clone().expect("an instance id");
+            let mut second = Stopped(spawn_logged(&cfg, "planner", Some(&instance), &log));
             let first_status = wait_for(&mut first.0, Duration::from_secs(900));
             let second_status = wait_for(&mut second.0, Duration::from_secs(900));
             println!("first instance: {first_status}; second, same instance id: {second_status}");
+            // KIP-848 refuses the newcomer while the first holds the id (it never fences the
+            // running one): the first runs to the end; the second joins again every 2 s and
+            // either gets in once the first has left (and finds the work done) or, refused
+            // for two minutes, stops saying another instance runs with its id.
+            assert!(first_status.success(), "the first instance ran to the end");
+            let events = log_events(&log, 0..usize::MAX);
+            let said = |what: &str| {
+                events.iter().any(|e| {
+                    e["fields"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(what))
+                })
+            };
             assert!(
-                first_status.success() != second_status.success(),
-                "one instance is fenced twice and stops, the other runs to the end"
+                said("the group still holds group.instance.id"),
+                "the second instance was refused while the first held the id"
+            );
+            assert!(
+                second_status.success() || said("another instance runs with group.instance.id"),
+                "the second instance either ran to the end or stopped for the duplicate id: {second_status}"
             );
         }
         Scenario::FrozenZombie => {
             let mut zombie = planner_mid_run(&cfg, Membership::Dynamic, &mut rng);
             send_signal(&zombie.0.id().to_string(), "STOP");
             std::thread::sleep(Duration::from_secs(2));
-            let mut heir = Stopped(spawn_with(
-                &cfg,
-                "planner",
-                Membership::Dynamic,
-                true,
-                &SHORT_SESSION,
-            ));
+            let mut heir = Stopped(spawn_with(&cfg, "planner", Membership::Dynamic, true, &[]));
             std::thread::sleep(Duration::from_secs(25));
             send_signal(&zombie.0.id().to_string(), "CONT");
             println!("the zombie was frozen for 27 s while another instance took over");
@@ -572,5 +590,212 @@ async fn a_window_closes_on_a_quiet_stream() {
     assert_eq!(
         o["segment_mix"],
         serde_json::json!([{"segment_id": null, "segment_label": "unassigned", "quantity": "3.000"}])
+    );
+}
+
+/// What one instance did in one step of [`Scenario::ScaleOutAndIn`], from its log.
+#[derive(Debug, Default)]
+struct StepOfInstance {
+    /// Input partitions (of the clickstream) it held when the step began.
+    held: BTreeSet<i32>,
+    /// Input partitions it was given during the step.
+    given: BTreeSet<i32>,
+    /// Input partitions it gave up during the step.
+    taken: BTreeSet<i32>,
+    /// Input partitions it held when the step ended.
+    end: BTreeSet<i32>,
+    /// Partitions it was given back after giving them up in the same step.
+    regiven: BTreeSet<i32>,
+    /// Tasks restored, and the changelog records they read.
+    restored_tasks: u64,
+    restored_records: u64,
+}
+
+/// The clickstream partitions named in a driver log event's `partitions` field
+/// (`topic/partition ...`).
+fn partitions_of(event: &serde_json::Value, topic: &str) -> BTreeSet<i32> {
+    event["fields"]["partitions"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|item| item.rsplit_once('/'))
+        .filter(|(t, _)| *t == topic)
+        .filter_map(|(_, p)| p.parse().ok())
+        .collect()
+}
+
+/// One instance's log lines `lines`, replayed from what it `held` before them.
+fn replay_step(events: &[serde_json::Value], held: &BTreeSet<i32>, topic: &str) -> StepOfInstance {
+    let mut step = StepOfInstance {
+        held: held.clone(),
+        end: held.clone(),
+        ..StepOfInstance::default()
+    };
+    for e in events {
+        match e["fields"]["message"].as_str().unwrap_or_default() {
+            "partitions assigned" => {
+                for p in partitions_of(e, topic) {
+                    if step.taken.contains(&p) {
+                        step.regiven.insert(p);
+                    }
+                    step.given.insert(p);
+                    step.end.insert(p);
+                }
+            }
+            m if m.starts_with("partitions revoked") => {
+                for p in partitions_of(e, topic) {
+                    step.taken.insert(p);
+                    step.end.remove(&p);
+                }
+            }
+            m if m.starts_with("every partition revoked") => {
+                step.taken.append(&mut step.end);
+            }
+            "task restored" => {
+                step.restored_tasks += 1;
+                step.restored_records += e["fields"]["restored"].as_u64().unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    step
+}
+
+/// The scale-out-and-in scenario: instances a, b, c (static members) join one at a time, each
+/// once the previous step settled (the joining instance restored its tasks), then c stops.
+/// From their logs, per step: only partitions an instance is newly given restore (each task
+/// once), and an instance never gives up a partition it is given back in the same step (the
+/// eager protocol does that to every partition at every step).
+fn scale_out_and_in(cfg: &fitstream::config::FitstreamConfig, id: &str) {
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+    let topic = cfg.topics.clickstream.as_str();
+    let dir = std::env::temp_dir().join(format!("fitstream-scale-{id}"));
+    std::fs::create_dir_all(&dir).expect("log directory");
+    let log = |n: &str| dir.join(format!("{n}.log"));
+    let mark = || -> BTreeMap<&'static str, usize> {
+        NAMES.iter().map(|n| (*n, log_lines(&log(n)))).collect()
+    };
+    let restored = |n: &str, from: usize| {
+        log_events(&log(n), from..usize::MAX)
+            .iter()
+            .filter(|e| e["fields"]["message"] == "task restored")
+            .count()
+    };
+    // Events of a rebalance (given, given up, restored) in all logs so far.
+    let rebalance_events = || -> usize {
+        NAMES
+            .iter()
+            .flat_map(|n| log_events(&log(n), 0..usize::MAX))
+            .filter(|e| {
+                let m = e["fields"]["message"].as_str().unwrap_or_default();
+                m == "task restored" || m.starts_with("partitions ") || m.starts_with("every ")
+            })
+            .count()
+    };
+    let mut children: BTreeMap<&str, Stopped> = BTreeMap::new();
+    let mut steps: Vec<(&str, BTreeMap<&str, usize>)> = Vec::new();
+    for (step, name) in [("0->1", "a"), ("1->2", "b"), ("2->3", "c")] {
+        for (n, child) in children.iter_mut() {
+            assert!(
+                child.0.try_wait().expect("wait").is_none(),
+                "instance {n} ended before step {step}"
+            );
+        }
+        let at = mark();
+        let from = at[name];
+        steps.push((step, at));
+        children.insert(
+            name,
+            Stopped(spawn_logged(cfg, "planner", Some(name), &log(name))),
+        );
+        // Settled: the new instance restored its tasks, and then no instance was given,
+        // gave up or restored anything for 4 s (twice the test broker's heartbeat).
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while restored(name, from) == 0 {
+            assert!(Instant::now() < deadline, "{name} restored nothing in 90 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (mut seen, mut quiet_since) = (rebalance_events(), Instant::now());
+        while quiet_since.elapsed() < Duration::from_secs(4) {
+            assert!(
+                Instant::now() < deadline,
+                "step {step} did not settle in 90 s"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+            let now = rebalance_events();
+            if now != seen {
+                (seen, quiet_since) = (now, Instant::now());
+            }
+        }
+    }
+    for (n, child) in children.iter_mut() {
+        assert!(
+            child.0.try_wait().expect("wait").is_none(),
+            "instance {n} ended before c stopped"
+        );
+    }
+    steps.push(("3->2", mark()));
+    let c = children.get_mut("c").expect("c");
+    let status = terminate(&mut c.0, Duration::from_secs(120));
+    assert!(status.success(), "c did not drain cleanly: {status}");
+    for n in ["a", "b"] {
+        let child = children.get_mut(n).expect("instance");
+        let status = wait_for(&mut child.0, Duration::from_secs(900));
+        assert!(status.success(), "instance {n} failed: {status}");
+    }
+    let ends = mark();
+
+    let mut held: BTreeMap<&str, BTreeSet<i32>> = BTreeMap::new();
+    let mut per_step: Vec<(&str, BTreeMap<&str, StepOfInstance>)> = Vec::new();
+    for (i, (step, at)) in steps.iter().enumerate() {
+        let until = steps.get(i + 1).map_or(&ends, |(_, next)| next);
+        let mut instances = BTreeMap::new();
+        for n in NAMES {
+            let events = log_events(&log(n), at[n]..until[n]);
+            let before = held.get(n).cloned().unwrap_or_default();
+            let s = replay_step(&events, &before, topic);
+            held.insert(n, s.end.clone());
+            instances.insert(n, s);
+        }
+        per_step.push((step, instances));
+    }
+    // Tasks per partition (the planner's stages): from the first instance's first step.
+    let first = &per_step[0].1["a"];
+    assert!(!first.given.is_empty(), "a was given partitions: {first:?}");
+    let stages = first.restored_tasks / first.given.len() as u64;
+    assert_eq!(
+        stages * first.given.len() as u64,
+        first.restored_tasks,
+        "a whole number of tasks per partition: {first:?}"
+    );
+    for (step, instances) in &per_step {
+        for (n, s) in instances {
+            println!(
+                "scale step {step}, instance {n}: held {:?}, given {:?}, gave up {:?}, holds {:?}: restored {} tasks, {} changelog records",
+                s.held, s.given, s.taken, s.end, s.restored_tasks, s.restored_records
+            );
+            assert!(
+                s.regiven.is_empty(),
+                "step {step}: {n} gave up partitions and was given them back ({:?}): their tasks were restored although they never moved",
+                s.regiven
+            );
+            assert_eq!(
+                s.restored_tasks,
+                stages * s.given.len() as u64,
+                "step {step}: {n} restores exactly the tasks of the partitions it was given: {s:?}"
+            );
+        }
+        let restored: u64 = instances.values().map(|s| s.restored_records).sum();
+        println!("scale step {step}: {restored} changelog records restored in all");
+    }
+    // Scaling 2 -> 3 moves some partitions and keeps the others where they were.
+    let kept: usize = per_step[2]
+        .1
+        .values()
+        .map(|s| s.held.intersection(&s.end).count())
+        .sum();
+    assert!(
+        kept > 0,
+        "step 2->3 kept no partition in place: {per_step:?}"
     );
 }

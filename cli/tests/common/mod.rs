@@ -147,6 +147,55 @@ pub fn spawn_with(
     command.spawn().expect("start fitstream run")
 }
 
+/// `fitstream run <service> --until-end` with its own `group.instance.id` (None: a dynamic
+/// member), logging JSON from info on to `log`: the test reads what the instance did.
+pub fn spawn_logged(
+    cfg: &FitstreamConfig,
+    service: &str,
+    instance: Option<&str>,
+    log: &Path,
+) -> Child {
+    let file = std::fs::File::create(log).expect("the instance's log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fitstream"));
+    command
+        .args([
+            "run",
+            service,
+            "--until-end",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .envs(env_of(cfg))
+        .env("RUST_LOG", "info")
+        .env("FITSTREAM_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(file);
+    match instance {
+        Some(id) => command.env("FITSTREAM__KAFKA__GROUP_INSTANCE_ID", id),
+        None => command.env_remove("FITSTREAM__KAFKA__GROUP_INSTANCE_ID"),
+    };
+    command.spawn().expect("start fitstream run")
+}
+
+/// The JSON log events of an instance started by [`spawn_logged`], in its log's lines
+/// `lines` (a line being written, or not JSON, left out).
+pub fn log_events(log: &Path, lines: std::ops::Range<usize>) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .skip(lines.start)
+        .take(lines.end.saturating_sub(lines.start))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Lines in an instance's log so far.
+pub fn log_lines(log: &Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
 /// A child process killed when the test ends, passed or not.
 pub struct Stopped(pub Child);
 

@@ -147,6 +147,11 @@ struct Setup {
 
 impl Setup {
     fn new(what: &str) -> Setup {
+        // The driver's log, for a failing test (`RUST_LOG=info`); captured per test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let bootstrap =
             std::env::var("FITSTREAM_TEST_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".into());
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
@@ -482,9 +487,6 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_group() {
     kafka
         .properties
         .insert("max.poll.interval.ms".into(), "6000".into());
-    kafka
-        .properties
-        .insert("session.timeout.ms".into(), "6000".into());
     let restored_before = fitstream_runtime::metrics::METRICS.restore_records.get();
     let started = std::time::Instant::now();
     let stats = s.run_with(kafka).expect("the second run ends");

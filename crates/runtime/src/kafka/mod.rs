@@ -48,6 +48,12 @@ pub struct KafkaConfig {
     /// as Kafka Streams' `max.task.idle.ms`; live runs only (a bounded run waits for every
     /// record). A caught-up input is never waited for.
     pub max_task_idle_ms: u64,
+    /// The consumer group protocol of the services' groups: `consumer` (KIP-848, brokers 4.0
+    /// and later; incremental: a rebalance moves only the partitions that change owner, and
+    /// the tasks that stay keep their state) or `classic` (eager `range`: every rebalance
+    /// drops every task and restores it). Both keep a task's co-partitioned inputs together
+    /// (the broker's `range` assignor under `consumer`).
+    pub group_protocol: GroupProtocol,
     /// Extra librdkafka properties, passed through untouched (`security.protocol`, `sasl.*`).
     pub properties: BTreeMap<String, String>,
     /// Properties per service over [`properties`](Self::properties): each service's clients
@@ -68,10 +74,23 @@ impl Default for KafkaConfig {
             liveness_timeout_ms: 120_000,
             shutdown_timeout_ms: 30_000,
             max_task_idle_ms: 1_000,
+            group_protocol: GroupProtocol::Consumer,
             properties: BTreeMap::new(),
             services: BTreeMap::new(),
         }
     }
+}
+
+/// The consumer group protocol ([`KafkaConfig::group_protocol`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// KIP-848: assignments computed by the group coordinator (the `range` assignor, sticky
+    /// and co-partitioning), reconciled incrementally.
+    #[default]
+    Consumer,
+    /// The classic protocol with the eager `range` assignor.
+    Classic,
 }
 
 impl KafkaConfig {
@@ -79,6 +98,29 @@ impl KafkaConfig {
     /// `unavailable_limit_ms` is shorter, so that no single call outlasts the limit.
     pub fn broker_wait(&self, normal: std::time::Duration) -> std::time::Duration {
         normal.min(std::time::Duration::from_millis(self.unavailable_limit_ms))
+    }
+
+    /// Settings that cannot work together: under `group_protocol = "consumer"` the session,
+    /// the heartbeat and the assignor are the broker's, and setting them in `properties` (or
+    /// a service's) is refused with what to set instead.
+    pub fn check(&self) -> Result<(), String> {
+        if self.group_protocol != GroupProtocol::Consumer {
+            return Ok(());
+        }
+        let all = std::iter::once(&self.properties).chain(self.services.values());
+        for properties in all {
+            for key in properties.keys() {
+                let name = rdkafka_name(key);
+                if let Some((_, instead)) =
+                    BROKER_SIDE_UNDER_KIP_848.iter().find(|(k, _)| *k == name)
+                {
+                    return Err(format!(
+                        "kafka.properties.{key}: with kafka.group_protocol = \"consumer\" (KIP-848) it is set by {instead}; remove it, or set kafka.group_protocol = \"classic\""
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The configuration a service's clients use: its own properties over the shared ones.
@@ -122,6 +164,20 @@ impl KafkaConfig {
     /// A librdkafka client configuration with the bootstrap servers and the pass-through
     /// properties.
     pub fn client(&self) -> ClientConfig {
+        let mut c = self.member_client();
+        // Not a member of the services' groups (producers, restore and global readers, the
+        // admin client, `tail`): their membership settings do not apply, and librdkafka
+        // refuses some combinations of them with its default protocol.
+        for k in MEMBER_PROPERTIES {
+            c.remove(k);
+        }
+        c
+    }
+
+    /// The configuration of a service's group consumer: [`client`](Self::client) with the
+    /// group membership properties (`max.poll.interval.ms`, and under the classic protocol
+    /// `session.timeout.ms`, `heartbeat.interval.ms`).
+    pub fn member_client(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers);
         // Explicit: the codec keeps every value it writes below it (a property may raise it).
@@ -135,6 +191,33 @@ impl KafkaConfig {
         c
     }
 }
+
+/// librdkafka properties of a consumer group member's membership.
+const MEMBER_PROPERTIES: [&str; 6] = [
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.protocol",
+    "group.remote.assignor",
+];
+
+/// Properties the KIP-848 `consumer` protocol takes from the broker, not the client: with
+/// it, setting them is a mistake (librdkafka refuses them).
+const BROKER_SIDE_UNDER_KIP_848: [(&str, &str); 3] = [
+    (
+        "session.timeout.ms",
+        "the broker's group.consumer.session.timeout.ms, or the group config consumer.session.timeout.ms",
+    ),
+    (
+        "heartbeat.interval.ms",
+        "the broker's group.consumer.heartbeat.interval.ms, or the group config consumer.heartbeat.interval.ms",
+    ),
+    (
+        "partition.assignment.strategy",
+        "the broker's range assignor, which fitstream selects",
+    ),
+];
 
 /// A pass-through property's librdkafka name. Environment variables cannot carry dots:
 /// `SASL_USERNAME` means `sasl.username` (no librdkafka property has an underscore).
@@ -220,4 +303,41 @@ pub enum KafkaError {
     /// A task's state could not be written (the transaction is aborted) or restored.
     #[error("state: {0}")]
     State(#[from] crate::state::StateError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn membership_settings_reach_the_group_consumer_only() {
+        let mut k = KafkaConfig::default();
+        k.properties
+            .insert("max_poll_interval_ms".into(), "6000".into());
+        k.properties
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        let member = k.member_client();
+        assert_eq!(member.get("max.poll.interval.ms"), Some("6000"));
+        let other = k.client();
+        assert_eq!(
+            other.get("max.poll.interval.ms"),
+            None,
+            "a restore reader is no member"
+        );
+        assert_eq!(other.get("security.protocol"), Some("SASL_SSL"));
+    }
+
+    #[test]
+    fn the_broker_side_settings_of_kip_848_are_refused_in_properties() {
+        let mut k = KafkaConfig::default();
+        assert_eq!(k.check(), Ok(()));
+        k.services.insert(
+            "planner".into(),
+            BTreeMap::from([("session_timeout_ms".to_owned(), "10000".to_owned())]),
+        );
+        let e = k.check().expect_err("refused");
+        assert!(e.contains("group.consumer.session.timeout.ms"), "{e}");
+        k.group_protocol = GroupProtocol::Classic;
+        assert_eq!(k.check(), Ok(()), "the classic protocol takes it");
+    }
 }

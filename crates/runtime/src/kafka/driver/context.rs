@@ -1,15 +1,18 @@
-//! The consumer's context: rebalance callbacks (abort on revocation, pause table streams on
-//! assignment) and librdkafka's statistics (each partition's end, for lag and bounded ends).
+//! The consumer's context: rebalance callbacks (an eager revocation aborts, an incremental one
+//! waits for the loop; assigned inputs paused until restored) and librdkafka's statistics (each
+//! partition's end, for lag and bounded ends).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::metrics::METRICS;
 
@@ -17,8 +20,32 @@ use crate::metrics::METRICS;
 pub(super) struct RebalanceState {
     /// The producer failed inside a callback: the driver must restart.
     pub(super) broken: Option<String>,
+    /// Eager rebalance (classic protocol): every partition was revoked.
     pub(super) revoked: bool,
+    /// Partitions assigned since the loop last looked: the whole assignment (eager), or the
+    /// ones added (incremental).
     pub(super) assigned: Option<Vec<(String, i32)>>,
+    /// Incremental rebalance: partitions to give up, not unassigned yet. The loop commits
+    /// what every task did so far (the tasks that stay keep their state, so nothing may be
+    /// aborted), drops the revoked partitions' tasks, then unassigns them, which tells the
+    /// coordinator they are free.
+    pub(super) revoking: Option<Revoking>,
+}
+
+/// An incremental revocation waiting for the loop.
+pub(super) struct Revoking {
+    pub(super) partitions: Vec<(String, i32)>,
+    /// The group took the partitions away already (session timeout, fenced epoch): nothing
+    /// of the open transaction can commit.
+    pub(super) lost: bool,
+}
+
+/// `tpl`'s partitions.
+pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 /// Per input partition, as of librdkafka's latest statistics: the end a read_committed
@@ -48,6 +75,19 @@ pub(super) struct DriverContext {
     pub(super) broker_up_ms: Arc<std::sync::atomic::AtomicI64>,
     /// Messages received as of the previous statistics (the counter moves by the difference).
     pub(super) rxmsgs: std::sync::atomic::AtomicI64,
+    /// Set when the consumer is about to close: the loop no longer handles revocations, so
+    /// an incremental one is carried out in the callback ([`Closing`]).
+    pub(super) closing: AtomicBool,
+}
+
+/// Marks the consumer as closing when dropped: declared after the consumer, it is dropped
+/// before it, however the run ends.
+pub(super) struct Closing<'c>(pub(super) &'c BaseConsumer<DriverContext>);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.context().closing.store(true, Ordering::SeqCst);
+    }
 }
 
 impl ClientContext for DriverContext {
@@ -77,45 +117,99 @@ impl ClientContext for DriverContext {
 }
 
 impl ConsumerContext for DriverContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(_) = rebalance {
-            // Uncommitted work belongs to partitions we may lose: abort it; it is redone by
-            // whoever owns them next, from the committed offsets and changelogs.
-            if self.in_txn.swap(false, Ordering::SeqCst) {
-                if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
-                    tracing::error!("abort on revocation failed: {e}");
-                    if let Ok(mut s) = self.state.lock() {
-                        s.broken = Some(e.to_string());
-                    }
+    /// librdkafka's rebalance, as rdkafka's default does it, except an incremental
+    /// revocation: that one waits for the loop (see [`RebalanceState::revoking`]), which
+    /// unassigns the partitions once their tasks are committed and dropped.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assigned = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = assigned {
+                    tracing::error!("taking the assigned partitions failed: {e}");
+                    self.break_with(format!("assign: {e}"));
+                    return;
                 }
-                METRICS.transactions.with_label_values(&["aborted"]).inc();
+                // Every input waits for its task's restore (and a stream of a stage with a
+                // table, for the table too): the loop restores between polls and resumes them.
+                if tpl.count() > 0
+                    && let Err(e) = consumer.pause(tpl)
+                {
+                    tracing::warn!(
+                        "pausing the assigned inputs until their state is restored: {e}"
+                    );
+                }
+                if let Ok(mut s) = self.state.lock() {
+                    s.assigned
+                        .get_or_insert_with(Vec::new)
+                        .extend(partitions(tpl));
+                }
             }
-            if let Ok(mut s) = self.state.lock() {
-                s.revoked = true;
-                s.assigned = None;
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+                if cooperative && !self.closing.load(Ordering::SeqCst) =>
+            {
+                let lost = consumer.assignment_lost();
+                if let Ok(mut s) = self.state.lock() {
+                    let r = s.revoking.get_or_insert_with(|| Revoking {
+                        partitions: Vec::new(),
+                        lost: false,
+                    });
+                    r.partitions.extend(partitions(tpl));
+                    r.lost |= lost;
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Eager, or the consumer closing (the loop is gone; a clean stop committed
+                // already): uncommitted work belongs to partitions we may lose: abort it; it
+                // is redone by whoever owns them next, from the committed offsets and
+                // changelogs.
+                if self.in_txn.swap(false, Ordering::SeqCst) {
+                    if let Err(e) = self.producer.abort_transaction(Duration::from_secs(30)) {
+                        tracing::error!("abort on revocation failed: {e}");
+                        self.break_with(e.to_string());
+                    }
+                    METRICS.transactions.with_label_values(&["aborted"]).inc();
+                }
+                let given_up = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = given_up {
+                    tracing::error!("giving up the revoked partitions failed: {e}");
+                    self.break_with(format!("unassign: {e}"));
+                }
+                if let Ok(mut s) = self.state.lock() {
+                    s.revoked = true;
+                    s.assigned = None;
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!("rebalance error: {code}");
             }
         }
     }
+}
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            // Every input waits for its task's restore (and a stream of a stage with a
-            // table, for the table too): the loop restores between polls and resumes them.
-            if tpl.count() > 0
-                && let Err(e) = consumer.pause(tpl)
-            {
-                tracing::warn!("pausing the assigned inputs until their state is restored: {e}");
-            }
-        }
-        if let Rebalance::Assign(tpl) = rebalance
-            && let Ok(mut s) = self.state.lock()
-        {
-            s.assigned = Some(
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
-                    .collect(),
-            );
+impl DriverContext {
+    /// The driver must restart (its producer or its assignment is in a state it cannot
+    /// continue from).
+    fn break_with(&self, why: String) {
+        if let Ok(mut s) = self.state.lock() {
+            s.broken = Some(why);
         }
     }
 }

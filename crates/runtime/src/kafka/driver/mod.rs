@@ -7,15 +7,21 @@
 //! crash at any point either commits all of them or none; consumers of the outputs read
 //! `read_committed`.
 //!
-//! - Partitions are assigned with the `range` strategy, which gives the same partition
-//!   number of every co-partitioned input topic to the same member (cooperative-sticky does
-//!   not). Rebalances are therefore eager: on revocation the open transaction is aborted and
-//!   every task dropped; on assignment each task's state is restored from its changelog
-//!   partition (read_committed, to the end) before any record is processed, and the consumer
-//!   resumes from the committed offsets. Work since the last commit is redone, never lost or
-//!   doubled.
-//! - Zombies are fenced by the group generation in `send_offsets_to_transaction`, and by a
-//!   transactional id that is stable per instance (`fitstream-<app>-<group.instance.id>`).
+//! - Partitions are assigned by the `range` assignor, which gives the same partition number
+//!   of every co-partitioned input topic to the same member. Under the KIP-848 `consumer`
+//!   protocol (the default, `kafka.group_protocol`) it runs on the group coordinator and is
+//!   sticky, and rebalances are incremental: on a revocation the open transaction is
+//!   committed (every task's work so far, checkpoints and offsets), the revoked partitions'
+//!   tasks are dropped and only then the partitions are given up; the tasks that stay keep
+//!   their state and go on. Under the `classic` protocol rebalances are eager: on revocation
+//!   the open transaction is aborted and every task dropped. Either way, on assignment each
+//!   new task's state is restored from its changelog partition (read_committed, to the end)
+//!   before any of its records is processed, and its partitions resume from the committed
+//!   offsets. Work since the last commit is redone, never lost or doubled.
+//! - Zombies are fenced by the group generation (the member epoch under KIP-848) in
+//!   `send_offsets_to_transaction`, and by a transactional id that is stable per instance
+//!   (`fitstream-<app>-<group.instance.id>`), initialised once the group admitted the
+//!   instance.
 //! - A failed commit is fatal: the driver returns the error and the process restarts (state
 //!   and offsets come back from Kafka).
 //! - Back-pressure: the driver stops polling while the producer queue is full.
@@ -54,10 +60,10 @@ use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
-use self::context::{DriverContext, Ends, RebalanceState};
+use self::context::{Closing, DriverContext, Ends, RebalanceState};
 use self::globals::{GlobalRecord, driver_globals};
 pub use self::internal::internal_topics;
-use super::{KafkaConfig, KafkaError, admin};
+use super::{GroupProtocol, KafkaConfig, KafkaError, admin};
 use crate::host::TaskHost;
 use crate::metrics::METRICS;
 use crate::task::{self, Topology};
@@ -107,6 +113,12 @@ pub struct DriverStats {
     pub rebalances: u64,
     /// Changelog records restored.
     pub restored: u64,
+}
+
+/// Partitions for a log line: `topic/partition`, space separated.
+fn listed(partitions: &[(String, i32)]) -> String {
+    let items: Vec<String> = partitions.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+    items.join(" ")
 }
 
 fn now_ms() -> i64 {
@@ -221,8 +233,18 @@ fn denied(e: &RdError, topology: &Topology, config: &DriverConfig) -> Option<Kaf
     })
 }
 
-/// A static member fenced twice within this long stops (see [`run`]).
+/// A static member fenced twice within this long stops, as does one the group refuses for
+/// this long (see [`run`]).
 const FENCED_AGAIN: Duration = Duration::from_secs(120);
+
+/// How long a member refused for its `group.instance.id` waits before it joins again.
+const UNRELEASED_RETRY: Duration = Duration::from_secs(2);
+
+/// Whether `e` says the group refused this member because another member holds its
+/// `group.instance.id` (KIP-848's `UNRELEASED_INSTANCE_ID`).
+fn is_unreleased(e: &RdError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::UnreleasedInstanceId)
+}
 
 /// Runs `topology` until `shutdown` is set or a fatal error occurs.
 pub fn run(
@@ -235,9 +257,15 @@ pub fn run(
     // `kafka.unavailable_limit_ms` ends it.
     let mut restarts = Restarts::new(Duration::from_millis(config.kafka.unavailable_limit_ms));
     let mut last_fenced: Option<Instant> = None;
+    let mut unreleased_since: Option<Instant> = None;
     loop {
         let started = Instant::now();
         let e = match run_once(&topology, &config, &shutdown) {
+            // A client the configuration cannot make: no restart makes it.
+            Err(KafkaError::Client(e @ RdError::ClientCreation(_))) => {
+                tracing::error!("the {} driver stops: {e}", topology.name);
+                return Err(KafkaError::Client(e));
+            }
             Err(KafkaError::Client(e)) if !shutdown.load(Ordering::SeqCst) => e,
             other => return other,
         };
@@ -245,6 +273,34 @@ pub fn run(
             tracing::error!("the {} driver stops: {d}", topology.name);
             return Err(d);
         }
+        if let Some(id) = &config.kafka.group_instance_id
+            && is_unreleased(&e)
+        {
+            // KIP-848 refuses a member whose `group.instance.id` the group still holds: the
+            // previous incarnation of this instance (killed; released when its session
+            // expires) or another instance running with the same id (never released).
+            let since = *unreleased_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= FENCED_AGAIN {
+                let why = format!(
+                    "another instance runs with group.instance.id {id}: the group has refused this one for {} s ({e})",
+                    since.elapsed().as_secs()
+                );
+                tracing::error!("{why}; stopping");
+                crate::health::LIVENESS.fail(format!("refused for good: {why}"));
+                return Err(KafkaError::Fenced(why));
+            }
+            tracing::warn!(
+                waited_s = since.elapsed().as_secs(),
+                "the group still holds group.instance.id {id} (a previous incarnation whose session has not expired, or another instance): joining again in {} s",
+                UNRELEASED_RETRY.as_secs()
+            );
+            let until = Instant::now() + UNRELEASED_RETRY;
+            while Instant::now() < until && !shutdown.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            continue;
+        }
+        unreleased_since = None;
         if let Some(id) = &config.kafka.group_instance_id
             && is_fencing(&e)
         {
@@ -316,7 +372,10 @@ fn run_once(
             .set("queue.buffering.max.messages", "100000")
             .create()?,
     );
-    producer.init_transactions(config.kafka.broker_wait(Duration::from_secs(60)))?;
+    // The transactional id is initialised (fencing its previous incarnation) once the group
+    // has admitted this instance: under KIP-848 a second instance with a live instance's
+    // `group.instance.id` is refused by the group, and must not fence that one's producer.
+    let mut producer_ready = false;
     let in_txn = Arc::new(AtomicBool::new(false));
     let state = Arc::new(Mutex::new(RebalanceState::default()));
     let ends: Ends = Arc::default();
@@ -336,24 +395,38 @@ fn run_once(
         in_txn: in_txn.clone(),
         broker_up_ms: broker_up_ms.clone(),
         rxmsgs: std::sync::atomic::AtomicI64::new(0),
+        closing: AtomicBool::new(false),
     };
-    let mut client = config.kafka.client();
+    let mut client = config.kafka.member_client();
     client
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("partition.assignment.strategy", "range")
         .set("enable.partition.eof", "false")
         // Statistics carry each partition's end offset: consumer lag, and backlog vs idleness.
         .set("statistics.interval.ms", "1000")
         // Small fetches per partition keep co-partitioned inputs close in event time, which
         // keeps buffered join state (and its snapshots) small during a backlog.
         .set("max.partition.fetch.bytes", "65536");
+    // Co-partitioned inputs (the same partition of clickstream and purchases) go to the
+    // same member: the `range` assignor, the broker's under KIP-848 (sticky: a rebalance
+    // moves only what changes owner), the eager client-side one under the classic protocol.
+    match config.kafka.group_protocol {
+        GroupProtocol::Consumer => {
+            client
+                .set("group.protocol", "consumer")
+                .set("group.remote.assignor", "range");
+        }
+        GroupProtocol::Classic => {
+            client.set("partition.assignment.strategy", "range");
+        }
+    }
     if let Some(id) = &config.kafka.group_instance_id {
         client.set("group.instance.id", id);
     }
     let consumer: BaseConsumer<DriverContext> = client.create_with_context(context)?;
+    let closing = Closing(&consumer);
     let topics = topology.input_topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs)?;
@@ -432,13 +505,14 @@ fn run_once(
                 unreachable_ms / 1000
             )));
         }
-        let (revoked, assigned, broken) = match state.lock() {
+        let (revoked, assigned, broken, revoking) = match state.lock() {
             Ok(mut s) => (
                 std::mem::take(&mut s.revoked),
                 s.assigned.take(),
                 s.broken.take(),
+                s.revoking.take(),
             ),
-            Err(_) => (false, None, None),
+            Err(_) => (false, None, None, None),
         };
         if let Some(e) = broken {
             return Err(KafkaError::Client(RdError::MessageProduction(
@@ -446,7 +520,32 @@ fn run_once(
             )))
             .inspect_err(|_| tracing::error!("producer broken during a rebalance: {e}"));
         }
+        if let Some(r) = revoking {
+            if r.lost {
+                // The group gave the partitions to others already: the open transaction
+                // cannot commit, and the tasks that stay would keep work it aborts.
+                driver.abort();
+                if let Some((code, why)) = consumer.client().fatal_error() {
+                    tracing::warn!("the group member failed: {why}");
+                    return Err(KafkaError::Client(RdError::MessageConsumptionFatal(code)));
+                }
+                tracing::warn!(
+                    partitions = r.partitions.len(),
+                    "the group took this instance's partitions (its session expired or its epoch was fenced): restarting"
+                );
+                return Err(KafkaError::Client(RdError::MessageConsumption(
+                    RDKafkaErrorCode::FencedMemberEpoch,
+                )));
+            }
+            driver.revoke_partitions(&consumer, &r.partitions)?;
+            let mut tpl = TopicPartitionList::new();
+            for (topic, p) in &r.partitions {
+                tpl.add_partition(topic, *p);
+            }
+            consumer.incremental_unassign(&tpl)?;
+        }
         if revoked {
+            tracing::info!("every partition revoked (eager rebalance)");
             driver.stats.rebalances += 1;
             let owned: Vec<(&str, i32)> = driver
                 .slots
@@ -468,6 +567,16 @@ fn run_once(
             METRICS.ready.set(0);
         }
         if let Some(assignment) = assigned {
+            if !producer_ready {
+                driver
+                    .producer
+                    .init_transactions(config.kafka.broker_wait(Duration::from_secs(60)))?;
+                producer_ready = true;
+            }
+            METRICS.ready.set(0);
+            if !assignment.is_empty() {
+                tracing::info!(partitions = %listed(&assignment), "partitions assigned");
+            }
             // Every input was paused on assignment, until its task is restored.
             for (topic, p) in &assignment {
                 driver.paused.insert((topic.clone(), *p));
@@ -494,8 +603,11 @@ fn run_once(
         let message_seen = matches!(message, Some(Ok(_)));
         match message {
             Some(Ok(m)) => driver.handle(&m)?,
-            Some(Err(e)) if is_fencing(&e) || matches!(e, RdError::MessageConsumptionFatal(_)) => {
-                return Err(e.into());
+            Some(Err(e)) if is_fencing(&e) => return Err(e.into()),
+            Some(Err(RdError::MessageConsumptionFatal(code))) => {
+                // The underlying error of a fatal one (e.g. UNRELEASED_INSTANCE_ID).
+                let code = consumer.client().fatal_error().map_or(code, |(c, _)| c);
+                return Err(KafkaError::Client(RdError::MessageConsumptionFatal(code)));
             }
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
@@ -539,6 +651,7 @@ fn run_once(
         }
     }
     METRICS.ready.set(0);
+    drop(closing);
     drop(consumer);
     Ok(std::mem::take(&mut driver.stats))
 }

@@ -18,6 +18,10 @@ use crate::metrics::METRICS;
 use crate::partition::partition_for;
 use crate::task::{self, Ctx, EmitKind, Record};
 
+/// How long a send may wait for room in a full producer queue (at most
+/// `kafka.unavailable_limit_ms`).
+const QUEUE_FULL_LIMIT: Duration = Duration::from_secs(60);
+
 impl Driver<'_> {
     pub(super) fn begin(&mut self) -> Result<(), KafkaError> {
         if !self.in_txn.load(Ordering::SeqCst) {
@@ -59,6 +63,7 @@ impl Driver<'_> {
                 "record close to the message size limit"
             );
         }
+        let mut full_since: Option<Instant> = None;
         loop {
             let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition);
             if let Some(k) = key {
@@ -76,7 +81,19 @@ impl Driver<'_> {
             match self.producer.send(r) {
                 Ok(()) => return Ok(()),
                 Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    std::thread::sleep(Duration::from_millis(2)); // back-pressure
+                    // Back-pressure, bounded: a queue that stays full this long means the
+                    // brokers take nothing (the group's poll waits meanwhile); the run ends
+                    // and restarts rather than spin past the group's poll interval.
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.config.kafka.broker_wait(QUEUE_FULL_LIMIT) {
+                        tracing::warn!(
+                            topic,
+                            waited_s = since.elapsed().as_secs(),
+                            "the producer queue stayed full: the brokers take nothing"
+                        );
+                        return Err(RdError::MessageProduction(RDKafkaErrorCode::QueueFull).into());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
                 }
                 Err((e, _)) => return Err(e.into()),
             }
@@ -94,6 +111,11 @@ impl Driver<'_> {
             self.rewind
                 .entry((topic.to_owned(), partition))
                 .or_insert(m.offset());
+            return Ok(());
+        }
+        if !self.slots.contains_key(&(stage, partition)) {
+            // Its task is not here: the partition was revoked with this record in flight.
+            // Not processed, and its position stays where the task left it.
             return Ok(());
         }
         let marker = m.headers().and_then(|h| {

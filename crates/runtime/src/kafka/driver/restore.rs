@@ -1,14 +1,14 @@
 //! Assignment: where each partition resumes, the tasks of the assigned partitions restored
 //! from their changelog partitions, and the global tables replayed to them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::DriverContext;
+use super::context::{self, DriverContext};
 use super::{Driver, now_ms};
 use crate::host::TaskHost;
 use crate::kafka::KafkaError;
@@ -46,6 +46,83 @@ impl Driver<'_> {
             .create()?)
     }
 
+    /// Incremental revocation: what every task did so far is committed first (the tasks
+    /// that stay keep their state, so the open transaction cannot be aborted), then the
+    /// revoked partitions' tasks are dropped; the caller unassigns the partitions. A
+    /// revocation that takes only some of a task's co-partitioned inputs fails the run (the
+    /// `range` assignor never does that).
+    pub(super) fn revoke_partitions(
+        &mut self,
+        consumer: &BaseConsumer<DriverContext>,
+        partitions: &[(String, i32)],
+    ) -> Result<(), KafkaError> {
+        self.stats.rebalances += 1;
+        let revoked: BTreeSet<(String, i32)> = partitions.iter().cloned().collect();
+        let owned: BTreeSet<(String, i32)> = consumer
+            .assignment()
+            .map(|tpl| context::partitions(&tpl).into_iter().collect())
+            .unwrap_or_default();
+        let tasks: BTreeSet<(usize, i32)> = partitions
+            .iter()
+            .filter_map(|(t, p)| self.topology.stage_of(t).map(|s| (s, *p)))
+            .collect();
+        for &(stage, p) in &tasks {
+            let st = &self.topology.stages[stage];
+            if let Some(kept) = st
+                .inputs
+                .iter()
+                .chain(&st.tables)
+                .map(|t| (t.clone(), p))
+                .find(|key| owned.contains(key) && !revoked.contains(key))
+            {
+                return Err(KafkaError::Topic {
+                    topic: kept.0,
+                    message: format!(
+                        "partition {p} stays assigned while the other inputs of its task ({} partition {p}) are revoked: the group's assignor does not keep co-partitioned inputs together",
+                        st.name
+                    ),
+                });
+            }
+        }
+        self.commit(consumer)?;
+        let mut dropped = 0;
+        for key in &tasks {
+            if let Some(mut slot) = self.slots.remove(key) {
+                slot.task.revoked();
+                dropped += 1;
+            }
+            self.merges.remove(key);
+            self.order_wait.remove(key);
+            self.order_told.remove(key);
+            if let Some(r) = &mut self.restoring {
+                r.pending.retain(|k| k != key);
+                if r.job.as_ref().is_some_and(|j| (j.stage, j.p) == *key)
+                    && let Some(mut job) = r.job.take()
+                {
+                    job.slot.task.revoked();
+                }
+                METRICS.restore_pending.set(r.pending.len() as i64);
+            }
+        }
+        for key in &revoked {
+            self.positions.remove(key);
+            self.paused.remove(key);
+            self.rewind.remove(key);
+            self.progress.remove(key);
+            self.order_paused.remove(key);
+        }
+        METRICS.forget_partitions(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
+        tracing::info!(
+            partitions = %super::listed(partitions),
+            tasks = dropped,
+            kept = self.slots.len(),
+            "partitions revoked: their tasks committed and dropped, the others keep their state"
+        );
+        Ok(())
+    }
+
+    /// Takes newly assigned partitions: where each resumes, and their tasks restored from
+    /// their changelog partitions (tasks already here keep their state).
     pub(super) fn assign(&mut self, assignment: &[(String, i32)]) -> Result<(), KafkaError> {
         self.stats.rebalances += 1;
         let now = now_ms();
@@ -88,21 +165,38 @@ impl Driver<'_> {
                 }
             }
         }
-        let mut wanted: BTreeMap<(usize, i32), ()> = BTreeMap::new();
+        let mut wanted: BTreeSet<(usize, i32)> = BTreeSet::new();
         for (topic, p) in assignment {
             if let Some(stage) = self.topology.stage_of(topic) {
-                wanted.insert((stage, *p), ());
+                wanted.insert((stage, *p));
             }
         }
-        let deadline = Instant::now() + Duration::from_millis(self.config.kafka.restore_timeout_ms);
-        let pending: VecDeque<(usize, i32)> = wanted.into_keys().collect();
-        METRICS.restore_pending.set(pending.len() as i64);
-        self.restoring = Some(Restoring {
-            pending,
-            job: None,
-            deadline,
-            now,
+        // A task already here or under restore (another of its inputs came first) stays.
+        wanted.retain(|key| {
+            !self.slots.contains_key(key)
+                && !self.restoring.as_ref().is_some_and(|r| {
+                    r.pending.contains(key)
+                        || r.job.as_ref().is_some_and(|j| (j.stage, j.p) == *key)
+                })
         });
+        let deadline = Instant::now() + Duration::from_millis(self.config.kafka.restore_timeout_ms);
+        match &mut self.restoring {
+            Some(r) => {
+                r.pending.extend(wanted);
+                r.deadline = r.deadline.max(deadline);
+                METRICS.restore_pending.set(r.pending.len() as i64);
+            }
+            None => {
+                let pending: VecDeque<(usize, i32)> = wanted.into_iter().collect();
+                METRICS.restore_pending.set(pending.len() as i64);
+                self.restoring = Some(Restoring {
+                    pending,
+                    job: None,
+                    deadline,
+                    now,
+                });
+            }
+        }
         Ok(())
     }
 
