@@ -2,10 +2,12 @@
 //! consumer lag tells a backlog from a quiet partition, and records that will never be
 //! delivered (aborted transactions, commit markers) are neither.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fitstream_contracts::EventTime;
 use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::context::{Ends, PartitionEnd, UNDELIVERABLE_AFTER};
 use super::{Driver, now_ms};
@@ -64,6 +66,83 @@ impl Driver<'_> {
             Ended::No => false,
             Ended::IfMarker(position) => self.undeliverable(key, position, end, stats),
         }
+    }
+
+    /// Bounded runs with several instances: whether every input partition this instance does
+    /// not hold is done for the group (its committed offset at its end). A partition that
+    /// another instance gave up and nobody holds yet (a static member that left keeps its
+    /// partitions until its session expires) keeps this instance running: it is the one to
+    /// finish it once the group gives it the partition. Checked every 2 s at most.
+    pub(super) fn others_done(&mut self) -> Result<bool, KafkaError> {
+        if self
+            .others_checked
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return Ok(false);
+        }
+        self.others_checked = Some(Instant::now());
+        let held: BTreeSet<(String, i32)> = self
+            .slots
+            .keys()
+            .flat_map(|&(stage, p)| {
+                let st = &self.topology.stages[stage];
+                st.inputs
+                    .iter()
+                    .chain(&st.tables)
+                    .map(move |t| (t.clone(), p))
+            })
+            .collect();
+        let mut others = TopicPartitionList::new();
+        for topic in self.topology.input_topics() {
+            for p in 0..self.partitions_of(&topic)? {
+                if !held.contains(&(topic.clone(), p)) {
+                    others.add_partition(&topic, p);
+                }
+            }
+        }
+        if others.count() == 0 {
+            return Ok(true);
+        }
+        let probe = self.probe()?;
+        let wait = self.config.kafka.broker_wait(Duration::from_secs(30));
+        let committed = probe.committed_offsets(others, wait)?;
+        for e in committed.elements() {
+            let (topic, p) = (e.topic(), e.partition());
+            let (low, high) = probe.fetch_watermarks(topic, p, wait)?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o.max(low),
+                _ => low,
+            };
+            // One short: done if that last offset is a transaction marker (never delivered).
+            if at >= high || at == high - 1 && !self.delivers(topic, p, at)? {
+                continue;
+            }
+            if self.others_told.insert((topic.to_owned(), p)) {
+                tracing::info!(
+                    partition = %format!("{topic}/{p}"),
+                    committed = at,
+                    end = high,
+                    "the bounded run waits for a partition no instance finished: it is this one's once the group gives it"
+                );
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Whether a read_committed reader of `topic`/`p` from `offset` gets a record within 2 s.
+    fn delivers(&self, topic: &str, p: i32, offset: i64) -> Result<bool, KafkaError> {
+        let reader = self.probe()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(offset))?;
+        reader.assign(&tpl)?;
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            if let Some(Ok(_)) = reader.poll(Duration::from_millis(100)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Chained bounded runs: the end offsets of every event-time input partition, now that the

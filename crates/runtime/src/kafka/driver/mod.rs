@@ -481,6 +481,8 @@ fn run_once(
         order_wait: HashMap::new(),
         order_told: BTreeSet::new(),
         order_paused: BTreeSet::new(),
+        others_checked: None,
+        others_told: BTreeSet::new(),
     };
     driver.service = driver.topology.name.clone();
     let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
@@ -641,6 +643,7 @@ fn run_once(
                     .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
                     && driver.restoring.is_none()
                     && driver.slots.values().all(|s| s.task.settled())
+                    && driver.others_done()?
                 {
                     break;
                 }
@@ -701,6 +704,10 @@ struct Driver<'t> {
     order_told: BTreeSet<(usize, i32)>,
     /// Input partitions paused because their queue in the merge is long.
     order_paused: BTreeSet<(String, i32)>,
+    /// When a bounded run last checked the partitions it does not hold (`others_done`).
+    others_checked: Option<Instant>,
+    /// Partitions not held that a bounded run said it waits for (once each).
+    others_told: BTreeSet<(String, i32)>,
 }
 
 impl Drop for Driver<'_> {
