@@ -80,13 +80,30 @@ pub(super) struct DriverContext {
     pub(super) closing: AtomicBool,
 }
 
-/// Marks the consumer as closing when dropped: declared after the consumer, it is dropped
-/// before it, however the run ends.
+/// Marks the consumer as closing when dropped, and carries out a revocation still pending:
+/// declared after the consumer, it is dropped before it, however the run ends.
 pub(super) struct Closing<'c>(pub(super) &'c BaseConsumer<DriverContext>);
 
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
-        self.0.context().closing.store(true, Ordering::SeqCst);
+        let context = self.0.context();
+        context.closing.store(true, Ordering::SeqCst);
+        // A revocation the loop did not carry out (it ended first, e.g. on a lost
+        // assignment): librdkafka's close waits for its unassign, which would never come.
+        let pending = context
+            .state
+            .lock()
+            .ok()
+            .and_then(|mut s| s.revoking.take());
+        if let Some(r) = pending {
+            let mut tpl = TopicPartitionList::new();
+            for (topic, p) in &r.partitions {
+                tpl.add_partition(topic, *p);
+            }
+            if let Err(e) = self.0.incremental_unassign(&tpl) {
+                tracing::warn!("giving up the revoked partitions at close failed: {e}");
+            }
+        }
     }
 }
 
