@@ -34,8 +34,8 @@
 //! partitions), `records` (the record path, sends with back-pressure, watermark advances), `globals`
 //! (global tables), `tables` (tables read before streams), `ends` (bounded ends, lag,
 //! records never delivered), `order` (event-time order across a task's input partitions),
-//! `restarts` (failures forgiven or final) and `commit` (checkpoints and offsets in one transaction). The
-//! per-task work is the runtime's [`crate::host::TaskHost`].
+//! `restarts` (failures forgiven or final) and `commit` (checkpoints and offsets in one
+//! transaction). The per-task work is the runtime's [`crate::host::TaskHost`].
 
 mod commit;
 mod context;
