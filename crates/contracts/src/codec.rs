@@ -7,9 +7,11 @@
 //! [`DecodeError`] whose [`DecodeError::reason`] is the dead-letter reason.
 
 use std::io::Cursor;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::writer::datum::GenericDatumWriter;
 use dashmap::DashMap;
 
 use crate::avro::RecordError;
@@ -160,11 +162,56 @@ struct Inner {
     registry: Registry,
     max_value_bytes: usize,
     limits: validate::Limits,
+    /// The writer id of each output topic's values (by topic: no subject string to build per
+    /// record).
     writer_ids: DashMap<String, u32>,
-    writer_schemas: DashMap<u32, Arc<Schema>>,
+    writer_schemas: DashMap<u32, WriterSchema>,
     /// Ids the registry server does not know. A producer registers a schema before it writes
     /// with its id, so such an id stays unknown: it is not asked about again.
     unknown_ids: DashMap<u32, ()>,
+}
+
+/// The schema a value was written with, by id.
+#[derive(Clone)]
+enum WriterSchema {
+    /// One of fitstream's own schemas (pinned, registered by this codec, or the registry's
+    /// text of an identical schema): read with that kind's prepared reader.
+    Own(SchemaKind),
+    /// Another schema (another producer's version): read by schema resolution.
+    Other(Arc<Schema>),
+}
+
+impl WriterSchema {
+    fn of(schema: Schema) -> WriterSchema {
+        match SchemaKind::ALL.into_iter().find(|k| *k.schema() == schema) {
+            Some(kind) => WriterSchema::Own(kind),
+            None => WriterSchema::Other(Arc::new(schema)),
+        }
+    }
+}
+
+/// Each schema's datum reader and writer, with the schema's names resolved once
+/// (`apache_avro::from_avro_datum` and `to_avro_datum` resolve them again for every record).
+struct Prepared {
+    reader: GenericDatumReader<'static>,
+    writer: GenericDatumWriter<'static>,
+}
+
+fn prepared(kind: SchemaKind) -> &'static Prepared {
+    static ALL: LazyLock<Vec<Prepared>> = LazyLock::new(|| {
+        SchemaKind::ALL
+            .into_iter()
+            .map(|k| Prepared {
+                reader: GenericDatumReader::builder(k.schema())
+                    .build()
+                    .unwrap_or_else(|e| panic!("{k:?}: schema names do not resolve: {e}")),
+                writer: GenericDatumWriter::builder(k.schema())
+                    .build()
+                    .unwrap_or_else(|e| panic!("{k:?}: schema names do not resolve: {e}")),
+            })
+            .collect()
+    });
+    &ALL[kind as usize]
 }
 
 /// A record type whose content is checked on decode.
@@ -269,47 +316,56 @@ impl Codec {
     /// that a registry that refuses the schema stops a service at start, not at its first
     /// output.
     pub async fn prepare_writer(&self, topic: &str, kind: SchemaKind) -> Result<u32, EncodeError> {
-        let subject = value_subject(topic);
-        if let Some(id) = self.inner.writer_ids.get(&subject) {
+        if let Some(id) = self.inner.writer_ids.get(topic) {
             return Ok(*id);
         }
-        let id = self.inner.registry.register(&subject, kind).await?;
-        self.inner.writer_ids.insert(subject, id);
+        let id = self
+            .inner
+            .registry
+            .register(&value_subject(topic), kind)
+            .await?;
+        self.inner.writer_ids.insert(topic.to_owned(), id);
         self.inner
             .writer_schemas
             .entry(id)
-            .or_insert_with(|| Arc::new(kind.schema().clone()));
+            .or_insert(WriterSchema::Own(kind));
         Ok(id)
     }
 
     /// Encodes a record for `topic`.
-    #[allow(deprecated)] // to_avro_datum: same work as GenericDatumWriter, without the builder
     pub fn encode<T: Contract>(&self, topic: &str, record: &T) -> Result<Vec<u8>, EncodeError> {
-        let subject = value_subject(topic);
-        let id = match self.inner.writer_ids.get(&subject) {
+        let id = match self.inner.writer_ids.get(topic) {
             Some(id) => *id,
             // Registered on first use (the registry's id of an identical schema when there
             // is one), then cached; services register theirs at start.
             None => {
-                let id = self.inner.registry.register_blocking(&subject, T::KIND)?;
-                self.inner.writer_ids.insert(subject, id);
+                let id = self
+                    .inner
+                    .registry
+                    .register_blocking(&value_subject(topic), T::KIND)?;
+                self.inner.writer_ids.insert(topic.to_owned(), id);
                 self.inner
                     .writer_schemas
                     .entry(id)
-                    .or_insert_with(|| Arc::new(T::KIND.schema().clone()));
+                    .or_insert(WriterSchema::Own(T::KIND));
                 id
             }
         };
-        let datum = apache_avro::to_avro_datum(T::KIND.schema(), record.to_avro()?)
+        let mut out = Vec::with_capacity(128);
+        out.push(MAGIC);
+        out.extend_from_slice(&id.to_be_bytes());
+        prepared(T::KIND)
+            .writer
+            .write_value(&mut out, record.to_avro()?)
             .map_err(|e| EncodeError::Avro(e.to_string()))?;
         let max = self.inner.max_value_bytes;
-        if HEADER_LEN + datum.len() > max {
+        if out.len() > max {
             return Err(EncodeError::TooLarge {
-                len: HEADER_LEN + datum.len(),
+                len: out.len(),
                 max,
             });
         }
-        Ok(frame(id, &datum))
+        Ok(out)
     }
 
     /// Decodes a record from `topic`. With a registry server, an id not seen before is looked
@@ -329,7 +385,6 @@ impl Codec {
 
     /// [`Codec::decode`] without the content rules: what a record that broke them said (for
     /// reconciling dead letters with their input).
-    #[allow(deprecated)] // from_avro_datum: same work as GenericDatumReader, without the builder
     pub fn decode_unchecked<T: Contract>(
         &self,
         topic: &str,
@@ -343,22 +398,31 @@ impl Codec {
         }
         let (id, datum) = unframe(bytes)?;
         let writer = self.writer_schema(topic, T::KIND, id)?;
-        let reader = T::KIND.schema();
         let mut cursor = Cursor::new(datum);
-        let value = if std::ptr::eq(writer.as_ref(), reader) || *writer == *reader {
-            apache_avro::from_avro_datum(reader, &mut cursor, None)
-                .map_err(|e| DecodeError::Avro(e.to_string()))?
-        } else {
-            let incompatible = |message: String| DecodeError::IncompatibleSchema {
-                id,
-                reader: T::KIND,
-                message,
-            };
-            apache_avro::schema_compatibility::SchemaCompatibility::can_read(&writer, reader)
-                .map_err(|e| incompatible(e.to_string()))?;
-            let value = apache_avro::from_avro_datum(&writer, &mut cursor, None)
-                .map_err(|e| DecodeError::Avro(e.to_string()))?;
-            resolve_by_name(value, reader).map_err(incompatible)?
+        let value = match writer {
+            WriterSchema::Own(kind) if kind == T::KIND => prepared(kind)
+                .reader
+                .read_value(&mut cursor)
+                .map_err(|e| DecodeError::Avro(e.to_string()))?,
+            other => {
+                let writer = match &other {
+                    WriterSchema::Own(kind) => kind.schema(),
+                    WriterSchema::Other(schema) => schema.as_ref(),
+                };
+                let reader = T::KIND.schema();
+                let incompatible = |message: String| DecodeError::IncompatibleSchema {
+                    id,
+                    reader: T::KIND,
+                    message,
+                };
+                apache_avro::schema_compatibility::SchemaCompatibility::can_read(writer, reader)
+                    .map_err(|e| incompatible(e.to_string()))?;
+                let value = GenericDatumReader::builder(writer)
+                    .build()
+                    .and_then(|r| r.read_value(&mut cursor))
+                    .map_err(|e| DecodeError::Avro(e.to_string()))?;
+                resolve_by_name(value, reader).map_err(incompatible)?
+            }
         };
         if (cursor.position() as usize) != datum.len() {
             return Err(DecodeError::Avro(format!(
@@ -374,7 +438,7 @@ impl Codec {
         topic: &str,
         reader: SchemaKind,
         id: u32,
-    ) -> Result<Arc<Schema>, DecodeError> {
+    ) -> Result<WriterSchema, DecodeError> {
         if let Some(s) = self.inner.writer_schemas.get(&id) {
             return Ok(s.clone());
         }
@@ -384,9 +448,10 @@ impl Codec {
             .pinned_kind(&value_subject(topic), reader, id)
         {
             Some(kind) => {
-                let schema = Arc::new(kind.schema().clone());
-                self.inner.writer_schemas.insert(id, schema.clone());
-                Ok(schema)
+                self.inner
+                    .writer_schemas
+                    .insert(id, WriterSchema::Own(kind));
+                Ok(WriterSchema::Own(kind))
             }
             None if self.inner.registry.is_pinned() || self.inner.unknown_ids.contains_key(&id) => {
                 Err(DecodeError::UnknownSchemaId(id))
@@ -402,7 +467,7 @@ impl Codec {
                         reader,
                         message: format!("the registry's schema does not parse: {e}"),
                     })?;
-                let schema = Arc::new(schema);
+                let schema = WriterSchema::of(schema);
                 self.inner.writer_schemas.insert(id, schema.clone());
                 Ok(schema)
             }

@@ -13,12 +13,22 @@
 //! right.ts)`. A left record yields its matches or exactly one null-padded row, never both.
 //!
 //! State per side is ordered by event time so that expiry is a range delete.
+//!
+//! Each side is a [`Keyed`] store of its own ([`IntervalJoin::stores`]), keyed by event time
+//! and arrival number: a checkpoint writes the records that arrived, changed (a left record's
+//! match count) or left since the previous one, not the whole join. The per-key indexes and
+//! the arrival numbering are derived again after a restore ([`IntervalJoin::restored`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use fitstream_contracts::EventTime;
 use serde::{Deserialize, Serialize};
+
+use crate::state::{Keyed, Store};
+
+/// A record's place in a side of the join: its event time, then its arrival number.
+type Id = (EventTime, u64);
 
 /// Inner or left join.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,27 +90,24 @@ pub struct LateRecord {
     pub watermark: EventTime,
 }
 
+/// A left record waiting for its matches (its store's values).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct LeftEntry<K, L> {
+pub struct LeftEntry<K, L> {
     key: K,
     value: L,
     matches: u32,
 }
 
 /// An interval join between a left and a right stream of records keyed by `K`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Serialize, L: Serialize, R: Serialize",
-    deserialize = "K: Deserialize<'de> + Eq + Hash, L: Deserialize<'de>, R: Deserialize<'de>"
-))]
+#[derive(Clone, Debug)]
 pub struct IntervalJoin<K, L, R> {
     kind: JoinKind,
     window: JoinWindow,
     seq: u64,
-    left: BTreeMap<(EventTime, u64), LeftEntry<K, L>>,
-    right: BTreeMap<(EventTime, u64), (K, R)>,
-    left_by_key: HashMap<K, BTreeMap<(EventTime, u64), ()>>,
-    right_by_key: HashMap<K, BTreeMap<(EventTime, u64), ()>>,
+    left: Keyed<Id, LeftEntry<K, L>>,
+    right: Keyed<Id, (K, R)>,
+    left_by_key: HashMap<K, BTreeMap<Id, ()>>,
+    right_by_key: HashMap<K, BTreeMap<Id, ()>>,
 }
 
 impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
@@ -110,8 +117,8 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             kind,
             window,
             seq: 0,
-            left: BTreeMap::new(),
-            right: BTreeMap::new(),
+            left: Keyed::default(),
+            right: Keyed::default(),
             left_by_key: HashMap::new(),
             right_by_key: HashMap::new(),
         }
@@ -222,13 +229,14 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     /// unmatched ones in a left join) and expires right records, in event-time order.
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<JoinEvent<K, L, R>>) {
         let span = self.window.after_ms + self.window.grace_ms;
-        while let Some(entry) = self.left.first_entry() {
-            let (t, _) = *entry.key();
+        while let Some((&id, _)) = self.left.first_key_value() {
+            let t = id.0;
             if watermark <= t.plus(span) {
                 break;
             }
-            let id = *entry.key();
-            let e = entry.remove();
+            let Some((_, e)) = self.left.pop_first() else {
+                break;
+            };
             remove_index(&mut self.left_by_key, &e.key, &id);
             if e.matches == 0 {
                 if self.kind == JoinKind::Left {
@@ -246,15 +254,52 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
             }
         }
         let span = self.window.before_ms + span;
-        while let Some(entry) = self.right.first_entry() {
-            let (u, _) = *entry.key();
-            if watermark <= u.plus(span) {
+        while let Some((&id, _)) = self.right.first_key_value() {
+            if watermark <= id.0.plus(span) {
                 break;
             }
-            let id = *entry.key();
-            let (key, _) = entry.remove();
+            let Some((_, (key, _))) = self.right.pop_first() else {
+                break;
+            };
             remove_index(&mut self.right_by_key, &key, &id);
         }
+    }
+
+    /// Its stores (left, right): each side's records, written per record that changed.
+    pub fn stores(&mut self) -> (&mut dyn Store, &mut dyn Store)
+    where
+        K: Serialize + serde::de::DeserializeOwned,
+        L: Serialize + serde::de::DeserializeOwned,
+        R: Serialize + serde::de::DeserializeOwned,
+    {
+        (&mut self.left, &mut self.right)
+    }
+
+    /// Both stores are restored: derives the per-key indexes again, and resumes the arrival
+    /// numbering after the highest number held (a new record comes after every record held,
+    /// as it would have without the restore).
+    pub fn restored(&mut self) {
+        self.left_by_key.clear();
+        self.right_by_key.clear();
+        for (id, e) in self.left.iter() {
+            self.left_by_key
+                .entry(e.key.clone())
+                .or_default()
+                .insert(*id, ());
+        }
+        for (id, (key, _)) in self.right.iter() {
+            self.right_by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(*id, ());
+        }
+        self.seq = self
+            .left
+            .keys()
+            .chain(self.right.keys())
+            .map(|id| id.1)
+            .max()
+            .unwrap_or(0);
     }
 
     /// Entries held (left, right).
@@ -268,11 +313,7 @@ impl<K: Clone + Eq + Hash, L: Clone, R: Clone> IntervalJoin<K, L, R> {
     }
 }
 
-fn remove_index<K: Eq + Hash>(
-    index: &mut HashMap<K, BTreeMap<(EventTime, u64), ()>>,
-    key: &K,
-    id: &(EventTime, u64),
-) {
+fn remove_index<K: Eq + Hash>(index: &mut HashMap<K, BTreeMap<Id, ()>>, key: &K, id: &Id) {
     if let Some(ids) = index.get_mut(key) {
         ids.remove(id);
         if ids.is_empty() {
@@ -296,6 +337,50 @@ mod tests {
                 grace_ms: 5,
             },
         )
+    }
+
+    #[test]
+    fn a_checkpoint_writes_what_changed_not_the_whole_join() {
+        let mut j: IntervalJoin<String, u32, u32> = IntervalJoin::new(
+            JoinKind::Left,
+            JoinWindow {
+                before_ms: 10,
+                after_ms: 30,
+                grace_ms: 5,
+            },
+        );
+        let mut out = Vec::new();
+        for i in 0..100 {
+            j.left(
+                "k".into(),
+                EventTime(1_000 + i),
+                0,
+                EventTime::MIN,
+                &mut out,
+            )
+            .expect("on time");
+        }
+        let changes = |j: &mut IntervalJoin<String, u32, u32>| {
+            let (left, right) = j.stores();
+            let l = crate::state::checkpoint_store("l", left).expect("checkpoints");
+            let r = crate::state::checkpoint_store("r", right).expect("checkpoints");
+            (l.len(), r.len())
+        };
+        assert_eq!(changes(&mut j), (100, 0), "every cart once");
+        assert_eq!(changes(&mut j), (0, 0), "nothing changed");
+        // A purchase at 1010 meets the carts at 980..=1020 (30 ms before it, 10 after): the
+        // match counts of 21 carts change, and the purchase is added.
+        j.right("k".into(), EventTime(1_010), 1, EventTime::MIN, &mut out)
+            .expect("on time");
+        assert_eq!(out.len(), 21);
+        assert_eq!(changes(&mut j), (21, 1));
+        // The first 50 carts and the purchase (1010 + 10 + 30 + 5 < 1085) close: 51
+        // tombstones; a cart added and closed between two checkpoints writes nothing.
+        j.left("k".into(), EventTime(900), 2, EventTime::MIN, &mut out)
+            .expect("on time");
+        j.advance(EventTime(1_049 + 36), &mut out);
+        assert_eq!(j.len(), (50, 0));
+        assert_eq!(changes(&mut j), (50, 1));
     }
 
     #[test]

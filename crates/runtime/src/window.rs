@@ -4,14 +4,19 @@
 //! an IANA time zone for daily windows (a DST day lasts 23 or 25 hours). A window is closed
 //! when `watermark >= end + grace`; from then on every record that belongs to it is late.
 //! [`WindowedAggregate`] keeps open windows in a `BTreeMap` ordered by end and emits each
-//! window's result once, when it closes.
+//! window's result once, when it closes. As a [`Store`] it writes each (window, key)
+//! aggregate that changed since the previous checkpoint, and a tombstone for each written one
+//! whose window closed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{NaiveTime, TimeZone};
 use chrono_tz::Tz;
 use fitstream_contracts::EventTime;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::state::{Changes, StateError, Store, codec, decode, time_key, time_of_key};
 
 /// A window `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -173,16 +178,30 @@ pub struct Late {
 }
 
 /// Per-key aggregates in event-time windows, each emitted once when its window closes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "K: Serialize, A: Serialize",
-    deserialize = "K: Deserialize<'de> + Ord, A: Deserialize<'de>"
-))]
+#[derive(Clone, Debug)]
 pub struct WindowedAggregate<K: Ord + Clone, A> {
     spec: WindowSpec,
     grace_ms: i64,
-    open: BTreeMap<(EventTime, EventTime), BTreeMap<K, A>>,
+    /// Open windows by (end, start), each key's aggregate with what the changelog knows of
+    /// it.
+    open: BTreeMap<(EventTime, EventTime), BTreeMap<K, Cell<A>>>,
     entries: usize,
+    /// Windows holding an aggregate changed since the previous checkpoint.
+    changed: BTreeSet<(EventTime, EventTime)>,
+    /// Written aggregates whose window closed since the previous checkpoint.
+    closed: Vec<((EventTime, EventTime), K)>,
+    /// Encoded bytes of the open aggregates as last written or restored.
+    written_bytes: usize,
+}
+
+/// An aggregate, whether the changelog has it, and whether it changed since.
+#[derive(Clone, Debug)]
+struct Cell<A> {
+    value: A,
+    written: bool,
+    changed: bool,
+    /// Encoded bytes as last written or restored.
+    bytes: usize,
 }
 
 impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
@@ -193,6 +212,9 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
             grace_ms,
             open: BTreeMap::new(),
             entries: 0,
+            changed: BTreeSet::new(),
+            closed: Vec::new(),
+            written_bytes: 0,
         }
     }
 
@@ -216,13 +238,21 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
                 continue;
             }
             let per_key = self.open.entry((w.end, w.start)).or_default();
-            if !per_key.contains_key(key) {
-                per_key.insert(key.clone(), init());
-                self.entries += 1;
-            }
-            if let Some(a) = per_key.get_mut(key) {
-                update(a);
-            }
+            let cell = match per_key.get_mut(key) {
+                Some(cell) => cell,
+                None => {
+                    self.entries += 1;
+                    per_key.entry(key.clone()).or_insert(Cell {
+                        value: init(),
+                        written: false,
+                        changed: false,
+                        bytes: 0,
+                    })
+                }
+            };
+            update(&mut cell.value);
+            cell.changed = true;
+            self.changed.insert((w.end, w.start));
             added += 1;
         }
         match (added, last_closed) {
@@ -241,17 +271,26 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
             if !w.is_closed(watermark, self.grace_ms) {
                 break;
             }
-            for (k, a) in entry.remove() {
+            for (k, cell) in entry.remove() {
                 self.entries -= 1;
-                out.push((w, k, a));
+                self.written_bytes -= cell.bytes;
+                if cell.written {
+                    self.closed.push(((end, start), k.clone()));
+                }
+                out.push((w, k, cell.value));
             }
+            self.changed.remove(&(end, start));
         }
         out
     }
 
-    /// The aggregate of `key` in an open window, if any.
+    /// The aggregate of `key` in an open window, if any (marked changed).
     pub fn get_mut(&mut self, window: Window, key: &K) -> Option<&mut A> {
-        self.open.get_mut(&(window.end, window.start))?.get_mut(key)
+        let id = (window.end, window.start);
+        let cell = self.open.get_mut(&id)?.get_mut(key)?;
+        cell.changed = true;
+        self.changed.insert(id);
+        Some(&mut cell.value)
     }
 
     /// The window spec.
@@ -269,33 +308,98 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
         self.entries == 0
     }
 
-    /// Every open aggregate, for snapshots.
+    /// Encoded bytes of the open aggregates as last written to the changelog or restored
+    /// from it (aggregates not written yet count as their previous write, or 0).
+    pub fn written_bytes(&self) -> usize {
+        self.written_bytes
+    }
+
+    /// Every open aggregate, in order of window end, then start, then key.
     pub fn iter(&self) -> impl Iterator<Item = (Window, &K, &A)> {
         self.open.iter().flat_map(|((end, start), m)| {
-            m.iter().map(move |(k, a)| {
+            m.iter().map(move |(k, cell)| {
                 (
                     Window {
                         start: *start,
                         end: *end,
                     },
                     k,
-                    a,
+                    &cell.value,
                 )
             })
         })
     }
+}
 
-    /// Puts back an aggregate from a snapshot or changelog.
-    pub fn restore(&mut self, window: Window, key: K, value: A) {
-        if self
-            .open
-            .entry((window.end, window.start))
-            .or_default()
-            .insert(key, value)
-            .is_none()
-        {
-            self.entries += 1;
+/// A changelog key: the window's end and start (8 bytes each, sorting like the times), then
+/// the key ([`codec`]).
+fn cell_key<K: Serialize>(
+    (end, start): (EventTime, EventTime),
+    key: &K,
+) -> Result<Vec<u8>, StateError> {
+    Ok([
+        &time_key(end)[..],
+        &time_key(start)[..],
+        &codec::encode(key)?,
+    ]
+    .concat())
+}
+
+impl<K, A> Store for WindowedAggregate<K, A>
+where
+    K: Ord + Clone + Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
+    fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
+        for (window, key) in std::mem::take(&mut self.closed) {
+            out.delete(&cell_key(window, &key)?);
         }
+        for window in std::mem::take(&mut self.changed) {
+            let Some(cells) = self.open.get_mut(&window) else {
+                continue;
+            };
+            for (key, cell) in cells.iter_mut().filter(|(_, c)| c.changed) {
+                let bytes = out.put(&cell_key(window, key)?, &cell.value)?;
+                self.written_bytes = self.written_bytes - cell.bytes + bytes;
+                cell.bytes = bytes;
+                cell.changed = false;
+                cell.written = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        let malformed = || StateError::Key("expected a window's end and start, then a key".into());
+        let end = time_of_key(key).ok_or_else(malformed)?;
+        let start = key.get(8..).and_then(time_of_key).ok_or_else(malformed)?;
+        let k: K = decode(key.get(16..).ok_or_else(malformed)?)?;
+        let cells = self.open.entry((end, start)).or_default();
+        match value {
+            Some(v) => {
+                let cell = Cell {
+                    value: decode(v)?,
+                    written: true,
+                    changed: false,
+                    bytes: v.len(),
+                };
+                self.written_bytes += v.len();
+                match cells.insert(k, cell) {
+                    Some(old) => self.written_bytes -= old.bytes,
+                    None => self.entries += 1,
+                }
+            }
+            None => {
+                if let Some(old) = cells.remove(&k) {
+                    self.entries -= 1;
+                    self.written_bytes -= old.bytes;
+                }
+                if cells.is_empty() {
+                    self.open.remove(&(end, start));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

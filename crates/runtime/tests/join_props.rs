@@ -20,6 +20,7 @@
 
 use fitstream_contracts::EventTime;
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow, LateRecord};
+use fitstream_runtime::state::{Change, Store, checkpoint_store};
 use proptest::prelude::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,11 +94,66 @@ fn times(steps: &[Step]) -> (Vec<i64>, Vec<i64>) {
     (watermarks, ts)
 }
 
+/// What happens to the join's state after a step: nothing, a checkpoint (its changes go to
+/// the changelog), or a checkpoint and a restart (a new join restored from the changelog).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    Nothing,
+    Checkpoint,
+    Restart,
+}
+
+fn afters() -> impl Strategy<Value = Vec<After>> {
+    prop::collection::vec(
+        prop_oneof![
+            6 => Just(After::Nothing),
+            2 => Just(After::Checkpoint),
+            1 => Just(After::Restart),
+        ],
+        80,
+    )
+}
+
+type Join = IntervalJoin<u8, usize, usize>;
+
+/// Appends the join's changes since its previous checkpoint to `log`.
+fn checkpoint(join: &mut Join, log: &mut Vec<Change>) {
+    let (left, right) = join.stores();
+    log.extend(checkpoint_store("left", left).expect("the left side checkpoints"));
+    log.extend(checkpoint_store("right", right).expect("the right side checkpoints"));
+}
+
+/// A new join with the state `log` holds, as a restore after a restart builds it.
+fn restore(kind: JoinKind, window: JoinWindow, log: &[Change]) -> Join {
+    let mut join = IntervalJoin::new(kind, window);
+    {
+        let (left, right) = join.stores();
+        for (key, value) in log {
+            let (store, rest): (&mut dyn Store, &[u8]) = match key.strip_prefix(b"left/") {
+                Some(rest) => (&mut *left, rest),
+                None => (&mut *right, key.strip_prefix(b"right/").expect("a side")),
+            };
+            store
+                .restore(rest, value.as_deref())
+                .expect("the entry restores");
+        }
+    }
+    join.restored();
+    join
+}
+
 /// The join under test, driven step by step: advance to the step's watermark, then the
-/// arrival at that watermark; after the last step, the end of input.
-fn run(kind: JoinKind, window: JoinWindow, steps: &[Step]) -> (Timeline, Vec<(usize, usize)>) {
+/// arrival at that watermark; after the last step, the end of input. After each step the
+/// state may be checkpointed, or checkpointed and restored into a new join (`afters`).
+fn run(
+    kind: JoinKind,
+    window: JoinWindow,
+    steps: &[Step],
+    afters: &[After],
+) -> (Timeline, Vec<(usize, usize)>) {
     let (watermarks, ts) = times(steps);
-    let mut join: IntervalJoin<u8, usize, usize> = IntervalJoin::new(kind, window);
+    let mut join: Join = IntervalJoin::new(kind, window);
+    let mut log = Vec::new();
     let mut timeline = Vec::new();
     let mut held = Vec::new();
     let seen = |e: JoinEvent<u8, usize, usize>| match e {
@@ -143,6 +199,14 @@ fn run(kind: JoinKind, window: JoinWindow, steps: &[Step]) -> (Timeline, Vec<(us
             ));
         }
         held.push(join.len());
+        match afters.get(i).copied().unwrap_or(After::Nothing) {
+            After::Nothing => {}
+            After::Checkpoint => checkpoint(&mut join, &mut log),
+            After::Restart => {
+                checkpoint(&mut join, &mut log);
+                join = restore(kind, window, &log);
+            }
+        }
     }
     let mut out = Vec::new();
     join.advance(EventTime::MAX, &mut out);
@@ -234,7 +298,25 @@ proptest! {
     ) {
         let kind = if left_join { JoinKind::Left } else { JoinKind::Inner };
         let window = JoinWindow { before_ms: before, after_ms: after, grace_ms: grace };
-        let (got, got_held) = run(kind, window, &steps);
+        let (got, got_held) = run(kind, window, &steps, &[]);
+        let (want, want_held) = model(kind, window, &steps);
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(got_held, want_held);
+    }
+
+    /// The same, with checkpoints and restarts between arrivals: a join restored from what
+    /// its stores wrote goes on exactly as the one that never stopped (its matches, its
+    /// null-padded rows, its counts and what it holds).
+    #[test]
+    fn a_join_restored_from_its_changelog_goes_on_as_the_reference(
+        steps in steps(),
+        afters in afters(),
+        before in 0i64..40, after in 0i64..40, grace in 0i64..40,
+        left_join in any::<bool>(),
+    ) {
+        let kind = if left_join { JoinKind::Left } else { JoinKind::Inner };
+        let window = JoinWindow { before_ms: before, after_ms: after, grace_ms: grace };
+        let (got, got_held) = run(kind, window, &steps, &afters);
         let (want, want_held) = model(kind, window, &steps);
         prop_assert_eq!(got, want);
         prop_assert_eq!(got_held, want_held);

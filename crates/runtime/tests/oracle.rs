@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use fitstream_contracts::EventTime;
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
+use fitstream_runtime::state::{Change, Store, checkpoint_store};
 use fitstream_runtime::window::{WindowSpec, WindowedAggregate};
 use proptest::prelude::*;
 
@@ -97,26 +98,47 @@ proptest! {
         prop_assert_eq!(unmatched, want_unmatched);
     }
 
+    /// Also across checkpoints and restarts: after a record the aggregate may write its
+    /// changes to a changelog (`afters`: 2), or write them and be replaced by a new one
+    /// restored from that changelog (3), and the counts stay the same.
     #[test]
     fn windowed_counts_equal_recomputation(
         recs in records(),
         delays in prop::collection::vec(0i64..50, 1..20),
+        afters in prop::collection::vec(0u8..4, 1..20),
         size in 1i64..300, advance_div in 1i64..4, grace in 0i64..20,
     ) {
         let bound = 50;
         let advance = (size / advance_div).max(1);
         let spec = WindowSpec::Hopping { size_ms: size, advance_ms: advance };
         let mut agg: WindowedAggregate<u8, u32> = WindowedAggregate::new(spec.clone(), grace);
+        let mut log: Vec<Change> = Vec::new();
         let mut got: BTreeMap<(i64, u8), u32> = BTreeMap::new();
         let mut max_seen = EventTime::MIN;
         let mut emitted_after_close = 0;
-        for (_, (_, key, ts)) in deliver(&recs, &delays) {
+        for (i, (_, (_, key, ts))) in deliver(&recs, &delays).into_iter().enumerate() {
             let wm = max_seen.minus(bound + 1);
             prop_assert!(agg.add(&key, EventTime(ts), wm, || 0, |c| *c += 1).is_ok());
             max_seen = max_seen.max(EventTime(ts));
             for (w, k, c) in agg.close(max_seen.minus(bound + 1)) {
                 emitted_after_close += 1;
                 prop_assert!(got.insert((w.start.0, k), c).is_none(), "a window is emitted once");
+            }
+            if afters[i % afters.len()] >= 2 {
+                log.extend(checkpoint_store("agg", &mut agg).expect("checkpoints"));
+            }
+            if afters[i % afters.len()] == 3 {
+                let mut restored = WindowedAggregate::new(spec.clone(), grace);
+                for (k, v) in &log {
+                    let k = k.strip_prefix(b"agg/").expect("the store's key");
+                    restored.restore(k, v.as_deref()).expect("restores");
+                }
+                prop_assert_eq!(restored.len(), agg.len());
+                prop_assert_eq!(
+                    restored.iter().collect::<Vec<_>>(),
+                    agg.iter().collect::<Vec<_>>()
+                );
+                agg = restored;
             }
         }
         for (w, k, c) in agg.close(EventTime::MAX) {

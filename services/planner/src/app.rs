@@ -3,10 +3,10 @@
 //! `carts` reads the clickstream and purchases (co-partitioned by customer) and writes
 //! abandonments and demand events; `windows` reads the demand events, repartitioned by plant
 //! and SKU, and writes build orders. Their state is in stores the runtime checkpoints and
-//! restores: the carts stage's open join and waiting records as snapshots (bounded by the
-//! windows: about `cart_window + grace` of carts), segment versions per customer and the
-//! deduplication ids entry by entry; the windows stage's open windows as one snapshot
-//! (`build window + grace` of demand).
+//! restores: the carts stage's open join (carts and purchases, about `cart_window + grace`
+//! of them), segment versions per customer and the deduplication ids entry by entry, its
+//! records waiting for their segment as a snapshot; the windows stage's open windows as one
+//! snapshot (`build window + grace` of demand).
 
 use std::sync::Arc;
 
@@ -233,8 +233,12 @@ impl Task for CartTask {
         self.stage.stores()
     }
 
+    fn restored(&mut self) {
+        self.stage.restored();
+    }
+
     fn state_size(&self) -> (usize, usize) {
-        (self.stage.len(), self.stage.snapshot_bytes())
+        (self.stage.len(), self.stage.state_bytes())
     }
 
     fn output_watermark(&self, watermark: EventTime) -> EventTime {
@@ -290,10 +294,10 @@ impl Task for WindowTask {
     }
 
     fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
-        vec![("windows", self.stage.store())]
+        self.stage.stores()
     }
 
     fn state_size(&self) -> (usize, usize) {
-        (self.stage.len(), self.stage.snapshot_bytes())
+        (self.stage.len(), self.stage.state_bytes())
     }
 }

@@ -117,6 +117,7 @@ impl TopicWriter {
 
     /// Waits until every queued record is acknowledged.
     pub fn flush(&self) -> Result<(), KafkaError> {
+        super::wait_delivered(&self.producer, Duration::from_secs(60));
         self.producer.flush(Duration::from_secs(60))?;
         Ok(())
     }

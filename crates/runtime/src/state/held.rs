@@ -18,7 +18,7 @@ use fitstream_contracts::EventTime;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Changes, StateError, Store, decode};
+use super::{Changes, StateError, Store, StoreKey, decode};
 
 /// An event time as 8 bytes whose byte order is its order (big-endian, sign bit flipped).
 pub fn time_key(t: EventTime) -> [u8; 8] {
@@ -96,30 +96,21 @@ impl<T: Serialize + DeserializeOwned> Default for Held<T> {
     }
 }
 
-fn key((t, seq): (EventTime, u64)) -> Vec<u8> {
-    [&time_key(t)[..], &seq.to_be_bytes()].concat()
-}
-
 impl<T: Serialize + DeserializeOwned> Store for Held<T> {
     fn checkpoint(&mut self, out: &mut Changes<'_>) -> Result<(), StateError> {
         for k in std::mem::take(&mut self.dirty) {
             match self.items.get(&k) {
-                Some(item) => out.put(&key(k), item)?,
-                None => out.delete(&key(k)),
+                Some(item) => {
+                    out.put(&k.to_bytes(), item)?;
+                }
+                None => out.delete(&k.to_bytes()),
             }
         }
         Ok(())
     }
 
     fn restore(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
-        let malformed =
-            || StateError::Key("a held item's key is an event time and a number".into());
-        let t = time_of_key(key).ok_or_else(malformed)?;
-        let seq: [u8; 8] = key
-            .get(8..)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
-        let k = (t, u64::from_be_bytes(seq));
+        let k = <(EventTime, u64)>::from_bytes(key)?;
         self.next = self.next.max(k.1 + 1);
         match value {
             Some(v) => self.items.insert(k, decode(v)?),

@@ -94,15 +94,16 @@ pub struct Changes<'a> {
 }
 
 impl Changes<'_> {
-    /// Writes `value` (encoded with [`codec`]) under `key`.
+    /// Writes `value` (encoded with [`codec`]) under `key`; returns the encoded length.
     pub fn put<T: serde::Serialize + ?Sized>(
         &mut self,
         key: &[u8],
         value: &T,
-    ) -> Result<(), StateError> {
+    ) -> Result<usize, StateError> {
         let bytes = codec::encode(value).map_err(|e| at(self.store, key, e))?;
+        let len = bytes.len();
         self.out.push((self.key(key), Some(bytes)));
-        Ok(())
+        Ok(len)
     }
 
     /// Writes bytes already encoded with [`codec`] (a chunk of a [`Snapshot`]).

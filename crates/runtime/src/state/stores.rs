@@ -50,6 +50,23 @@ impl StoreKey for (EventTime, Box<str>) {
     }
 }
 
+/// An event time and a sequence number (the order of arrival): sorted by time in the
+/// changelog too.
+impl StoreKey for (EventTime, u64) {
+    fn to_bytes(&self) -> Vec<u8> {
+        [&time_key(self.0)[..], &self.1.to_be_bytes()].concat()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        let malformed = || StateError::Key("expected an event time and a number".into());
+        let t = time_of_key(bytes).ok_or_else(malformed)?;
+        let seq: [u8; 8] = bytes
+            .get(8..)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        Ok((t, u64::from_be_bytes(seq)))
+    }
+}
+
 /// One value, written when it changed. Reading goes through `Deref`; any mutable access marks
 /// it changed.
 #[derive(Debug, Default)]
@@ -103,7 +120,7 @@ impl<T: Serialize + DeserializeOwned + Default> Store for Value<T> {
 /// behind, so what the store remembers between checkpoints is bounded by its live keys and
 /// the keys written before, however long it runs without one (a replay checkpoints only at
 /// its end).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Keyed<K, V> {
     map: BTreeMap<K, V>,
     /// Keys whose value differs from what the changelog has.
@@ -193,7 +210,9 @@ impl<K: StoreKey, V: Serialize + DeserializeOwned> Store for Keyed<K, V> {
         self.unwritten.clear();
         for key in std::mem::take(&mut self.changed) {
             match self.map.get(&key) {
-                Some(v) => out.put(&key.to_bytes(), v)?,
+                Some(v) => {
+                    out.put(&key.to_bytes(), v)?;
+                }
                 None => out.delete(&key.to_bytes()),
             }
         }

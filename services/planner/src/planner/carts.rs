@@ -9,7 +9,7 @@ use fitstream_contracts::records::*;
 use fitstream_runtime::asof::{AsOf, AsOfJoin};
 use fitstream_runtime::join::{IntervalJoin, JoinEvent, JoinKind, JoinWindow};
 use fitstream_runtime::metrics::METRICS;
-use fitstream_runtime::state::{DedupStore, Snapshot, Store, Value};
+use fitstream_runtime::state::{DedupStore, Store, Value};
 use fitstream_runtime::window::Window;
 use serde::{Deserialize, Serialize};
 
@@ -73,9 +73,9 @@ pub struct CartStage {
     config: PlannerConfig,
     routing: Arc<Routing>,
     counters: Arc<PlannerCounters>,
-    /// Open carts and the purchases that may still convert them (a snapshot: bounded by
-    /// the join window).
-    join: Snapshot<IntervalJoin<(String, String), Cart, ()>>,
+    /// Open carts and the purchases that may still convert them (bounded by the join
+    /// window; written per cart and purchase that changed).
+    join: IntervalJoin<(String, String), Cart, ()>,
     /// Carts and purchases joined as of their event time with the segment assignments
     /// (customer -> segment versions, written key by key).
     segments: AsOfJoin<String, Held, SegmentVersion>,
@@ -98,7 +98,7 @@ impl CartStage {
             grace_ms: config.cart_grace_ms,
         };
         CartStage {
-            join: Snapshot::new(IntervalJoin::new(JoinKind::Left, join_window)),
+            join: IntervalJoin::new(JoinKind::Left, join_window),
             segments: AsOfJoin::new(config.segment_grace_ms, config.segment_retention_ms),
             clock: Value::default(),
             clicks_seen: DedupStore::new(config.dedup_retention_ms),
@@ -112,8 +112,10 @@ impl CartStage {
     /// Its stores.
     pub fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
         let (versions, waiting) = self.segments.stores();
+        let (carts, purchases) = self.join.stores();
         vec![
-            ("join", &mut self.join),
+            ("join-carts", carts),
+            ("join-purchases", purchases),
             ("segments", versions),
             ("segments-waiting", waiting),
             ("clock", &mut self.clock),
@@ -130,9 +132,17 @@ impl CartStage {
             .map_or(watermark, |t| t.min(watermark))
     }
 
-    /// Bytes of the last snapshots written or restored (the open join, the waiting records).
-    pub fn snapshot_bytes(&self) -> usize {
-        self.join.bytes() + self.segments.snapshot_bytes()
+    /// Approximate bytes of state: open carts and purchases by their layout, each with
+    /// about 200 bytes of strings (ids, SKU, category, build key), and the waiting records as
+    /// last written.
+    pub fn state_bytes(&self) -> usize {
+        let (l, r) = self.join.len();
+        (l + r) * (size_of::<Cart>() + 200) + self.segments.snapshot_bytes()
+    }
+
+    /// Every store is restored: the join derives its indexes again.
+    pub fn restored(&mut self) {
+        self.join.restored();
     }
 
     /// Join entries held.

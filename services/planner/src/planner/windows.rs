@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use fitstream_contracts::EventTime;
 use fitstream_contracts::records::*;
-use fitstream_runtime::state::{Snapshot, Store};
+use fitstream_runtime::state::{Keyed, Store, Value};
 use fitstream_runtime::window::{Window, WindowedAggregate};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -26,22 +26,37 @@ struct Demand {
     model_version: Option<i64>,
 }
 
-/// The state of a `windows` stage (one snapshot store: it is bounded by the open windows).
-#[derive(Serialize, Deserialize)]
-struct WindowState {
-    demand: WindowedAggregate<BuildKey, Demand>,
-    pending_outcomes: BTreeMap<(EventTime, u64), (String, String, bool)>,
-    rates: BTreeMap<(String, String), (u64, u64)>,
+/// The clock of a `windows` stage: the watermark it has seen, and the arrival numbering of
+/// its pending outcomes.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Clock {
     seq: u64,
     watermark: EventTime,
 }
 
-/// The `windows` stage of one (plant, SKU) partition.
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            seq: 0,
+            watermark: EventTime::MIN,
+        }
+    }
+}
+
+/// Conversions and abandonments counted per (segment label, category).
+type Rates = BTreeMap<(String, String), (u64, u64)>;
+
+/// The `windows` stage of one (plant, SKU) partition. Its state is in four stores, each
+/// written per entry that changed: the open windows' demand per (window, key), the outcomes
+/// not yet counted, the conversion rates, and the clock.
 pub struct WindowStage {
     config: PlannerConfig,
     routing: Arc<Routing>,
     counters: Arc<PlannerCounters>,
-    state: Snapshot<WindowState>,
+    demand: WindowedAggregate<BuildKey, Demand>,
+    pending_outcomes: Keyed<(EventTime, u64), (String, String, bool)>,
+    rates: Value<Rates>,
+    clock: Value<Clock>,
 }
 
 impl WindowStage {
@@ -52,37 +67,43 @@ impl WindowStage {
         counters: Arc<PlannerCounters>,
     ) -> WindowStage {
         WindowStage {
-            state: Snapshot::new(WindowState {
-                demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
-                pending_outcomes: BTreeMap::new(),
-                rates: BTreeMap::new(),
-                seq: 0,
-                watermark: EventTime::MIN,
-            }),
+            demand: WindowedAggregate::new(config.build_window.clone(), config.build_grace_ms),
+            pending_outcomes: Keyed::default(),
+            rates: Value::default(),
+            clock: Value::default(),
             config,
             routing,
             counters,
         }
     }
 
-    /// Its store: the whole state, a snapshot.
-    pub fn store(&mut self) -> &mut dyn Store {
-        &mut self.state
+    /// Its stores.
+    pub fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        vec![
+            ("demand", &mut self.demand),
+            ("outcomes", &mut self.pending_outcomes),
+            ("rates", &mut self.rates),
+            ("clock", &mut self.clock),
+        ]
     }
 
-    /// Bytes of the last snapshot written or restored.
-    pub fn snapshot_bytes(&self) -> usize {
-        self.state.bytes()
-    }
-
-    /// Open aggregates and pending outcomes.
+    /// Open aggregates, pending outcomes and rates.
     pub fn len(&self) -> usize {
-        self.state.demand.len() + self.state.pending_outcomes.len() + self.state.rates.len()
+        self.demand.len() + self.pending_outcomes.len() + self.rates.len()
     }
 
     /// Whether no state is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Approximate bytes of state: the open windows' demand as last written to the
+    /// changelog, and the pending outcomes and rates by their layout with about 48 bytes of
+    /// strings each.
+    pub fn state_bytes(&self) -> usize {
+        self.demand.written_bytes()
+            + (self.pending_outcomes.len() + self.rates.len())
+                * (size_of::<((EventTime, u64), (String, String, bool))>() + 48)
     }
 
     fn window_of(&self, t: EventTime) -> Option<Window> {
@@ -91,12 +112,12 @@ impl WindowStage {
 
     /// The watermark this stage has seen.
     pub fn watermark(&self) -> EventTime {
-        self.state.watermark
+        self.clock.watermark
     }
 
     /// One demand event. Returns false when it arrived after its window closed.
     pub fn demand(&mut self, event: DemandEvent) -> bool {
-        let wm = self.state.watermark;
+        let wm = self.clock.watermark;
         match event {
             DemandEvent::Cart {
                 cart_id,
@@ -106,7 +127,6 @@ impl WindowStage {
                 model_version,
                 category,
             } => self
-                .state
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.open_carts
@@ -127,7 +147,7 @@ impl WindowStage {
                 let grace = self.config.build_grace_ms;
                 if let Some(w) = self.window_of(t)
                     && purchase_t < w.end.plus(grace)
-                    && let Some(d) = self.state.demand.get_mut(w, &key)
+                    && let Some(d) = self.demand.get_mut(w, &key)
                 {
                     d.open_carts.remove(&cart_id);
                 }
@@ -141,7 +161,6 @@ impl WindowStage {
                 segment,
                 model_version,
             } => self
-                .state
                 .demand
                 .add(&key, t, wm, Demand::default, |d| {
                     d.units += units;
@@ -156,11 +175,9 @@ impl WindowStage {
                 category,
                 converted,
             } => {
-                let state = &mut *self.state;
-                state.seq += 1;
-                state
-                    .pending_outcomes
-                    .insert((closed_at, state.seq), (segment, category, converted));
+                self.clock.seq += 1;
+                self.pending_outcomes
+                    .insert((closed_at, self.clock.seq), (segment, category, converted));
                 true
             }
         }
@@ -169,7 +186,6 @@ impl WindowStage {
     /// The conversion rate of a (segment, category), smoothed by the prior.
     pub fn conversion_rate(&self, segment_label: &str, category: Option<&str>) -> f64 {
         let (c, a) = self
-            .state
             .rates
             .get(&(segment_label.to_owned(), category.unwrap_or("").to_owned()))
             .copied()
@@ -180,11 +196,11 @@ impl WindowStage {
 
     /// The watermark moved: emits every closed window.
     pub fn advance(&mut self, watermark: EventTime, out: &mut Vec<Output>) {
-        if watermark <= self.state.watermark {
+        if watermark <= self.clock.watermark {
             return;
         }
-        self.state.watermark = watermark;
-        let closed = self.state.demand.close(watermark);
+        self.clock.watermark = watermark;
+        let closed = self.demand.close(watermark);
         for (window, key, demand) in closed {
             // Learn from outcomes known for certain at this window's close.
             let threshold = window.end.plus(self.config.build_grace_ms);
@@ -206,12 +222,15 @@ impl WindowStage {
 
     /// Counts pending outcomes that closed before `threshold` into the rates.
     fn fold_outcomes(&mut self, threshold: EventTime) {
-        while let Some(entry) = self.state.pending_outcomes.first_entry() {
-            if entry.key().0 >= threshold {
+        while let Some((&(t, _), _)) = self.pending_outcomes.first_key_value() {
+            if t >= threshold {
                 break;
             }
-            let (segment, category, converted) = entry.remove();
-            let r = self.state.rates.entry((segment, category)).or_default();
+            let Some((_, (segment, category, converted))) = self.pending_outcomes.pop_first()
+            else {
+                break;
+            };
+            let r = self.rates.entry((segment, category)).or_default();
             if converted {
                 r.0 += 1;
             } else {

@@ -105,6 +105,7 @@ impl Driver<'_> {
             )
         };
         let result = offsets.and_then(|_| {
+            crate::kafka::wait_delivered(&self.producer, self.wait(Duration::from_secs(60)));
             self.producer
                 .commit_transaction(self.wait(Duration::from_secs(60)))
         });
