@@ -51,7 +51,14 @@ impl<T> Merge<T> {
         self.queues.get(input).map_or(0, VecDeque::len)
     }
 
-    /// Whether no record waits.
+    /// The inputs with records waiting.
+    pub fn waiting_inputs(&self) -> Vec<usize> {
+        (0..self.queues.len())
+            .filter(|i| !self.queues[*i].is_empty())
+            .collect()
+    }
+
+    /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.queues.iter().all(VecDeque::is_empty)
     }

@@ -686,3 +686,165 @@ fn a_bounded_run_finishes_a_partition_a_departed_static_member_held() {
         "both partitions' records, the departed member's one included"
     );
 }
+
+/// What [`Slow`] saw: a record (`topic`, event time) or the watermark it was advanced to.
+#[derive(Clone, Debug, PartialEq)]
+enum Seen {
+    Record(String, i64),
+    Advance(EventTime),
+}
+
+/// A task whose records of `slow` take 40 ms each.
+struct Slow {
+    slow: String,
+    seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl Task for Slow {
+    fn process(
+        &mut self,
+        record: &Record<'_>,
+        gate: &mut Gate<'_>,
+        _: &mut Ctx,
+    ) -> Result<(), Rejection> {
+        let t: i64 = String::from_utf8_lossy(record.value.unwrap_or_default())
+            .parse()
+            .expect("an event time");
+        gate.at(EventTime(t))?;
+        if record.topic == self.slow {
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        let seen = Seen::Record(record.topic.to_owned(), t);
+        self.seen.lock().expect("log").push(seen);
+        Ok(())
+    }
+
+    fn advance(&mut self, watermark: EventTime, _: &mut Ctx) {
+        self.seen
+            .lock()
+            .expect("log")
+            .push(Seen::Advance(watermark));
+    }
+
+    fn stores(&mut self) -> Vec<(&'static str, &mut dyn Store)> {
+        Vec::new()
+    }
+}
+
+/// A task with two inputs takes their records in event-time order, so the records of the
+/// input whose times come later wait in its merge while the other input's go first. However
+/// long that takes, the waiting input is not idle: its records are on their way, and it
+/// holds the watermark where a replay of the same records has it (here: nothing taken from
+/// it yet, so the watermark does not move before its first record). Before, once the waiting
+/// input had been fetched to its end with its position still for 5 s, its lag read as
+/// records never delivered, and after `idle_timeout_ms` it was counted idle: the watermark
+/// jumped to the other input's time, ahead of the replay's (found by a soak: a profile
+/// flushed before an out-of-order click of its minute came, in one run of
+/// `profiles_models_and_assignments_equal_the_embedded_run`).
+#[test]
+fn an_input_waiting_in_the_merge_is_not_idle() {
+    let s = Setup::new("merge-wait");
+    let (early, late) = (format!("{}-early", s.input), format!("{}-late", s.input));
+    let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+    let topology = {
+        let (slow, seen) = (early.clone(), seen.clone());
+        Topology {
+            name: s.name.clone(),
+            stages: vec![Stage {
+                name: "merge".into(),
+                inputs: vec![early.clone(), late.clone()],
+                tables: Vec::new(),
+                repartitions: Vec::new(),
+                watermark: WatermarkSource::EventTime,
+                globals: Vec::new(),
+                factory: Box::new(move |_| {
+                    Box::new(Slow {
+                        slow: slow.clone(),
+                        seen: seen.clone(),
+                    })
+                }),
+            }],
+        }
+    };
+    let spec = |name: &str| TopicSpec {
+        name: name.to_owned(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::from([("retention.ms".to_owned(), "-1".to_owned())]),
+        role: TopicRole::Output,
+        value: None,
+    };
+    let mut specs = vec![spec(&early), spec(&late)];
+    specs.extend(driver::internal_topics(&topology, 1, 1));
+    futures::executor::block_on(admin::ensure_topics(&s.kafka, &specs)).expect("topics");
+    // 200 records of `early` (8 s of work, past the 5 s after which a still position reads
+    // as records never delivered) before the 3 of `late`, whose times all come after.
+    let record = |topic: &str, t: i64| OutRecord {
+        topic: topic.to_owned(),
+        value: Some(t.to_string().into_bytes()),
+        timestamp: Some(t),
+        partition: Some(0),
+        ..OutRecord::default()
+    };
+    let mut records: Vec<OutRecord> = (0..200).map(|i| record(&early, 1_000 + i)).collect();
+    records.extend((0..3).map(|i| record(&late, 100_000 + i)));
+    s.send(&records);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, seen, late) = (stop.clone(), seen.clone(), late.clone());
+        std::thread::spawn(move || {
+            for _ in 0..1_200 {
+                let taken = seen
+                    .lock()
+                    .expect("log")
+                    .iter()
+                    .filter(|x| matches!(x, Seen::Record(t, _) if *t == late))
+                    .count();
+                if taken == 3 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            stop.store(true, Ordering::SeqCst);
+        })
+    };
+    let config = DriverConfig {
+        kafka: s.kafka.clone(),
+        watermark: WatermarkConfig {
+            idle_timeout_ms: 1_000,
+            ..WatermarkConfig::default()
+        },
+        dead_letter_topic: s.dead_letters.clone(),
+        partitions: 1,
+        replication_factor: 1,
+        bounded: false,
+        chain: Default::default(),
+    };
+    driver::run(topology, config, stop).expect("the run ends when stopped");
+    watcher.join().expect("watcher");
+
+    let seen = seen.lock().expect("log").clone();
+    let first_late = seen
+        .iter()
+        .position(|x| matches!(x, Seen::Record(t, _) if *t == late))
+        .expect("the late input's records were taken");
+    let early_taken = seen[..first_late]
+        .iter()
+        .filter(|x| matches!(x, Seen::Record(..)))
+        .count();
+    assert_eq!(early_taken, 200, "every earlier record goes first");
+    let moved: Vec<&Seen> = seen[..first_late]
+        .iter()
+        .filter(|x| matches!(x, Seen::Advance(_)))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "the watermark moved while the late input's records waited: {moved:?}"
+    );
+    assert!(
+        seen[first_late..].contains(&Seen::Advance(EventTime(1_199))),
+        "then it follows both inputs: {:?}",
+        &seen[first_late..]
+    );
+}

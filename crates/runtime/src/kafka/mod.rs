@@ -307,6 +307,24 @@ pub enum KafkaError {
     State(#[from] crate::state::StateError),
 }
 
+/// Waits until a threaded producer has no record left unacknowledged, or `timeout` passed
+/// (what is then still in flight is for the caller's own flush or commit to report).
+///
+/// rdkafka's `flush` on a [`ThreadedProducer`] polls the event queue that the producer's
+/// own thread serves: the delivery reports go to that thread, so each turn of `flush`
+/// waited its whole 100 ms. A transaction commit flushes first, so every commit took at
+/// least 100 ms, during which the driver did nothing. This only watches the count, while
+/// the producer's thread serves the reports.
+pub fn wait_delivered<C: ProducerContext + 'static>(
+    producer: &ThreadedProducer<C>,
+    timeout: Duration,
+) {
+    let started = Instant::now();
+    while producer.in_flight_count() > 0 && started.elapsed() < timeout {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,23 +359,5 @@ mod tests {
         assert!(e.contains("group.consumer.session.timeout.ms"), "{e}");
         k.group_protocol = GroupProtocol::Classic;
         assert_eq!(k.check(), Ok(()), "the classic protocol takes it");
-    }
-}
-
-/// Waits until a threaded producer has no record left unacknowledged, or `timeout` passed
-/// (what is then still in flight is for the caller's own flush or commit to report).
-///
-/// rdkafka's `flush` on a [`ThreadedProducer`] polls the event queue that the producer's
-/// own thread serves: the delivery reports go to that thread, so each turn of `flush`
-/// waited its whole 100 ms. A transaction commit flushes first, so every commit took at
-/// least 100 ms, during which the driver did nothing. This only watches the count, while
-/// the producer's thread serves the reports.
-pub fn wait_delivered<C: ProducerContext + 'static>(
-    producer: &ThreadedProducer<C>,
-    timeout: Duration,
-) {
-    let started = Instant::now();
-    while producer.in_flight_count() > 0 && started.elapsed() < timeout {
-        std::thread::sleep(Duration::from_micros(200));
     }
 }

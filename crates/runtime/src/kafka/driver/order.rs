@@ -57,6 +57,8 @@ impl Driver<'_> {
         let n = st.inputs.len();
         // A record without a timestamp is taken as soon as it is at the front.
         let timestamp = m.timestamp().to_millis().unwrap_or(i64::MIN);
+        // A record has come: the input is not idle while it waits (see `not_idle`).
+        self.not_idle(stage, m.partition(), &[input], super::now_ms());
         self.merges
             .entry((stage, m.partition()))
             .or_insert_with(|| Merge::new(n))
@@ -136,6 +138,8 @@ impl Driver<'_> {
                 value: w.value.as_deref(),
             };
             self.process(stage, &record, w.marker)?;
+            // The merge is out of `self.merges` meanwhile: its waiting inputs are not idle.
+            self.not_idle(stage, p, &merge.waiting_inputs(), super::now_ms());
             // The watermark moves record by record, as in the embedded driver: whether the
             // next record is late never depends on how many were taken in one go.
             self.tick_task(stage, p)?;
