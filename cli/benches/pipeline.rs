@@ -4,7 +4,10 @@
 //!    Kafka driver, exactly once like every service;
 //! 2. the planner (cart -> purchase join, repartition, build-order windows) on the Kafka driver;
 //! 3. their ratio;
-//! 4. the planner's operators alone: the embedded driver in this process, no broker (one
+//! 4. the whole pipeline on the Kafka driver, as `fitstream run all --until-end` runs it
+//!    (profiler and segmenter together, then the planner on the complete assignments; its
+//!    own consumer groups and internal topics), and its ratio to the passthrough;
+//! 5. the planner's operators alone: the embedded driver in this process, no broker (one
 //!    core: records/s per core).
 //!
 //! Environment: `FITSTREAM_BENCH_RECORDS` (default 200000), `FITSTREAM_TEST_BOOTSTRAP`.
@@ -136,7 +139,29 @@ fn main() -> anyhow::Result<()> {
         planner_rate / copy_rate
     );
 
-    // 4. Operators alone, embedded, this thread only.
+    // 4. The whole pipeline on Kafka, bounded, as `run all --until-end`.
+    let mut all = cfg.clone();
+    all.application_suffix = format!("-{id}-all");
+    all.registry.pinned_ids = true;
+    all.metrics.listen = "127.0.0.1:0".into();
+    let started = Instant::now();
+    rt.block_on(commands::run_service(
+        &all,
+        commands::Service::All,
+        Arc::new(AtomicBool::new(false)),
+        true,
+    ))?;
+    let all_secs = started.elapsed().as_secs_f64();
+    let all_rate = records.len() as f64 / all_secs;
+    println!(
+        "whole pipeline (profiler + segmenter, then planner; exactly once): {all_secs:.1} s, {all_rate:.0} records/s"
+    );
+    println!(
+        "ratio whole pipeline / passthrough: {:.2}",
+        all_rate / copy_rate
+    );
+
+    // 5. Operators alone, embedded, this thread only.
     let dir = std::env::temp_dir().join(format!("fitstream-bench-{id}"));
     let started = Instant::now();
     let summary = embedded::run(
