@@ -157,7 +157,20 @@ async fn broker_gone_for_good(after: Duration) {
     std::thread::sleep(after);
     broker.kill();
     let killed = Instant::now();
-    let status = wait_for(&mut child.0, Duration::from_secs(120));
+    // Polled here, not with `wait_for`: a service that does not end is killed, and the
+    // broker started again, before the test fails with its log, so that the fault scenarios
+    // after this one still have their broker.
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if killed.elapsed() > Duration::from_secs(120) {
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let waited = killed.elapsed();
     let mut stderr = String::new();
     use std::io::Read;
@@ -169,6 +182,9 @@ async fn broker_gone_for_good(after: Duration) {
         .read_to_string(&mut stderr)
         .expect("stderr");
     broker.start();
+    let Some(status) = status else {
+        panic!("the planner did not end within 120 s after the broker died; its log:\n{stderr}");
+    };
     println!(
         "the planner exited {status} {:.1} s after the broker died",
         waited.as_secs_f64()
