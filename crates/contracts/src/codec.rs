@@ -125,10 +125,16 @@ pub enum EncodeError {
 
 /// Prefixes an Avro datum with the Confluent header.
 pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+    let mut out = header(schema_id, datum.len());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// The Confluent header of `schema_id`, in a buffer with room for `datum` more bytes.
+fn header(schema_id: u32, datum: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + datum);
     out.push(MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
-    out.extend_from_slice(datum);
     out
 }
 
@@ -351,9 +357,7 @@ impl Codec {
                 id
             }
         };
-        let mut out = Vec::with_capacity(128);
-        out.push(MAGIC);
-        out.extend_from_slice(&id.to_be_bytes());
+        let mut out = header(id, 128);
         prepared(T::KIND)
             .writer
             .write_value(&mut out, record.to_avro()?)

@@ -55,6 +55,9 @@ pub struct TaskHost {
     by_event_time: bool,
     /// The upstream tasks whose markers this task reads (none for an event-time stage).
     marker_sources: BTreeSet<String>,
+    /// An event-time stage's input partitions as watermark sources, in the order of the
+    /// stage's inputs (none for a stage whose watermark comes from markers).
+    inputs: Vec<String>,
 }
 
 impl TaskHost {
@@ -95,9 +98,10 @@ impl TaskHost {
             sources.iter().cloned().collect()
         };
         let mut watermarks = Watermarks::new(rules);
-        for s in sources {
-            watermarks.assign(s, now_ms);
+        for s in &sources {
+            watermarks.assign(s.clone(), now_ms);
         }
+        let inputs = if by_event_time { sources } else { Vec::new() };
         TaskHost {
             task: (stage.factory)(p),
             watermarks,
@@ -109,6 +113,18 @@ impl TaskHost {
             partition: p,
             by_event_time,
             marker_sources,
+            inputs,
+        }
+    }
+
+    /// Input `input` (its index in the stage's inputs) has records on their way: waiting in
+    /// the driver's merge (fetched, not taken yet: other inputs' earlier records go first), or
+    /// on the broker (its lag). It is not idle, however long since its last record: counted
+    /// idle, it would leave the watermark to the other inputs, ahead of where the same records
+    /// put it in a replay. Nothing for a stage whose watermark comes from markers.
+    pub fn records_coming(&mut self, input: usize, now_ms: i64) {
+        if let Some(source) = self.inputs.get(input) {
+            self.watermarks.backlogged(source, now_ms);
         }
     }
 

@@ -51,11 +51,9 @@ impl<T> Merge<T> {
         self.queues.get(input).map_or(0, VecDeque::len)
     }
 
-    /// The inputs with records waiting.
-    pub fn waiting_inputs(&self) -> Vec<usize> {
-        (0..self.queues.len())
-            .filter(|i| !self.queues[*i].is_empty())
-            .collect()
+    /// The number of inputs.
+    pub fn inputs(&self) -> usize {
+        self.queues.len()
     }
 
     /// Whether nothing waits.

@@ -194,13 +194,13 @@ pub struct WindowedAggregate<K: Ord + Clone, A> {
     written_bytes: usize,
 }
 
-/// An aggregate, whether the changelog has it, and whether it changed since.
+/// An aggregate, whether it changed since the previous checkpoint, and its encoded size as
+/// last written or restored (0: the changelog does not have it; an encoded value is never
+/// empty).
 #[derive(Clone, Debug)]
 struct Cell<A> {
     value: A,
-    written: bool,
     changed: bool,
-    /// Encoded bytes as last written or restored.
     bytes: usize,
 }
 
@@ -244,7 +244,6 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
                     self.entries += 1;
                     per_key.entry(key.clone()).or_insert(Cell {
                         value: init(),
-                        written: false,
                         changed: false,
                         bytes: 0,
                     })
@@ -274,7 +273,7 @@ impl<K: Ord + Clone, A> WindowedAggregate<K, A> {
             for (k, cell) in entry.remove() {
                 self.entries -= 1;
                 self.written_bytes -= cell.bytes;
-                if cell.written {
+                if cell.bytes > 0 {
                     self.closed.push(((end, start), k.clone()));
                 }
                 out.push((w, k, cell.value));
@@ -363,7 +362,6 @@ where
                 self.written_bytes = self.written_bytes - cell.bytes + bytes;
                 cell.bytes = bytes;
                 cell.changed = false;
-                cell.written = true;
             }
         }
         Ok(())
@@ -379,7 +377,6 @@ where
             Some(v) => {
                 let cell = Cell {
                     value: decode(v)?,
-                    written: true,
                     changed: false,
                     bytes: v.len(),
                 };

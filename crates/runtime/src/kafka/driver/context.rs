@@ -40,6 +40,20 @@ pub(super) struct Revoking {
     pub(super) lost: bool,
 }
 
+impl Revoking {
+    /// Gives the partitions up (`incremental_unassign`), once the driver is done with them.
+    pub(super) fn unassign<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+    ) -> rdkafka::error::KafkaResult<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &self.partitions {
+            tpl.add_partition(topic, *p);
+        }
+        consumer.incremental_unassign(&tpl)
+    }
+}
+
 /// `tpl`'s partitions.
 pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements()
@@ -95,14 +109,10 @@ impl Drop for Closing<'_> {
             .lock()
             .ok()
             .and_then(|mut s| s.revoking.take());
-        if let Some(r) = pending {
-            let mut tpl = TopicPartitionList::new();
-            for (topic, p) in &r.partitions {
-                tpl.add_partition(topic, *p);
-            }
-            if let Err(e) = self.0.incremental_unassign(&tpl) {
-                tracing::warn!("giving up the revoked partitions at close failed: {e}");
-            }
+        if let Some(r) = pending
+            && let Err(e) = r.unassign(self.0)
+        {
+            tracing::warn!("giving up the revoked partitions at close failed: {e}");
         }
     }
 }

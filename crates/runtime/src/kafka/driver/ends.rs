@@ -225,9 +225,8 @@ impl Driver<'_> {
         let now = now_ms();
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         for (stage, p) in keys {
-            let st = &self.topology.stages[stage];
-            let by_event_time = st.watermark == WatermarkSource::EventTime;
-            for topic in st.inputs.clone() {
+            let inputs = self.topology.stages[stage].inputs.clone();
+            for (input, topic) in inputs.into_iter().enumerate() {
                 let key = (topic.clone(), p);
                 let Some(lag) = self.waiting(&key, ends.get(&key).copied()) else {
                     continue;
@@ -237,10 +236,9 @@ impl Driver<'_> {
                     .with_label_values(&[&topic, &p.to_string()])
                     .set(lag);
                 if lag > 1
-                    && by_event_time
                     && let Some(slot) = self.slots.get_mut(&(stage, p))
                 {
-                    slot.watermarks.backlogged(&format!("{topic}/{p}"), now);
+                    slot.records_coming(input, now);
                 }
             }
         }

@@ -37,6 +37,7 @@
 //! `restarts` (failures forgiven or final) and `commit` (checkpoints and offsets in one
 //! transaction). The per-task work is the runtime's [`crate::host::TaskHost`].
 
+mod clients;
 mod commit;
 mod context;
 mod ends;
@@ -59,7 +60,6 @@ use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 
 use self::context::{Closing, DriverContext, Ends, RebalanceState};
 use self::globals::{GlobalRecord, driver_globals};
@@ -243,19 +243,7 @@ fn run_once(
         .group_instance_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let producer: Arc<ThreadedProducer<DefaultProducerContext>> = Arc::new(
-        config
-            .kafka
-            .client()
-            .set("transactional.id", format!("{group}-{instance}"))
-            .set(
-                "transaction.timeout.ms",
-                config.kafka.transaction_timeout_ms.to_string(),
-            )
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "100000")
-            .create()?,
-    );
+    let producer = clients::transactional_producer(config, &group, &instance)?;
     // The transactional id is initialised (fencing its previous incarnation) once the group
     // has admitted this instance: under KIP-848 a second instance with a live instance's
     // `group.instance.id` is refused by the group, and must not fence that one's producer.
@@ -281,35 +269,8 @@ fn run_once(
         rxmsgs: std::sync::atomic::AtomicI64::new(0),
         closing: AtomicBool::new(false),
     };
-    let mut client = config.kafka.member_client();
-    client
-        .set("group.id", &group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "false")
-        // Statistics carry each partition's end offset: consumer lag, and backlog vs idleness.
-        .set("statistics.interval.ms", "1000")
-        // Small fetches per partition keep co-partitioned inputs close in event time, which
-        // keeps buffered join state (and its snapshots) small during a backlog.
-        .set("max.partition.fetch.bytes", "65536");
-    // Co-partitioned inputs (the same partition of clickstream and purchases) go to the
-    // same member: the `range` assignor, the broker's under KIP-848 (sticky: a rebalance
-    // moves only what changes owner), the eager client-side one under the classic protocol.
-    match config.kafka.group_protocol {
-        GroupProtocol::Consumer => {
-            client
-                .set("group.protocol", "consumer")
-                .set("group.remote.assignor", "range");
-        }
-        GroupProtocol::Classic => {
-            client.set("partition.assignment.strategy", "range");
-        }
-    }
-    if let Some(id) = &config.kafka.group_instance_id {
-        client.set("group.instance.id", id);
-    }
-    let consumer: BaseConsumer<DriverContext> = client.create_with_context(context)?;
+    let consumer: BaseConsumer<DriverContext> =
+        clients::group_consumer(config, &group).create_with_context(context)?;
     let closing = Closing(&consumer);
     let topics = topology.input_topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -317,25 +278,7 @@ fn run_once(
 
     // Global tables: read whole by every instance, outside the group.
     let globals: Vec<String> = driver_globals(topology);
-    let global_consumer: Option<BaseConsumer> = if globals.is_empty() {
-        None
-    } else {
-        let c: BaseConsumer = config
-            .kafka
-            .client()
-            .set("group.id", format!("{group}-globals-{instance}"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for g in &globals {
-            for p in 0..admin::partition_count(&config.kafka, g)?.max(1) {
-                tpl.add_partition_offset(g, p, Offset::Beginning)?;
-            }
-        }
-        c.assign(&tpl)?;
-        Some(c)
-    };
+    let global_consumer = clients::globals_reader(config, &globals, &group, &instance)?;
 
     let mut driver = Driver {
         global_log: Vec::new(),
@@ -424,11 +367,7 @@ fn run_once(
                 )));
             }
             driver.revoke_partitions(&consumer, &r.partitions)?;
-            let mut tpl = TopicPartitionList::new();
-            for (topic, p) in &r.partitions {
-                tpl.add_partition(topic, *p);
-            }
-            consumer.incremental_unassign(&tpl)?;
+            r.unassign(&consumer)?;
         }
         if revoked {
             tracing::info!("every partition revoked (eager rebalance)");

@@ -17,6 +17,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 
 use super::Driver;
 use super::context::{DriverContext, Ends};
+use crate::host::TaskHost;
 use crate::kafka::KafkaError;
 use crate::merge::{Merge, merges};
 use crate::metrics::METRICS;
@@ -57,8 +58,10 @@ impl Driver<'_> {
         let n = st.inputs.len();
         // A record without a timestamp is taken as soon as it is at the front.
         let timestamp = m.timestamp().to_millis().unwrap_or(i64::MIN);
-        // A record has come: the input is not idle while it waits (see `not_idle`).
-        self.not_idle(stage, m.partition(), &[input], super::now_ms());
+        // A record has come: its input is not idle while it waits.
+        if let Some(slot) = self.slots.get_mut(&(stage, m.partition())) {
+            slot.records_coming(input, super::now_ms());
+        }
         self.merges
             .entry((stage, m.partition()))
             .or_insert_with(|| Merge::new(n))
@@ -139,7 +142,9 @@ impl Driver<'_> {
             };
             self.process(stage, &record, w.marker)?;
             // The merge is out of `self.merges` meanwhile: its waiting inputs are not idle.
-            self.not_idle(stage, p, &merge.waiting_inputs(), super::now_ms());
+            if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                hold_waiting(slot, merge, super::now_ms());
+            }
             // The watermark moves record by record, as in the embedded driver: whether the
             // next record is late never depends on how many were taken in one go.
             self.tick_task(stage, p)?;
@@ -233,5 +238,15 @@ impl Driver<'_> {
             consumer.resume(&resume)?;
         }
         Ok(())
+    }
+}
+
+/// The inputs of `slot`'s task with records waiting in its merge are not idle
+/// ([`TaskHost::records_coming`]).
+pub(super) fn hold_waiting(slot: &mut TaskHost, merge: &Merge<Waiting>, now_ms: i64) {
+    for input in 0..merge.inputs() {
+        if merge.len(input) > 0 {
+            slot.records_coming(input, now_ms);
+        }
     }
 }

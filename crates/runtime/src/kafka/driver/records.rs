@@ -234,21 +234,6 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// The inputs `inputs` (indices in the stage's inputs) of task `(stage, p)` have records
-    /// waiting in the task's merge (fetched, not taken yet: other inputs' earlier records go
-    /// first): they are not idle, however long they wait, since the records they hold back
-    /// are on their way. Counted idle, such an input would leave the watermark to the other
-    /// inputs, ahead of where the same records put it in a replay.
-    pub(super) fn not_idle(&mut self, stage: usize, p: i32, inputs: &[usize], now: i64) {
-        let Some(slot) = self.slots.get_mut(&(stage, p)) else {
-            return;
-        };
-        for i in inputs {
-            let topic = &self.topology.stages[stage].inputs[*i];
-            slot.watermarks.backlogged(&format!("{topic}/{p}"), now);
-        }
-    }
-
     pub(super) fn tick(&mut self) -> Result<(), KafkaError> {
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         for (stage, p) in keys {
@@ -261,13 +246,12 @@ impl Driver<'_> {
     /// driver does after every record).
     pub(super) fn tick_task(&mut self, stage: usize, p: i32) -> Result<(), KafkaError> {
         let now = now_ms();
-        if let Some(merge) = self.merges.get(&(stage, p)) {
-            let waiting = merge.waiting_inputs();
-            self.not_idle(stage, p, &waiting, now);
-        }
         let Some(slot) = self.slots.get_mut(&(stage, p)) else {
             return Ok(());
         };
+        if let Some(merge) = self.merges.get(&(stage, p)) {
+            super::order::hold_waiting(slot, merge, now);
+        }
         let idle = slot.watermarks.idle(now);
         if idle != slot.idle {
             tracing::info!(
