@@ -9,6 +9,9 @@
 #     stops with a message, the newer one runs to the end);
 #   - an instance without group.instance.id frozen mid-run while another takes over, then
 #     thawed: a zombie, fenced by the group generation (KIP-447);
+#   - a transaction's offsets sent to a frozen broker: the call ends within its bound while
+#     the broker is still frozen (librdkafka's own call waits for the broker, librdkafka#5456),
+#     and a new producer with the same transactional id commits after the thaw;
 # and, with the broker gone for good (once the service runs, and as it starts), a service gives
 # up after kafka.unavailable_limit_ms and exits non-zero naming the setting.
 #

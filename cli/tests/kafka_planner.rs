@@ -132,6 +132,113 @@ async fn fault_a_broker_gone_for_good_ends_the_service_after_the_limit() {
     broker_gone_for_good(Duration::from_secs(5)).await;
 }
 
+/// Sending a transaction's offsets to a frozen broker ends within its bound, while the broker
+/// is still frozen. librdkafka's `send_offsets_to_transaction` does not keep its timeout
+/// (librdkafka#5456): asked to take 2 s, it waits for the broker (this test prints how long);
+/// in the planner it once held the driver ten minutes, past `max.poll.interval.ms`.
+/// `send_offsets_bounded` gives up as librdkafka's own timeouts do, and the producer that
+/// replaces it (the driver's restart) fences the stuck one and commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "freezes its broker: tests/faults.sh runs it against a broker of its own"]
+async fn fault_sending_offsets_to_a_frozen_broker_is_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let id = run_id();
+    let cfg = fresh(&id).await;
+    let producer = || -> Arc<ThreadedProducer<DefaultProducerContext>> {
+        let p: ThreadedProducer<DefaultProducerContext> = cfg
+            .kafka
+            .client()
+            .set("transactional.id", format!("offsets-{id}"))
+            .create()
+            .expect("producer");
+        p.init_transactions(Duration::from_secs(60)).expect("init");
+        Arc::new(p)
+    };
+    let consumer: BaseConsumer = cfg
+        .kafka
+        .client()
+        .set("group.id", format!("offsets-{id}"))
+        .create()
+        .expect("consumer");
+    let in_txn = |p: &ThreadedProducer<DefaultProducerContext>, offset: i64| {
+        p.begin_transaction().expect("begin");
+        p.send(BaseRecord::<[u8], [u8]>::to(&cfg.topics.clickstream).payload(b"x".as_slice()))
+            .map_err(|(e, _)| e)
+            .expect("send");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&cfg.topics.clickstream, 0, Offset::Offset(offset))
+            .expect("offsets");
+        (tpl, consumer.group_metadata().expect("group metadata"))
+    };
+    // Frozen for 20 s from now; `thawed` once it runs again.
+    let frozen_for = |started: Instant| {
+        fault_broker().freeze();
+        let thawed = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&thawed);
+        let thaw = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(20).saturating_sub(started.elapsed()));
+            fault_broker().thaw();
+            flag.store(true, Ordering::SeqCst);
+        });
+        (thawed, thaw)
+    };
+    let timeout = Duration::from_secs(2);
+
+    // librdkafka's own call, for the record.
+    let first = producer();
+    let (tpl, group) = in_txn(&first, 1);
+    let started = Instant::now();
+    let (_, thaw) = frozen_for(started);
+    let raw = first.send_offsets_to_transaction(&tpl, &group, timeout);
+    println!(
+        "librdkafka's send_offsets_to_transaction, timeout 2 s, broker frozen: {raw:?} after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    thaw.join().expect("thaw");
+    let _ = first.abort_transaction(Duration::from_secs(60));
+
+    // Bounded: it ends while the broker is still frozen, as a timeout the driver restarts on.
+    let (tpl, group) = in_txn(&first, 2);
+    let started = Instant::now();
+    let (thawed, thaw) = frozen_for(started);
+    let bounded = fitstream_runtime::kafka::send_offsets_bounded(&first, tpl, group, timeout);
+    let took = started.elapsed();
+    let still_frozen = !thawed.load(Ordering::SeqCst);
+    println!(
+        "send_offsets_bounded, timeout 2 s, broker frozen: {bounded:?} after {:.1} s",
+        took.as_secs_f64()
+    );
+    assert!(
+        still_frozen,
+        "the bounded call waited for the broker ({took:?})"
+    );
+    match bounded {
+        Err(fitstream_runtime::kafka::KafkaError::Client(e)) => assert_eq!(
+            e.rdkafka_error_code(),
+            Some(rdkafka::types::RDKafkaErrorCode::OperationTimedOut),
+            "{e}"
+        ),
+        other => panic!("a frozen broker took the offsets: {other:?}"),
+    }
+    thaw.join().expect("thaw");
+
+    // The restart's producer fences the stuck one and commits a transaction of its own.
+    let second = producer();
+    let (tpl, group) = in_txn(&second, 3);
+    second
+        .send_offsets_to_transaction(&tpl, &group, Duration::from_secs(60))
+        .expect("offsets after the thaw");
+    second
+        .commit_transaction(Duration::from_secs(60))
+        .expect("commit after the thaw");
+}
+
 /// The same with the broker gone as the service starts (connected, its driver not yet
 /// consuming): CI's run of 2026-12-06 on a slow fresh machine met this case and waited 91 s,
 /// librdkafka's 60 s admin request timeout among them.

@@ -11,10 +11,12 @@ pub mod reader;
 pub mod writer;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 /// How to reach Kafka.
@@ -324,6 +326,48 @@ pub fn wait_delivered<C: ProducerContext + 'static>(
         std::thread::sleep(Duration::from_micros(200));
     }
 }
+
+/// `send_offsets_to_transaction`, bounded by `timeout`. librdkafka waits for its
+/// TxnOffsetCommit request to the group coordinator without the call's timeout
+/// (librdkafka#5456: the coordinator request's deadline is never checked), so a broker frozen
+/// past the session timeout held the driver in this call for ten minutes, far past
+/// `max.poll.interval.ms`. The call runs on a thread of its own; past `timeout` (and a short
+/// grace for librdkafka's own timeout to fire) it fails as librdkafka's own timeouts do
+/// (`OperationTimedOut`): the driver aborts the transaction and restarts with a new producer,
+/// whose initialisation fences this one. The thread holds its producer until librdkafka
+/// returns.
+pub fn send_offsets_bounded<C: ProducerContext + 'static>(
+    producer: &Arc<ThreadedProducer<C>>,
+    offsets: TopicPartitionList,
+    group: ConsumerGroupMetadata,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let p = Arc::clone(producer);
+    std::thread::Builder::new()
+        .name("send-offsets".into())
+        .spawn(move || {
+            // The receiver may have given up waiting: nothing to tell then.
+            let _ = done.send(p.send_offsets_to_transaction(&offsets, &group, timeout));
+        })
+        .map_err(|e| KafkaError::Timeout(format!("no thread for sending offsets: {e}")))?;
+    match result.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
+        Ok(r) => Ok(r?),
+        Err(_) => {
+            tracing::warn!(
+                "sending the offsets to the transaction took more than {:?}: given up (librdkafka#5456 ignores the call's timeout)",
+                timeout + SEND_OFFSETS_GRACE
+            );
+            // As librdkafka's own timeouts: the driver aborts and restarts.
+            Err(KafkaError::Client(rdkafka::error::KafkaError::Global(
+                rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
+            )))
+        }
+    }
+}
+
+/// How long past its own timeout `send_offsets_to_transaction` may take before it is given up.
+const SEND_OFFSETS_GRACE: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -98,16 +98,18 @@ impl Driver<'_> {
         let offsets = if tpl.count() == 0 {
             Ok(())
         } else {
-            self.producer.send_offsets_to_transaction(
-                &tpl,
-                &metadata,
+            crate::kafka::send_offsets_bounded(
+                &self.producer,
+                tpl,
+                metadata,
                 self.wait(Duration::from_secs(30)),
             )
         };
         let result = offsets.and_then(|_| {
             crate::kafka::wait_delivered(&self.producer, self.wait(Duration::from_secs(60)));
-            self.producer
-                .commit_transaction(self.wait(Duration::from_secs(60)))
+            Ok(self
+                .producer
+                .commit_transaction(self.wait(Duration::from_secs(60)))?)
         });
         match result {
             Ok(()) => {
@@ -128,7 +130,7 @@ impl Driver<'_> {
                 // Still marked open: aborted here, or it would hold back read_committed
                 // readers of every topic it wrote until the coordinator timed it out.
                 self.abort();
-                Err(e.into())
+                Err(e)
             }
         }
     }
