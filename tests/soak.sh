@@ -5,6 +5,9 @@
 # (`run all` + tail against replay), and with FITSTREAM_SOAK_FAULTS=1 the fault scenarios of
 # tests/faults.sh too. Every run's log is kept under target/soak/<time>/run-<i>.log; a failed
 # run's log is named run-<i>.FAILED.log. Ends with the line `soak: K/N runs passed`.
+# With FITSTREAM_SOAK_RELEASE=1 the tests and the services they start are release builds:
+# the embedded references and the services run as in production, and a run takes minutes
+# instead of a quarter of an hour (debug builds, as CI runs them).
 # Not part of CI (a run takes several minutes).
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +19,7 @@ mkdir -p "$logs"
 bash deploy/kafka.sh status >/dev/null 2>&1 || bash deploy/kafka.sh start
 export FITSTREAM_TEST_BOOTSTRAP="${FITSTREAM_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
 tests=(--test kafka_planner --test kafka_profiler --test kafka_replay --test kafka_segmentation)
+[ "${FITSTREAM_SOAK_RELEASE:-0}" = 1 ] && tests+=(--release)
 cargo test -q -j "$jobs" -p fitstream "${tests[@]}" --no-run
 
 passed=0
