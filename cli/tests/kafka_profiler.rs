@@ -68,14 +68,12 @@ async fn profiler_through_kill_9_leaves_the_embedded_profiles() {
     .expect("produce");
 
     let mut child = Stopped(spawn(&cfg, "profiler", Membership::Static));
-    let after = Duration::from_millis(rand::rng().random_range(3_000..7_000));
-    std::thread::sleep(after);
-    // Mid-run: a process that ended before its kill fails the test.
+    // Mid-run at any speed: once a random 10 % to 60 % of the input is committed.
+    let at = rand::rng().random_range(0.1..0.6);
+    let done = until_progress(&cfg, &mut child.0, "profiler", at, "profiler");
+    // A process that ended before its kill fails the test.
     kill_mid_run(&mut child.0, "profiler");
-    println!(
-        "profiler: SIGKILL mid-run after {:.1} s",
-        after.as_secs_f64()
-    );
+    println!("profiler: SIGKILL mid-run at {done:.2} of the input committed");
     let mut child = Stopped(spawn(&cfg, "profiler", Membership::Static));
     let status = wait_for(&mut child.0, Duration::from_secs(900));
     assert!(status.success(), "profiler failed: {status}");

@@ -155,16 +155,24 @@ pub fn spawn_logged(
     instance: Option<&str>,
     log: &Path,
 ) -> Child {
+    spawn_logged_with(cfg, service, instance, log, true)
+}
+
+/// [`spawn_logged`], bounded (`--until-end`) or not.
+pub fn spawn_logged_with(
+    cfg: &FitstreamConfig,
+    service: &str,
+    instance: Option<&str>,
+    log: &Path,
+    bounded: bool,
+) -> Child {
     let file = std::fs::File::create(log).expect("the instance's log file");
     let mut command = Command::new(env!("CARGO_BIN_EXE_fitstream"));
+    command.args(["run", service, "--metrics-listen", "127.0.0.1:0"]);
+    if bounded {
+        command.arg("--until-end");
+    }
     command
-        .args([
-            "run",
-            service,
-            "--until-end",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
         .envs(env_of(cfg))
         .env("RUST_LOG", "info")
         .env("FITSTREAM_LOG_FORMAT", "json")
@@ -320,6 +328,70 @@ pub fn run_id() -> String {
 /// The plants of [`PLANTS`], owned.
 pub fn plants() -> Vec<String> {
     PLANTS.iter().map(|s| s.to_string()).collect()
+}
+
+/// Waits until `service`'s consumer group has committed at least `fraction` of the records
+/// on the input topics (clickstream and purchases), so that a kill or a fault comes mid-run
+/// however fast the machine and the build are (a release build ran through the whole input
+/// before a kill timed in seconds). Panics if `child` ends first, or after 600 s. Returns
+/// the fraction committed when it was reached.
+pub fn until_progress(
+    cfg: &FitstreamConfig,
+    child: &mut Child,
+    service: &str,
+    fraction: f64,
+    what: &str,
+) -> f64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let wait = Duration::from_secs(30);
+    let group = format!("fitstream-{}", cfg.application(service));
+    let probe: BaseConsumer = cfg
+        .kafka
+        .client()
+        .set("group.id", &group)
+        .create()
+        .expect("a probe of the group's offsets");
+    let mut tpl = TopicPartitionList::new();
+    let mut end = 0i64;
+    for topic in [&cfg.topics.clickstream, &cfg.topics.purchases] {
+        for p in 0..cfg.topics.partitions {
+            tpl.add_partition(topic, p);
+            let (_, high) = probe
+                .fetch_watermarks(topic, p, wait)
+                .expect("the input's end");
+            end += high;
+        }
+    }
+    assert!(end > 0, "{what}: no input");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!(
+                "{what}: the process ended by itself before {fraction:.2} of its input ({status})"
+            );
+        }
+        let committed: i64 = probe
+            .committed_offsets(tpl.clone(), wait)
+            .expect("the group's offsets")
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        let done = committed as f64 / end as f64;
+        if done >= fraction {
+            return done;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{what}: {done:.2} of the input committed after 600 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `kill -9` of a process that must still be running: a process that already ended by
