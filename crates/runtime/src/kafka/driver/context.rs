@@ -94,6 +94,57 @@ pub(super) struct DriverContext {
     pub(super) closing: AtomicBool,
 }
 
+/// The group consumer, closed within [`Member::CLOSE_LIMIT`] when dropped. rust-rdkafka's
+/// drop closes the consumer and polls until librdkafka says it is closed, with no limit: in
+/// CI on 2026-12-07 a frozen instance that came back (a zombie), was fenced and restarted,
+/// waited there for good at the end of its run, all its work done. Past the limit the close
+/// goes on in a thread of its own, and the driver goes on (to a restart, or the exit).
+pub(super) struct Member(Option<BaseConsumer<DriverContext>>);
+
+impl Member {
+    const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+    pub(super) fn new(consumer: BaseConsumer<DriverContext>) -> Member {
+        Member(Some(consumer))
+    }
+}
+
+impl std::ops::Deref for Member {
+    type Target = BaseConsumer<DriverContext>;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+            .as_ref()
+            .expect("a member has its consumer until dropped")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        let (closed, done) = std::sync::mpsc::sync_channel(1);
+        let closing = std::thread::Builder::new()
+            .name("consumer-close".into())
+            .spawn(move || {
+                drop(consumer);
+                let _ = closed.send(());
+            });
+        match closing {
+            Ok(_) => {
+                if done.recv_timeout(Self::CLOSE_LIMIT).is_err() {
+                    tracing::warn!(
+                        "the group consumer did not close within {:?}: its close goes on in the background",
+                        Self::CLOSE_LIMIT
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("no thread to close the group consumer: {e}"),
+        }
+    }
+}
+
 /// Marks the consumer as closing when dropped, and carries out a revocation still pending:
 /// declared after the consumer, it is dropped before it, however the run ends.
 pub(super) struct Closing<'c>(pub(super) &'c BaseConsumer<DriverContext>);

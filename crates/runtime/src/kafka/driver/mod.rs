@@ -55,13 +55,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fitstream_contracts::EventTime;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
-use self::context::{Closing, DriverContext, Ends, RebalanceState};
+use self::context::{Closing, DriverContext, Ends, Member, RebalanceState};
 use self::globals::{GlobalRecord, driver_globals};
 pub use self::internal::internal_topics;
 use self::restarts::{FENCED_AGAIN, Restarts, UNRELEASED_RETRY, denied, is_fencing, is_unreleased};
@@ -269,8 +269,8 @@ fn run_once(
         rxmsgs: std::sync::atomic::AtomicI64::new(0),
         closing: AtomicBool::new(false),
     };
-    let consumer: BaseConsumer<DriverContext> =
-        clients::group_consumer(config, &group).create_with_context(context)?;
+    let consumer =
+        Member::new(clients::group_consumer(config, &group).create_with_context(context)?);
     let closing = Closing(&consumer);
     let topics = topology.input_topics();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
