@@ -342,18 +342,14 @@ pub fn send_offsets_bounded<C: ProducerContext + 'static>(
     group: ConsumerGroupMetadata,
     timeout: Duration,
 ) -> Result<(), KafkaError> {
-    let (done, result) = std::sync::mpsc::sync_channel(1);
     let p = Arc::clone(producer);
-    std::thread::Builder::new()
-        .name("send-offsets".into())
-        .spawn(move || {
-            // The receiver may have given up waiting: nothing to tell then.
-            let _ = done.send(p.send_offsets_to_transaction(&offsets, &group, timeout));
-        })
-        .map_err(|e| KafkaError::Timeout(format!("no thread for sending offsets: {e}")))?;
-    match result.recv_timeout(timeout + SEND_OFFSETS_GRACE) {
-        Ok(r) => Ok(r?),
-        Err(_) => {
+    let sent = within("send-offsets", timeout + SEND_OFFSETS_GRACE, move || {
+        p.send_offsets_to_transaction(&offsets, &group, timeout)
+    })
+    .map_err(|e| KafkaError::Timeout(format!("no thread for sending offsets: {e}")))?;
+    match sent {
+        Some(r) => Ok(r?),
+        None => {
             tracing::warn!(
                 "sending the offsets to the transaction took more than {:?}: given up (librdkafka#5456 ignores the call's timeout)",
                 timeout + SEND_OFFSETS_GRACE
@@ -364,6 +360,24 @@ pub fn send_offsets_bounded<C: ProducerContext + 'static>(
             )))
         }
     }
+}
+
+/// Runs `work` on a thread named `name` and waits at most `limit` for it: `None` past the
+/// limit (the thread goes on, and ends when `work` does). For librdkafka calls that do not
+/// keep a limit of their own.
+pub(crate) fn within<T: Send + 'static>(
+    name: &str,
+    limit: Duration,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<Option<T>> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            // The caller may have given up waiting: nothing to tell then.
+            let _ = done.send(work());
+        })?;
+    Ok(result.recv_timeout(limit).ok())
 }
 
 /// How long past its own timeout `send_offsets_to_transaction` may take before it is given up.

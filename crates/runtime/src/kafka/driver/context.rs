@@ -124,22 +124,12 @@ impl Drop for Member {
         let Some(consumer) = self.0.take() else {
             return;
         };
-        let (closed, done) = std::sync::mpsc::sync_channel(1);
-        let closing = std::thread::Builder::new()
-            .name("consumer-close".into())
-            .spawn(move || {
-                drop(consumer);
-                let _ = closed.send(());
-            });
-        match closing {
-            Ok(_) => {
-                if done.recv_timeout(Self::CLOSE_LIMIT).is_err() {
-                    tracing::warn!(
-                        "the group consumer did not close within {:?}: its close goes on in the background",
-                        Self::CLOSE_LIMIT
-                    );
-                }
-            }
+        match crate::kafka::within("consumer-close", Self::CLOSE_LIMIT, move || drop(consumer)) {
+            Ok(Some(())) => {}
+            Ok(None) => tracing::warn!(
+                "the group consumer did not close within {:?}: its close goes on in the background",
+                Self::CLOSE_LIMIT
+            ),
             Err(e) => tracing::warn!("no thread to close the group consumer: {e}"),
         }
     }
