@@ -33,7 +33,22 @@ cleanup() {
 trap cleanup EXIT
 export FITSTREAM_TEST_BOOTSTRAP="${FITSTREAM_TEST_BOOTSTRAP:-127.0.0.1:${KAFKA_PORT:-9092}}"
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step prints the time the one before it took, and the total at the end, so a slow step
+# shows in CI's log (the whole run should stay under 50 minutes).
+run_started=$SECONDS
+step_started=$SECONDS
+step_name=""
+step_done() {
+  if [ -n "$step_name" ]; then
+    printf '== took %d s: %s\n' "$((SECONDS - step_started))" "$step_name"
+  fi
+}
+step() {
+  step_done
+  step_name="$*"
+  step_started=$SECONDS
+  printf '\n== %s\n' "$*"
+}
 
 step "rustfmt"
 cargo fmt --all -- --check
@@ -70,3 +85,5 @@ bash tests/consumers.sh
 step "Kubernetes manifests, CRDs and dashboard (offline)"
 bash deploy/validate/validate.sh
 bash deploy/validate/test_validate.sh
+step_done
+printf '== the whole run took %d s\n' "$((SECONDS - run_started))"
