@@ -55,9 +55,9 @@ pub struct ReadOptions {
 /// Reads `topics` with a throwaway group from the earliest offset, committed records only,
 /// calling `each` per record, until no record arrived for `idle` after the last one, or
 /// `limit` passed. Joining the group and the first fetch may take longer than `idle`: before
-/// the first record, a read whose partitions are all empty ends `idle` after they are
-/// assigned, and one whose partitions hold nothing readable (only aborted transactions)
-/// a minute after that.
+/// the first record, a read whose partitions hold nothing past where it starts (empty, or a
+/// named group that read them all) ends `idle` after they are assigned, and one whose
+/// partitions hold nothing readable (only aborted transactions) a minute after that.
 pub fn read_until_idle(
     config: &KafkaConfig,
     topics: &[&str],
@@ -171,7 +171,14 @@ pub fn read(
                 if let Ok(tpl) = consumer.assignment()
                     && tpl.count() > 0
                 {
-                    // From the end, nothing already there will come.
+                    // From the end, nothing already there will come; a named group that
+                    // read before starts where it committed: only what came since will.
+                    let committed = match options.group {
+                        Some(_) => {
+                            Some(consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?)
+                        }
+                        None => None,
+                    };
                     let mut any = false;
                     for e in tpl
                         .elements()
@@ -183,7 +190,13 @@ pub fn read(
                             e.partition(),
                             Duration::from_secs(10),
                         )?;
-                        any |= high > low;
+                        let from = committed
+                            .as_ref()
+                            .and_then(|c| c.find_partition(e.topic(), e.partition()))
+                            .and_then(|c| c.offset().to_raw())
+                            .filter(|o| *o >= 0)
+                            .map_or(low, |o| o.max(low));
+                        any |= high > from;
                     }
                     assigned = Some((Instant::now(), any));
                 }
