@@ -6,9 +6,9 @@
 # tests/faults.sh too. Every run's log is kept under target/soak/<time>/run-<i>.log; a failed
 # run's log is named run-<i>.FAILED.log. Ends with the line `soak: K/N runs passed`.
 # With FITSTREAM_SOAK_RELEASE=1 the tests and the services they start are release builds,
-# as in production: a run took 601 s on 2026-12-07 (the planner's tests 182 s against 408 s
-# as debug builds, as CI runs them). Kills and faults come at a share of the input committed,
-# not after a time, so that they land mid-run at either speed.
+# as in production: a run took 260 s on 2026-12-07 (601 s before the segmentation test closed
+# its input with clicks instead of waiting for the wall clock). Kills and faults come at a
+# share of the input committed, not after a time, so that they land mid-run at either speed.
 # Not part of CI (a run takes several minutes).
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

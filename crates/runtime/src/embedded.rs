@@ -108,7 +108,9 @@ pub struct Embedded {
     topology: Topology,
     config: EmbeddedConfig,
     slots: BTreeMap<(usize, i32), TaskHost>,
-    offsets: BTreeMap<(String, i32), i64>,
+    /// The next offset per topic and partition (looked up by `&str`: no key is allocated
+    /// per record).
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
     out: Vec<Produced>,
     outcomes: BTreeMap<String, Outcomes>,
     /// Records of each input partition announced and not pushed yet (a bounded input), by
@@ -319,14 +321,18 @@ impl Embedded {
         let Some(stage) = self.topology.stage_of(topic) else {
             return;
         };
-        let offset = {
-            let o = self
-                .offsets
-                .entry((topic.to_owned(), partition))
-                .or_default();
-            *o += 1;
-            *o - 1
-        };
+        if !self.offsets.contains_key(topic) {
+            self.offsets.insert(topic.to_owned(), BTreeMap::new());
+        }
+        let offset = self
+            .offsets
+            .get_mut(topic)
+            .map(|t| {
+                let o = t.entry(partition).or_default();
+                *o += 1;
+                *o - 1
+            })
+            .unwrap_or_default();
         METRICS.records_in.with_label_values(&[topic]).inc();
         let record = Record {
             topic,
@@ -339,7 +345,12 @@ impl Embedded {
             return;
         };
         let (ctx, dead) = slot.deliver(&record, &self.config.service, 0, false);
-        let outcome = self.outcomes.entry(topic.to_owned()).or_default();
+        if !self.outcomes.contains_key(topic) {
+            self.outcomes.insert(topic.to_owned(), Outcomes::default());
+        }
+        let Some(outcome) = self.outcomes.get_mut(topic) else {
+            return;
+        };
         outcome.read += 1;
         match &dead {
             Some(dl) => {

@@ -50,6 +50,8 @@ pub struct TaskHost {
     pub idle: Vec<String>,
     /// An idle marker went downstream since the last regular one.
     pub idle_marker_sent: bool,
+    /// The stage's watermark gauge, looked up once (it moves with nearly every record).
+    watermark_gauge: prometheus::Gauge,
     stage: String,
     partition: i32,
     by_event_time: bool,
@@ -109,6 +111,7 @@ impl TaskHost {
             marker_sent: EventTime::MIN,
             idle: Vec::new(),
             idle_marker_sent: false,
+            watermark_gauge: METRICS.watermark_seconds.with_label_values(&[&stage.name]),
             stage: stage.name.clone(),
             partition: p,
             by_event_time,
@@ -193,10 +196,7 @@ impl TaskHost {
             return None;
         }
         self.current = wm;
-        METRICS
-            .watermark_seconds
-            .with_label_values(&[&self.stage])
-            .set(wm.0 as f64 / 1000.0);
+        self.watermark_gauge.set(wm.0 as f64 / 1000.0);
         let mut ctx = Ctx::default();
         self.task.advance(wm, &mut ctx);
         Some(ctx)

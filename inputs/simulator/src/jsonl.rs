@@ -48,6 +48,30 @@ struct Line {
     defect: Option<Defect>,
 }
 
+/// One line as read: the value is kept as its text and read straight into the record its
+/// topic names (no `Value` tree in between, the replay's path).
+#[derive(Deserialize)]
+struct LineIn<'a> {
+    #[serde(borrow)]
+    topic: std::borrow::Cow<'a, str>,
+    // Read (a line with a partition or a timestamp of the wrong type is not a record), not
+    // used: the key places a record, its value's event time dates it.
+    #[serde(default, rename = "partition")]
+    _partition: Option<i32>,
+    #[serde(default, rename = "timestamp")]
+    _timestamp: Option<i64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    key_hex: Option<String>,
+    #[serde(default, borrow)]
+    value: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    raw_hex: Option<String>,
+    #[serde(default)]
+    defect: Option<Defect>,
+}
+
 /// The JSON object of one record.
 pub fn to_json(record: &InputRecord) -> Result<Value, serde_json::Error> {
     let line = match record {
@@ -99,17 +123,47 @@ pub fn to_json(record: &InputRecord) -> Result<Value, serde_json::Error> {
 
 /// Reads one record from its JSON object; the error says why it is not an input record.
 pub fn from_json(json: Value) -> Result<InputRecord, String> {
-    let line: Line = serde_json::from_value(json).map_err(|e| e.to_string())?;
+    from_text(&json.to_string()).map_err(|e| e.message)
+}
+
+/// Why a line is not a record: not JSON at all (`syntax`), or JSON that is not an input
+/// record.
+struct NotRead {
+    syntax: bool,
+    message: String,
+}
+
+impl NotRead {
+    fn record(message: impl Into<String>) -> NotRead {
+        NotRead {
+            syntax: false,
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads one record from the text of its JSON object.
+fn from_text(text: &str) -> Result<InputRecord, NotRead> {
+    let line: LineIn = serde_json::from_str(text).map_err(|e| NotRead {
+        syntax: !e.is_data(),
+        message: e.to_string(),
+    })?;
     let topic = InputTopic::from_name(&line.topic);
     if let Some(raw) = line.raw_hex {
-        let topic = topic.ok_or_else(|| format!("raw bytes for unknown topic `{}`", line.topic))?;
-        let value = hex::decode(raw).map_err(|e| format!("raw_hex: {e}"))?;
+        let topic = topic.ok_or_else(|| {
+            NotRead::record(format!("raw bytes for unknown topic `{}`", line.topic))
+        })?;
+        let value = hex::decode(raw).map_err(|e| NotRead::record(format!("raw_hex: {e}")))?;
         let key = match (line.key, line.key_hex) {
             (Some(k), _) => Some(k.into_bytes()),
-            (None, Some(h)) => Some(hex::decode(h).map_err(|e| format!("key_hex: {e}"))?),
+            (None, Some(h)) => {
+                Some(hex::decode(h).map_err(|e| NotRead::record(format!("key_hex: {e}")))?)
+            }
             (None, None) => None,
         };
-        let defect = line.defect.ok_or("raw bytes without a `defect`")?;
+        let defect = line
+            .defect
+            .ok_or_else(|| NotRead::record("raw bytes without a `defect`"))?;
         return Ok(InputRecord::Raw {
             topic,
             key,
@@ -117,28 +171,37 @@ pub fn from_json(json: Value) -> Result<InputRecord, String> {
             defect,
         });
     }
-    let value = line.value.ok_or("neither `value` nor `raw_hex`")?;
+    let value = line
+        .value
+        .ok_or_else(|| NotRead::record("neither `value` nor `raw_hex`"))?
+        .get();
     let topic = match topic {
         Some(t) => t,
-        None if value.get("order_id").is_some() => InputTopic::Purchases,
-        None if value.get("event_type").is_some() => InputTopic::Clickstream,
+        // No input topic: the value's shape says (a rare path, through a `Value`).
         None => {
-            return Err(format!(
-                "topic `{}` is not an input topic and the value is neither a click nor a purchase",
-                line.topic
-            ));
+            let shape: Value = serde_json::from_str(value).unwrap_or_default();
+            if shape.get("order_id").is_some() {
+                InputTopic::Purchases
+            } else if shape.get("event_type").is_some() {
+                InputTopic::Clickstream
+            } else {
+                return Err(NotRead::record(format!(
+                    "topic `{}` is not an input topic and the value is neither a click nor a purchase",
+                    line.topic
+                )));
+            }
         }
     };
     let record = match topic {
-        InputTopic::Clickstream => serde_json::from_value::<ClickEvent>(value)
+        InputTopic::Clickstream => serde_json::from_str::<ClickEvent>(value)
             .map(InputRecord::Click)
-            .map_err(|e| format!("not a ClickEvent: {e}")),
-        InputTopic::Purchases => serde_json::from_value::<PurchaseEvent>(value)
+            .map_err(|e| NotRead::record(format!("not a ClickEvent: {e}"))),
+        InputTopic::Purchases => serde_json::from_str::<PurchaseEvent>(value)
             .map(InputRecord::Purchase)
-            .map_err(|e| format!("not a PurchaseEvent: {e}")),
+            .map_err(|e| NotRead::record(format!("not a PurchaseEvent: {e}"))),
     }?;
     match record.unencodable() {
-        Some(why) => Err(why),
+        Some(why) => Err(NotRead::record(why)),
         None => Ok(record),
     }
 }
@@ -204,18 +267,16 @@ impl<R: BufRead> Iterator for JsonLines<R> {
             if text.trim().is_empty() {
                 continue;
             }
-            let json: Value = match serde_json::from_str(text) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Some(Err(ReplayError::Json {
-                        line,
-                        message: e.to_string(),
-                    }));
-                }
-            };
-            return Some(
-                from_json(json).map_err(|message| ReplayError::NotARecord { line, message }),
-            );
+            return Some(from_text(text).map_err(|e| match e.syntax {
+                true => ReplayError::Json {
+                    line,
+                    message: e.message,
+                },
+                false => ReplayError::NotARecord {
+                    line,
+                    message: e.message,
+                },
+            }));
         }
         None
     }
@@ -341,6 +402,51 @@ mod tests {
             got[4]
         );
         assert!(got[5].is_ok());
+    }
+
+    /// The line is read straight into its record: not JSON (cut short, trailing text) is a
+    /// `Json` error, JSON of the wrong shape (an array, a field of the wrong type, even one
+    /// the reader does not use) is `NotARecord`, and an escaped topic name still names it.
+    #[test]
+    fn json_or_not_and_record_or_not() {
+        let good = serde_json::to_string(&to_json(&InputRecord::Click(click())).expect("json"))
+            .expect("json");
+        let value = serde_json::to_string(&click()).expect("json");
+        let lines = [
+            format!("{{\"topic\":\"iob.click\\u0073tream.v1\",\"value\":{value}}}"),
+            format!("{{\"topic\":\"iob.clickstream.v1\",\"partition\":\"x\",\"value\":{value}}}"),
+            format!("{{\"topic\":\"iob.clickstream.v1\",\"timestamp\":[],\"value\":{value}}}"),
+            "[1,2]".to_owned(),
+            "{\"topic\":\"iob.clickstream.v1\"".to_owned(),
+            format!("{good} trailing"),
+            format!("{{\"topic\":\"elsewhere\",\"value\":{value}}}"),
+        ];
+        let got: Vec<_> = read_jsonl(Cursor::new(lines.join("\n"))).collect();
+        assert_eq!(got.len(), 7);
+        assert_eq!(got[0].as_ref().ok(), Some(&InputRecord::Click(click())));
+        for (i, g) in got.iter().enumerate().skip(1).take(2) {
+            assert!(
+                matches!(g, Err(ReplayError::NotARecord { .. })),
+                "{i}: {g:?}"
+            );
+        }
+        assert!(
+            matches!(&got[3], Err(ReplayError::NotARecord { .. })),
+            "{:?}",
+            got[3]
+        );
+        assert!(
+            matches!(&got[4], Err(ReplayError::Json { .. })),
+            "{:?}",
+            got[4]
+        );
+        assert!(
+            matches!(&got[5], Err(ReplayError::Json { .. })),
+            "{:?}",
+            got[5]
+        );
+        // No input topic: the value's shape says it is a click.
+        assert_eq!(got[6].as_ref().ok(), Some(&InputRecord::Click(click())));
     }
 
     #[test]
