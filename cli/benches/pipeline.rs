@@ -11,6 +11,12 @@
 //!    core: records/s per core).
 //!
 //! Environment: `FITSTREAM_BENCH_RECORDS` (default 200000), `FITSTREAM_TEST_BOOTSTRAP`.
+//!
+//! The bench allocates as the `fitstream` binary does (mimalloc), so that its figures are
+//! the binary's.
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
