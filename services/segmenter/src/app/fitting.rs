@@ -322,8 +322,15 @@ impl Task for FitTask {
                     None if end => i64::MIN,
                     None => watermark.0,
                 };
-                let mut next = self.meta.boundary.saturating_add(every);
-                if next <= limit {
+                // No boundary after the last one before the end of time: a saturated next
+                // boundary would be this one again, and the loop would never end (a profile
+                // dated at the end of time made `limit` the end of time).
+                if let Some(mut next) = self
+                    .meta
+                    .boundary
+                    .checked_add(every)
+                    .filter(|n| *n <= limit)
+                {
                     if !self.meta.unfitted {
                         // Nothing to fit at any boundary up to the limit: jump to the last.
                         next = limit.div_euclid(every).saturating_mul(every);

@@ -500,6 +500,51 @@ mod tests {
         }
     }
 
+    /// A profile dated at the end of time (the forwarding task dates a profile behind its
+    /// watermark at the watermark, which is the end of time once a bounded run's input
+    /// ended): advancing to the end of time ends. The schedule's next boundary saturated at
+    /// `i64::MAX`, which that profile's time reached, so `advance` jumped back to the same
+    /// boundary forever (a soak run's `run all --until-end` spun there for 12 minutes).
+    #[test]
+    fn a_profile_at_the_end_of_time_ends_the_schedule() {
+        let app = app(1);
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let topic = app.repartition_topic();
+            let mut task = FitTask::new(app.clone(), partition_for(SAMPLE_KEY, app.partitions));
+            let mut ctx = Ctx::default();
+            feed_population(&mut task, &topic, 150, 60_000, &mut ctx);
+            let c = &population(1, 3, 1.0)[0];
+            let v = codec::encode(&SampledProfile {
+                customer_id: "at-the-end".into(),
+                features: c.features.clone(),
+                top_categories: c.top_categories.clone(),
+                event_time: EventTime::MAX,
+            })
+            .expect("serializes");
+            let r = Record {
+                topic: &topic,
+                partition: 0,
+                offset: 150,
+                key: Some(SAMPLE_KEY),
+                value: Some(&v),
+            };
+            task.process(&r, &mut Gate::open(EventTime::MIN), &mut ctx)
+                .expect("processes");
+            task.advance(EventTime::MAX, &mut ctx);
+            let models = ctx
+                .emits
+                .iter()
+                .filter(|e| e.topic == app.topics.segment_models && e.kind != EmitKind::Progress)
+                .count();
+            done.send(models).ok();
+        });
+        let models = finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("advancing to the end of time ended");
+        assert!(models >= 1, "{models} models");
+    }
+
     #[test]
     fn progress_never_passes_the_latest_profile_and_a_failed_fit_waits_for_new_profiles() {
         let app = app(1);
