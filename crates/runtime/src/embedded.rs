@@ -348,19 +348,19 @@ impl Embedded {
         if !self.outcomes.contains_key(topic) {
             self.outcomes.insert(topic.to_owned(), Outcomes::default());
         }
-        let Some(outcome) = self.outcomes.get_mut(topic) else {
-            return;
-        };
-        outcome.read += 1;
-        match &dead {
-            Some(dl) => {
-                *outcome
-                    .dead
-                    .entry(dl.reason.as_str().to_owned())
-                    .or_default() += 1
+        // Counted only: the record's dead letter and emits are routed below in any case.
+        if let Some(outcome) = self.outcomes.get_mut(topic) {
+            outcome.read += 1;
+            match &dead {
+                Some(dl) => {
+                    *outcome
+                        .dead
+                        .entry(dl.reason.as_str().to_owned())
+                        .or_default() += 1
+                }
+                None if ctx.duplicates > 0 => outcome.duplicates += 1,
+                None => outcome.used += 1,
             }
-            None if ctx.duplicates > 0 => outcome.duplicates += 1,
-            None => outcome.used += 1,
         }
         if let Some(dl) = dead {
             self.dead_letter(dl);
