@@ -6,8 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -54,12 +53,11 @@ async fn produce_run_all_and_tail_match_replay_on_the_rees46_excerpt() {
 async fn equivalence(id: &str, dir: &Path, input: &Path, format: &str, n: u64, dead_letters: bool) {
     // Every version on the table topics: compaction would keep only the latest per key.
     let cfg = fresh_with(id, true).await;
+    // Every command within ten minutes (a debug build takes about a minute at most): a run
+    // that hangs fails the test with its log.
+    let env = env_of(&cfg);
     let fitstream = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_fitstream"))
-            .args(args)
-            .envs(env_of(&cfg))
-            .output()
-            .expect("run fitstream");
+        let out = fitstream_within(args, &env, Duration::from_secs(600));
         assert!(
             out.status.success(),
             "fitstream {args:?}: {}",

@@ -603,6 +603,62 @@ pub fn fitstream_output(args: &[&str], env: &[(String, String)]) -> std::process
         .expect("run fitstream")
 }
 
+/// The `fitstream` binary with `args` and `env` (the caller's log level), to its end or to
+/// `limit`, when it is killed and the test fails with the end of its log: a run that hangs
+/// fails its test instead of stopping the suite (or a soak) for good.
+pub fn fitstream_within(
+    args: &[&str],
+    env: &[(String, String)],
+    limit: Duration,
+) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("fitstream-run-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("a directory for the run's output");
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fitstream"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .expect("run fitstream");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(&err).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "fitstream {args:?} did not end within {} s, killed; the end of its log:\n{}",
+                limit.as_secs(),
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(&out).expect("stdout"),
+        stderr: std::fs::read(&err).expect("stderr"),
+    };
+    // FITSTREAM_TEST_LOG_DIR keeps every run's log (with FITSTREAM_TEST_CHILD_LOG=info).
+    if let Ok(keep) = std::env::var("FITSTREAM_TEST_LOG_DIR") {
+        let name = format!(
+            "{}-{}.log",
+            args.iter().take(2).copied().collect::<Vec<_>>().join("-"),
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("run")
+        );
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(&err, Path::new(&keep).join(name));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
 /// The standard output of a run that must succeed (its standard error in the failure).
 pub fn succeeded(out: std::process::Output, what: &str) -> String {
     assert!(

@@ -212,6 +212,11 @@ impl<P: Ord + Clone> Watermarks<P> {
             .collect()
     }
 
+    /// Whether the input ended ([`Self::finish`]).
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// The end of a finite input: every window may close.
     pub fn finish(&mut self) {
         self.finished = true;

@@ -3,7 +3,7 @@
 //! another format version fails the restore with the version named; a restore that cannot
 //! finish in time fails instead of running on part of the state; a record on an input
 //! topic that carries the runtime's watermark marker headers is dead-lettered and moves no
-//! watermark.
+//! watermark; a bounded run ends past commit markers and aborted transactions.
 //!
 //! Needs a broker at `FITSTREAM_TEST_BOOTSTRAP` (default 127.0.0.1:9092; `bash
 //! deploy/kafka.sh start`).
@@ -63,6 +63,9 @@ struct Counting {
     told: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// Releases the task holding the record `hold`.
+static HOLD_RELEASED: AtomicBool = AtomicBool::new(false);
+
 /// A keyed store whose restore takes a millisecond per entry: a large state's restore.
 #[derive(Default)]
 struct SlowToRestore(Keyed<String, i64>);
@@ -107,6 +110,13 @@ impl Task for Counting {
             self.remembered
                 .0
                 .insert(String::from_utf8_lossy(value).into_owned(), record.offset);
+        }
+        if value == b"hold" {
+            // Held until the test appended a record behind it ([`HOLD_RELEASED`]).
+            self.told.lock().expect("log").push("holding".into());
+            while !HOLD_RELEASED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         if value == b"poison" {
             self.tally.poisoned = true;
@@ -244,6 +254,24 @@ impl Setup {
     }
 
     fn run_with(&self, kafka: KafkaConfig) -> Result<DriverStats, KafkaError> {
+        self.run_config(kafka, Default::default())
+    }
+
+    /// A bounded run whose upstream already finished (`run all`'s segmenter once the profiler
+    /// is done): it takes its end offsets as it starts.
+    fn run_chained(&self) -> Result<DriverStats, KafkaError> {
+        let chain = driver::BoundedChain {
+            inputs_complete: Some(Arc::new(AtomicBool::new(true))),
+            ..Default::default()
+        };
+        self.run_config(self.kafka.clone(), chain)
+    }
+
+    fn run_config(
+        &self,
+        kafka: KafkaConfig,
+        chain: driver::BoundedChain,
+    ) -> Result<DriverStats, KafkaError> {
         let stop = Arc::new(AtomicBool::new(false));
         let watchdog = {
             let stop = stop.clone();
@@ -265,7 +293,7 @@ impl Setup {
             partitions: self.partitions,
             replication_factor: 1,
             bounded: true,
-            chain: Default::default(),
+            chain,
         };
         let result = driver::run(self.topology(), config, stop.clone());
         let timed_out = stop.swap(true, Ordering::SeqCst);
@@ -684,6 +712,132 @@ fn a_bounded_run_finishes_a_partition_a_departed_static_member_held() {
         values,
         vec![b"on 0".to_vec(), b"on 1".to_vec()],
         "both partitions' records, the departed member's one included"
+    );
+}
+
+/// Writes `values` to the input in one transaction of a transactional producer, committed
+/// or aborted.
+fn send_in_transaction(s: &Setup, values: &[&[u8]], commit: bool) {
+    use rdkafka::producer::Producer;
+    let producer = open_transaction(s, values);
+    let wait = Duration::from_secs(30);
+    if commit {
+        producer.commit_transaction(wait).expect("committed");
+    } else {
+        producer.abort_transaction(wait).expect("aborted");
+    }
+}
+
+/// A transactional producer that appended `values` to the input in a transaction it has
+/// not ended.
+fn open_transaction(s: &Setup, values: &[&[u8]]) -> rdkafka::producer::BaseProducer {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = s
+        .kafka
+        .client()
+        .set("transactional.id", format!("{}-writer", s.name))
+        .create()
+        .expect("a transactional producer");
+    let wait = Duration::from_secs(30);
+    producer.init_transactions(wait).expect("init");
+    producer.begin_transaction().expect("begin");
+    for v in values {
+        producer
+            .send(BaseRecord::to(&s.input).key(b"k").payload(*v))
+            .expect("queued");
+    }
+    producer.flush(wait).expect("flushed");
+    producer
+}
+
+/// A chained bounded run (its upstream finished) takes its end offsets as the high
+/// watermarks: the upstream's last transaction is in, even while the broker has not written
+/// its commit markers yet and its last stable offset is still at the transaction's start.
+/// Here the transaction stays open until the run took its end offsets: the run waits for it
+/// and reads its records. (It took the last stable offset, 0, and ended without them.)
+#[test]
+fn a_chained_bounded_run_reads_the_upstreams_last_transaction() {
+    use rdkafka::producer::Producer;
+    let s = Setup::new("chained-end");
+    let producer = open_transaction(&s, &[b"a", b"b"]);
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| s.run_chained());
+        std::thread::sleep(Duration::from_secs(5));
+        producer
+            .commit_transaction(Duration::from_secs(30))
+            .expect("committed");
+        run.join().expect("the run").expect("the run ends");
+    });
+    assert_eq!(s.values(&s.output), vec![b"a".to_vec(), b"b".to_vec()]);
+    assert!(s.read(&s.dead_letters).is_empty());
+}
+
+/// A bounded run ends at its end offsets, where the input's last offsets are never
+/// delivered: a commit marker, or an aborted transaction's records and its marker. The
+/// driver takes the consumer's position for it, which passes them in the queue; it used to
+/// take a position one short of the end for a marker after 5 s of wall time, and never
+/// ended with more than one offset undelivered (the run failed at its two-minute limit).
+#[test]
+fn a_bounded_run_ends_past_commit_markers_and_an_aborted_transaction() {
+    let s = Setup::new("undelivered");
+    send_in_transaction(&s, &[b"a", b"b"], true);
+    send_in_transaction(&s, &[b"c", b"d", b"e"], false);
+    let started = std::time::Instant::now();
+    s.run().expect("the run ends");
+    println!(
+        "ended past a marker and an aborted transaction in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        s.values(&s.output),
+        vec![b"a".to_vec(), b"b".to_vec()],
+        "the committed records, not the aborted ones"
+    );
+    assert_eq!(
+        s.committed(),
+        Some(2),
+        "committed after the last record processed (what follows is passed again next run)"
+    );
+    s.run()
+        .expect("a second run from the committed offset ends too");
+    assert_eq!(s.values(&s.output).len(), 2, "and writes nothing");
+}
+
+/// A bounded run reads its inputs to the end offsets it took at assignment: a record
+/// appended afterwards is the next run's, neither processed nor committed. (It used to be
+/// processed once the task had ended, at a watermark at the end of time: a dead letter
+/// here as late, and in the segmenter a profile dated at the end of time.)
+#[test]
+fn a_record_appended_after_a_bounded_runs_end_offsets_is_the_next_runs() {
+    let s = Setup::new("past-end");
+    s.produce(&s.input, &[(b"k", b"hold")]);
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| s.run());
+        // The task holds its only record: the run took its end offsets (at assignment).
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !s.told.lock().expect("log").iter().any(|l| l == "holding") {
+            assert!(std::time::Instant::now() < deadline, "never held");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s.produce(&s.input, &[(b"k", b"after")]);
+        HOLD_RELEASED.store(true, Ordering::SeqCst);
+        run.join().expect("the run").expect("the run ends");
+    });
+    assert_eq!(s.values(&s.output), vec![b"hold".to_vec()]);
+    assert!(
+        s.read(&s.dead_letters).is_empty(),
+        "the appended record is not read (as late) in this run"
+    );
+    assert_eq!(
+        s.committed(),
+        Some(1),
+        "committed up to the end offset taken"
+    );
+    s.run().expect("the next run");
+    assert_eq!(
+        s.values(&s.output),
+        vec![b"hold".to_vec(), b"after".to_vec()],
+        "the next run reads it"
     );
 }
 

@@ -63,19 +63,13 @@ pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 /// Per input partition, as of librdkafka's latest statistics: the end a read_committed
-/// consumer can reach (last stable offset), and the fetcher's next offset (past records it
-/// fetched, and past aborted records and commit markers, which are never delivered).
+/// consumer can reach (last stable offset).
 pub(super) type Ends = Arc<Mutex<HashMap<(String, i32), PartitionEnd>>>;
 
 #[derive(Clone, Copy, Debug)]
 pub(super) struct PartitionEnd {
     pub(super) end: i64,
-    pub(super) fetched: i64,
 }
-
-/// How long a partition whose fetcher is at the end may show a lag without delivering
-/// anything before the lag counts as records that will never come (aborted transactions).
-pub(super) const UNDELIVERABLE_AFTER: Duration = Duration::from_secs(5);
 
 pub(super) struct DriverContext {
     pub(super) state: Arc<Mutex<RebalanceState>>,
@@ -176,8 +170,7 @@ impl ClientContext for DriverContext {
                     part.hi_offset
                 };
                 if p >= 0 && end >= 0 {
-                    let fetched = part.next_offset;
-                    ends.insert((topic.clone(), p), PartitionEnd { end, fetched });
+                    ends.insert((topic.clone(), p), PartitionEnd { end });
                 }
             }
         }

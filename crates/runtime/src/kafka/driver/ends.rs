@@ -6,25 +6,25 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use fitstream_contracts::EventTime;
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::context::{Ends, PartitionEnd, UNDELIVERABLE_AFTER};
+use super::context::{DriverContext, Ends, PartitionEnd};
 use super::{Driver, now_ms};
 use crate::kafka::KafkaError;
 use crate::metrics::METRICS;
 use crate::task::WatermarkSource;
 
+/// How often the consumer's positions are taken ([`Driver::refresh_polled`]).
+const POLLED_EVERY: Duration = Duration::from_millis(50);
+
 impl Driver<'_> {
     /// Bounded runs: finishes the watermark of every event-time task whose input partitions
     /// are all read to their end offsets. Returns true when every task is finished.
-    pub(super) fn finish_ended(&mut self, ends: &Ends) -> bool {
+    pub(super) fn finish_ended(&mut self) -> bool {
         if !self.config.bounded || self.slots.is_empty() || !self.ends_taken {
             return false;
         }
-        let Ok(stats) = ends.lock() else {
-            return false;
-        };
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
         let mut all = true;
         for (stage, p) in keys {
@@ -36,11 +36,34 @@ impl Driver<'_> {
                     .chain(&st.tables)
                     .map(|t| (t.clone(), p))
                     .collect();
-                let ended = inputs
-                    .iter()
-                    .all(|key| self.read_to_end(key, stats.get(key).copied()));
-                if ended && let Some(slot) = self.slots.get_mut(&(stage, p)) {
-                    slot.watermarks.finish();
+                let ended = inputs.iter().all(|key| self.read_to_end(key));
+                let fresh = self
+                    .slots
+                    .get(&(stage, p))
+                    .is_some_and(|s| !s.watermarks.is_finished());
+                if ended && fresh {
+                    let how: Vec<String> = inputs
+                        .iter()
+                        .map(|key| {
+                            format!(
+                                "{}/{}: processed {:?}, polled {:?}, end {:?}",
+                                key.0,
+                                key.1,
+                                self.processed(key),
+                                self.polled.get(key),
+                                self.end_offsets.get(key)
+                            )
+                        })
+                        .collect();
+                    tracing::info!(
+                        stage = %st.name,
+                        partition = p,
+                        "the task's inputs are read to their end: {}",
+                        how.join("; ")
+                    );
+                    if let Some(slot) = self.slots.get_mut(&(stage, p)) {
+                        slot.watermarks.finish();
+                    }
                 }
             }
             all &= self
@@ -51,21 +74,106 @@ impl Driver<'_> {
         all
     }
 
-    /// Whether a bounded input partition is read to its end offset. A transactional topic
-    /// ends with a commit marker, which is never delivered: one offset short, with the fetcher
-    /// past the end and nothing delivered for [`UNDELIVERABLE_AFTER`], is the end too.
-    pub(super) fn read_to_end(&mut self, key: &(String, i32), stats: Option<PartitionEnd>) -> bool {
+    /// Whether a bounded input partition is read to its end offset: every record before it
+    /// processed. A transactional topic ends with a commit marker, which is never delivered:
+    /// the partition has ended too once the consumer passed the marker in its queue and no
+    /// record before it waits in the driver ([`Driver::refresh_polled`]).
+    pub(super) fn read_to_end(&mut self, key: &(String, i32)) -> bool {
         let end = self.end_offsets.get(key).copied().unwrap_or(0);
-        let position = self
-            .positions
+        ended(
+            self.processed(key),
+            self.polled.get(key).copied(),
+            end,
+            self.holds(key),
+        )
+    }
+
+    /// Bounded runs: whether the record at `offset` of an input partition is at or past the
+    /// end offset the run took. It is the next run's: not processed, its position not moved
+    /// (said once per partition). A task finishes when every record before its end is
+    /// processed; one that came after would meet a watermark at the end of time.
+    pub(super) fn past_end(&mut self, topic: &str, partition: i32, offset: i64) -> bool {
+        if !self.config.bounded || !self.ends_taken {
+            return false;
+        }
+        let key = (topic.to_owned(), partition);
+        let Some(&end) = self.end_offsets.get(&key) else {
+            return false;
+        };
+        if offset < end {
+            return false;
+        }
+        if self.past_end_told.insert(key) {
+            tracing::warn!(
+                partition = %format!("{topic}/{partition}"),
+                offset,
+                end,
+                "a record past the end offset this bounded run took: left for the next run"
+            );
+        }
+        true
+    }
+
+    /// The next offset of `key` the driver will process: past the last record it processed,
+    /// or where the partition starts.
+    fn processed(&self, key: &(String, i32)) -> Option<i64> {
+        self.positions
             .get(key)
             .or_else(|| self.starts.get(key))
-            .copied();
-        match ended(position, end, self.paused.contains(key)) {
-            Ended::Yes => true,
-            Ended::No => false,
-            Ended::IfMarker(position) => self.undeliverable(key, position, end, stats),
+            .copied()
+    }
+
+    /// Whether records of `key` that the consumer passed are not processed yet: waiting in
+    /// the task's merge, or to be read again (the partition is paused, or was, with a record
+    /// delivered after the pause).
+    fn holds(&self, key: &(String, i32)) -> bool {
+        if self.paused.contains(key) || self.rewind.contains_key(key) {
+            return true;
         }
+        let Some(stage) = self.topology.stage_of(&key.0) else {
+            return false;
+        };
+        let Some(input) = self.topology.stages[stage]
+            .inputs
+            .iter()
+            .position(|t| *t == key.0)
+        else {
+            return false;
+        };
+        self.merges
+            .get(&(stage, key.1))
+            .is_some_and(|m| m.len(input) > 0)
+    }
+
+    /// Takes librdkafka's application position of every assigned partition (at most every
+    /// [`POLLED_EVERY`]): the offset after the last message the driver polled, commit
+    /// markers and aborted records included. Those are never delivered, but the consumer
+    /// passes them in its queue in their place, so a position past a marker means every
+    /// record before it was polled, whatever the wall clock did meanwhile (a fit that blocked
+    /// the loop, other partitions' records ahead in the queue). A seek or an assignment
+    /// change forgets it ([`Driver::forget_polled`]).
+    pub(super) fn refresh_polled(
+        &mut self,
+        consumer: &BaseConsumer<DriverContext>,
+    ) -> Result<(), KafkaError> {
+        if self.polled_at.is_some_and(|t| t.elapsed() < POLLED_EVERY) {
+            return Ok(());
+        }
+        self.polled.clear();
+        for e in consumer.position()?.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                self.polled.insert((e.topic().to_owned(), e.partition()), o);
+            }
+        }
+        self.polled_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The consumer's positions are no longer known: a partition was sought, assigned or
+    /// revoked.
+    pub(super) fn forget_polled(&mut self) {
+        self.polled.clear();
+        self.polled_at = None;
     }
 
     /// Bounded runs with several instances: whether every input partition this instance does
@@ -150,10 +258,25 @@ impl Driver<'_> {
         Ok(false)
     }
 
+    /// A client for end offsets: high watermarks, as a read_uncommitted client is told them.
+    pub(super) fn end_probe(&self) -> Result<BaseConsumer, KafkaError> {
+        Ok(self
+            .config
+            .kafka
+            .client()
+            .set("isolation.level", "read_uncommitted")
+            .create()?)
+    }
+
     /// Chained bounded runs: the end offsets of every event-time input partition, now that the
-    /// upstream service finished.
+    /// upstream service finished: the high watermarks, everything the upstream appended. Not
+    /// the last stable offsets a read_committed client is told: the upstream's last commit
+    /// returned once its records were appended, but the broker writes the transaction's
+    /// commit markers after that, so for a moment the last stable offset is still at the
+    /// start of that transaction, and its records would come after the end (found by the
+    /// soak: the profiler's last 218 profiles of a partition, forwarded at the end of time).
     pub(super) fn take_end_offsets(&mut self) -> Result<(), KafkaError> {
-        let probe = self.probe()?;
+        let probe = self.end_probe()?;
         let keys: Vec<(String, i32)> = self.starts.keys().cloned().collect();
         for (topic, p) in keys {
             let (_, high) = probe.fetch_watermarks(
@@ -171,41 +294,22 @@ impl Driver<'_> {
         Ok(())
     }
 
-    /// Whether the records of `key` from `position` to `end` will never be delivered: the
-    /// fetcher is past `end` and the driver's position has not moved for
-    /// [`UNDELIVERABLE_AFTER`] (aborted transactions, commit markers).
-    pub(super) fn undeliverable(
-        &mut self,
-        key: &(String, i32),
-        position: i64,
-        end: i64,
-        stats: Option<PartitionEnd>,
-    ) -> bool {
-        let now = Instant::now();
-        let since = match self.progress.get(key) {
-            Some((p, at)) if *p == position => *at,
-            _ => {
-                self.progress.insert(key.clone(), (position, now));
-                now
-            }
-        };
-        never_delivered(stats, end, now.duration_since(since))
-    }
-
-    /// Records of `key` (an input partition) not processed yet that will come: its lag, and
-    /// zero when the lag is only records that are never delivered (the fetcher is past the
-    /// end and nothing came for [`UNDELIVERABLE_AFTER`]: aborted transactions, markers).
+    /// Records of `key` (an input partition) not processed yet that will come: its lag from
+    /// what the driver processed, or from where the consumer is when nothing it passed waits
+    /// in the driver (past commit markers and aborted records, which never come).
     pub(super) fn waiting(
         &mut self,
         key: &(String, i32),
         end: Option<PartitionEnd>,
     ) -> Option<i64> {
-        let position = *self.positions.get(key).or_else(|| self.starts.get(key))?;
+        let processed = self.processed(key)?;
         let table_end = self.table_ends.get(key).copied();
         let end_offset = end.map(|e| e.end).max(table_end)?;
-        let stats_end = end.map_or(end_offset, |e| e.end);
-        let undeliverable = self.undeliverable(key, position, stats_end, end);
-        Some(records_to_come(position, end_offset, undeliverable))
+        let at = match self.polled.get(key) {
+            Some(&polled) if !self.holds(key) => processed.max(polled),
+            _ => processed,
+        };
+        Some((end_offset - at).max(0))
     }
 
     /// Consumer lag per input partition (its last stable offset, from librdkafka's statistics,
@@ -245,43 +349,18 @@ impl Driver<'_> {
     }
 }
 
-/// Whether a bounded input partition has ended, as far as offsets tell.
-#[derive(Debug, PartialEq, Eq)]
-enum Ended {
-    Yes,
-    No,
-    /// One offset short of the end from this position: ended if that offset is a commit
-    /// marker, which is never delivered.
-    IfMarker(i64),
-}
-
-/// A partition at `position` (None: nothing committed and no start known) with end offset
-/// `end`: at or past the end it has ended; only the last offset may be a marker; a paused
-/// partition is not read at all.
-fn ended(position: Option<i64>, end: i64, paused: bool) -> Ended {
-    let Some(position) = position else {
-        return if end == 0 { Ended::Yes } else { Ended::No };
-    };
-    if position >= end {
-        Ended::Yes
-    } else if end - position > 1 || paused {
-        Ended::No
-    } else {
-        Ended::IfMarker(position)
+/// Whether a bounded input partition with end offset `end` has ended: the driver processed
+/// every record before the end (`processed`: its next offset; None: nothing committed and
+/// no start known, so only an empty partition), or the consumer's position is at the end
+/// (`polled`: past the commit marker that ends a transactional topic) and none of the
+/// records it passed is `held` in the driver unprocessed. Wall time plays no part: a record
+/// fetched and still in the consumer's queue, however long, is not the end.
+fn ended(processed: Option<i64>, polled: Option<i64>, end: i64, held: bool) -> bool {
+    match processed {
+        Some(p) if p >= end => true,
+        None if end == 0 => true,
+        _ => !held && polled.is_some_and(|p| p >= end),
     }
-}
-
-/// Whether the records up to `end` will never be delivered: the fetcher is past `end` and
-/// the position has not moved for [`UNDELIVERABLE_AFTER`].
-fn never_delivered(stats: Option<PartitionEnd>, end: i64, unmoved_for: Duration) -> bool {
-    stats.is_some_and(|s| s.fetched >= end) && unmoved_for >= UNDELIVERABLE_AFTER
-}
-
-/// Records still to come from `position` to `end_offset`: the lag, or none when more than a
-/// marker's slack of it will never be delivered.
-fn records_to_come(position: i64, end_offset: i64, undeliverable: bool) -> i64 {
-    let lag = (end_offset - position).max(0);
-    if lag > 1 && undeliverable { 0 } else { lag }
 }
 
 #[cfg(test)]
@@ -289,45 +368,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_partition_ends_at_its_end_offset_or_one_marker_short() {
-        assert_eq!(ended(Some(10), 10, false), Ended::Yes);
-        assert_eq!(ended(Some(11), 10, false), Ended::Yes);
-        assert_eq!(ended(Some(9), 10, false), Ended::IfMarker(9));
-        assert_eq!(
-            ended(Some(8), 10, false),
-            Ended::No,
-            "two records can't be markers"
-        );
-        assert_eq!(
-            ended(Some(9), 10, true),
-            Ended::No,
-            "a paused partition is not read"
-        );
-        assert_eq!(ended(None, 0, false), Ended::Yes, "an empty partition");
-        assert_eq!(ended(None, 3, false), Ended::No);
+    fn a_partition_ends_once_every_record_before_its_end_is_processed() {
+        assert!(ended(Some(10), None, 10, false));
+        assert!(ended(Some(11), None, 10, true), "processed past the end");
+        assert!(ended(None, None, 0, false), "an empty partition");
+        assert!(!ended(None, None, 3, false));
+        assert!(!ended(Some(9), None, 10, false), "position unknown");
     }
 
     #[test]
-    fn records_are_never_delivered_only_with_the_fetcher_past_the_end_for_a_while() {
-        let at = |fetched| Some(PartitionEnd { end: 10, fetched });
-        assert!(never_delivered(at(10), 10, UNDELIVERABLE_AFTER));
-        assert!(
-            !never_delivered(at(9), 10, UNDELIVERABLE_AFTER),
-            "not fetched yet"
-        );
-        let just_before = UNDELIVERABLE_AFTER - Duration::from_millis(1);
-        assert!(!never_delivered(at(10), 10, just_before), "maybe in flight");
-        assert!(
-            !never_delivered(None, 10, UNDELIVERABLE_AFTER),
-            "no statistics yet"
-        );
+    fn a_commit_marker_at_the_end_is_passed_by_the_consumer_not_delivered() {
+        // Records 0..=8 processed, offset 9 a commit marker the consumer passed.
+        assert!(ended(Some(9), Some(10), 10, false));
+        // An aborted transaction at the end: its records and marker passed likewise.
+        assert!(ended(Some(4), Some(10), 10, false));
+        assert!(ended(None, Some(10), 10, false));
     }
 
+    /// The release soak's run 12: the last offset of a profiles partition was a record,
+    /// fetched (librdkafka's fetcher past the end) while the driver's loop was busy with a
+    /// fit for more than 5 s. The old rule took a position one short of the end, unmoved for
+    /// 5 s with the fetcher past the end, for a commit marker: it finished the task's
+    /// watermark, and the record then came at the end of time. Now only the consumer's
+    /// position decides, which passes a marker in the queue where the record was.
     #[test]
-    fn a_lag_of_undeliverable_records_is_no_backlog() {
-        assert_eq!(records_to_come(5, 10, false), 5);
-        assert_eq!(records_to_come(5, 10, true), 0);
-        assert_eq!(records_to_come(9, 10, true), 1, "a marker's slack stays");
-        assert_eq!(records_to_come(12, 10, false), 0);
+    fn a_record_still_in_the_consumers_queue_is_not_the_end() {
+        assert!(
+            !ended(Some(9), Some(9), 10, false),
+            "offset 9 not polled yet"
+        );
+        assert!(!ended(Some(9), None, 10, false));
+        assert!(
+            !ended(Some(5), Some(10), 10, true),
+            "polled, but waiting in the task's merge or to be read again"
+        );
     }
 }

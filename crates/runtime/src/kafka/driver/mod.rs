@@ -295,7 +295,8 @@ fn run_once(
         end_offsets: BTreeMap::new(),
         starts: BTreeMap::new(),
         table_ends: BTreeMap::new(),
-        progress: HashMap::new(),
+        polled: BTreeMap::new(),
+        polled_at: None,
         paused: BTreeSet::new(),
         rewind: BTreeMap::new(),
         last_table_check: Instant::now(),
@@ -310,6 +311,7 @@ fn run_once(
         order_paused: BTreeSet::new(),
         others_checked: None,
         others_told: BTreeSet::new(),
+        past_end_told: BTreeSet::new(),
     };
     driver.service = driver.topology.name.clone();
     let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
@@ -388,7 +390,7 @@ fn run_once(
             driver.positions.clear();
             driver.paused.clear();
             driver.rewind.clear();
-            driver.progress.clear();
+            driver.forget_polled();
             METRICS.ready.set(0);
         }
         if let Some(assignment) = assigned {
@@ -437,6 +439,7 @@ fn run_once(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
+        driver.refresh_polled(&consumer)?;
         driver.take_in_order(&ends)?;
         driver.pace_order(&consumer)?;
         if !driver.ends_taken
@@ -449,14 +452,14 @@ fn run_once(
         {
             driver.take_end_offsets()?;
         }
-        let all_done = driver.finish_ended(&ends);
+        let all_done = driver.finish_ended();
         driver.refresh_backlog(&ends);
         driver.pace_tables(&consumer, &ends, false)?;
         driver.tick()?;
         if last_commit.elapsed() >= commit_every {
             driver.commit(&consumer)?;
             last_commit = Instant::now();
-            if all_done && driver.finish_ended(&ends) && !driver.in_txn.load(Ordering::SeqCst) {
+            if all_done && driver.finish_ended() && !driver.in_txn.load(Ordering::SeqCst) {
                 // Everything closed and committed; markers downstream were read too.
                 if let Some(f) = &driver.config.chain.finished {
                     f.store(true, Ordering::SeqCst);
@@ -503,8 +506,10 @@ struct Driver<'t> {
     starts: BTreeMap<(String, i32), i64>,
     /// End offsets of table partitions at assignment (before any statistics).
     table_ends: BTreeMap<(String, i32), i64>,
-    /// Per input partition: the position last seen, and since when.
-    progress: HashMap<(String, i32), (i64, Instant)>,
+    /// librdkafka's application position per assigned partition, past commit markers
+    /// (`ends::refresh_polled`), and when it was taken.
+    polled: BTreeMap<(String, i32), i64>,
+    polled_at: Option<Instant>,
     /// Stream partitions paused while their task's table is behind.
     paused: BTreeSet<(String, i32)>,
     /// Paused partitions' first record delivered anyway (fetched before the pause): read
@@ -531,6 +536,8 @@ struct Driver<'t> {
     others_checked: Option<Instant>,
     /// Partitions not held that a bounded run said it waits for (once each).
     others_told: BTreeSet<(String, i32)>,
+    /// Input partitions a bounded run said it has records past the end of (once each).
+    past_end_told: BTreeSet<(String, i32)>,
 }
 
 impl Drop for Driver<'_> {

@@ -192,11 +192,11 @@ impl Driver<'_> {
     /// before the records waiting in the task's other inputs; and whether that is only
     /// because the task waited `kafka.max_task_idle_ms` for it (live runs).
     fn exhausted(&mut self, stage: usize, key: &(String, i32), ends: &Ends) -> (bool, bool) {
-        let stats = ends.lock().ok().and_then(|e| e.get(key).copied());
         if self.config.bounded {
             // A bounded run waits for every record up to the end offsets, known once taken.
-            return (self.ends_taken && self.read_to_end(key, stats), false);
+            return (self.ends_taken && self.read_to_end(key), false);
         }
+        let stats = ends.lock().ok().and_then(|e| e.get(key).copied());
         if self.waiting(key, stats) == Some(0) {
             return (true, false); // caught up: nothing fetched is missing
         }

@@ -118,6 +118,9 @@ impl Driver<'_> {
             // Not processed, and its position stays where the task left it.
             return Ok(());
         }
+        if self.past_end(topic, partition, m.offset()) {
+            return Ok(());
+        }
         let marker = m.headers().and_then(|h| {
             task::parse_marker(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
         });

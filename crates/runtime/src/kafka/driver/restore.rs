@@ -57,6 +57,7 @@ impl Driver<'_> {
         partitions: &[(String, i32)],
     ) -> Result<(), KafkaError> {
         self.stats.rebalances += 1;
+        self.forget_polled();
         let revoked: BTreeSet<(String, i32)> = partitions.iter().cloned().collect();
         let owned: BTreeSet<(String, i32)> = consumer
             .assignment()
@@ -108,7 +109,6 @@ impl Driver<'_> {
             self.positions.remove(key);
             self.paused.remove(key);
             self.rewind.remove(key);
-            self.progress.remove(key);
             self.order_paused.remove(key);
         }
         METRICS.forget_partitions(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
@@ -125,6 +125,7 @@ impl Driver<'_> {
     /// their changelog partitions (tasks already here keep their state).
     pub(super) fn assign(&mut self, assignment: &[(String, i32)]) -> Result<(), KafkaError> {
         self.stats.rebalances += 1;
+        self.forget_polled();
         let now = now_ms();
         // Where each partition resumes (committed offset, else the start): with the broker's
         // end offsets this tells a backlog from a quiet partition (`refresh_backlog`).
@@ -142,6 +143,11 @@ impl Driver<'_> {
                     .or_insert(o);
             }
         }
+        let end_probe = if self.config.bounded && self.ends_taken {
+            Some(self.end_probe()?)
+        } else {
+            None
+        };
         for (topic, p) in assignment {
             let st = self
                 .topology
@@ -160,8 +166,15 @@ impl Driver<'_> {
                 if st.is_some_and(|s| s.tables.contains(topic)) {
                     self.table_ends.insert((topic.clone(), *p), high);
                 }
-                if self.config.bounded && self.ends_taken {
-                    self.end_offsets.insert((topic.clone(), *p), high);
+                if let Some(end_probe) = &end_probe {
+                    // Everything appended so far, a transaction still open included: the run
+                    // waits for its outcome (`take_end_offsets`).
+                    let (_, end) = end_probe.fetch_watermarks(
+                        topic,
+                        *p,
+                        self.config.kafka.broker_wait(Duration::from_secs(30)),
+                    )?;
+                    self.end_offsets.insert((topic.clone(), *p), end);
                 }
             }
         }
@@ -347,6 +360,7 @@ impl Driver<'_> {
                     Offset::Offset(offset),
                     Duration::from_secs(10),
                 )?;
+                self.forget_polled();
             }
             resume.add_partition(&key.0, key.1);
             self.paused.remove(&key);

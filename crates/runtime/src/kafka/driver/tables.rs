@@ -51,6 +51,7 @@ impl Driver<'_> {
                 } else if !behind && paused {
                     if let Some(offset) = self.rewind.remove(&key) {
                         consumer.seek(input, p, Offset::Offset(offset), Duration::from_secs(10))?;
+                        self.forget_polled();
                     }
                     if !self.order_paused.contains(&key) {
                         resume.add_partition(input, p);
