@@ -123,7 +123,18 @@ impl Task for Counting {
         } else {
             self.tally.seen += 1;
         }
-        ctx.emit(&self.to, record.key.map(<[u8]>::to_vec), value.to_vec(), t);
+        // An output dated in 2100: past what the broker accepts from a producer now.
+        let dated = if value == b"from-2100" {
+            EventTime(4_102_444_800_000)
+        } else {
+            t
+        };
+        ctx.emit(
+            &self.to,
+            record.key.map(<[u8]>::to_vec),
+            value.to_vec(),
+            dated,
+        );
         Ok(())
     }
 
@@ -469,15 +480,12 @@ fn marker_headers_on_an_input_topic_are_dead_lettered_and_move_no_watermark() {
     );
 }
 
-/// An output that cannot be written goes to the dead-letter topic in its place, with its
-/// topic as the source and the reason: the run goes on and commits, no restart, no loss.
-#[test]
-fn an_output_that_cannot_be_written_is_dead_lettered_and_the_run_goes_on() {
-    let s = Setup::new("unwritable");
-    s.produce(
-        &s.input,
-        &[(b"k", b"a"), (b"u", b"unwritable"), (b"k", b"b")],
-    );
+/// Runs `a`, `value` (key `x`), `b` through [`Counting`]: `a` and `b` are written, `value`'s
+/// output is dead-lettered in its place with `reason`, its topic as the source; the run goes
+/// on and commits every input offset, no restart, no loss.
+fn one_output_dead_lettered(what: &str, value: &[u8], reason: &str) -> DriverStats {
+    let s = Setup::new(what);
+    s.produce(&s.input, &[(b"k", b"a"), (b"x", value), (b"k", b"b")]);
     let stats = s.run().expect("the run ends");
     assert_eq!(s.values(&s.output), vec![b"a".to_vec(), b"b".to_vec()]);
     let dead = s.read(&s.dead_letters);
@@ -489,17 +497,30 @@ fn an_output_that_cannot_be_written_is_dead_lettered_and_the_run_goes_on() {
             .find(|(k, _)| k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
-    assert_eq!(
-        header("fitstream.error.reason").as_deref(),
-        Some("too-large")
-    );
+    assert_eq!(header("fitstream.error.reason").as_deref(), Some(reason));
     assert_eq!(
         header("fitstream.source.topic").as_deref(),
         Some(s.output.as_str())
     );
-    assert_eq!(dead[0].key.as_deref(), Some(&b"u"[..]));
+    assert_eq!(dead[0].key.as_deref(), Some(&b"x"[..]));
     assert_eq!(s.committed(), Some(3), "every input offset committed");
+    stats
+}
+
+/// An output that cannot be written (too large once encoded) goes to the dead-letter topic in
+/// its place.
+#[test]
+fn an_output_that_cannot_be_written_is_dead_lettered_and_the_run_goes_on() {
+    let stats = one_output_dead_lettered("unwritable", b"unwritable", "too-large");
     assert!(stats.commits >= 1);
+}
+
+/// An output dated further ahead of the wall clock than the broker accepts
+/// (`message.timestamp.after.max.ms`, 1 h by default) would fail the whole transaction, and
+/// the driver would restart into it until the run failed: it is a dead letter (`future`).
+#[test]
+fn an_output_dated_past_what_the_broker_accepts_is_dead_lettered() {
+    one_output_dead_lettered("from-2100", b"from-2100", "future");
 }
 
 /// A restore longer than `max.poll.interval.ms` (here 8,000 entries at a millisecond each,

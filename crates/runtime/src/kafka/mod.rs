@@ -52,6 +52,11 @@ pub struct KafkaConfig {
     /// as Kafka Streams' `max.task.idle.ms`; live runs only (a bounded run waits for every
     /// record). A caught-up input is never waited for.
     pub max_task_idle_ms: u64,
+    /// How far ahead of the wall clock an output record may be dated: the brokers'
+    /// `message.timestamp.after.max.ms` (1 hour by default since Kafka 4.0). The broker
+    /// refuses a later one and with it the whole transaction, and the driver would restart
+    /// into the same record; such an output is a dead letter (`future`) instead.
+    pub output_ahead_limit_ms: u64,
     /// The consumer group protocol of the services' groups: `consumer` (KIP-848, brokers 4.0
     /// and later; incremental: a rebalance moves only the partitions that change owner, and
     /// the tasks that stay keep their state) or `classic` (eager `range`: every rebalance
@@ -78,6 +83,7 @@ impl Default for KafkaConfig {
             liveness_timeout_ms: 120_000,
             shutdown_timeout_ms: 30_000,
             max_task_idle_ms: 1_000,
+            output_ahead_limit_ms: 3_600_000,
             group_protocol: GroupProtocol::Consumer,
             properties: BTreeMap::new(),
             services: BTreeMap::new(),

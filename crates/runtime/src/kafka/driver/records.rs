@@ -213,6 +213,31 @@ impl Driver<'_> {
                 }
                 continue;
             }
+            if !self.topology.is_repartition(&e.topic)
+                && beyond_broker(e.event_time, now, self.config.kafka.output_ahead_limit_ms)
+            {
+                let message = format!(
+                    "output for {} dated {}, more than kafka.output_ahead_limit_ms ({} ms) ahead of the wall clock: the broker would refuse it (message.timestamp.after.max.ms) and the transaction with it",
+                    e.topic, e.event_time, self.config.kafka.output_ahead_limit_ms
+                );
+                tracing::error!(topic = %e.topic, "{message}");
+                let source = crate::deadletter::Source {
+                    topic: e.topic.clone(),
+                    partition: -1,
+                    offset: -1,
+                };
+                let dead = crate::deadletter::DeadLetter::new(
+                    e.key.as_deref(),
+                    e.value.as_deref(),
+                    crate::deadletter::Reason::Future,
+                    message,
+                    source,
+                    &self.service,
+                    now,
+                );
+                self.dead_letter(&dead)?;
+                continue;
+            }
             for p in targets(&e, n) {
                 self.send(
                     &e.topic,
@@ -273,5 +298,30 @@ impl Driver<'_> {
             self.route(stage, p, ctx)?;
         }
         Ok(())
+    }
+}
+
+/// Whether an output dated `event_time` is more than `limit_ms` ahead of the wall clock
+/// `now_ms`, past what the brokers accept.
+fn beyond_broker(event_time: EventTime, now_ms: i64, limit_ms: u64) -> bool {
+    let limit = i64::try_from(limit_ms).unwrap_or(i64::MAX);
+    event_time.0 > now_ms.saturating_add(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_is_beyond_the_broker_only_past_the_limit_ahead_of_the_clock() {
+        let (now, hour) = (1_000_000, 3_600_000);
+        assert!(!beyond_broker(EventTime(now + hour), now, hour as u64));
+        assert!(beyond_broker(EventTime(now + hour + 1), now, hour as u64));
+        assert!(
+            !beyond_broker(EventTime(0), now, hour as u64),
+            "the past is fine"
+        );
+        assert!(beyond_broker(EventTime::MAX, now, hour as u64));
+        assert!(!beyond_broker(EventTime::MAX, now, u64::MAX), "no limit");
     }
 }
