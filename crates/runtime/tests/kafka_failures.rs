@@ -771,6 +771,66 @@ fn open_transaction(s: &Setup, values: &[&[u8]]) -> rdkafka::producer::BaseProdu
     producer
 }
 
+/// A bounded run ends while its input is still being written: records appended after its
+/// end offsets are not activity that keeps it from ending (the partition is paused), and
+/// are left for the next run. (Before: every appended record reset the run's quiet time,
+/// and a record every 100 ms kept it running to its two-minute limit.)
+#[test]
+fn a_bounded_run_ends_while_its_input_is_still_written() {
+    let s = Setup::new("still-written");
+    s.produce(&s.input, &[(b"k", b"a")]);
+    let stop = AtomicBool::new(false);
+    let ended = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                s.produce(&s.input, &[(b"k", b"more")]);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        // The writer stops however the run ends, a failed assertion in it included.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        s.run()
+    });
+    ended.expect("the run ends");
+    let values = s.values(&s.output);
+    assert_eq!(values.first().map(Vec::as_slice), Some(&b"a"[..]));
+    assert!(s.read(&s.dead_letters).is_empty(), "nothing read as late");
+    assert_eq!(
+        s.committed(),
+        Some(values.len() as i64),
+        "committed up to its end offsets, no further"
+    );
+}
+
+/// A partition whose records after the committed offset were all deleted (retention, or
+/// `kafka-delete-records`) starts at its log start: a bounded run ends there. (Before, the
+/// committed offset below the log start was taken for the position, and no record came to
+/// move it: the run failed at its two-minute limit.)
+#[test]
+fn a_bounded_run_ends_where_retention_deleted_the_rest() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let s = Setup::new("deleted");
+    s.produce(&s.input, &[(b"k", b"a"), (b"k", b"b")]);
+    s.run().expect("the first run ends");
+    s.produce(&s.input, &[(b"k", b"c"), (b"k", b"d")]);
+    let admin: AdminClient<DefaultClientContext> =
+        s.kafka.client().create().expect("an admin client");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&s.input, 0, Offset::Offset(4))
+        .expect("offset");
+    futures::executor::block_on(admin.delete_records(&tpl, &AdminOptions::new()))
+        .expect("records deleted");
+    s.run().expect("the second run ends");
+    assert_eq!(s.values(&s.output), vec![b"a".to_vec(), b"b".to_vec()]);
+}
+
 /// A chained bounded run (its upstream finished) takes its end offsets as the high
 /// watermarks: the upstream's last transaction is in, even while the broker has not written
 /// its commit markers yet and its last stable offset is still at the transaction's start.

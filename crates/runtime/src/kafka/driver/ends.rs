@@ -114,13 +114,32 @@ impl Driver<'_> {
         true
     }
 
+    /// Pauses the input partitions with records past a bounded run's end offsets
+    /// ([`Driver::past_end`]): nothing more of them is fetched and dropped in this run.
+    pub(super) fn pause_past_end(
+        &mut self,
+        consumer: &BaseConsumer<DriverContext>,
+    ) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for key in &self.past_end_told {
+            if self.past_end_paused.insert(key.clone()) {
+                tpl.add_partition(&key.0, key.1);
+            }
+        }
+        if tpl.count() > 0 {
+            consumer.pause(&tpl)?;
+        }
+        Ok(())
+    }
+
     /// The next offset of `key` the driver will process: past the last record it processed,
-    /// or where the partition starts.
+    /// or where the partition starts (its log start, when retention deleted records past the
+    /// committed offset: nothing before it will come).
     fn processed(&self, key: &(String, i32)) -> Option<i64> {
-        self.positions
-            .get(key)
-            .or_else(|| self.starts.get(key))
-            .copied()
+        match (self.positions.get(key), self.starts.get(key)) {
+            (Some(&p), Some(&s)) => Some(p.max(s)),
+            (p, s) => p.or(s).copied(),
+        }
     }
 
     /// Whether records of `key` that the consumer passed are not processed yet: waiting in
@@ -218,6 +237,12 @@ impl Driver<'_> {
         for e in committed.elements() {
             let (topic, p) = (e.topic(), e.partition());
             let (low, high) = probe.fetch_watermarks(topic, p, wait)?;
+            // The end as first seen: records appended since are the next run's, which the
+            // instance holding the partition does not read either (`past_end`).
+            let high = *self
+                .others_ends
+                .entry((topic.to_owned(), p))
+                .or_insert(high);
             let at = match e.offset() {
                 Offset::Offset(o) => o.max(low),
                 _ => low,

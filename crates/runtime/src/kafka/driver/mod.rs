@@ -312,6 +312,8 @@ fn run_once(
         others_checked: None,
         others_told: BTreeSet::new(),
         past_end_told: BTreeSet::new(),
+        past_end_paused: BTreeSet::new(),
+        others_ends: BTreeMap::new(),
     };
     driver.service = driver.topology.name.clone();
     let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
@@ -390,6 +392,7 @@ fn run_once(
             driver.positions.clear();
             driver.paused.clear();
             driver.rewind.clear();
+            driver.past_end_paused.clear();
             driver.forget_polled();
             METRICS.ready.set(0);
         }
@@ -427,7 +430,11 @@ fn run_once(
                 }
             }
         }
-        let message_seen = matches!(message, Some(Ok(_)));
+        // A record past a bounded run's end offsets is not activity: the run may end.
+        let message_seen = match &message {
+            Some(Ok(m)) => !driver.past_end(m.topic(), m.partition(), m.offset()),
+            _ => false,
+        };
         match message {
             Some(Ok(m)) => driver.handle(&m)?,
             Some(Err(e)) if is_fencing(&e) => return Err(e.into()),
@@ -439,6 +446,7 @@ fn run_once(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
+        driver.pause_past_end(&consumer)?;
         driver.refresh_polled(&consumer)?;
         driver.take_in_order(&ends)?;
         driver.pace_order(&consumer)?;
@@ -536,8 +544,13 @@ struct Driver<'t> {
     others_checked: Option<Instant>,
     /// Partitions not held that a bounded run said it waits for (once each).
     others_told: BTreeSet<(String, i32)>,
-    /// Input partitions a bounded run said it has records past the end of (once each).
+    /// Input partitions a bounded run found records past the end of (said once each), and
+    /// those of them paused since (nothing more is fetched of them in this run).
     past_end_told: BTreeSet<(String, i32)>,
+    past_end_paused: BTreeSet<(String, i32)>,
+    /// Bounded runs with several instances: the end of each partition another instance
+    /// holds, as first seen (`others_done`): what is appended later is the next run's.
+    others_ends: BTreeMap<(String, i32), i64>,
 }
 
 impl Drop for Driver<'_> {

@@ -110,6 +110,7 @@ impl Driver<'_> {
             self.paused.remove(key);
             self.rewind.remove(key);
             self.order_paused.remove(key);
+            self.past_end_paused.remove(key);
         }
         METRICS.forget_partitions(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
         tracing::info!(
@@ -174,7 +175,8 @@ impl Driver<'_> {
                         *p,
                         self.config.kafka.broker_wait(Duration::from_secs(30)),
                     )?;
-                    self.end_offsets.insert((topic.clone(), *p), end);
+                    // Taken once per run: a partition that comes back keeps its end.
+                    self.end_offsets.entry((topic.clone(), *p)).or_insert(end);
                 }
             }
         }
