@@ -430,13 +430,9 @@ fn run_once(
                 }
             }
         }
-        // A record past a bounded run's end offsets is not activity: the run may end.
-        let message_seen = match &message {
-            Some(Ok(m)) => !driver.past_end(m.topic(), m.partition(), m.offset()),
-            _ => false,
-        };
+        let mut message_seen = false;
         match message {
-            Some(Ok(m)) => driver.handle(&m)?,
+            Some(Ok(m)) => message_seen = driver.handle(&m)?,
             Some(Err(e)) if is_fencing(&e) => return Err(e.into()),
             Some(Err(RdError::MessageConsumptionFatal(code))) => {
                 // The underlying error of a fatal one (e.g. UNRELEASED_INSTANCE_ID).

@@ -100,32 +100,34 @@ impl Driver<'_> {
         }
     }
 
-    pub(super) fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<(), KafkaError> {
+    /// Takes one polled message; false when it is no activity of the run (a record past a
+    /// bounded run's end offsets: the run may end meanwhile).
+    pub(super) fn handle(&mut self, m: &BorrowedMessage<'_>) -> Result<bool, KafkaError> {
         let topic = m.topic();
         let partition = m.partition();
         let Some(stage) = self.topology.stage_of(topic) else {
-            return Ok(());
+            return Ok(true);
         };
         if self.paused.contains(&(topic.to_owned(), partition)) {
             // Fetched before the pause took effect: not processed now, read again on resume.
             self.rewind
                 .entry((topic.to_owned(), partition))
                 .or_insert(m.offset());
-            return Ok(());
+            return Ok(true);
         }
         if !self.slots.contains_key(&(stage, partition)) {
             // Its task is not here: the partition was revoked with this record in flight.
             // Not processed, and its position stays where the task left it.
-            return Ok(());
+            return Ok(true);
         }
         if self.past_end(topic, partition, m.offset()) {
-            return Ok(());
+            return Ok(false);
         }
         let marker = m.headers().and_then(|h| {
             task::parse_marker(h.iter().map(|x| (x.key, x.value.unwrap_or_default())))
         });
         if self.wait_in_order(stage, m, &marker) {
-            return Ok(());
+            return Ok(true);
         }
         let record = Record {
             topic,
@@ -134,7 +136,8 @@ impl Driver<'_> {
             key: m.key(),
             value: m.payload(),
         };
-        self.process(stage, &record, marker)
+        self.process(stage, &record, marker)?;
+        Ok(true)
     }
 
     /// One record through its task, in the open transaction: markers to the task's
