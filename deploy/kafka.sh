@@ -41,7 +41,10 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 KAFKA_OPTS="${KAFKA_OPTS:-}"
 KAFKA_CLUSTER_ID="${KAFKA_CLUSTER_ID:-}"
 KAFKA_LOG_LEVEL="${KAFKA_LOG_LEVEL:-INFO}"
+# Startup fails once the server log has not grown for KAFKA_START_TIMEOUT seconds (a broker
+# loading thousands of partitions keeps logging and is given up to KAFKA_START_LIMIT).
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_START_LIMIT="${KAFKA_START_LIMIT:-900}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"
 KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 KAFKA_MVN="${KAFKA_MVN:-mvn}"
@@ -708,29 +711,35 @@ cmd_start() {
         tail_log
         die "broker process did not start"
     }
-    say "started pid $pid, waiting up to ${KAFKA_START_TIMEOUT}s for the broker ..."
+    say "started pid $pid, waiting for the broker (up to ${KAFKA_START_LIMIT}s, ${KAFKA_START_TIMEOUT}s without progress) ..."
     wait_ready "$pid" "$offset"
     announce_ready
 }
 
 # wait_ready PID LOG_OFFSET: until the server log (after LOG_OFFSET) says the
-# server started AND the broker port accepts connections.
+# server started AND the broker port accepts connections. Gives up when the log has not
+# grown for KAFKA_START_TIMEOUT seconds, or after KAFKA_START_LIMIT seconds in all.
 wait_ready() {
-    local pid="$1" offset="$2" start_s=$SECONDS logged=0 size
+    local pid="$1" offset="$2" start_s=$SECONDS logged=0 size=0 seen=-1 moved_s=$SECONDS why=""
     while :; do
         if ! kill -0 "$pid" 2>/dev/null; then
             tail_log 40 "$offset"
             rm -f "$PID_FILE"
             die "broker process $pid exited during startup (see $LOG_DIR)"
         fi
+        if [[ -f "$SERVER_LOG" ]]; then
+            size="$(wc -c <"$SERVER_LOG")"
+            ((size < offset)) && offset=0 # rotated
+            if ((size != seen)); then
+                seen=$size
+                moved_s=$SECONDS
+            fi
+        fi
         if ((!logged)); then
-            if [[ -f "$SERVER_LOG" ]]; then
-                size="$(wc -c <"$SERVER_LOG")"
-                ((size < offset)) && offset=0 # rotated
-                # grep -c reads all input (no SIGPIPE under pipefail).
-                if tail -c +"$((offset + 1))" "$SERVER_LOG" | grep -cF "$STARTED_MARKER" >/dev/null; then
-                    logged=1
-                fi
+            # grep -c reads all input (no SIGPIPE under pipefail).
+            if [[ -f "$SERVER_LOG" ]] &&
+                tail -c +"$((offset + 1))" "$SERVER_LOG" | grep -cF "$STARTED_MARKER" >/dev/null; then
+                logged=1
             fi
             if ((!logged)) && [[ -f "$OUT_FILE" ]] && grep -qF "$STARTED_MARKER" "$OUT_FILE"; then
                 logged=1
@@ -739,11 +748,16 @@ wait_ready() {
         if ((logged)) && port_open "$KAFKA_PORT"; then
             return 0
         fi
-        if ((SECONDS - start_s >= KAFKA_START_TIMEOUT)); then
+        if ((SECONDS - moved_s >= KAFKA_START_TIMEOUT)); then
+            why="its server log did not grow for ${KAFKA_START_TIMEOUT}s"
+        elif ((SECONDS - start_s >= KAFKA_START_LIMIT)); then
+            why="it was still starting after ${KAFKA_START_LIMIT}s"
+        fi
+        if [[ -n "$why" ]]; then
             tail_log 40 "$offset"
-            warn "broker not ready after ${KAFKA_START_TIMEOUT}s; stopping it"
+            warn "broker not ready: $why; stopping it"
             stop_pid "$pid"
-            die "broker did not become ready within ${KAFKA_START_TIMEOUT}s (see $LOG_DIR)"
+            die "broker did not become ready: $why (see $LOG_DIR; KAFKA_START_TIMEOUT, KAFKA_START_LIMIT)"
         fi
         sleep 0.5
     done

@@ -27,6 +27,8 @@ broker() {
   KAFKA_PORT="$port" KAFKA_CONTROLLER_PORT="$((port + 1))" \
     KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}" bash deploy/kafka.sh "$@"
 }
+# The fault broker is this script's own: it starts empty, without the topics of earlier runs.
+broker reset
 broker start
 trap 'broker stop >/dev/null 2>&1 || true' EXIT
 

@@ -24,6 +24,10 @@ fi
 
 started_broker=0
 if ! bash deploy/kafka.sh status >/dev/null 2>&1; then
+  # The tests make topics of their own, named per run, and need nothing an earlier run left:
+  # the broker they start starts empty (one whose data dir holds every earlier run's topics
+  # takes minutes to load them). A broker you started yourself is used as it is.
+  bash deploy/kafka.sh reset
   bash deploy/kafka.sh start
   started_broker=1
 fi
