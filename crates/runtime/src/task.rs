@@ -415,6 +415,16 @@ impl Topology {
             .position(|s| s.inputs.iter().chain(&s.tables).any(|t| t == topic))
     }
 
+    /// Whether a bounded run ends `topic` at an end offset: an input of an event-time stage,
+    /// or a table. (A stage timed by markers ends with its upstream's last marker.)
+    pub fn ends_by_event_time(&self, topic: &str) -> bool {
+        self.stage_of(topic)
+            .map(|i| &self.stages[i])
+            .is_some_and(|s| {
+                s.watermark == WatermarkSource::EventTime || s.tables.iter().any(|t| t == topic)
+            })
+    }
+
     /// Whether `topic` is a repartition topic of this topology.
     pub fn is_repartition(&self, topic: &str) -> bool {
         self.stages

@@ -3,7 +3,8 @@
 //! another format version fails the restore with the version named; a restore that cannot
 //! finish in time fails instead of running on part of the state; a record on an input
 //! topic that carries the runtime's watermark marker headers is dead-lettered and moves no
-//! watermark; a bounded run ends past commit markers and aborted transactions.
+//! watermark; a bounded run ends past commit markers and aborted transactions, and two
+//! instances of one end together while their input is still written.
 //!
 //! Needs a broker at `FITSTREAM_TEST_BOOTSTRAP` (default 127.0.0.1:9092; `bash
 //! deploy/kafka.sh start`).
@@ -110,6 +111,10 @@ impl Task for Counting {
             self.remembered
                 .0
                 .insert(String::from_utf8_lossy(value).into_owned(), record.offset);
+        }
+        if value.starts_with(b"slow") {
+            // Keeps the instance that holds the partition busy: a second instance joins meanwhile.
+            std::thread::sleep(Duration::from_secs(3));
         }
         if value == b"hold" {
             // Held until the test appended a record behind it ([`HOLD_RELEASED`]).
@@ -346,6 +351,11 @@ impl Setup {
 
     /// The group's committed offset of the input partition.
     fn committed(&self) -> Option<i64> {
+        self.committed_at(0)
+    }
+
+    /// The group's committed offset of input partition `p`.
+    fn committed_at(&self, p: i32) -> Option<i64> {
         let consumer: BaseConsumer = self
             .kafka
             .client()
@@ -353,7 +363,7 @@ impl Setup {
             .create()
             .expect("a consumer");
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.input, 0);
+        tpl.add_partition(&self.input, p);
         let committed = consumer
             .committed_offsets(tpl, Duration::from_secs(30))
             .expect("committed offsets");
@@ -771,6 +781,16 @@ fn open_transaction(s: &Setup, values: &[&[u8]]) -> rdkafka::producer::BaseProdu
     producer
 }
 
+/// Raises its flag when dropped: a writer thread stops however the test ends, a failed
+/// assertion included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A bounded run ends while its input is still being written: records appended after its
 /// end offsets are not activity that keeps it from ending (the partition is paused), and
 /// are left for the next run. (Before: every appended record reset the run's quiet time,
@@ -788,12 +808,6 @@ fn a_bounded_run_ends_while_its_input_is_still_written() {
             }
         });
         // The writer stops however the run ends, a failed assertion in it included.
-        struct StopOnDrop<'a>(&'a AtomicBool);
-        impl Drop for StopOnDrop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
         let _stop = StopOnDrop(&stop);
         s.run()
     });
@@ -805,6 +819,72 @@ fn a_bounded_run_ends_while_its_input_is_still_written() {
         s.committed(),
         Some(values.len() as i64),
         "committed up to its end offsets, no further"
+    );
+}
+
+/// Two instances of one bounded run end while both input partitions are still being
+/// written. Each instance finishes what it holds at its end offsets, and counts a partition
+/// the other holds as done once the group's committed offset reaches that partition's end as
+/// first seen: what is appended after is the next run's. Every partition's output is then
+/// exactly its records before the committed offset, none dead-lettered. (Before, each check
+/// took a fresh high watermark, always ahead of the other instance's commits while the writer
+/// ran: an instance waited for the other's partition until its two-minute limit.)
+#[test]
+fn two_instances_of_a_bounded_run_end_while_their_input_is_still_written() {
+    let s = Setup::with_partitions("two-still-written", 2);
+    // Each partition's first record keeps the task that holds it busy for 3 s.
+    let value = |p: i32, n: i64| match n {
+        0 => format!("slow-{p}").into_bytes(),
+        n => format!("{p}-{n:06}").into_bytes(),
+    };
+    let record = |p: i32, n: i64| OutRecord {
+        topic: s.input.clone(),
+        key: Some(format!("k{p}").into_bytes()),
+        value: Some(value(p, n)),
+        partition: Some(p),
+        ..OutRecord::default()
+    };
+    s.send(&[record(0, 0), record(1, 0)]);
+    let stop = AtomicBool::new(false);
+    let (first, second) = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 1;
+            while !stop.load(Ordering::SeqCst) {
+                s.send(&[record(0, n), record(1, n)]);
+                n += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let _stop = StopOnDrop(&stop);
+        let first = scope.spawn(|| s.run());
+        // The second instance joins while the first one is busy: the group moves a partition.
+        std::thread::sleep(Duration::from_secs(1));
+        let second = scope.spawn(|| s.run());
+        (
+            first.join().expect("the first instance"),
+            second.join().expect("the second instance"),
+        )
+    });
+    first.expect("the first instance ends");
+    second.expect("the second instance ends");
+    assert!(s.read(&s.dead_letters).is_empty(), "nothing read as late");
+    let mut outputs = s.values(&s.output);
+    outputs.sort();
+    let mut expected = Vec::new();
+    for p in 0..2 {
+        let committed = s.committed_at(p).expect("a committed offset");
+        assert!(committed >= 1, "partition {p}: its first record was read");
+        expected.extend((0..committed).map(|n| value(p, n)));
+    }
+    assert_eq!(
+        outputs.len(),
+        expected.len(),
+        "one output per record below the committed offsets"
+    );
+    expected.sort();
+    assert!(
+        outputs == expected,
+        "the outputs are each partition's records below its committed offset"
     );
 }
 

@@ -237,10 +237,11 @@ impl Driver<'_> {
         for e in committed.elements() {
             let (topic, p) = (e.topic(), e.partition());
             let (low, high) = probe.fetch_watermarks(topic, p, wait)?;
-            // The end as first seen: records appended since are the next run's, which the
+            // The end the run took (`take_end_offsets`), or for an input that ends by
+            // markers, as first seen: records appended since are the next run's, which the
             // instance holding the partition does not read either (`past_end`).
             let high = *self
-                .others_ends
+                .end_offsets
                 .entry((topic.to_owned(), p))
                 .or_insert(high);
             let at = match e.offset() {
@@ -293,27 +294,36 @@ impl Driver<'_> {
             .create()?)
     }
 
-    /// Chained bounded runs: the end offsets of every event-time input partition, now that the
-    /// upstream service finished: the high watermarks, everything the upstream appended. Not
-    /// the last stable offsets a read_committed client is told: the upstream's last commit
-    /// returned once its records were appended, but the broker writes the transaction's
-    /// commit markers after that, so for a moment the last stable offset is still at the
-    /// start of that transaction, and its records would come after the end (found by the
-    /// soak: the profiler's last 218 profiles of a partition, forwarded at the end of time).
+    /// Bounded runs: the end offsets of every event-time input partition, held or not, taken
+    /// at once: as the run starts, or for a chained run once its upstream finished. Each is
+    /// the high watermark, everything appended so far. Not the last stable offset a
+    /// read_committed client is told: the upstream's last commit returned once its records
+    /// were appended, but the broker writes the transaction's commit markers after that, so
+    /// for a moment the last stable offset is still at the start of that transaction, and its
+    /// records would come after the end (found by the soak: the profiler's last 218 profiles
+    /// of a partition, forwarded at the end of time).
+    ///
+    /// One snapshot for every partition, taken once per run, is what lets instances of one
+    /// run started at different times end together while their input is still written: the
+    /// instance started first has the lowest end of every partition, finds the others'
+    /// partitions done and leaves, and the last one finishes what it left. (Ends taken per
+    /// partition as it was assigned or first checked were not ordered so: each instance could
+    /// wait for the other's partition past the end the other took.)
     pub(super) fn take_end_offsets(&mut self) -> Result<(), KafkaError> {
         let probe = self.end_probe()?;
-        let keys: Vec<(String, i32)> = self.starts.keys().cloned().collect();
-        for (topic, p) in keys {
-            let (_, high) = probe.fetch_watermarks(
-                &topic,
-                p,
-                self.config.kafka.broker_wait(Duration::from_secs(30)),
-            )?;
-            self.end_offsets.insert((topic, p), high);
+        let wait = self.config.kafka.broker_wait(Duration::from_secs(30));
+        for topic in self.topology.input_topics() {
+            if !self.topology.ends_by_event_time(&topic) {
+                continue;
+            }
+            for p in 0..self.partitions_of(&topic)? {
+                let (_, high) = probe.fetch_watermarks(&topic, p, wait)?;
+                self.end_offsets.entry((topic.clone(), p)).or_insert(high);
+            }
         }
         tracing::info!(
             partitions = self.end_offsets.len(),
-            "upstream finished: input end offsets taken"
+            "the bounded run's input end offsets are taken"
         );
         self.ends_taken = true;
         Ok(())

@@ -302,7 +302,7 @@ fn run_once(
         last_table_check: Instant::now(),
         last_backlog_check: Instant::now(),
         quiet_since: None,
-        ends_taken: config.chain.inputs_complete.is_none(),
+        ends_taken: false,
         restoring: None,
         draining: None,
         merges: BTreeMap::new(),
@@ -313,9 +313,11 @@ fn run_once(
         others_told: BTreeSet::new(),
         past_end_told: BTreeSet::new(),
         past_end_paused: BTreeSet::new(),
-        others_ends: BTreeMap::new(),
     };
     driver.service = driver.topology.name.clone();
+    if config.bounded && config.chain.inputs_complete.is_none() {
+        driver.take_end_offsets()?;
+    }
     let beat = crate::health::LIVENESS.register(&driver.service, now_ms());
     let commit_every = Duration::from_millis(driver.config.kafka.commit_interval_ms.max(1));
     let mut last_commit = Instant::now();
@@ -503,7 +505,8 @@ struct Driver<'t> {
     stats: DriverStats,
     service: String,
     end_offsets: BTreeMap<(String, i32), i64>,
-    /// Whether `end_offsets` are known (chained bounded runs take them when upstream ends).
+    /// Whether `end_offsets` are known: a bounded run takes them as it starts, a chained one
+    /// when its upstream ended (`take_end_offsets`).
     ends_taken: bool,
     /// Low watermark of event-time input partitions at assignment (where a partition
     /// without a committed offset starts).
@@ -544,9 +547,6 @@ struct Driver<'t> {
     /// those of them paused since (nothing more is fetched of them in this run).
     past_end_told: BTreeSet<(String, i32)>,
     past_end_paused: BTreeSet<(String, i32)>,
-    /// Bounded runs with several instances: the end of each partition another instance
-    /// holds, as first seen (`others_done`): what is appended later is the next run's.
-    others_ends: BTreeMap<(String, i32), i64>,
 }
 
 impl Drop for Driver<'_> {

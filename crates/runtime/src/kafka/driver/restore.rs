@@ -13,7 +13,7 @@ use super::{Driver, now_ms};
 use crate::host::TaskHost;
 use crate::kafka::KafkaError;
 use crate::metrics::METRICS;
-use crate::task::{Ctx, WatermarkSource};
+use crate::task::Ctx;
 
 impl Driver<'_> {
     /// Drops every task, restored or being restored, telling each it is revoked.
@@ -144,20 +144,12 @@ impl Driver<'_> {
                     .or_insert(o);
             }
         }
-        let end_probe = if self.config.bounded && self.ends_taken {
-            Some(self.end_probe()?)
-        } else {
-            None
-        };
         for (topic, p) in assignment {
             let st = self
                 .topology
                 .stage_of(topic)
                 .map(|i| &self.topology.stages[i]);
-            let by_event_time = st.is_some_and(|s| {
-                s.watermark == WatermarkSource::EventTime || s.tables.contains(topic)
-            });
-            if by_event_time {
+            if self.topology.ends_by_event_time(topic) {
                 let (low, high) = probe.fetch_watermarks(
                     topic,
                     *p,
@@ -167,16 +159,17 @@ impl Driver<'_> {
                 if st.is_some_and(|s| s.tables.contains(topic)) {
                     self.table_ends.insert((topic.clone(), *p), high);
                 }
-                if let Some(end_probe) = &end_probe {
-                    // Everything appended so far, a transaction still open included: the run
-                    // waits for its outcome (`take_end_offsets`).
-                    let (_, end) = end_probe.fetch_watermarks(
+                let key = (topic.clone(), *p);
+                if self.config.bounded && self.ends_taken && !self.end_offsets.contains_key(&key) {
+                    // A partition added since the run took its end offsets (a partition that
+                    // comes back keeps its end): everything appended so far, a transaction
+                    // still open included, whose outcome the run waits for.
+                    let (_, end) = self.end_probe()?.fetch_watermarks(
                         topic,
                         *p,
                         self.config.kafka.broker_wait(Duration::from_secs(30)),
                     )?;
-                    // Taken once per run: a partition that comes back keeps its end.
-                    self.end_offsets.entry((topic.clone(), *p)).or_insert(end);
+                    self.end_offsets.insert(key, end);
                 }
             }
         }
