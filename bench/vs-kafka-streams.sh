@@ -25,7 +25,9 @@
 # about 1.12M records once the simulator's defects are taken out); VKS_PARTITIONS (default 1:
 # the input on which both must agree, see bench/kafka-streams/README.md); VKS_THREADS (the
 # peer's stream threads, default: cores); VKS_XMX (a fixed heap: no search);
-# VKS_LATENCY_RATE, VKS_LATENCY_SECONDS (0 skips the latency runs). Not part of CI.
+# VKS_LATENCY_RATE, VKS_LATENCY_SECONDS (0 skips the latency runs); VKS_FITSTREAM_TOML (lines
+# appended to fitstream's configuration file, e.g. to try librdkafka settings under
+# [kafka.properties]). Not part of CI.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -56,6 +58,7 @@ source bench/kafka-streams/harness.sh
 
 say "input: $rate events/s for $seconds s, $customers customers, seed $seed; $partitions partition(s)"
 kd_configs "$work" "$prefix" "$partitions"
+[ -z "${VKS_FITSTREAM_TOML:-}" ] || printf '\n%s\n' "$VKS_FITSTREAM_TOML" >>"$work/fitstream.toml"
 kd_input "$work/input.jsonl" "$rate" "$seconds" "$customers" "$seed"
 records=$(wc -l <"$work/input.jsonl")
 "$FITSTREAM" --config "$work/fitstream.toml" topics create >/dev/null
