@@ -823,12 +823,13 @@ fn a_bounded_run_ends_while_its_input_is_still_written() {
 }
 
 /// Two instances of one bounded run end while both input partitions are still being
-/// written. Each instance finishes what it holds at its end offsets, and counts a partition
-/// the other holds as done once the group's committed offset reaches that partition's end as
-/// first seen: what is appended after is the next run's. Every partition's output is then
-/// exactly its records before the committed offset, none dead-lettered. (Before, each check
-/// took a fresh high watermark, always ahead of the other instance's commits while the writer
-/// ran: an instance waited for the other's partition until its two-minute limit.)
+/// written. Each takes the end offsets of every partition once, as it starts; it finishes
+/// what it holds at those ends, and counts a partition the other holds as done once the
+/// group's committed offset reaches its end there: what is appended after is the next run's.
+/// Every partition's output is then exactly its records before the committed offset, none
+/// dead-lettered. (Before, an instance took the end of a partition it held at assignment and
+/// of one it did not at its first check: each could wait for the other's partition past the
+/// end the other took, both until their two-minute limit.)
 #[test]
 fn two_instances_of_a_bounded_run_end_while_their_input_is_still_written() {
     let s = Setup::with_partitions("two-still-written", 2);

@@ -237,13 +237,17 @@ impl Driver<'_> {
         for e in committed.elements() {
             let (topic, p) = (e.topic(), e.partition());
             let (low, high) = probe.fetch_watermarks(topic, p, wait)?;
-            // The end the run took (`take_end_offsets`), or for an input that ends by
-            // markers, as first seen: records appended since are the next run's, which the
-            // instance holding the partition does not read either (`past_end`).
-            let high = *self
+            // The end the run took (`take_end_offsets`): records appended since are the
+            // next run's, which the instance holding the partition does not read either
+            // (`past_end`). An input timed by markers has none: only this run's own upstream
+            // tasks write it, and it ends with their last markers. Its high watermark is not
+            // kept as an end, or `past_end` would drop records written after it once this
+            // instance is given the partition.
+            let high = self
                 .end_offsets
-                .entry((topic.to_owned(), p))
-                .or_insert(high);
+                .get(&(topic.to_owned(), p))
+                .copied()
+                .unwrap_or(high);
             let at = match e.offset() {
                 Offset::Offset(o) => o.max(low),
                 _ => low,
