@@ -256,6 +256,8 @@ async fn broker_gone_for_good(after: Duration) {
     let broker = fault_broker();
     let id = run_id();
     let cfg = fresh(&id).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("planner.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fitstream"));
     child
         .args(["run", "planner", "--metrics-listen", "127.0.0.1:0"])
@@ -263,7 +265,7 @@ async fn broker_gone_for_good(after: Duration) {
         .env("FITSTREAM__KAFKA__UNAVAILABLE_LIMIT_MS", "15000")
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+        .stderr(log_file(&log));
     let mut child = Stopped(child.spawn().expect("fitstream run planner"));
     std::thread::sleep(after);
     broker.kill();
@@ -283,15 +285,7 @@ async fn broker_gone_for_good(after: Duration) {
         std::thread::sleep(Duration::from_millis(200));
     };
     let waited = killed.elapsed();
-    let mut stderr = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
+    let stderr = std::fs::read_to_string(&log).expect("the planner's log");
     broker.start();
     let Some(status) = status else {
         panic!("the planner did not end within 120 s after the broker died; its log:\n{stderr}");
@@ -306,6 +300,18 @@ async fn broker_gone_for_good(after: Duration) {
         .filter(|l| !l.starts_with(' ') && !l.is_empty())
         .collect();
     println!("its log: {:#?}", &log[log.len().saturating_sub(40)..]);
+    // A broker's absence is logged at a bounded rate (each repeated error at most every
+    // 10 s): before, the group consumer's errors at every poll came to 40 lines a second.
+    let per_second = log.len() as f64 / waited.as_secs_f64();
+    println!(
+        "{} log lines in {:.1} s ({per_second:.1} a second)",
+        log.len(),
+        waited.as_secs_f64()
+    );
+    assert!(
+        per_second < 5.0,
+        "{per_second:.1} log lines a second while the broker is gone"
+    );
     assert!(!status.success(), "exits non-zero");
     // The limit counts from the last statistics (every second) that showed the broker up;
     // no single call to the broker waits longer than the limit: the service gives up within

@@ -139,7 +139,7 @@ fn fitstream(args: &[&str], env: &[(String, String)]) -> std::process::Output {
     fitstream_output(args, &env)
 }
 
-fn run_all(env: &[(String, String)], log: &str) -> std::process::Child {
+fn run_all(env: &[(String, String)], log: &str, to: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_fitstream"))
         .args([
             "run",
@@ -152,7 +152,7 @@ fn run_all(env: &[(String, String)], log: &str) -> std::process::Child {
         .env("FITSTREAM__KAFKA__GROUP_INSTANCE_ID", "secured-1")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(log_file(to))
         .spawn()
         .expect("start run all")
 }
@@ -213,15 +213,14 @@ async fn secured_every_service_its_own_principal_through_kill_9_equals_the_embed
 
     let env = services_env();
     let mut rng = rand::rng();
-    let mut first = Stopped(run_all(&env, "warn"));
+    let mut first = Stopped(run_all(&env, "warn", &dir.path().join("first.log")));
     std::thread::sleep(Duration::from_millis(rng.random_range(3_000..6_000)));
     kill_mid_run(&mut first.0, "run all as three principals");
     let started = Instant::now();
-    let mut second = run_all(&env, "fitstream_runtime=info,warn");
+    let second_log = dir.path().join("second.log");
+    let mut second = run_all(&env, "fitstream_runtime=info,warn", &second_log);
     let status = wait_for(&mut second, Duration::from_secs(600));
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().expect("stderr"), &mut log)
-        .expect("log");
+    let log = std::fs::read_to_string(&second_log).expect("the second run's log");
     assert!(status.success(), "the restarted run failed: {log}");
     let restored: u64 = log
         .lines()

@@ -204,6 +204,14 @@ pub fn log_lines(log: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// A file for a child's stderr. Never a pipe read once the child ended: a child that
+/// writes more than the pipe holds (64 KiB on Linux) before then blocks in its write, and
+/// never ends. In CI on 2026-12-07 a planner logging its broker's absence 40 lines a second
+/// blocked so, 10 s in, and outlived the test's two-minute limit.
+pub fn log_file(path: &Path) -> std::fs::File {
+    std::fs::File::create(path).expect("a log file")
+}
+
 /// A child process killed when the test ends, passed or not.
 pub struct Stopped(pub Child);
 

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod driver;
 pub mod reader;
+pub mod repeats;
 pub mod writer;
 
 use std::collections::BTreeMap;

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+use rdkafka::producer::ThreadedProducer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{DriverConfig, GroupProtocol};
+use crate::kafka::repeats::Quiet;
 use crate::kafka::{KafkaError, admin};
 
 /// The producer of every output, changelog and marker, with the transactional id
@@ -17,7 +18,7 @@ pub(super) fn transactional_producer(
     config: &DriverConfig,
     group: &str,
     instance: &str,
-) -> Result<Arc<ThreadedProducer<DefaultProducerContext>>, KafkaError> {
+) -> Result<Arc<ThreadedProducer<Quiet>>, KafkaError> {
     Ok(Arc::new(
         config
             .kafka
@@ -29,7 +30,7 @@ pub(super) fn transactional_producer(
             )
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "100000")
-            .create()?,
+            .create_with_context(Quiet::default())?,
     ))
 }
 
@@ -75,17 +76,17 @@ pub(super) fn globals_reader(
     globals: &[String],
     group: &str,
     instance: &str,
-) -> Result<Option<BaseConsumer>, KafkaError> {
+) -> Result<Option<BaseConsumer<Quiet>>, KafkaError> {
     if globals.is_empty() {
         return Ok(None);
     }
-    let c: BaseConsumer = config
+    let c: BaseConsumer<Quiet> = config
         .kafka
         .client()
         .set("group.id", format!("{group}-globals-{instance}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .create()?;
+        .create_with_context(Quiet::default())?;
     let mut tpl = TopicPartitionList::new();
     for g in globals {
         for p in 0..admin::partition_count(&config.kafka, g)?.max(1) {

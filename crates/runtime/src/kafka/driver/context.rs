@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use crate::kafka::repeats::Quiet;
 use crate::metrics::METRICS;
 
 #[derive(Default)]
@@ -77,7 +78,7 @@ pub(super) struct DriverContext {
     /// Stream inputs of stages that read a table: paused as soon as they are assigned, until
     /// the task's table partitions are read to their end (`Driver::pace_tables`).
     pub(super) table_streams: Vec<String>,
-    pub(super) producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    pub(super) producer: Arc<ThreadedProducer<Quiet>>,
     pub(super) in_txn: Arc<AtomicBool>,
     /// When statistics last showed a broker up (wall-clock milliseconds).
     pub(super) broker_up_ms: Arc<std::sync::atomic::AtomicI64>,
@@ -86,6 +87,8 @@ pub(super) struct DriverContext {
     /// Set when the consumer is about to close: the loop no longer handles revocations, so
     /// an incremental one is carried out in the callback ([`Closing`]).
     pub(super) closing: AtomicBool,
+    /// The client's errors and the loop's poll errors, each logged at most every few seconds.
+    pub(super) quiet: Quiet,
 }
 
 /// The group consumer, closed within [`Member::CLOSE_LIMIT`] when dropped. rust-rdkafka's
@@ -152,7 +155,22 @@ impl Drop for Closing<'_> {
     }
 }
 
+impl DriverContext {
+    /// Logs `message` unless it repeats one logged within [`crate::kafka::repeats::EVERY`].
+    pub(super) fn warn_repeated(&self, message: &str) {
+        if let Some(left_out) = self.quiet.0.admit(message, std::time::Instant::now()) {
+            tracing::warn!(repeats_left_out = left_out, "{message}");
+        }
+    }
+}
+
 impl ClientContext for DriverContext {
+    /// librdkafka's global errors at a bounded rate: with the brokers gone, the same one
+    /// comes at every poll.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.quiet.global_error(&error, reason);
+    }
+
     fn stats(&self, statistics: Statistics) {
         if statistics.brokers.values().any(|b| b.state == "UP") {
             self.broker_up_ms

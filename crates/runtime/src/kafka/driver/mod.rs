@@ -58,7 +58,7 @@ use fitstream_contracts::EventTime;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError as RdError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use self::context::{Closing, DriverContext, Ends, Member, RebalanceState};
@@ -67,6 +67,7 @@ pub use self::internal::internal_topics;
 use self::restarts::{FENCED_AGAIN, Restarts, UNRELEASED_RETRY, denied, is_fencing, is_unreleased};
 use super::{GroupProtocol, KafkaConfig, KafkaError, admin};
 use crate::host::TaskHost;
+use crate::kafka::repeats::Quiet;
 use crate::metrics::METRICS;
 use crate::task::{self, Topology};
 use crate::watermark::WatermarkConfig;
@@ -268,6 +269,7 @@ fn run_once(
         broker_up_ms: broker_up_ms.clone(),
         rxmsgs: std::sync::atomic::AtomicI64::new(0),
         closing: AtomicBool::new(false),
+        quiet: Quiet::default(),
     };
     let consumer =
         Member::new(clients::group_consumer(config, &group).create_with_context(context)?);
@@ -441,7 +443,7 @@ fn run_once(
                 let code = consumer.client().fatal_error().map_or(code, |(c, _)| c);
                 return Err(KafkaError::Client(RdError::MessageConsumptionFatal(code)));
             }
-            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            Some(Err(e)) => consumer.context().warn_repeated(&format!("consumer: {e}")),
             None => {}
         }
         driver.pause_past_end(&consumer)?;
@@ -497,7 +499,7 @@ struct Driver<'t> {
     global_progress: BTreeMap<String, EventTime>,
     topology: &'t Topology,
     config: DriverConfig,
-    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    producer: Arc<ThreadedProducer<Quiet>>,
     in_txn: Arc<AtomicBool>,
     slots: BTreeMap<(usize, i32), TaskHost>,
     positions: BTreeMap<(String, i32), i64>,
