@@ -218,8 +218,8 @@ async fn secured_every_service_its_own_principal_through_kill_9_equals_the_embed
     kill_mid_run(&mut first.0, "run all as three principals");
     let started = Instant::now();
     let second_log = dir.path().join("second.log");
-    let mut second = run_all(&env, "fitstream_runtime=info,warn", &second_log);
-    let status = wait_for(&mut second, Duration::from_secs(600));
+    let mut second = Stopped(run_all(&env, "fitstream_runtime=info,warn", &second_log));
+    let status = wait_for(&mut second.0, Duration::from_secs(600));
     let log = std::fs::read_to_string(&second_log).expect("the second run's log");
     assert!(status.success(), "the restarted run failed: {log}");
     let restored: u64 = log

@@ -171,34 +171,14 @@ pub fn read(
                 if let Ok(tpl) = consumer.assignment()
                     && tpl.count() > 0
                 {
-                    // From the end, nothing already there will come; a named group that
-                    // read before starts where it committed: only what came since will.
-                    let committed = match options.group {
-                        Some(_) => {
-                            Some(consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?)
+                    match readable(&consumer, &tpl, options) {
+                        Ok(any) => assigned = Some((Instant::now(), any)),
+                        // Asked again at the next poll, within the read's limit.
+                        Err(e) if transient(&e) => {
+                            tracing::debug!("asking where the assigned partitions start: {e}")
                         }
-                        None => None,
-                    };
-                    let mut any = false;
-                    for e in tpl
-                        .elements()
-                        .iter()
-                        .filter(|_| options.start == Start::Beginning)
-                    {
-                        let (low, high) = consumer.fetch_watermarks(
-                            e.topic(),
-                            e.partition(),
-                            Duration::from_secs(10),
-                        )?;
-                        let from = committed
-                            .as_ref()
-                            .and_then(|c| c.find_partition(e.topic(), e.partition()))
-                            .and_then(|c| c.offset().to_raw())
-                            .filter(|o| *o >= 0)
-                            .map_or(low, |o| o.max(low));
-                        any |= high > from;
+                        Err(e) => return Err(e.into()),
                     }
-                    assigned = Some((Instant::now(), any));
                 }
             }
             None => {}
@@ -215,4 +195,81 @@ pub fn read(
         }
     }
     Ok(count)
+}
+
+/// Whether any partition of `tpl` holds a record past where this read starts in it: from
+/// the end, nothing already there will come; a named group that read before starts where
+/// it committed, and only what came since will.
+fn readable(
+    consumer: &BaseConsumer,
+    tpl: &rdkafka::TopicPartitionList,
+    options: &ReadOptions,
+) -> Result<bool, rdkafka::error::KafkaError> {
+    if options.start == Start::End {
+        return Ok(false);
+    }
+    let committed = match options.group {
+        Some(_) => Some(consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))?),
+        None => None,
+    };
+    let mut any = false;
+    for e in tpl.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))?;
+        let from = committed
+            .as_ref()
+            .and_then(|c| c.find_partition(e.topic(), e.partition()))
+            .and_then(|c| c.offset().to_raw())
+            .filter(|o| *o >= 0)
+            .map_or(low, |o| o.max(low));
+        any |= high > from;
+    }
+    Ok(any)
+}
+
+/// Errors of a broker call that the same call may not meet a moment later: a topic created
+/// a moment ago whose partitions have no leader yet (`NotLeaderForPartition` in CI on
+/// 2026-12-07, reading output topics a starting planner had just created), a coordinator
+/// moving or loading, a request that timed out.
+fn transient(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::UnknownTopicOrPartition
+                | C::UnknownLeaderEpoch
+                | C::FencedLeaderEpoch
+                | C::NotCoordinator
+                | C::CoordinatorLoadInProgress
+                | C::CoordinatorNotAvailable
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerNotAvailable
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::KafkaError as RdError;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    use super::transient;
+
+    #[test]
+    fn a_partition_without_its_leader_yet_is_asked_again_and_a_refusal_ends_the_read() {
+        // What fetch_watermarks returned in CI for an output topic a planner had just created.
+        assert!(transient(&RdError::MetadataFetch(C::NotLeaderForPartition)));
+        assert!(transient(&RdError::MetadataFetch(C::LeaderNotAvailable)));
+        assert!(transient(&RdError::MetadataFetch(C::OperationTimedOut)));
+        assert!(!transient(&RdError::MetadataFetch(
+            C::TopicAuthorizationFailed
+        )));
+        assert!(!transient(&RdError::MetadataFetch(
+            C::SaslAuthenticationFailed
+        )));
+        assert!(!transient(&RdError::Canceled));
+    }
 }
