@@ -126,13 +126,9 @@ impl DedupStore {
         self.memory.is_empty()
     }
 
-    /// Approximate heap bytes: per id, the runtime memory's map entry and ordered-set entry
-    /// (each with its own copy of the id) and the bookkeeping of the changelog entries.
+    /// Approximate heap bytes: the runtime memory's (fingerprints, see [`Deduplicator`]),
+    /// the bookkeeping of the changelog entries, and the ids not written yet.
     pub fn heap_bytes(&self) -> usize {
-        let per_id = size_of::<(String, EventTime)>() * 8 / 7
-            + size_of::<(EventTime, String)>() * 11 / 10
-            + 2 * 16;
-        let ids: usize = self.memory.iter().map(|(id, _)| 2 * id.len()).sum();
         let entries: usize = self.entries.values().map(|v| 64 + v.capacity() * 8).sum();
         let fresh: usize = self
             .fresh
@@ -140,7 +136,7 @@ impl DedupStore {
             .flatten()
             .map(|(id, _)| size_of::<(String, i64)>() + id.len())
             .sum();
-        self.memory.len() * per_id + ids + entries + fresh
+        self.memory.heap_bytes() + entries + fresh
     }
 }
 
