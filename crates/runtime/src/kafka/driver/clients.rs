@@ -54,7 +54,10 @@ pub(super) fn group_consumer(config: &DriverConfig, group: &str) -> ClientConfig
     // 100,000 records per input partition queued (about 50 MiB of the planner's 216 in the
     // Kafka Streams comparison) and, once over that, waits 1 s before fetching again. A
     // tenth of it, refilled after 10 ms, was faster there (docs/BENCHMARKS.md).
-    for (key, value) in [("queued.min.messages", "10000"), ("fetch.queue.backoff.ms", "10")] {
+    for (key, value) in [
+        ("queued.min.messages", "10000"),
+        ("fetch.queue.backoff.ms", "10"),
+    ] {
         if client.get(key).is_none() {
             client.set(key, value);
         }
