@@ -69,7 +69,8 @@ if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then
 fi
 
 step "cargo test (broker at $FITSTREAM_TEST_BOOTSTRAP)"
-cargo test --workspace -j "$jobs" -- --test-threads "$jobs"
+# Every test binary runs even after one failed, so that one run shows every failure.
+cargo test --workspace --no-fail-fast -j "$jobs" -- --test-threads "$jobs"
 
 step "broker and process faults, on a broker of their own (tests/faults.sh)"
 bash tests/faults.sh
