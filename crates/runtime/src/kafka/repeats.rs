@@ -80,6 +80,15 @@ impl Quiet {
     }
 }
 
+impl Quiet {
+    /// Logs `message` as a warning unless it repeats one logged within [`EVERY`].
+    pub fn warn(&self, message: &str) {
+        if let Some(left_out) = self.0.admit(message, Instant::now()) {
+            tracing::warn!(repeats_left_out = left_out, "{message}");
+        }
+    }
+}
+
 impl ClientContext for Quiet {
     fn error(&self, error: RdError, reason: &str) {
         self.global_error(&error, reason);

@@ -155,15 +155,6 @@ impl Drop for Closing<'_> {
     }
 }
 
-impl DriverContext {
-    /// Logs `message` unless it repeats one logged within [`crate::kafka::repeats::EVERY`].
-    pub(super) fn warn_repeated(&self, message: &str) {
-        if let Some(left_out) = self.quiet.0.admit(message, std::time::Instant::now()) {
-            tracing::warn!(repeats_left_out = left_out, "{message}");
-        }
-    }
-}
-
 impl ClientContext for DriverContext {
     /// librdkafka's global errors at a bounded rate: with the brokers gone, the same one
     /// comes at every poll.

@@ -443,7 +443,7 @@ fn run_once(
                 let code = consumer.client().fatal_error().map_or(code, |(c, _)| c);
                 return Err(KafkaError::Client(RdError::MessageConsumptionFatal(code)));
             }
-            Some(Err(e)) => consumer.context().warn_repeated(&format!("consumer: {e}")),
+            Some(Err(e)) => consumer.context().quiet.warn(&format!("consumer: {e}")),
             None => {}
         }
         driver.pause_past_end(&consumer)?;
