@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use fitstream_contracts::EventTime;
-use fitstream_segmenter::quality::SilhouetteSample;
+use fitstream_segmenter::quality::{SilhouetteSample, silhouette_scores};
 use fitstream_segmenter::synthetic::population;
 use fitstream_segmenter::{
     FEATURE_COUNT, FitConfig, ReservoirSample, SampleRow, Scaler, SegmentAssigner, fit,
@@ -75,6 +75,21 @@ fn per_fit(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("silhouette_2000", |b| {
         b.iter(|| black_box(SilhouetteSample::new(x.view()).score(&labels)))
+    });
+    // A fit's candidates (k = 3..=8 and the warm start): one at a time over kept distances,
+    // and side by side on every core (what `fit` does).
+    let labelings: Vec<Vec<usize>> = (3..=9)
+        .map(|k| (0..2_000).map(|i| i % k).collect())
+        .collect();
+    let views: Vec<&[usize]> = labelings.iter().map(Vec::as_slice).collect();
+    group.bench_function("silhouette_2000_x7_one_at_a_time", |b| {
+        b.iter(|| {
+            let sample = SilhouetteSample::new(x.view());
+            black_box(views.iter().map(|l| sample.score(l)).collect::<Vec<_>>())
+        })
+    });
+    group.bench_function("silhouette_2000_x7_side_by_side", |b| {
+        b.iter(|| black_box(silhouette_scores(x.view(), &views)))
     });
     let cfg = FitConfig::default();
     group.bench_function("fit_10000", |b| {

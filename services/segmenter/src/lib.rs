@@ -45,6 +45,8 @@ pub use fitstream_model::{assign, transform};
 pub use assign::{Assignment, SegmentAssigner};
 pub use error::{FitError, FitErrorClass, ModelError};
 pub use fit::{CandidateScore, Clustering, FitConfig, FitOutcome, SampleRow, Seeding, fit, kmeans};
-pub use quality::{QualityMetric, adjusted_rand_index, davies_bouldin, silhouette_score};
+pub use quality::{
+    QualityMetric, adjusted_rand_index, davies_bouldin, silhouette_score, silhouette_scores,
+};
 pub use reservoir::{ReservoirOffer, ReservoirSample};
 pub use transform::{FEATURE_COUNT, FeatureVector, LOG1P_FEATURES, Scaler};

@@ -6,7 +6,9 @@
 //!   scikit-learn). The score is the mean of `s(i)`, in [-1, 1], higher is better. It costs
 //!   O(m² d), so it is computed on a bounded sub-sample of `m` points (default 2,000); the
 //!   pairwise distances of that sub-sample are computed once ([`SilhouetteSample`]) and
-//!   reused for every candidate k.
+//!   reused for every candidate k, which a fit scores side by side ([`silhouette_scores`]).
+//!   Every point's sum of distances to a cluster adds them in the same order (the other points
+//!   by increasing index), on any number of cores.
 //! - Davies-Bouldin (1979): with `S_i` the mean distance of cluster `i`'s members to its
 //!   centroid and `M_ij` the distance between centroids, `DB = mean_i max_{j≠i} (S_i + S_j) /
 //!   M_ij`, in [0, ∞), lower is better. O(n k d), computed on the whole sample.
@@ -20,6 +22,7 @@
 use std::collections::HashMap;
 
 use ndarray::{ArrayView1, ArrayView2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// Which score chooses k.
@@ -82,18 +85,25 @@ impl SilhouetteSample {
         let (m, d) = points.dim();
         // Row-major copy: plain slices are much faster than row views in the O(m²) loop.
         let flat: Vec<f64> = points.iter().copied().collect();
-        let mut distances = Vec::with_capacity(m * m.saturating_sub(1) / 2);
-        if d == 0 {
-            distances.resize(m * m.saturating_sub(1) / 2, 0.0);
-            return SilhouetteSample { m, distances };
-        }
-        let rows: Vec<&[f64]> = flat.chunks_exact(d).collect();
-        for i in 0..m {
-            let a = rows[i];
-            for b in &rows[i + 1..] {
-                let d2: f64 = a.iter().zip(b.iter()).map(|(x, y)| (x - y) * (x - y)).sum();
-                distances.push(d2.sqrt());
+        let mut distances = vec![0.0; m * m.saturating_sub(1) / 2];
+        if d > 0 {
+            // Row i of the triangle (its distances to the points after it) is computed on
+            // whichever core takes it; each is the same arithmetic wherever it runs.
+            let mut rows: Vec<(usize, &mut [f64])> = Vec::with_capacity(m);
+            let mut rest = distances.as_mut_slice();
+            for i in 0..m {
+                let (row, tail) = rest.split_at_mut(m - i - 1);
+                rows.push((i, row));
+                rest = tail;
             }
+            let point = |i: usize| &flat[i * d..(i + 1) * d];
+            rows.into_par_iter().for_each(|(i, row)| {
+                let a = point(i);
+                for (j, out) in ((i + 1)..m).zip(row.iter_mut()) {
+                    let d2: f64 = a.iter().zip(point(j)).map(|(x, y)| (x - y) * (x - y)).sum();
+                    *out = d2.sqrt();
+                }
+            });
         }
         SilhouetteSample { m, distances }
     }
@@ -118,10 +128,6 @@ impl SilhouetteSample {
         if k < 2 {
             return None;
         }
-        let mut sizes = vec![0usize; k];
-        for &c in &dense {
-            sizes[c] += 1;
-        }
         // sums[i * k + c] = sum of distances from point i to the members of cluster c.
         let mut sums = vec![0.0; self.m * k];
         let mut idx = 0;
@@ -133,23 +139,7 @@ impl SilhouetteSample {
                 sums[j * k + dense[i]] += d;
             }
         }
-        let mut total = 0.0;
-        for i in 0..self.m {
-            let own = dense[i];
-            if sizes[own] < 2 {
-                continue; // s(i) = 0
-            }
-            let a = sums[i * k + own] / (sizes[own] - 1) as f64;
-            let b = (0..k)
-                .filter(|&c| c != own)
-                .map(|c| sums[i * k + c] / sizes[c] as f64)
-                .fold(f64::INFINITY, f64::min);
-            let denom = a.max(b);
-            if denom > 0.0 {
-                total += (b - a) / denom;
-            }
-        }
-        Some(total / self.m as f64)
+        Some(mean_silhouette(&dense, k, &sums))
     }
 }
 
@@ -157,6 +147,43 @@ impl SilhouetteSample {
 /// `None` when fewer than two clusters occur or the lengths differ.
 pub fn silhouette_score(points: ArrayView2<f64>, labels: &[usize]) -> Option<f64> {
     SilhouetteSample::new(points).score(labels)
+}
+
+/// Mean silhouettes of several labelings of the same points (`labelings[q][i]` is the cluster
+/// of point `i` in labeling `q`, any values), in parallel: the pairwise distances computed
+/// once, row by row on every core, then the labelings scored side by side. Each score is what
+/// [`SilhouetteSample::score`] gives for that labeling alone, bit for bit. `None` for a
+/// labeling with the wrong length or fewer than two clusters.
+pub fn silhouette_scores(points: ArrayView2<f64>, labelings: &[&[usize]]) -> Vec<Option<f64>> {
+    let sample = SilhouetteSample::new(points);
+    labelings.par_iter().map(|l| sample.score(l)).collect()
+}
+
+/// The mean of `s(i)` from each point's sums of distances to each cluster
+/// (`sums[i * k + c]`).
+fn mean_silhouette(dense: &[usize], k: usize, sums: &[f64]) -> f64 {
+    let m = dense.len();
+    let mut sizes = vec![0usize; k];
+    for &c in dense {
+        sizes[c] += 1;
+    }
+    let mut total = 0.0;
+    for i in 0..m {
+        let own = dense[i];
+        if sizes[own] < 2 {
+            continue; // s(i) = 0
+        }
+        let a = sums[i * k + own] / (sizes[own] - 1) as f64;
+        let b = (0..k)
+            .filter(|&c| c != own)
+            .map(|c| sums[i * k + c] / sizes[c] as f64)
+            .fold(f64::INFINITY, f64::min);
+        let denom = a.max(b);
+        if denom > 0.0 {
+            total += (b - a) / denom;
+        }
+    }
+    total / m as f64
 }
 
 /// Davies-Bouldin index of `labels` over `points` with the given `centroids` (row `c` is the
@@ -298,6 +325,60 @@ mod tests {
         assert!((s - (0.9 + 8.0 / 9.0) / 3.0).abs() < 1e-12, "{s}");
         assert_eq!(silhouette_score(points.view(), &[1, 1, 1]), None);
         assert_eq!(silhouette_score(points.view(), &[1, 1]), None);
+    }
+
+    /// The definition, point by point: the other points by increasing index.
+    fn silhouette_by_definition(points: ArrayView2<f64>, labels: &[usize]) -> Option<f64> {
+        let (dense, k) = densify(labels);
+        if k < 2 || labels.len() != points.nrows() {
+            return None;
+        }
+        let m = points.nrows();
+        let mut sums = vec![0.0; m * k];
+        for i in 0..m {
+            for j in (0..m).filter(|&j| j != i) {
+                let d2: f64 = points
+                    .row(i)
+                    .iter()
+                    .zip(points.row(j).iter())
+                    .map(|(x, y)| (x - y) * (x - y))
+                    .sum();
+                sums[i * k + dense[j]] += d2.sqrt();
+            }
+        }
+        Some(mean_silhouette(&dense, k, &sums))
+    }
+
+    #[test]
+    fn labelings_scored_side_by_side_match_the_definition_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (m, d) in [(0, 3), (1, 3), (2, 1), (3, 0), (57, 9), (400, 9)] {
+            // Values on a coarse grid, so that some distances tie.
+            let points = ndarray::Array2::from_shape_fn((m, d), |_| {
+                f64::from(rng.random_range(-40..40)) / 7.0
+            });
+            let mut labelings: Vec<Vec<usize>> = (2..=8)
+                .map(|k| (0..m).map(|_| rng.random_range(0..k) * 11 + 3).collect())
+                .collect();
+            labelings.push(vec![5; m]); // one cluster: no score
+            labelings.push(vec![0; m.saturating_sub(1)]); // wrong length: no score
+            let views: Vec<&[usize]> = labelings.iter().map(Vec::as_slice).collect();
+            let bits = |s: Option<f64>| s.map(f64::to_bits);
+            let together: Vec<Option<u64>> = silhouette_scores(points.view(), &views)
+                .into_iter()
+                .map(bits)
+                .collect();
+            let expected: Vec<Option<u64>> = views
+                .iter()
+                .map(|l| bits(silhouette_by_definition(points.view(), l)))
+                .collect();
+            assert_eq!(together, expected, "{m} points in {d} dimensions");
+            if m >= 57 {
+                assert!(together[..7].iter().all(Option::is_some), "{m} points");
+            }
+            assert_eq!(together[7..], [None, None]);
+        }
     }
 
     #[test]

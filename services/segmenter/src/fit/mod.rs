@@ -3,7 +3,9 @@
 //!
 //! [`fit`] is pure: same sample, same previous model, same configuration -> same model, bit for
 //! bit (every random choice is seeded from [`FitConfig::seed`]; linfa's parallel loops do not
-//! change results). It reads no clock: the caller measures the fit duration.
+//! change results). The candidates' KMeans runs and their silhouettes run on every core at
+//! once (rayon); each run has its own seed and each sum its own order, so the outcome does not
+//! depend on the cores either. It reads no clock: the caller measures the fit duration.
 //!
 //! # Steps
 //! 1. Refuse an empty sample ([`FitError::EmptySample`]) or one with fewer profiles than
@@ -75,6 +77,7 @@ use linfa_clustering::KMeansInit;
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 pub use self::config::{CandidateScore, FitConfig, FitOutcome, SampleRow, Seeding};
 use self::outcome::build_outcome;
@@ -82,7 +85,7 @@ pub use self::runs::{Clustering, inertia, kmeans};
 use self::runs::{run_kmeans, to_matrix};
 use self::score::{Candidate, Scorer};
 use crate::error::FitError;
-use crate::quality::{QualityMetric, SilhouetteSample};
+use crate::quality::QualityMetric;
 use crate::transform::{FEATURE_COUNT, FeatureVector, Scaler};
 
 /// The previous model, when this build can compare with it.
@@ -159,9 +162,7 @@ pub fn fit(
         rows
     };
     let silhouette = match cfg.quality_metric {
-        QualityMetric::Silhouette => Some(SilhouetteSample::new(
-            matrix.select(Axis(0), &quality_rows).view(),
-        )),
+        QualityMetric::Silhouette => Some(matrix.select(Axis(0), &quality_rows)),
         QualityMetric::DaviesBouldin => None,
     };
     let scorer = Scorer {
@@ -172,27 +173,11 @@ pub fn fit(
         metric: cfg.quality_metric,
     };
 
-    let mut candidates = Vec::new();
-    let mut best: Option<Candidate> = None;
-    let mut last_problem = String::from("no candidate");
-    for k in cfg.k_min..=k_hi {
-        let seed = cfg.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let clustering = kmeans(matrix.view(), k, seed, cfg)?;
-        let (scored, score) = scorer.score(clustering.centroids, false);
-        candidates.push(score);
-        match scored {
-            Ok(c) => {
-                if best
-                    .as_ref()
-                    .is_none_or(|b| cfg.quality_metric.better(c.quality, b.quality))
-                {
-                    best = Some(c);
-                }
-            }
-            Err(problem) => last_problem = problem,
-        }
-    }
-
+    // Every candidate first (each k cold, then the warm start), on every core, then all
+    // scored side by side. Each run is seeded on its own, so the results are those of runs
+    // one after the other, and so is the first error in that order.
+    let mut jobs: Vec<(usize, Option<Array2<f64>>)> =
+        (cfg.k_min..=k_hi).map(|k| (k, None)).collect();
     if let Some(p) = &prev {
         let kp = p.centroids.len();
         if (cfg.k_min..=k_hi).contains(&kp) {
@@ -201,28 +186,50 @@ pub fn fit(
                 let mapped = scaler.rescale_from(&p.scaler, c);
                 row.iter_mut().zip(mapped).for_each(|(dst, v)| *dst = v);
             }
-            let centroids = run_kmeans(
-                matrix.view(),
-                kp,
-                KMeansInit::Precomputed(init),
-                1,
-                cfg.seed,
-                cfg,
-            )?;
-            let (scored, score) = scorer.score(centroids, true);
-            candidates.push(score);
-            match scored {
-                Ok(warm) => {
-                    let keep = best.as_ref().is_none_or(|b| {
-                        cfg.quality_metric
-                            .within(warm.quality, b.quality, cfg.warm_start_tolerance)
-                    });
-                    if keep {
-                        best = Some(warm);
-                    }
-                }
-                Err(problem) => last_problem = problem,
+            jobs.push((kp, Some(init)));
+        }
+    }
+    let view = matrix.view();
+    let runs: Vec<Result<(Array2<f64>, bool), FitError>> = jobs
+        .into_par_iter()
+        .map(|(k, init)| match init {
+            None => {
+                let seed = cfg.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                kmeans(view, k, seed, cfg).map(|c| (c.centroids, false))
             }
+            Some(init) => run_kmeans(view, k, KMeansInit::Precomputed(init), 1, cfg.seed, cfg)
+                .map(|c| (c, true)),
+        })
+        .collect();
+    let runs = runs.into_iter().collect::<Result<Vec<_>, _>>()?;
+
+    let mut candidates = Vec::new();
+    let mut best: Option<Candidate> = None;
+    let mut last_problem = String::from("no candidate");
+    for (scored, score) in scorer.score_all(runs) {
+        let warm = score.warm_start;
+        candidates.push(score);
+        match scored {
+            // The best cold score wins; the warm start (the last) is kept when it is within
+            // the tolerance of the best cold one.
+            Ok(c) if !warm => {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| cfg.quality_metric.better(c.quality, b.quality))
+                {
+                    best = Some(c);
+                }
+            }
+            Ok(c) => {
+                let keep = best.as_ref().is_none_or(|b| {
+                    cfg.quality_metric
+                        .within(c.quality, b.quality, cfg.warm_start_tolerance)
+                });
+                if keep {
+                    best = Some(c);
+                }
+            }
+            Err(problem) => last_problem = problem,
         }
     }
 
