@@ -11,8 +11,11 @@
 //! would be taken for a duplicate). The ids themselves are what a changelog keeps
 //! ([`crate::state::DedupStore`]); a restored memory fingerprints them under its own key.
 //!
-//! Per id: 8 bytes in a hash set (plus its control byte and free slots), and 16 bytes (time,
-//! fingerprint) in the minute of its event time, which is how ids are forgotten in order.
+//! Per id: 8 bytes in a hash set (plus its control byte and free slots), and 10 bytes in the
+//! minute of its event time (the fingerprint, and the time as 2 bytes of milliseconds into the
+//! minute), which is how ids are forgotten in order. A minute's lists grow by an eighth at a
+//! time, not by doubling, so that they keep few free places: ids of a minute may come at any
+//! time until it is forgotten, so there is no moment to shrink them.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
@@ -47,13 +50,50 @@ impl Hasher for Fingerprint {
 type Fingerprints = HashSet<u64, BuildHasherDefault<Fingerprint>>;
 
 /// The ids of one minute of event time, in the order they came; sorted by time once the
-/// minute is the one being forgotten, then forgotten from the front.
+/// minute is the one being forgotten, then forgotten from the front. `fingerprints[i]` came at
+/// `offsets[i]` milliseconds into the minute.
 #[derive(Clone, Debug, Default)]
 struct Minute {
-    ids: Vec<(EventTime, u64)>,
+    fingerprints: Vec<u64>,
+    offsets: Vec<u16>,
     sorted: bool,
     /// Ids at the front already forgotten.
     gone: usize,
+}
+
+impl Minute {
+    fn push(&mut self, offset: u16, fingerprint: u64) {
+        if self.fingerprints.len() == self.fingerprints.capacity() {
+            let more = (self.fingerprints.len() / 8).max(16);
+            self.fingerprints.reserve_exact(more);
+            self.offsets.reserve_exact(more);
+        }
+        self.fingerprints.push(fingerprint);
+        self.offsets.push(offset);
+        self.sorted = false;
+    }
+
+    /// Drops the forgotten front and sorts the rest by time (then fingerprint).
+    fn sort(&mut self) {
+        let mut ids: Vec<(u16, u64)> = self.offsets[self.gone..]
+            .iter()
+            .copied()
+            .zip(self.fingerprints[self.gone..].iter().copied())
+            .collect();
+        ids.sort_unstable();
+        self.offsets.clear();
+        self.fingerprints.clear();
+        for (o, f) in ids {
+            self.offsets.push(o);
+            self.fingerprints.push(f);
+        }
+        self.gone = 0;
+        self.sorted = true;
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.fingerprints.capacity() * size_of::<u64>() + self.offsets.capacity() * size_of::<u16>()
+    }
 }
 
 /// Remembers ids for `retention_ms` of event time.
@@ -95,9 +135,13 @@ impl Deduplicator {
         if !self.seen.insert(fingerprint) {
             return false;
         }
-        let minute = self.minutes.entry(minute_of(t)).or_default();
-        minute.ids.push((t, fingerprint));
-        minute.sorted = false;
+        let start = minute_of(t);
+        // Within the minute: 0..60,000 ms, which 2 bytes hold.
+        let offset = u16::try_from(t.0.saturating_sub(start)).unwrap_or(u16::MAX);
+        self.minutes
+            .entry(start)
+            .or_default()
+            .push(offset, fingerprint);
         true
     }
 
@@ -111,7 +155,7 @@ impl Deduplicator {
             }
             if start.saturating_add(MINUTE_MS) <= horizon.0 {
                 // Every id of the minute is older than the horizon.
-                for (_, f) in &entry.get().ids[entry.get().gone..] {
+                for f in &entry.get().fingerprints[entry.get().gone..] {
                     self.seen.remove(f);
                 }
                 entry.remove();
@@ -120,17 +164,15 @@ impl Deduplicator {
             // The horizon is inside this minute: its ids before the horizon go.
             let minute = entry.get_mut();
             if !minute.sorted {
-                let gone = minute.gone;
-                minute.ids.drain(..gone);
-                minute.ids.sort_unstable();
-                minute.gone = 0;
-                minute.sorted = true;
+                minute.sort();
             }
-            while let Some((t, f)) = minute.ids.get(minute.gone) {
-                if *t >= horizon {
+            // The horizon's offset into this minute (it is inside it: 1..60,000).
+            let before = horizon.0 - start;
+            while let Some(o) = minute.offsets.get(minute.gone) {
+                if i64::from(*o) >= before {
                     break;
                 }
-                self.seen.remove(f);
+                self.seen.remove(&minute.fingerprints[minute.gone]);
                 minute.gone += 1;
             }
             break;
@@ -154,7 +196,7 @@ impl Deduplicator {
         let minutes: usize = self
             .minutes
             .values()
-            .map(|m| size_of::<(i64, Minute)>() + m.ids.capacity() * size_of::<(EventTime, u64)>())
+            .map(|m| size_of::<(i64, Minute)>() + m.heap_bytes())
             .sum();
         set + minutes
     }
@@ -226,6 +268,38 @@ mod tests {
         assert_eq!(d.len(), 2, "b and d");
         assert!(!d.clone().first_time("d", EventTime(30_000)));
         assert!(!d.clone().first_time("b", EventTime(40_000)));
+    }
+
+    #[test]
+    fn minute_edges_and_times_before_1970_are_forgotten_exactly() {
+        let mut d = Deduplicator::new(0);
+        let times = [-60_001, -60_000, -1, 0, 59_999, 60_000];
+        for (i, t) in times.iter().enumerate() {
+            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
+        }
+        for horizon in [-60_001, -60_000, -59_999, -1, 0, 1, 59_999, 60_000, 60_001] {
+            d.expire(EventTime(horizon));
+            for (i, t) in times.iter().enumerate() {
+                let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
+                assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_minute_keeps_ten_bytes_an_id_and_few_free_places() {
+        let mut d = Deduplicator::new(Deduplicator::DEFAULT_RETENTION_MS);
+        let n = 10_000;
+        for i in 0..n {
+            assert!(d.first_time(&format!("id-{i}"), EventTime(120_000 + (i * 7) % 60_000)));
+        }
+        assert_eq!(d.minutes.len(), 1);
+        let lists: usize = d.minutes.values().map(Minute::heap_bytes).sum();
+        assert!(lists >= n as usize * 10, "{lists}");
+        assert!(
+            lists <= n as usize * 10 * 9 / 8 + 16 * 10,
+            "{lists} bytes for {n} ids"
+        );
     }
 
     #[test]
