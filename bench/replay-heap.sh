@@ -16,11 +16,13 @@ if ! command -v heaptrack >/dev/null; then
   apt-get update -qq && apt-get install -y -qq heaptrack
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/replay-heap.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; cargo build --release -q -j 2 -p fitstream --bin fitstream' EXIT
 
 FITSTREAM_BENCH_ROWS="$rows" FITSTREAM_BENCH_WRITE="$work/UserBehavior.csv" \
   cargo bench -q -j 2 -p fitstream-simulator --bench sort_10m >&2
-cargo build --release -q -j 2 -p fitstream --bin fitstream
+# glibc's malloc, which heaptrack sees (the usual build allocates with mimalloc); the usual
+# binary is put back when the script ends.
+cargo build --release -q -j 2 -p fitstream --bin fitstream --features system-allocator
 FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
 
 TMPDIR="$work" RUST_LOG=warn heaptrack -o "$work/heap" "$FITSTREAM" replay --format taobao \
@@ -32,26 +34,4 @@ grep -v '^heaptrack\|^$' "$work/replay.log" | sed -n '/outcome of every input ro
 heaptrack_print -f "$work"/heap.*zst --print-peaks 0 --print-allocators 0 \
   --print-temporary 0 --print-leaks 0 -s 0 -F "$work/peak.txt" \
   --flamegraph-cost-type peak >/dev/null
-python3 - "$work/peak.txt" "$rows" <<'PY'
-import collections, re, sys
-# Frames of the standard library and of allocation itself say nothing about who holds memory.
-library = re.compile(r"^(alloc|raw_vec|boxed|vec|map|set|node|btree|hash|rustc_entry|function"
-                     r"|option|sync|spec_.*|iterator|string|str|slice|result|convert|clone"
-                     r"|borrow|into_iter|rc|entry|append|cmp|mod|zip|cloned)\.rs$")
-by_stack, total = collections.Counter(), 0
-for line in open(sys.argv[1]):
-    stack, _, n = line.rstrip().rpartition(" ")
-    n = int(n)
-    total += n
-    ours = []
-    for frame in stack.split(";"):
-        m = re.search(r"^(.*) \(([^()]*)\)$", frame)
-        if not m or library.match(m.group(2)) or m.group(2).startswith("/"):
-            continue
-        name = re.sub(r"<.*", "", m.group(1))[-40:]
-        ours.append(f"{name} ({m.group(2)})")
-    by_stack[" <- ".join(reversed(ours[-4:])) or "(outside fitstream)"] += n
-print(f"replay-heap: rows {sys.argv[2]}, peak heap {total / 1e6:.1f} MB")
-for stack, n in by_stack.most_common(10):
-    print(f"{n / 1e6:8.1f}  {stack[:200]}")
-PY
+python3 bench/heap-peaks.py "$work/peak.txt" "replay-heap: rows $rows"
