@@ -18,8 +18,10 @@ LIBRARY = re.compile(r"^(alloc|raw_vec|boxed|vec|map|set|node|btree|hash|rustc_e
 
 def main(path, label):
     by_stack, total = collections.Counter(), 0
-    for line in open(path):
-        stack, _, n = line.rstrip().rpartition(" ")
+    with open(path) as f:
+        lines = [line.rstrip() for line in f if line.strip()]
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
         n = int(n)
         total += n
         ours = []

@@ -23,13 +23,14 @@ prefix="heap-$(date +%s)-$$"
 cleanup() {
   bash deploy/kafka.sh topics --delete --topic ".*$prefix.*" >/dev/null 2>&1 || true
   rm -rf "$work"
-  # The usual binary (mimalloc) back in place.
-  cargo build --release -q -j 2 -p fitstream --bin fitstream
 }
 trap cleanup EXIT
 
-cargo build --release -q -j 2 -p fitstream --bin fitstream --features system-allocator
-FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
+# A target directory of its own: the usual release binary (mimalloc) stays as it is.
+heap_target="${CARGO_TARGET_DIR:-$REPO/target}/heap"
+cargo build --release -q -j 2 -p fitstream --bin fitstream --features system-allocator \
+  --target-dir "$heap_target"
+FITSTREAM="$heap_target/release/fitstream"
 # shellcheck source=kafka-streams/harness.sh
 source bench/kafka-streams/harness.sh
 kd_configs "$work" "$prefix" "$partitions"

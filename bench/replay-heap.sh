@@ -16,14 +16,16 @@ if ! command -v heaptrack >/dev/null; then
   apt-get update -qq && apt-get install -y -qq heaptrack
 fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/replay-heap.XXXXXX")"
-trap 'rm -rf "$work"; cargo build --release -q -j 2 -p fitstream --bin fitstream' EXIT
+trap 'rm -rf "$work"' EXIT
 
 FITSTREAM_BENCH_ROWS="$rows" FITSTREAM_BENCH_WRITE="$work/UserBehavior.csv" \
   cargo bench -q -j 2 -p fitstream-simulator --bench sort_10m >&2
-# glibc's malloc, which heaptrack sees (the usual build allocates with mimalloc); the usual
-# binary is put back when the script ends.
-cargo build --release -q -j 2 -p fitstream --bin fitstream --features system-allocator
-FITSTREAM="${CARGO_TARGET_DIR:-$REPO/target}/release/fitstream"
+# glibc's malloc, which heaptrack sees (the usual build allocates with mimalloc), built in a
+# target directory of its own so that the usual release binary stays as it is.
+heap_target="${CARGO_TARGET_DIR:-$REPO/target}/heap"
+cargo build --release -q -j 2 -p fitstream --bin fitstream --features system-allocator \
+  --target-dir "$heap_target"
+FITSTREAM="$heap_target/release/fitstream"
 
 TMPDIR="$work" RUST_LOG=warn heaptrack -o "$work/heap" "$FITSTREAM" replay --format taobao \
   --sort-memory-mb "$sort_mb" --input "$work/UserBehavior.csv" --out "$work/out" >"$work/replay.log" 2>&1 || {

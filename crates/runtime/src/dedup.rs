@@ -153,7 +153,11 @@ impl Deduplicator {
             if start >= horizon.0 {
                 break;
             }
-            if start.saturating_add(MINUTE_MS) <= horizon.0 {
+            // (A minute that would end past the end of time ends after any horizon.)
+            if start
+                .checked_add(MINUTE_MS)
+                .is_some_and(|end| end <= horizon.0)
+            {
                 // Every id of the minute is older than the horizon.
                 for f in &entry.get().fingerprints[entry.get().gone..] {
                     self.seen.remove(f);
@@ -175,7 +179,12 @@ impl Deduplicator {
                 self.seen.remove(&minute.fingerprints[minute.gone]);
                 minute.gone += 1;
             }
-            break;
+            if minute.gone < minute.offsets.len() {
+                break;
+            }
+            // All gone: the next minute may start before the horizon too (the first minute
+            // of time is shorter: its start saturates at the smallest time).
+            entry.remove();
         }
     }
 
@@ -278,6 +287,43 @@ mod tests {
             assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
         }
         for horizon in [-60_001, -60_000, -59_999, -1, 0, 1, 59_999, 60_000, 60_001] {
+            d.expire(EventTime(horizon));
+            for (i, t) in times.iter().enumerate() {
+                let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
+                assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
+            }
+        }
+    }
+
+    #[test]
+    fn ids_at_the_ends_of_time_are_forgotten_exactly() {
+        let mut d = Deduplicator::new(0);
+        // The first minute of time is short: minute starts below i64::MIN + 55,808 saturate.
+        let first = i64::MIN + 55_808;
+        let times = [
+            i64::MIN,
+            i64::MIN + 1,
+            first - 1,
+            first,
+            first + 500,
+            first + 70_000,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for (i, t) in times.iter().enumerate() {
+            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
+        }
+        let horizons = [
+            i64::MIN,
+            i64::MIN + 1,
+            first,
+            first + 400,
+            first + 501,
+            first + 70_001,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for horizon in horizons {
             d.expire(EventTime(horizon));
             for (i, t) in times.iter().enumerate() {
                 let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));

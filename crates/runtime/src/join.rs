@@ -101,7 +101,8 @@ pub struct LeftEntry<K, L> {
     matches: u32,
 }
 
-/// An interval join between a left and a right stream of records keyed by `K`.
+/// An interval join between a left and a right stream of records keyed by `K`. Built for keys
+/// with few records open at once on each side (see `Ids`).
 #[derive(Clone, Debug)]
 pub struct IntervalJoin<K, L, R> {
     kind: JoinKind,
@@ -113,9 +114,10 @@ pub struct IntervalJoin<K, L, R> {
     right_by_key: HashMap<K, Ids>,
 }
 
-/// One key's records on a side of the join, sorted: a key has few records open at once (a
-/// customer's carts of one SKU within the window), so a sorted vector, which holds one in 16
-/// bytes where a B-tree allocates a whole node of eleven.
+/// One key's records on a side of the join, in order. A key has few records open at once (a
+/// customer's carts of one SKU within the window), so they are kept in a sorted vector: 16
+/// bytes a record, where a B-tree allocates a whole node of eleven. Inserting and removing
+/// cost the key's record count, so a key with thousands of open records would make them slow.
 #[derive(Clone, Debug, Default)]
 struct Ids(Vec<Id>);
 

@@ -63,7 +63,8 @@
 //!   and the previous model as the fit reads it.
 //! - `config`: what a fit is asked and answers: [`FitConfig`], [`Seeding`], [`SampleRow`],
 //!   [`FitOutcome`], [`CandidateScore`].
-//! - `score`: scoring one candidate clustering (members, inertia, the quality score).
+//! - `score`: scoring the candidate clusterings (members, inertia, the quality scores, the
+//!   silhouettes side by side).
 //! - `runs`: KMeans runs ([`kmeans`], [`Clustering`]) and [`inertia`].
 //! - `outcome`: steps 5 and 6: stable ids, labels, the model and the segment profiles.
 
