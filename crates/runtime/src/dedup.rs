@@ -215,6 +215,23 @@ impl Deduplicator {
 mod tests {
     use super::*;
 
+    /// A memory of retention 0 that saw `id-i` at `times[i]`.
+    fn remember(times: &[i64]) -> Deduplicator {
+        let mut d = Deduplicator::new(0);
+        for (i, t) in times.iter().enumerate() {
+            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
+        }
+        d
+    }
+
+    /// After forgetting up to `horizon`, exactly the ids at or after it are still known.
+    fn assert_known_exactly(d: &Deduplicator, times: &[i64], horizon: i64) {
+        for (i, t) in times.iter().enumerate() {
+            let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
+            assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
+        }
+    }
+
     #[test]
     fn duplicates_within_retention_are_caught_and_forgotten_after() {
         let mut d = Deduplicator::new(1_000);
@@ -232,18 +249,12 @@ mod tests {
 
     #[test]
     fn ids_are_forgotten_exactly_at_their_time_within_a_minute_and_across_minutes() {
-        let mut d = Deduplicator::new(0);
         // Out of order within one minute and across three.
         let times = [50_000, 10_000, 130_000, 30_000, 70_000, 10_001, 65_000];
-        for (i, t) in times.iter().enumerate() {
-            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
-        }
+        let mut d = remember(&times);
         for horizon in [0, 10_001, 10_002, 30_001, 60_000, 65_001, 120_000, 130_001] {
             d.expire(EventTime(horizon));
-            for (i, t) in times.iter().enumerate() {
-                let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
-                assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
-            }
+            assert_known_exactly(&d, &times, horizon);
             let alive = times.iter().filter(|t| **t >= horizon).count();
             assert_eq!(d.len(), alive, "horizon {horizon}");
         }
@@ -281,23 +292,16 @@ mod tests {
 
     #[test]
     fn minute_edges_and_times_before_1970_are_forgotten_exactly() {
-        let mut d = Deduplicator::new(0);
         let times = [-60_001, -60_000, -1, 0, 59_999, 60_000];
-        for (i, t) in times.iter().enumerate() {
-            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
-        }
+        let mut d = remember(&times);
         for horizon in [-60_001, -60_000, -59_999, -1, 0, 1, 59_999, 60_000, 60_001] {
             d.expire(EventTime(horizon));
-            for (i, t) in times.iter().enumerate() {
-                let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
-                assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
-            }
+            assert_known_exactly(&d, &times, horizon);
         }
     }
 
     #[test]
     fn ids_at_the_ends_of_time_are_forgotten_exactly() {
-        let mut d = Deduplicator::new(0);
         // The first minute of time is short: minute starts below i64::MIN + 55,808 saturate.
         let first = i64::MIN + 55_808;
         let times = [
@@ -310,9 +314,7 @@ mod tests {
             i64::MAX - 1,
             i64::MAX,
         ];
-        for (i, t) in times.iter().enumerate() {
-            assert!(d.first_time(&format!("id-{i}"), EventTime(*t)));
-        }
+        let mut d = remember(&times);
         let horizons = [
             i64::MIN,
             i64::MIN + 1,
@@ -325,10 +327,7 @@ mod tests {
         ];
         for horizon in horizons {
             d.expire(EventTime(horizon));
-            for (i, t) in times.iter().enumerate() {
-                let known = !d.clone().first_time(&format!("id-{i}"), EventTime(*t));
-                assert_eq!(known, *t >= horizon, "id at {t}, horizon {horizon}");
-            }
+            assert_known_exactly(&d, &times, horizon);
         }
     }
 

@@ -337,13 +337,7 @@ mod tests {
         let mut sums = vec![0.0; m * k];
         for i in 0..m {
             for j in (0..m).filter(|&j| j != i) {
-                let d2: f64 = points
-                    .row(i)
-                    .iter()
-                    .zip(points.row(j).iter())
-                    .map(|(x, y)| (x - y) * (x - y))
-                    .sum();
-                sums[i * k + dense[j]] += d2.sqrt();
+                sums[i * k + dense[j]] += distance(points.row(i), points.row(j));
             }
         }
         Some(mean_silhouette(&dense, k, &sums))
