@@ -723,6 +723,17 @@ pub fn assert_same_records(
     kafka: Vec<serde_json::Value>,
     key: impl Fn(serde_json::Value) -> String,
 ) -> u32 {
+    compare_records(label, replayed, kafka, key).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`assert_same_records`] without the panic: `Err` names the differing topic, so that a test
+/// comparing many topics can print every difference before it fails.
+pub fn compare_records(
+    label: &str,
+    replayed: Vec<serde_json::Value>,
+    kafka: Vec<serde_json::Value>,
+    key: impl Fn(serde_json::Value) -> String,
+) -> Result<u32, String> {
     let r = multiset(replayed.into_iter().map(&key));
     let k = multiset(kafka.into_iter().map(&key));
     let n: u32 = r.values().sum();
@@ -734,8 +745,11 @@ pub fn assert_same_records(
     for (line, c) in k.iter().filter(|(l, c)| r.get(*l) != Some(c)).take(3) {
         println!("  kafka only ({c}): {line}");
     }
-    assert!(r == k, "{label} differs");
-    n
+    if r == k {
+        Ok(n)
+    } else {
+        Err(format!("{label} differs"))
+    }
 }
 
 /// The profiler and the segmenter of `cfg` on the embedded driver, fed `records` as a replay

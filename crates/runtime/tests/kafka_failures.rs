@@ -1164,3 +1164,57 @@ fn an_input_waiting_in_the_merge_is_not_idle() {
         &seen[first_late..]
     );
 }
+
+/// `run all --until-end` starts the segmenter's end once the profiler's bounded run says it
+/// finished (`BoundedChain::finished`). A restarted run restores its tasks one after the
+/// other, and a task whose input was all processed before it was killed finishes at once,
+/// while another still restores. CI's secured run of 2026-12-07 (and 1 in 10 runs killed
+/// at 3-6 s here) raised the flag then: the segmenter took its end offsets before the last
+/// profiler task wrote its profiles, and the last two segment models differed from the
+/// embedded run's. The flag waits for every task of the assignment: here partition 1 takes
+/// 3 s to restore and has one record more to read, and when the flag is up, that record is
+/// committed.
+#[test]
+fn a_restarted_bounded_run_says_it_finished_only_once_every_task_is_restored_and_done() {
+    let s = Setup::with_partitions("finished", 2);
+    let on = |p: i32, value: String| OutRecord {
+        topic: s.input.clone(),
+        key: Some(b"k".to_vec()),
+        value: Some(value.into_bytes()),
+        partition: Some(p),
+        ..OutRecord::default()
+    };
+    let mut records = vec![on(0, "on 0".into())];
+    records.extend((0..3_000).map(|i| on(1, format!("remember-{i}"))));
+    s.send(&records);
+    s.run().expect("the first run ends");
+    assert_eq!(s.committed_at(1), Some(3_000));
+
+    s.send(&[on(1, "after".into())]);
+    let finished = Arc::new(AtomicBool::new(false));
+    let chain = driver::BoundedChain {
+        finished: Some(finished.clone()),
+        ..Default::default()
+    };
+    let (run, committed_when_finished) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !finished.load(Ordering::SeqCst) {
+                if std::time::Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            s.committed_at(1)
+        });
+        let run = s.run_config(s.kafka.clone(), chain);
+        (run, watcher.join().expect("the watcher"))
+    });
+    let stats = run.expect("the second run ends");
+    assert!(stats.restored >= 3_000, "{} restored", stats.restored);
+    assert_eq!(
+        committed_when_finished,
+        Some(3_001),
+        "when the run said it finished, partition 1's last record was committed"
+    );
+}

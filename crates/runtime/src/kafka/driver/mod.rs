@@ -468,8 +468,16 @@ fn run_once(
             driver.commit(&consumer)?;
             last_commit = Instant::now();
             if all_done && driver.finish_ended() && !driver.in_txn.load(Ordering::SeqCst) {
-                // Everything closed and committed; markers downstream were read too.
-                if let Some(f) = &driver.config.chain.finished {
+                // Everything closed and committed; markers downstream were read too. Said
+                // to a chained service only once every task of the assignment is here (a
+                // restart restores them one by one, and one already at its end finishes
+                // while another still restores) and the partitions other instances hold
+                // are finished too: the chained service then takes its end offsets.
+                if let Some(f) = driver.config.chain.finished.clone()
+                    && !f.load(Ordering::SeqCst)
+                    && driver.restoring.is_none()
+                    && driver.others_done()?
+                {
                     f.store(true, Ordering::SeqCst);
                 }
                 if driver
