@@ -11,9 +11,9 @@
 //! would be taken for a duplicate). The ids themselves are what a changelog keeps
 //! ([`crate::state::DedupStore`]); a restored memory fingerprints them under its own key.
 //!
-//! Per id: 8 bytes in a set of fingerprints (plus its free slots: 9.4 to 11.8 bytes in all, see
-//! `dedup/set.rs`), and 10 bytes in the minute of its event time (the fingerprint, and the time as 2 bytes of milliseconds into the
-//! minute), which is how ids are forgotten in order. A minute's lists grow by an eighth at a
+//! Per id: 8 bytes in a set of fingerprints (plus its free slots: 9.4 to 11.8 bytes in all,
+//! see `dedup/set.rs`), and 10 bytes in the minute of its event time (the fingerprint, and the
+//! time as 2 bytes of milliseconds into the minute), which is how ids are forgotten in order. A minute's lists grow by an eighth at a
 //! time, not by doubling, so that they keep few free places: ids of a minute may come at any
 //! time until it is forgotten, so there is no moment to shrink them.
 

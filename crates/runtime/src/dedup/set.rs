@@ -5,8 +5,8 @@
 //! taken and shrinks to half full when fewer than a quarter are, so it keeps 9.4 to 11.8
 //! bytes per id where a std `HashSet<u64>` (a power of two of slots, at most 7/8 taken, a
 //! control byte each) keeps 10.3 to 20.6. Growing by a quarter moves each id about four
-//! times over the set's life (rehashing is a few nanoseconds an id); a lookup of a new id
-//! probes about 5 slots at 68 % and 23 at 85 % (contiguous: two or three cache lines). A removal shifts the rest of its probe run back instead of
+//! times over the set's life; a lookup of a new id probes `(1 + 1/(1 - load)^2) / 2` slots
+//! on average (Knuth's estimate for linear probing), contiguous ones. A removal shifts the rest of its probe run back instead of
 //! leaving a tombstone, so lookups do not slow down as ids are forgotten.
 
 /// The fewest slots of a set that holds anything.

@@ -20,13 +20,15 @@ const POLLED_EVERY: Duration = Duration::from_millis(50);
 
 impl Driver<'_> {
     /// Bounded runs: finishes the watermark of every event-time task whose input partitions
-    /// are all read to their end offsets. Returns true when every task is finished.
+    /// are all read to their end offsets. Returns true when every task of the assignment is
+    /// finished: never while one is still restoring (a restart restores them one by one, and
+    /// one already at its end finishes while another still restores).
     pub(super) fn finish_ended(&mut self) -> bool {
         if !self.config.bounded || self.slots.is_empty() || !self.ends_taken {
             return false;
         }
         let keys: Vec<(usize, i32)> = self.slots.keys().copied().collect();
-        let mut all = true;
+        let mut all = self.restoring.is_none();
         for (stage, p) in keys {
             let st = &self.topology.stages[stage];
             if st.watermark == WatermarkSource::EventTime {

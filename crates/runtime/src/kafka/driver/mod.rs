@@ -468,14 +468,12 @@ fn run_once(
             driver.commit(&consumer)?;
             last_commit = Instant::now();
             if all_done && driver.finish_ended() && !driver.in_txn.load(Ordering::SeqCst) {
-                // Everything closed and committed; markers downstream were read too. Said
-                // to a chained service only once every task of the assignment is here (a
-                // restart restores them one by one, and one already at its end finishes
-                // while another still restores) and the partitions other instances hold
-                // are finished too: the chained service then takes its end offsets.
+                // Every task of the assignment closed and committed (none restoring:
+                // `finish_ended`); markers downstream were read too. Said to a chained
+                // service once the partitions other instances hold are finished as well:
+                // it then takes its end offsets.
                 if let Some(f) = driver.config.chain.finished.clone()
                     && !f.load(Ordering::SeqCst)
-                    && driver.restoring.is_none()
                     && driver.others_done()?
                 {
                     f.store(true, Ordering::SeqCst);
@@ -483,7 +481,6 @@ fn run_once(
                 if driver
                     .quiet_since
                     .is_some_and(|q| q.elapsed() > Duration::from_secs(2))
-                    && driver.restoring.is_none()
                     && driver.slots.values().all(|s| s.task.settled())
                     && driver.others_done()?
                 {
